@@ -1,0 +1,428 @@
+//! Append-only, hash-chained, sealed segment files under `<data_dir>/audit/`.
+//!
+//! A segment is a sequence of frames:
+//! `length (u32 BE, of what follows) || seq (u64 BE) || tenant (16 bytes, zeros for the appliance)
+//! || key id (16) || nonce || ciphertext || tag`. The ciphertext is the `MessagePack` [`AuditEntry`];
+//! the associated data binds seq, tenant and key id, so a frame moved or renumbered does not open.
+//! Each entry holds the SHA-256 of the previous entry's plaintext, so a removed or re-sealed entry
+//! breaks the chain. The newest (seq, hash, position) is mirrored in the store so that truncating the
+//! tail is detected too, and so that start-up resumes without reading the whole log.
+//! Every append is `fsync`ed before it returns.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditEntry, AuditEvent, AuditView};
+use crate::crypto::{self, SecretKey};
+use crate::ids::{KeyId, TenantId};
+use crate::store::{Collection, Scope, Store, StoreError};
+
+const SEGMENT_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+const FRAME_FIXED: usize = 8 + 16 + 16;
+const MAX_FRAME: u32 = 1024 * 1024;
+const HEAD_KEY: &str = "head";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit log {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("audit log is broken at entry {seq}: {reason}")]
+    Broken { seq: u64, reason: String },
+    #[error("audit log store: {0}")]
+    Store(#[from] StoreError),
+    #[error("audit log writer is unavailable after an earlier failure")]
+    Poisoned,
+}
+
+/// Where the chain ends, mirrored in the store.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct ChainHead {
+    seq: u64,
+    hash: [u8; 32],
+    segment: u32,
+    offset: u64,
+}
+
+struct Writer {
+    head: ChainHead,
+    file: Option<File>,
+}
+
+/// The open audit log. One per process; appends are serialised by an internal lock.
+pub struct AuditLog {
+    dir: PathBuf,
+    key_id: KeyId,
+    key: SecretKey,
+    heads: Collection<&'static str, ChainHead>,
+    writer: Mutex<Writer>,
+}
+
+/// What `verify` found when the chain is intact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub entries: u64,
+    pub segments: u32,
+}
+
+struct Frame {
+    seq: u64,
+    tenant: Option<TenantId>,
+    key_id: KeyId,
+    sealed: Vec<u8>,
+    end_offset: u64,
+}
+
+impl AuditLog {
+    /// Opens the log of `store`'s data directory, creating it when absent, and resumes after the
+    /// last complete entry (a frame torn by a crash mid-write was never acknowledged and is cut).
+    pub fn open(store: &Store) -> Result<Self, AuditError> {
+        let dir = store.data_dir().join("audit");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| AuditError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        let (key_id, key) = store.audit_key()?;
+        let heads = store.collection::<&'static str, ChainHead>(Scope::Appliance, "audit_head")?;
+        let stored_head = heads.get(&HEAD_KEY)?.unwrap_or_default();
+        let log = Self {
+            dir,
+            key_id,
+            key,
+            heads,
+            writer: Mutex::new(Writer {
+                head: stored_head.clone(),
+                file: None,
+            }),
+        };
+        let head = log.recover(stored_head)?;
+        if let Ok(mut writer) = log.writer.lock() {
+            writer.head = head;
+        }
+        Ok(log)
+    }
+
+    fn segment_path(&self, segment: u32) -> PathBuf {
+        self.dir.join(format!("segment-{segment:08}.log"))
+    }
+
+    fn segments(&self) -> Result<Vec<u32>, AuditError> {
+        let mut numbers = Vec::new();
+        let entries = fs::read_dir(&self.dir).map_err(|source| AuditError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(number) = name
+                .strip_prefix("segment-")
+                .and_then(|rest| rest.strip_suffix(".log"))
+                .and_then(|digits| digits.parse::<u32>().ok())
+            {
+                numbers.push(number);
+            }
+        }
+        numbers.sort_unstable();
+        Ok(numbers)
+    }
+
+    /// Reads forward from the stored head through any entries written after it, checking them.
+    fn recover(&self, stored: ChainHead) -> Result<ChainHead, AuditError> {
+        let mut head = stored;
+        let segments = self.segments()?;
+        let start_segment = if head.segment == 0 { 1 } else { head.segment };
+        for &segment in segments.iter().filter(|&&number| number >= start_segment) {
+            let path = self.segment_path(segment);
+            let start = if segment == head.segment {
+                head.offset
+            } else {
+                0
+            };
+            let (frames, clean_end) = Self::read_frames(&path, start)?;
+            for frame in frames {
+                let (entry_hash, entry) = self.open_frame(&frame)?;
+                if entry.seq != head.seq + 1 || entry.prev_hash != hex::encode(head.hash) {
+                    return Err(AuditError::Broken {
+                        seq: entry.seq,
+                        reason: "does not follow the previous entry".to_owned(),
+                    });
+                }
+                head = ChainHead {
+                    seq: entry.seq,
+                    hash: entry_hash,
+                    segment,
+                    offset: frame.end_offset,
+                };
+            }
+            if let Some(end) = clean_end {
+                // A torn final frame: the crash happened before its fsync returned.
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|source| AuditError::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
+                file.set_len(end).map_err(|source| AuditError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                head.segment = segment;
+                head.offset = end;
+            }
+        }
+        Ok(head)
+    }
+
+    /// Frames of `path` from `offset`; the second value is `Some(end)` when a torn frame follows.
+    fn read_frames(path: &Path, offset: u64) -> Result<(Vec<Frame>, Option<u64>), AuditError> {
+        let io = |source| AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = File::open(path).map_err(io)?;
+        file.seek(SeekFrom::Start(offset)).map_err(io)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io)?;
+        let mut frames = Vec::new();
+        let mut position = 0usize;
+        while position < bytes.len() {
+            let Some(length_bytes) = bytes.get(position..position + 4) else {
+                return Ok((frames, Some(offset + position as u64)));
+            };
+            let length = u32::from_be_bytes([
+                length_bytes[0],
+                length_bytes[1],
+                length_bytes[2],
+                length_bytes[3],
+            ]);
+            let body_start = position + 4;
+            let body_end = body_start + length as usize;
+            if length > MAX_FRAME || (length as usize) < FRAME_FIXED {
+                return Err(AuditError::Broken {
+                    seq: frames.last().map_or(0, |frame: &Frame| frame.seq) + 1,
+                    reason: format!(
+                        "frame at byte {} of {} has an impossible length",
+                        offset + position as u64,
+                        path.display()
+                    ),
+                });
+            }
+            let Some(body) = bytes.get(body_start..body_end) else {
+                return Ok((frames, Some(offset + position as u64)));
+            };
+            let mut seq_bytes = [0u8; 8];
+            seq_bytes.copy_from_slice(&body[..8]);
+            let mut tenant_bytes = [0u8; 16];
+            tenant_bytes.copy_from_slice(&body[8..24]);
+            let mut key_bytes = [0u8; 16];
+            key_bytes.copy_from_slice(&body[24..40]);
+            frames.push(Frame {
+                seq: u64::from_be_bytes(seq_bytes),
+                tenant: (tenant_bytes != [0u8; 16]).then(|| TenantId::from_bytes(tenant_bytes)),
+                key_id: KeyId::from_bytes(key_bytes),
+                sealed: body[FRAME_FIXED..].to_vec(),
+                end_offset: offset + body_end as u64,
+            });
+            position = body_end;
+        }
+        Ok((frames, None))
+    }
+
+    fn associated_data(seq: u64, tenant: Option<TenantId>, key_id: KeyId) -> Vec<u8> {
+        let mut aad = b"rapport/audit/v1\0".to_vec();
+        aad.extend_from_slice(&seq.to_be_bytes());
+        aad.extend_from_slice(&tenant.map_or([0u8; 16], TenantId::to_bytes));
+        aad.extend_from_slice(&key_id.to_bytes());
+        aad
+    }
+
+    fn entry_hash(plaintext: &[u8]) -> [u8; 32] {
+        crypto::sha256(&[b"rapport/audit-entry/v1\0", plaintext])
+    }
+
+    fn open_frame(&self, frame: &Frame) -> Result<([u8; 32], AuditEntry), AuditError> {
+        let broken = |reason: &str| AuditError::Broken {
+            seq: frame.seq,
+            reason: reason.to_owned(),
+        };
+        if frame.key_id != self.key_id {
+            return Err(broken("sealed under an unknown key"));
+        }
+        let aad = Self::associated_data(frame.seq, frame.tenant, frame.key_id);
+        let plaintext = crypto::open(&self.key, &aad, &frame.sealed)
+            .map_err(|_| broken("its bytes were altered (it no longer opens)"))?;
+        let entry: AuditEntry = rmp_serde::from_slice(&plaintext)
+            .map_err(|_| broken("its contents cannot be decoded"))?;
+        if entry.seq != frame.seq || entry.event.tenant != frame.tenant {
+            return Err(broken("its header does not match its contents"));
+        }
+        Ok((Self::entry_hash(&plaintext), entry))
+    }
+
+    /// Appends `event` durably and returns the stored entry. Fails, and records nothing, when the
+    /// entry cannot be written; callers must then fail the action.
+    pub fn append(&self, event: AuditEvent) -> Result<AuditEntry, AuditError> {
+        let mut writer = self.writer.lock().map_err(|_| AuditError::Poisoned)?;
+        let entry = AuditEntry {
+            seq: writer.head.seq + 1,
+            time: Utc::now(),
+            prev_hash: hex::encode(writer.head.hash),
+            event,
+        };
+        let plaintext =
+            zeroize::Zeroizing::new(rmp_serde::to_vec_named(&entry).map_err(|error| {
+                AuditError::Broken {
+                    seq: entry.seq,
+                    reason: format!("cannot encode: {error}"),
+                }
+            })?);
+        let aad = Self::associated_data(entry.seq, entry.event.tenant, self.key_id);
+        let sealed = crypto::seal(&self.key, &aad, &plaintext);
+        let mut frame = Vec::with_capacity(4 + FRAME_FIXED + sealed.len());
+        let length = u32::try_from(FRAME_FIXED + sealed.len()).unwrap_or(u32::MAX);
+        frame.extend_from_slice(&length.to_be_bytes());
+        frame.extend_from_slice(&entry.seq.to_be_bytes());
+        frame.extend_from_slice(&entry.event.tenant.map_or([0u8; 16], TenantId::to_bytes));
+        frame.extend_from_slice(&self.key_id.to_bytes());
+        frame.extend_from_slice(&sealed);
+
+        if writer.head.segment == 0 || writer.head.offset >= SEGMENT_LIMIT_BYTES {
+            writer.head.segment += 1;
+            writer.head.offset = 0;
+            writer.file = None;
+        }
+        let path = self.segment_path(writer.head.segment);
+        let io = |source| AuditError::Io {
+            path: path.clone(),
+            source,
+        };
+        if writer.file.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io)?;
+            writer.file = Some(file);
+        }
+        if let Some(file) = writer.file.as_mut() {
+            let written = file.write_all(&frame).and_then(|()| file.sync_data());
+            if let Err(source) = written {
+                // The file may now end in a torn frame; reopen (and repair) on the next append.
+                writer.file = None;
+                drop(writer);
+                let repaired = self.recover(self.heads.get(&HEAD_KEY)?.unwrap_or_default())?;
+                if let Ok(mut writer) = self.writer.lock() {
+                    writer.head = repaired;
+                }
+                return Err(io(source));
+            }
+        }
+        writer.head = ChainHead {
+            seq: entry.seq,
+            hash: Self::entry_hash(&plaintext),
+            segment: writer.head.segment,
+            offset: writer.head.offset + frame.len() as u64,
+        };
+        // The mirrored head is a hint that start-up can rebuild by reading forward, so it rides on
+        // the store's periodic flush instead of costing a second fsync per entry.
+        self.heads.insert_relaxed(&HEAD_KEY, &writer.head)?;
+        Ok(entry)
+    }
+
+    /// Entries visible to `view`, newest first, with `seq` below `before` when given.
+    pub fn entries(
+        &self,
+        view: AuditView,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, AuditError> {
+        let mut matching: Vec<Frame> = Vec::new();
+        for segment in self.segments()? {
+            let (frames, _) = Self::read_frames(&self.segment_path(segment), 0)?;
+            for frame in frames {
+                if view.admits(frame.tenant) && before.is_none_or(|limit_seq| frame.seq < limit_seq)
+                {
+                    matching.push(frame);
+                }
+            }
+        }
+        let start = matching.len().saturating_sub(limit);
+        let mut entries = matching[start..]
+            .iter()
+            .map(|frame| self.open_frame(frame).map(|(_, entry)| entry))
+            .collect::<Result<Vec<_>, _>>()?;
+        entries.reverse();
+        Ok(entries)
+    }
+
+    /// Walks the whole chain from the first entry; the error names the first broken entry.
+    pub fn verify(&self) -> Result<VerifyReport, AuditError> {
+        let mut previous = [0u8; 32];
+        let mut expected_seq = 1u64;
+        let segments = self.segments()?;
+        for &segment in &segments {
+            let (frames, torn) = Self::read_frames(&self.segment_path(segment), 0)?;
+            for frame in &frames {
+                if frame.seq != expected_seq {
+                    return Err(AuditError::Broken {
+                        seq: expected_seq,
+                        reason: format!("missing; the next entry found is {}", frame.seq),
+                    });
+                }
+                let (hash, entry) = self.open_frame(frame)?;
+                if entry.prev_hash != hex::encode(previous) {
+                    return Err(AuditError::Broken {
+                        seq: entry.seq,
+                        reason: "its chain hash does not match the previous entry".to_owned(),
+                    });
+                }
+                previous = hash;
+                expected_seq += 1;
+            }
+            if torn.is_some() {
+                return Err(AuditError::Broken {
+                    seq: expected_seq,
+                    reason: format!(
+                        "{} ends in an incomplete entry",
+                        self.segment_path(segment).display()
+                    ),
+                });
+            }
+        }
+        let head = self
+            .writer
+            .lock()
+            .map_err(|_| AuditError::Poisoned)?
+            .head
+            .clone();
+        if head.seq >= expected_seq {
+            return Err(AuditError::Broken {
+                seq: expected_seq,
+                reason: format!(
+                    "the log ends at entry {} but {} were written",
+                    expected_seq - 1,
+                    head.seq
+                ),
+            });
+        }
+        Ok(VerifyReport {
+            entries: expected_seq - 1,
+            segments: u32::try_from(segments.len()).unwrap_or(u32::MAX),
+        })
+    }
+}

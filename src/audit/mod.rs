@@ -1,0 +1,182 @@
+//! The audit log: who did what to which record, when, from where, and how it ended.
+//!
+//! Entries are appended to their own segment files beside the database (see [`log`]), each sealed
+//! under the appliance's audit key and chained to the previous one by SHA-256, so that an altered,
+//! removed or reordered entry is detected by `rapport audit verify`. An action that must be audited
+//! fails when its entry cannot be written. Tenant entries are visible to that tenant's auditors and
+//! privacy officers, appliance entries (no tenant) to operators.
+
+pub mod log;
+pub mod routes;
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{TenantId, UserId};
+
+pub use log::{AuditError, AuditLog, VerifyReport};
+
+/// Who acted: a user, or the command line / the system itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub user: Option<UserId>,
+    /// The user's e-mail, or `cli`, `system`, or the e-mail typed at a failed login.
+    pub label: String,
+}
+
+impl Actor {
+    pub fn cli() -> Self {
+        Self {
+            user: None,
+            label: "command line".to_owned(),
+        }
+    }
+
+    pub fn system() -> Self {
+        Self {
+            user: None,
+            label: "system".to_owned(),
+        }
+    }
+}
+
+/// What happened. The string forms are stable: reports and filters depend on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    Login,
+    LoginFailed,
+    LockedOut,
+    Logout,
+    PasswordChanged,
+    TotpEnrolled,
+    RecoveryCodeUsed,
+    UserCreated,
+    UserDisabled,
+    UserPasswordReset,
+    UserRoleChanged,
+    TenantCreated,
+    TenantSettingsChanged,
+    /// Any read of personal data; the target says which.
+    PersonalDataRead,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Login => "auth.login",
+            Self::LoginFailed => "auth.login_failed",
+            Self::LockedOut => "auth.locked_out",
+            Self::Logout => "auth.logout",
+            Self::PasswordChanged => "auth.password_changed",
+            Self::TotpEnrolled => "auth.totp_enrolled",
+            Self::RecoveryCodeUsed => "auth.recovery_code_used",
+            Self::UserCreated => "user.created",
+            Self::UserDisabled => "user.disabled",
+            Self::UserPasswordReset => "user.password_reset",
+            Self::UserRoleChanged => "user.role_changed",
+            Self::TenantCreated => "tenant.created",
+            Self::TenantSettingsChanged => "tenant.settings_changed",
+            Self::PersonalDataRead => "personal_data.read",
+        }
+    }
+}
+
+impl fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Failure,
+    Denied,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::Denied => "denied",
+        }
+    }
+}
+
+/// One event to record. Built by the domain code, stamped with sequence, time and chain hash by
+/// [`AuditLog::append`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// The tenant whose data or users the event concerns; `None` for appliance events.
+    pub tenant: Option<TenantId>,
+    pub actor: Actor,
+    pub action: AuditAction,
+    /// What was acted on, e.g. `user 01J…` or `users list`. Never free text from tenant data.
+    pub target: String,
+    /// Client address of the request, when there was one.
+    pub client: Option<String>,
+    pub outcome: Outcome,
+}
+
+impl AuditEvent {
+    pub fn new(
+        tenant: Option<TenantId>,
+        actor: Actor,
+        action: AuditAction,
+        target: impl Into<String>,
+    ) -> Self {
+        Self {
+            tenant,
+            actor,
+            action,
+            target: target.into(),
+            client: None,
+            outcome: Outcome::Success,
+        }
+    }
+
+    #[must_use]
+    pub fn client(mut self, client: Option<String>) -> Self {
+        self.client = client;
+        self
+    }
+
+    #[must_use]
+    pub fn outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+}
+
+/// A stored entry: the event plus its place in the chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub time: DateTime<Utc>,
+    /// Hex SHA-256 of the previous entry (zeros for the first).
+    pub prev_hash: String,
+    pub event: AuditEvent,
+}
+
+/// Which entries a reader may see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditView {
+    /// Appliance entries (no tenant), for operators.
+    Appliance,
+    /// One tenant's entries, for its auditors and privacy officers.
+    Tenant(TenantId),
+}
+
+impl AuditView {
+    fn admits(self, tenant: Option<TenantId>) -> bool {
+        match self {
+            Self::Appliance => tenant.is_none(),
+            Self::Tenant(id) => tenant == Some(id),
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! The command line. Every form here is relied on by scripts and packaging; keep them stable.
+//!
+//! Commands print what they did on stdout and one `error: …` line per problem on stderr, and exit
+//! non-zero on any problem. Commands other than `serve` and `check` open the database themselves,
+//! so they need the server stopped (sled allows one process at a time); they say so when it runs.
+
+use std::io::{BufRead, Write as _};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+
+use crate::audit::{Actor, AuditAction, AuditEvent};
+use crate::config::{self, Config};
+use crate::context::AppContext;
+use crate::store::OpenMode;
+use crate::tenants;
+use crate::users::{self, Email, NewUser, Role, UserRef};
+
+/// Rapport — a self-hosted customer-conversation intelligence appliance.
+#[derive(Parser)]
+#[command(name = "rapport", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ConfigArg {
+    /// Path of the configuration file.
+    #[arg(long = "config", env = "RAPPORT_CONFIG", default_value = config::DEFAULT_CONFIG_PATH, value_name = "PATH")]
+    path: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a configuration (if none exists), the data directory (0700), a master key (0600)
+    /// and, unless --no-tls, a self-signed TLS certificate. Never overwrites a key.
+    Init {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Data directory to create (database, audit log).
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Address and port to serve on.
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// Serve plain HTTP (only behind a TLS-terminating proxy on the same machine).
+        #[arg(long)]
+        no_tls: bool,
+    },
+    /// Serve the web console and API.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Check configuration, master key, database and TLS files; one line per problem.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage console users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Inspect the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant with its own keys.
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Short name used in URLs: 2–40 lower-case letters, digits and dashes.
+        #[arg(long)]
+        slug: String,
+        /// Display name of the organisation.
+        #[arg(long)]
+        name: String,
+    },
+    /// List tenants.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from the first line of standard input.
+    Add {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The user's e-mail address (their sign-in name).
+        #[arg(long)]
+        email: String,
+        /// One of operator, tenant-admin, analyst, qa-lead, privacy-officer, auditor.
+        #[arg(long)]
+        role: String,
+        /// The tenant (slug) of every role but operator.
+        #[arg(long, value_name = "SLUG")]
+        tenant: Option<String>,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Make it a one-time password that must be changed at first sign-in.
+        #[arg(long)]
+        temporary: bool,
+    },
+    /// List users (all, or one tenant's).
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this tenant's users.
+        #[arg(long, value_name = "SLUG")]
+        tenant: Option<String>,
+    },
+    /// Set a user's password from standard input; their sessions end.
+    Passwd {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Make it a one-time password that must be changed at first sign-in.
+        #[arg(long)]
+        temporary: bool,
+    },
+    /// Disable a user; their sessions end.
+    Disable {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain; exit 0 when intact, non-zero naming the first broken entry.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+/// A command's failure: the message printed after `error: `.
+struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Self(error.to_string())
+    }
+}
+
+type Outcome = Result<(), Failure>;
+
+/// Parses the command line and runs the command.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init {
+            config,
+            data_dir,
+            listen,
+            no_tls,
+        } => init(config.path, data_dir, listen, no_tls),
+        Command::Serve { config } => serve(&config.path),
+        Command::Check { config } => return check(&config.path),
+        Command::Tenant(command) => tenant(command),
+        Command::User(command) => user(command),
+        Command::Audit(AuditCommand::Verify { config }) => audit_verify(&config.path),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open(config_path: &Path) -> Result<AppContext, Failure> {
+    crate::telemetry::init_for_command();
+    let config = Config::load(config_path)?;
+    Ok(AppContext::open(config, OpenMode::ExistingOnly)?)
+}
+
+fn init(config_path: PathBuf, data_dir: PathBuf, listen: SocketAddr, no_tls: bool) -> Outcome {
+    crate::telemetry::init_for_command();
+    let lines = crate::init::run(&crate::init::InitOptions {
+        config_path,
+        data_dir,
+        listen,
+        tls: !no_tls,
+    })?;
+    println!("Created:");
+    for line in lines {
+        println!("  {line}");
+    }
+    if no_tls {
+        println!(
+            "Warning: plain HTTP; serve it only behind a TLS-terminating proxy on this machine."
+        );
+    }
+    Ok(())
+}
+
+fn serve(config_path: &Path) -> Outcome {
+    let config = Config::load(config_path)?;
+    crate::telemetry::init(&config.log);
+    if let Some(tls) = &config.server.tls {
+        crate::web::tls::server_config(tls)?;
+    }
+    let listen = config.server.listen;
+    let tls = config.server.tls.is_some();
+    let context = AppContext::open(config, OpenMode::ExistingOnly)?;
+    let listener = TcpListener::bind(listen)
+        .map_err(|error| Failure(format!("cannot listen on {listen}: {error}")))?;
+    if !tls {
+        tracing::warn!("serving plain HTTP without TLS; use this only behind a TLS-terminating proxy on this machine");
+    }
+    let scheme = if tls { "https" } else { "http" };
+    tracing::info!(address = %format!("{scheme}://{listen}"), "rapport is listening");
+    let context = actix_web::web::Data::new(context);
+    actix_web::rt::System::new().block_on(async move {
+        let server = crate::web::serve(context.clone(), listener)?;
+        actix_web::rt::spawn(purge_sessions_periodically(context));
+        server.await.map_err(Failure::from)
+    })
+}
+
+/// Expired sessions are removed every ten minutes (the scheduler will own this later).
+async fn purge_sessions_periodically(context: actix_web::web::Data<AppContext>) {
+    let mut interval = actix_web::rt::time::interval(Duration::from_secs(600));
+    loop {
+        interval.tick().await;
+        let purge_context = context.clone();
+        let purged = actix_web::web::block(move || {
+            purge_context
+                .sessions
+                .purge_expired(purge_context.lifetimes)
+        })
+        .await;
+        match purged {
+            Ok(Ok(count)) if count > 0 => tracing::info!(count, "expired sessions removed"),
+            Ok(Err(error)) => tracing::warn!(%error, "could not remove expired sessions"),
+            _ => {}
+        }
+    }
+}
+
+fn check(config_path: &Path) -> ExitCode {
+    crate::telemetry::init_for_command();
+    let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    match Config::load(config_path) {
+        Err(error) => problems.push(error.to_string()),
+        Ok(config) => {
+            notes.push(format!("configuration {} is valid", config_path.display()));
+            match crate::store::MasterKey::load(&config.storage.master_key_file) {
+                Err(error) => problems.push(error.to_string()),
+                Ok(_) => notes.push(format!(
+                    "master key {} is readable and 32 bytes",
+                    config.storage.master_key_file.display()
+                )),
+            }
+            match &config.server.tls {
+                Some(tls) => match crate::web::tls::server_config(tls) {
+                    Ok(_) => notes.push(format!(
+                        "TLS certificate {} and key load",
+                        tls.cert.display()
+                    )),
+                    Err(error) => problems.push(error.to_string()),
+                },
+                None => {
+                    notes.push("TLS is off: plain HTTP (only behind a local TLS proxy)".to_owned());
+                }
+            }
+            if problems.is_empty() {
+                match AppContext::open(config, OpenMode::ExistingOnly) {
+                    Ok(context) => {
+                        notes.push("database opens and the master key unseals it".to_owned());
+                        match context.audit_log.verify() {
+                            Ok(report) => {
+                                notes
+                                    .push(format!("audit log intact ({} entries)", report.entries));
+                            }
+                            Err(error) => problems.push(error.to_string()),
+                        }
+                    }
+                    Err(crate::context::ContextError::Store(crate::store::StoreError::Locked(
+                        dir,
+                    ))) => notes.push(format!(
+                        "database in {} is open in a running server; not checked further",
+                        dir.display()
+                    )),
+                    Err(error) => problems.push(error.to_string()),
+                }
+            }
+        }
+    }
+    for note in &notes {
+        println!("ok: {note}");
+    }
+    for problem in &problems {
+        eprintln!("error: {problem}");
+    }
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn tenant(command: TenantCommand) -> Outcome {
+    match command {
+        TenantCommand::Create { config, slug, name } => {
+            let context = open(&config.path)?;
+            let tenant = tenants::create_tenant(&context, Actor::cli(), None, &slug, &name)?;
+            println!(
+                "created tenant {} ({}) id {}",
+                tenant.slug, tenant.name, tenant.id
+            );
+        }
+        TenantCommand::List { config } => {
+            let context = open(&config.path)?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{:<24} {:<28} {:<20} NAME", "SLUG", "ID", "CREATED")?;
+            for tenant in context.tenants.list()? {
+                writeln!(
+                    out,
+                    "{:<24} {:<28} {:<20} {}",
+                    tenant.slug,
+                    tenant.id,
+                    tenant.created.format("%Y-%m-%d %H:%M"),
+                    tenant.name
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_password() -> Result<SecretString, Failure> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|error| {
+            Failure(format!(
+                "cannot read the password from standard input: {error}"
+            ))
+        })?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        return Err(Failure("no password on standard input".to_owned()));
+    }
+    Ok(SecretString::from(password))
+}
+
+fn find_user(context: &AppContext, email: &str) -> Result<UserRef, Failure> {
+    let email = Email::parse(email)?;
+    context
+        .users
+        .find_by_email(&email)?
+        .map(|user| user.reference())
+        .ok_or_else(|| Failure("no user with that e-mail address".to_owned()))
+}
+
+fn user(command: UserCommand) -> Outcome {
+    match command {
+        UserCommand::Add {
+            config,
+            email,
+            role,
+            tenant,
+            password_stdin: _,
+            temporary,
+        } => {
+            let role: Role = role.parse()?;
+            let email = Email::parse(&email)?;
+            let password = read_password()?;
+            users::validate_password(&password)?;
+            let context = open(&config.path)?;
+            let tenant_id = match tenant {
+                Some(slug) => Some(
+                    context
+                        .tenants
+                        .find_by_slug(&slug)?
+                        .ok_or_else(|| Failure(format!("no tenant with slug {slug:?}")))?
+                        .id,
+                ),
+                None => None,
+            };
+            let user = users::create_user(
+                &context,
+                Actor::cli(),
+                None,
+                NewUser {
+                    email,
+                    role,
+                    tenant: tenant_id,
+                    password,
+                    must_change_password: temporary,
+                },
+            )?;
+            println!("added {} ({}) id {}", user.email, user.role, user.id);
+        }
+        UserCommand::List { config, tenant } => {
+            let context = open(&config.path)?;
+            let tenants = context.tenants.list()?;
+            let selected: Vec<_> = match &tenant {
+                Some(slug) => vec![Some(
+                    tenants
+                        .iter()
+                        .find(|t| t.slug.as_str() == slug)
+                        .ok_or_else(|| Failure(format!("no tenant with slug {slug:?}")))?,
+                )],
+                None => std::iter::once(None)
+                    .chain(tenants.iter().map(Some))
+                    .collect(),
+            };
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<40} {:<16} {:<20} {:<8} ID",
+                "E-MAIL", "ROLE", "TENANT", "STATUS"
+            )?;
+            for scope in selected {
+                for user in context.users.list(scope.map(|t| t.id))? {
+                    let status = if user.disabled { "disabled" } else { "active" };
+                    let slug = scope.map_or("-", |t| t.slug.as_str());
+                    writeln!(
+                        out,
+                        "{:<40} {:<16} {:<20} {:<8} {}",
+                        user.email, user.role, slug, status, user.id
+                    )?;
+                }
+            }
+            context.audit(AuditEvent::new(
+                scope_of_listing(&tenants, tenant.as_deref()),
+                Actor::cli(),
+                AuditAction::PersonalDataRead,
+                "user list",
+            ))?;
+        }
+        UserCommand::Passwd {
+            config,
+            email,
+            password_stdin: _,
+            temporary,
+        } => {
+            let password = read_password()?;
+            users::validate_password(&password)?;
+            let context = open(&config.path)?;
+            let user = find_user(&context, &email)?;
+            users::reset_password(&context, Actor::cli(), user, &password, temporary)?;
+            println!("password changed; the user's sessions have ended");
+        }
+        UserCommand::Disable { config, email } => {
+            let context = open(&config.path)?;
+            let user = find_user(&context, &email)?;
+            users::disable_user(&context, Actor::cli(), None, user)?;
+            println!("user disabled; their sessions have ended");
+        }
+    }
+    Ok(())
+}
+
+fn scope_of_listing(
+    tenants: &[crate::tenants::Tenant],
+    slug: Option<&str>,
+) -> Option<crate::ids::TenantId> {
+    slug.and_then(|slug| tenants.iter().find(|t| t.slug.as_str() == slug))
+        .map(|t| t.id)
+}
+
+fn audit_verify(config_path: &Path) -> Outcome {
+    let context = open(config_path)?;
+    let report = context.audit_log.verify()?;
+    println!(
+        "audit log intact: {} entries in {} segment(s)",
+        report.entries, report.segments
+    );
+    Ok(())
+}

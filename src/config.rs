@@ -1,0 +1,352 @@
+//! The one configuration struct, loaded from TOML with environment overrides and validated before
+//! the server binds its port.
+//!
+//! Environment variables override file keys as `RAPPORT_<SECTION>__<KEY>` (for example
+//! `RAPPORT_SERVER__LISTEN=0.0.0.0:8443`). Unknown keys are errors, so a misspelt option never
+//! silently falls back to its default. [`template`] renders the commented file that `rapport init`
+//! writes; `packaging/rapport.toml` is that template for the packaged paths, and a test keeps the
+//! two identical.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Where the configuration lives unless `--config` or `RAPPORT_CONFIG` says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/rapport/rapport.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist (create one with `rapport init`)")]
+    Missing(PathBuf),
+    #[error("configuration file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Absent means plain HTTP, allowed only for set-ups created with `--no-tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// HTTP worker threads; 0 means one per CPU core.
+    #[serde(default)]
+    pub workers: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+    pub master_key_file: PathBuf,
+    #[serde(default = "default_cache_capacity_mib")]
+    pub cache_capacity_mib: u64,
+    #[serde(default = "default_min_free_disk_mib")]
+    pub min_free_disk_mib: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub session_idle_minutes: u32,
+    pub session_absolute_hours: u32,
+    pub password_hash_concurrency: usize,
+    pub lockout_threshold: u32,
+    pub lockout_base_seconds: u64,
+    pub lockout_max_minutes: u64,
+    pub address_lockout_threshold: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn default_cache_capacity_mib() -> u64 {
+    128
+}
+
+fn default_min_free_disk_mib() -> u64 {
+    256
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            session_idle_minutes: 30,
+            session_absolute_hours: 12,
+            password_hash_concurrency: 1,
+            lockout_threshold: 5,
+            lockout_base_seconds: 30,
+            lockout_max_minutes: 15,
+            address_lockout_threshold: 20,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies `RAPPORT_<SECTION>__<KEY>` overrides and checks the values' shapes.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        if !path.is_file() {
+            return Err(ConfigError::Missing(path.to_path_buf()));
+        }
+        let config: Config = Figment::new()
+            .merge(Toml::file_exact(path))
+            // Only sectioned names are keys; RAPPORT_CONFIG names the file itself.
+            .merge(
+                Env::prefixed("RAPPORT_")
+                    .filter(|key| key.as_str().contains("__"))
+                    .split("__"),
+            )
+            .extract()
+            .map_err(|error| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: describe_figment_error(&error),
+            })?;
+        let problems = config.value_problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: problems.join("; "),
+            })
+        }
+    }
+
+    /// Problems with values that parse but cannot work; files are checked by `rapport check`.
+    pub fn value_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.storage.cache_capacity_mib == 0 {
+            problems.push("storage.cache_capacity_mib must be at least 1".to_owned());
+        }
+        if self.auth.session_idle_minutes == 0 || self.auth.session_absolute_hours == 0 {
+            problems.push("auth session timeouts must be positive".to_owned());
+        }
+        if self.auth.password_hash_concurrency == 0 {
+            problems.push("auth.password_hash_concurrency must be at least 1".to_owned());
+        }
+        if self.auth.lockout_threshold == 0 || self.auth.address_lockout_threshold == 0 {
+            problems.push("auth lock-out thresholds must be at least 1".to_owned());
+        }
+        if self
+            .log
+            .level
+            .parse::<tracing_subscriber::filter::EnvFilter>()
+            .is_err()
+        {
+            problems.push(format!(
+                "log.level {:?} is not a valid filter",
+                self.log.level
+            ));
+        }
+        problems
+    }
+
+    pub fn cache_capacity_bytes(&self) -> u64 {
+        self.storage.cache_capacity_mib.saturating_mul(1024 * 1024)
+    }
+
+    pub fn min_free_disk_bytes(&self) -> u64 {
+        self.storage.min_free_disk_mib.saturating_mul(1024 * 1024)
+    }
+}
+
+fn describe_figment_error(error: &figment::Error) -> String {
+    let mut text = String::new();
+    for (index, problem) in error.clone().into_iter().enumerate() {
+        if index > 0 {
+            text.push_str("; ");
+        }
+        let _ = write!(text, "{}", problem.kind);
+        if !problem.path.is_empty() {
+            let _ = write!(text, " (key `{}`)", problem.path.join("."));
+        }
+    }
+    text
+}
+
+/// The paths and choices that `rapport init` (or the packaging) fills into the template.
+#[derive(Clone, Debug)]
+pub struct TemplateValues<'a> {
+    pub listen: SocketAddr,
+    pub data_dir: &'a Path,
+    pub master_key_file: &'a Path,
+    pub tls: Option<(&'a Path, &'a Path)>,
+}
+
+/// The commented configuration file, every key shown with its default.
+pub fn template(values: &TemplateValues<'_>) -> String {
+    let tls_block = match values.tls {
+        Some((cert, key)) => format!(
+            "[server.tls]\ncert = {}\nkey = {}\n",
+            toml_string(cert),
+            toml_string(key)
+        ),
+        None => "# [server.tls]\n# cert = \"/etc/rapport/tls/cert.pem\"\n# key = \"/etc/rapport/tls/key.pem\"\n"
+            .to_owned(),
+    };
+    let auth = AuthConfig::default();
+    format!(
+        r#"# Rapport configuration.
+#
+# Every key is shown with its default value. Environment variables override keys as
+# RAPPORT_<SECTION>__<KEY>, for example RAPPORT_SERVER__LISTEN=0.0.0.0:8443.
+# Unknown keys are refused, so a typo is reported instead of ignored.
+
+[server]
+# Address and port of the web console and the API.
+listen = "{listen}"
+# HTTP worker threads; 0 means one per CPU core.
+workers = 0
+
+# TLS certificate chain and private key, PEM. Only TLS 1.2 and 1.3 are offered.
+# Without this table Rapport serves plain HTTP and warns at start: use that only behind a
+# TLS-terminating proxy on the same machine.
+{tls_block}
+[storage]
+# Database, audit log and uploads. Created with mode 0700; keep it on a local disk.
+data_dir = {data_dir}
+# 32-byte master key that wraps every tenant key. Mode 0600. Under systemd the credential
+# $CREDENTIALS_DIRECTORY/master-key is used instead when present.
+master_key_file = {key}
+# Upper bound of the database page cache, in MiB.
+cache_capacity_mib = {cache}
+# Writes are refused with a clear error when less than this much disk space is free, in MiB.
+min_free_disk_mib = {reserve}
+
+[auth]
+# A session ends after this many minutes without a request...
+session_idle_minutes = {idle}
+# ...and after this many hours in any case.
+session_absolute_hours = {absolute}
+# Password hashes computed at once (argon2id, 19 MiB each); hashing competes with analysis for CPU.
+password_hash_concurrency = {concurrency}
+# Failed logins on one account before it is locked for a while; each further failure doubles the
+# lock, from lockout_base_seconds up to lockout_max_minutes, so no account is locked for good.
+lockout_threshold = {threshold}
+lockout_base_seconds = {base}
+lockout_max_minutes = {max}
+# Failed logins from one client address before that address is slowed down the same way.
+address_lockout_threshold = {address_threshold}
+
+[log]
+# Log filter, e.g. "info" or "rapport=debug,actix_web=info". Logs never contain tenant content.
+level = "info"
+# "text" for people, "json" for log collectors.
+format = "text"
+"#,
+        listen = values.listen,
+        data_dir = toml_string(values.data_dir),
+        key = toml_string(values.master_key_file),
+        cache = default_cache_capacity_mib(),
+        reserve = default_min_free_disk_mib(),
+        idle = auth.session_idle_minutes,
+        absolute = auth.session_absolute_hours,
+        concurrency = auth.password_hash_concurrency,
+        threshold = auth.lockout_threshold,
+        base = auth.lockout_base_seconds,
+        max = auth.lockout_max_minutes,
+        address_threshold = auth.address_lockout_threshold,
+    )
+}
+
+fn toml_string(path: &Path) -> String {
+    toml::Value::String(path.display().to_string()).to_string()
+}
+
+/// The template filled with the paths the packages install, as shipped in `packaging/rapport.toml`.
+pub fn packaged_template() -> String {
+    template(&TemplateValues {
+        listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+        data_dir: Path::new("/var/lib/rapport"),
+        master_key_file: Path::new("/etc/rapport/master.key"),
+        tls: Some((
+            Path::new("/etc/rapport/tls/cert.pem"),
+            Path::new("/etc/rapport/tls/key.pem"),
+        )),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packaged_example_is_the_template_and_parses() {
+        let shipped = include_str!("../packaging/rapport.toml");
+        assert_eq!(
+            shipped,
+            packaged_template(),
+            "packaging/rapport.toml drifted from config::template; regenerate it"
+        );
+        let parsed: Config = toml::from_str(shipped).unwrap();
+        assert_eq!(parsed.storage.cache_capacity_mib, 128);
+        assert!(parsed.server.tls.is_some());
+        assert!(parsed.value_problems().is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rapport.toml");
+        let text = packaged_template().replace("workers = 0", "workers = 0\nwokers = 2");
+        std::fs::write(&path, text).unwrap();
+        let error = Config::load(&path).unwrap_err().to_string();
+        assert!(error.contains("wokers"), "{error}");
+        assert!(error.contains("rapport.toml"), "{error}");
+    }
+
+    #[test]
+    fn template_without_tls_parses_to_plain_http() {
+        let text = template(&TemplateValues {
+            listen: "127.0.0.1:8080".parse().unwrap(),
+            data_dir: Path::new("/tmp/x"),
+            master_key_file: Path::new("/tmp/x.key"),
+            tls: None,
+        });
+        let parsed: Config = toml::from_str(&text).unwrap();
+        assert!(parsed.server.tls.is_none());
+        assert_eq!(parsed.server.listen.port(), 8080);
+    }
+}

@@ -1,0 +1,82 @@
+//! The opened appliance: configuration, store, audit log and the domain stores, shared by the web
+//! server and the command line so both go through the same domain functions.
+
+use std::time::Duration;
+
+use crate::audit::{AuditEntry, AuditError, AuditEvent, AuditLog};
+use crate::auth::password::{HashError, PasswordHasher};
+use crate::auth::session::{SessionLifetimes, SessionStore};
+use crate::auth::throttle::{Throttle, ThrottlePolicy};
+use crate::config::Config;
+use crate::store::{KeyError, MasterKey, OpenMode, Store, StoreError, StoreSettings};
+use crate::tenants::TenantStore;
+use crate::users::UserStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Hash(#[from] HashError),
+}
+
+pub struct AppContext {
+    pub config: Config,
+    pub store: Store,
+    pub audit_log: AuditLog,
+    pub tenants: TenantStore,
+    pub users: UserStore,
+    pub sessions: SessionStore,
+    pub hasher: PasswordHasher,
+    pub throttle: Throttle,
+    pub lifetimes: SessionLifetimes,
+}
+
+impl AppContext {
+    /// Loads the master key, opens the store (proving the key) and the audit log.
+    pub fn open(config: Config, mode: OpenMode) -> Result<Self, ContextError> {
+        let master = MasterKey::load(&config.storage.master_key_file)?;
+        let settings = StoreSettings {
+            data_dir: config.storage.data_dir.clone(),
+            cache_capacity_bytes: config.cache_capacity_bytes(),
+            min_free_disk_bytes: config.min_free_disk_bytes(),
+        };
+        let store = Store::open(&settings, master, mode)?;
+        let audit_log = AuditLog::open(&store)?;
+        let auth = &config.auth;
+        let throttle = Throttle::new(ThrottlePolicy {
+            account_threshold: auth.lockout_threshold,
+            address_threshold: auth.address_lockout_threshold,
+            base: Duration::from_secs(auth.lockout_base_seconds),
+            max: Duration::from_secs(auth.lockout_max_minutes.saturating_mul(60)),
+        });
+        let lifetimes = SessionLifetimes {
+            idle: chrono::Duration::minutes(i64::from(auth.session_idle_minutes)),
+            absolute: chrono::Duration::hours(i64::from(auth.session_absolute_hours)),
+        };
+        Ok(Self {
+            hasher: PasswordHasher::new(auth.password_hash_concurrency)?,
+            tenants: TenantStore::new(store.clone()),
+            users: UserStore::new(store.clone()),
+            sessions: SessionStore::new(store.clone()),
+            store,
+            audit_log,
+            throttle,
+            lifetimes,
+            config,
+        })
+    }
+
+    /// Records an audit event durably; callers fail their action when this fails.
+    pub fn audit(&self, event: AuditEvent) -> Result<AuditEntry, AuditError> {
+        self.audit_log.append(event)
+    }
+
+    pub fn uses_tls(&self) -> bool {
+        self.config.server.tls.is_some()
+    }
+}

@@ -1,0 +1,65 @@
+//! Identifiers: time-ordered random ids (ULIDs) wrapped in one newtype per entity, so that a tenant
+//! id can never be passed where a user id is expected. Ids carry no personal data, which is why they
+//! may appear in record keys, URLs and logs.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+macro_rules! id_type {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Ulid);
+
+        impl $name {
+            pub fn new() -> Self {
+                Self(Ulid::new())
+            }
+
+            /// The 16 big-endian bytes used in record keys; they sort by creation time.
+            pub fn to_bytes(self) -> [u8; 16] {
+                self.0.to_bytes()
+            }
+
+            pub fn from_bytes(bytes: [u8; 16]) -> Self {
+                Self(Ulid::from_bytes(bytes))
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(&self.0.to_string())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ulid::DecodeError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Ulid::from_string(s).map(Self)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// One client organisation (or business unit) and its isolated key space.
+    TenantId
+);
+id_type!(
+    /// A console user: an operator or a member of one tenant.
+    UserId
+);
+id_type!(
+    /// A cryptographic key, so that sealed values name the key that opens them.
+    KeyId
+);

@@ -1,0 +1,19 @@
+//! Rapport: a self-hosted customer-conversation intelligence appliance.
+//!
+//! The binary (`src/main.rs`) only parses the command line and calls [`cli::run`]. Everything else
+//! lives here so that the integration tests can drive the real parts. ARCHITECTURE.md has the map.
+
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod crypto;
+pub mod error;
+pub mod ids;
+pub mod init;
+pub mod store;
+pub mod telemetry;
+pub mod tenants;
+pub mod users;
+pub mod web;

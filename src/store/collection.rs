@@ -1,0 +1,411 @@
+//! Typed access to sealed records: [`Collection`] (records by id), [`BlindIndex`] (personal value
+//! → target, through an HMAC token) and [`WriteSet`] (several writes committed atomically).
+//! Callers never see bytes, trees or keys.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use zeroize::Zeroizing;
+
+use crate::crypto::{self, SecretKey};
+use crate::ids::{KeyId, TenantId, UserId};
+use crate::store::codec;
+use crate::store::keys::{KeyPurpose, ScopeKeys, WrappedKey, WrappedKeyHeader};
+use crate::store::{Scope, Store, StoreError};
+
+/// How a record's id becomes its key in the tree. Keys never contain personal data.
+pub trait RecordKey: Sized {
+    fn to_key_bytes(&self) -> Vec<u8>;
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self>;
+}
+
+impl RecordKey for TenantId {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        self.to_bytes().to_vec()
+    }
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(Self::from_bytes(bytes.try_into().ok()?))
+    }
+}
+
+impl RecordKey for UserId {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        self.to_bytes().to_vec()
+    }
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(Self::from_bytes(bytes.try_into().ok()?))
+    }
+}
+
+/// Digests (for example of a session token) used as keys.
+impl RecordKey for [u8; 32] {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        self.to_vec()
+    }
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok()
+    }
+}
+
+/// Fixed names chosen by the code (for example a settings record), never user input.
+impl RecordKey for &'static str {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        self.as_bytes().to_vec()
+    }
+    fn from_key_bytes(_bytes: &[u8]) -> Option<Self> {
+        None
+    }
+}
+
+fn encode<T: Serialize>(collection: &str, value: &T) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    rmp_serde::to_vec_named(value)
+        .map(Zeroizing::new)
+        .map_err(|error| StoreError::Decode {
+            collection: collection.to_owned(),
+            message: error.to_string(),
+        })
+}
+
+fn decode<T: DeserializeOwned>(collection: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    rmp_serde::from_slice(bytes).map_err(|error| StoreError::Decode {
+        collection: collection.to_owned(),
+        message: error.to_string(),
+    })
+}
+
+/// Records of one type in one scope, sealed under that scope's data key.
+pub struct Collection<K, T> {
+    store: Store,
+    tree: sled::Tree,
+    scope: Scope,
+    name: &'static str,
+    keys: Arc<ScopeKeys>,
+    marker: PhantomData<fn() -> (K, T)>,
+}
+
+impl<K: RecordKey, T: Serialize + DeserializeOwned> Collection<K, T> {
+    pub(super) fn new(
+        store: Store,
+        tree: sled::Tree,
+        scope: Scope,
+        name: &'static str,
+        keys: Arc<ScopeKeys>,
+    ) -> Self {
+        Self {
+            store,
+            tree,
+            scope,
+            name,
+            keys,
+            marker: PhantomData,
+        }
+    }
+
+    pub fn get(&self, key: &K) -> Result<Option<T>, StoreError> {
+        let key_bytes = key.to_key_bytes();
+        match self.tree.get(&key_bytes)? {
+            Some(sealed) => self.open_value(&key_bytes, &sealed).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Inserts or replaces one record, durably.
+    pub fn insert(&self, key: &K, value: &T) -> Result<(), StoreError> {
+        let mut writes = WriteSet::default();
+        writes.put(self, key, value)?;
+        self.store.commit(writes)
+    }
+
+    /// Inserts or replaces one record without waiting for the disk: it is durable after the
+    /// store's next flush (at most 500 ms later). Only for values that can be rebuilt after a
+    /// crash, never for anything acknowledged to a user.
+    pub fn insert_relaxed(&self, key: &K, value: &T) -> Result<(), StoreError> {
+        self.store.ensure_disk_reserve()?;
+        let key_bytes = key.to_key_bytes();
+        let sealed = self.seal_value(&key_bytes, value)?;
+        self.tree.insert(key_bytes, sealed)?;
+        Ok(())
+    }
+
+    /// Removes one record, durably. Removing an absent record is not an error.
+    pub fn remove(&self, key: &K) -> Result<(), StoreError> {
+        let mut writes = WriteSet::default();
+        writes.remove(self, key);
+        self.store.commit(writes)
+    }
+
+    /// Every record, in key order (creation order for ULID keys).
+    pub fn scan(&self) -> impl Iterator<Item = Result<(K, T), StoreError>> + '_ {
+        self.tree.iter().filter_map(move |entry| {
+            let result = entry.map_err(StoreError::from).and_then(|(key, sealed)| {
+                let value = self.open_value(&key, &sealed)?;
+                Ok(K::from_key_bytes(&key).map(|typed_key| (typed_key, value)))
+            });
+            result.transpose()
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    fn seal_value(&self, key_bytes: &[u8], value: &T) -> Result<Vec<u8>, StoreError> {
+        let plaintext = encode(self.name, value)?;
+        Ok(codec::seal(
+            &self.keys, self.scope, self.name, key_bytes, &plaintext,
+        ))
+    }
+
+    fn open_value(&self, key_bytes: &[u8], sealed: &[u8]) -> Result<T, StoreError> {
+        let plaintext = codec::open(&self.keys, self.scope, self.name, key_bytes, sealed)?;
+        decode(self.name, &plaintext)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn raw_tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+}
+
+/// Maps a normalised personal value (an e-mail, a slug) to a sealed target through
+/// `HMAC-SHA256(index key, value)`, so the database never holds the value itself.
+pub struct BlindIndex<V> {
+    tree: sled::Tree,
+    scope: Scope,
+    name: &'static str,
+    keys: Arc<ScopeKeys>,
+    marker: PhantomData<fn() -> V>,
+}
+
+impl<V: Serialize + DeserializeOwned> BlindIndex<V> {
+    pub(super) fn new(
+        tree: sled::Tree,
+        scope: Scope,
+        name: &'static str,
+        keys: Arc<ScopeKeys>,
+    ) -> Self {
+        Self {
+            tree,
+            scope,
+            name,
+            keys,
+            marker: PhantomData,
+        }
+    }
+
+    fn token(&self, value: &str) -> [u8; 32] {
+        crypto::keyed_hash(&self.keys.index, self.name, value.as_bytes())
+    }
+
+    /// The target stored for `value`, which the caller has already normalised.
+    pub fn get(&self, value: &str) -> Result<Option<V>, StoreError> {
+        let token = self.token(value);
+        match self.tree.get(token)? {
+            Some(sealed) => {
+                let plaintext = codec::open(&self.keys, self.scope, self.name, &token, &sealed)?;
+                decode(self.name, &plaintext).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The token of `value` under this index: a stable, keyed pseudonym usable as a map key
+    /// (for example to count failed logins per e-mail without holding the e-mail).
+    pub fn pseudonym(&self, value: &str) -> [u8; 32] {
+        self.token(value)
+    }
+
+    fn seal_target(&self, token: &[u8; 32], target: &V) -> Result<Vec<u8>, StoreError> {
+        let plaintext = encode(self.name, target)?;
+        Ok(codec::seal(
+            &self.keys, self.scope, self.name, token, &plaintext,
+        ))
+    }
+}
+
+enum Operation {
+    Put(Vec<u8>),
+    Remove,
+    /// Insert that aborts the whole write set when the key already exists.
+    Claim {
+        value: Vec<u8>,
+        index: &'static str,
+    },
+}
+
+struct PendingWrite {
+    tree: usize,
+    key: Vec<u8>,
+    operation: Operation,
+}
+
+/// Writes to several collections and indexes, committed atomically by [`Store::commit`].
+/// Values are sealed when added, so the transaction itself only moves bytes.
+#[derive(Default)]
+pub struct WriteSet {
+    trees: Vec<sled::Tree>,
+    writes: Vec<PendingWrite>,
+}
+
+impl WriteSet {
+    fn tree_slot(&mut self, tree: &sled::Tree) -> usize {
+        if let Some(position) = self
+            .trees
+            .iter()
+            .position(|known| known.name() == tree.name())
+        {
+            return position;
+        }
+        self.trees.push(tree.clone());
+        self.trees.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    pub fn put<K: RecordKey, T: Serialize + DeserializeOwned>(
+        &mut self,
+        collection: &Collection<K, T>,
+        key: &K,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let key_bytes = key.to_key_bytes();
+        let sealed = collection.seal_value(&key_bytes, value)?;
+        let tree = self.tree_slot(&collection.tree);
+        self.writes.push(PendingWrite {
+            tree,
+            key: key_bytes,
+            operation: Operation::Put(sealed),
+        });
+        Ok(())
+    }
+
+    pub fn remove<K: RecordKey, T: Serialize + DeserializeOwned>(
+        &mut self,
+        collection: &Collection<K, T>,
+        key: &K,
+    ) {
+        let tree = self.tree_slot(&collection.tree);
+        self.writes.push(PendingWrite {
+            tree,
+            key: key.to_key_bytes(),
+            operation: Operation::Remove,
+        });
+    }
+
+    /// Points `value` at `target`; the commit fails with [`StoreError::Conflict`] when `value`
+    /// is already taken.
+    pub fn claim<V: Serialize + DeserializeOwned>(
+        &mut self,
+        index: &BlindIndex<V>,
+        value: &str,
+        target: &V,
+    ) -> Result<(), StoreError> {
+        let token = index.token(value);
+        let sealed = index.seal_target(&token, target)?;
+        let tree = self.tree_slot(&index.tree);
+        self.writes.push(PendingWrite {
+            tree,
+            key: token.to_vec(),
+            operation: Operation::Claim {
+                value: sealed,
+                index: index.name,
+            },
+        });
+        Ok(())
+    }
+
+    pub fn release<V: Serialize + DeserializeOwned>(&mut self, index: &BlindIndex<V>, value: &str) {
+        let token = index.token(value);
+        let tree = self.tree_slot(&index.tree);
+        self.writes.push(PendingWrite {
+            tree,
+            key: token.to_vec(),
+            operation: Operation::Remove,
+        });
+    }
+
+    /// Adds freshly generated, master-wrapped data and index keys (and, for the appliance, the
+    /// audit key) for `scope`.
+    pub fn create_scope_keys(
+        &mut self,
+        store: &Store,
+        scope: Scope,
+        with_audit_key: bool,
+    ) -> Result<(), StoreError> {
+        let tree = store.keys_tree()?;
+        let slot = self.tree_slot(&tree);
+        let mut purposes = vec![KeyPurpose::Data, KeyPurpose::Index];
+        if with_audit_key {
+            purposes.push(KeyPurpose::Audit);
+        }
+        for purpose in purposes {
+            let header = WrappedKeyHeader {
+                id: KeyId::new(),
+                scope,
+                purpose,
+            };
+            let key = SecretKey::generate();
+            let record = WrappedKey {
+                wrapped: store.master().wrap(&header, &key),
+                master_fingerprint: hex::encode(store.master().fingerprint()),
+                created: chrono::Utc::now(),
+                header: header.clone(),
+            };
+            let bytes = rmp_serde::to_vec_named(&record).map_err(|error| StoreError::Decode {
+                collection: "keys".to_owned(),
+                message: error.to_string(),
+            })?;
+            self.writes.push(PendingWrite {
+                tree: slot,
+                key: header.tree_key(),
+                operation: Operation::Claim {
+                    value: bytes,
+                    index: "keys",
+                },
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn apply(self) -> Result<(), StoreError> {
+        let trees: Vec<&sled::Tree> = self.trees.iter().collect();
+        let writes = &self.writes;
+        trees
+            .as_slice()
+            .transaction(|views| {
+                for write in writes {
+                    let view = &views[write.tree];
+                    match &write.operation {
+                        Operation::Put(value) => {
+                            view.insert(write.key.as_slice(), value.as_slice())?;
+                        }
+                        Operation::Remove => {
+                            view.remove(write.key.as_slice())?;
+                        }
+                        Operation::Claim { value, index } => {
+                            if view.get(write.key.as_slice())?.is_some() {
+                                return Err(ConflictableTransactionError::Abort(
+                                    StoreError::Conflict { index },
+                                ));
+                            }
+                            view.insert(write.key.as_slice(), value.as_slice())?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|error| match error {
+                TransactionError::Abort(store_error) => store_error,
+                TransactionError::Storage(sled_error) => StoreError::Database(sled_error),
+            })
+    }
+}

@@ -1,0 +1,380 @@
+//! The encrypted store: the only module that knows sled, keys and the sealing format.
+//!
+//! Every record is sealed with XChaCha20-Poly1305 under its scope's data key (see [`codec`]), bound
+//! to scope, collection and record key. Lookups by personal values go through keyed blind indexes.
+//! The rest of the crate sees typed [`Collection`]s and [`BlindIndex`]es and commits multi-record
+//! changes through a [`WriteSet`] in one sled transaction.
+//!
+//! Durability: every commit calls sled's `flush` before returning, so an acknowledged write
+//! survives `kill -9` of the process. On Linux sled flushes with `sync_file_range`, which waits
+//! for the data to reach the device but does not flush the device's volatile write cache nor the
+//! file's metadata: after a power loss the last acknowledged writes may be missing unless the disk
+//! has a power-loss-protected cache (ARCHITECTURE.md says the same).
+
+mod codec;
+mod collection;
+pub mod keys;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::SecretKey;
+use crate::ids::{KeyId, TenantId};
+
+pub use collection::{BlindIndex, Collection, RecordKey, WriteSet};
+pub use keys::{KeyError, MasterKey};
+use keys::{KeyPurpose, ScopeKeys, WrappedKey, WrappedKeyHeader};
+
+const META_TREE: &str = "meta";
+const KEYS_TREE: &str = "keys";
+const META_FORMAT: &[u8] = b"format";
+const META_MASTER: &[u8] = b"master-fingerprint";
+const META_CANARY: &[u8] = b"canary";
+const CANARY_PLAINTEXT: &[u8] = b"rapport canary v1";
+const STORE_FORMAT_VERSION: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the database in {0} is locked by another rapport process (stop `rapport serve` first)"
+    )]
+    Locked(PathBuf),
+    #[error("the database in {0} is not initialised (run `rapport init`)")]
+    NotInitialised(PathBuf),
+    #[error("the master key from {key} does not match the database in {data_dir}")]
+    WrongMasterKey { key: PathBuf, data_dir: PathBuf },
+    #[error("only {available_mib} MiB of disk space are free in {dir}, below the {reserve_mib} MiB reserve; writes are refused until space is freed")]
+    DiskFull {
+        dir: PathBuf,
+        available_mib: u64,
+        reserve_mib: u64,
+    },
+    #[error("a record in {collection} could not be opened: wrong key or altered bytes")]
+    Unsealable { collection: String },
+    #[error("a record in {collection} could not be decoded: {message}")]
+    Decode { collection: String, message: String },
+    #[error("{index} already holds that value")]
+    Conflict { index: &'static str },
+    #[error("no key for scope {0} (was the tenant deleted?)")]
+    UnknownScope(Scope),
+    #[error("database error: {0}")]
+    Database(#[from] sled::Error),
+    #[error("cannot access {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Whose keys seal a record: the appliance's own (operators, sessions, tenant directory) or one
+/// tenant's. Scopes never share a key, so no query can read across tenants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scope {
+    Appliance,
+    Tenant(TenantId),
+}
+
+impl Scope {
+    /// Stable bytes naming the scope, used in tree names, key records and associated data.
+    fn key_bytes(self) -> Vec<u8> {
+        match self {
+            Self::Appliance => b"a".to_vec(),
+            Self::Tenant(id) => {
+                let mut bytes = b"t".to_vec();
+                bytes.extend_from_slice(&id.to_bytes());
+                bytes
+            }
+        }
+    }
+
+    fn tree_name(self, collection: &str) -> String {
+        match self {
+            Self::Appliance => format!("a/{collection}"),
+            Self::Tenant(id) => format!("t/{id}/{collection}"),
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Appliance => f.write_str("appliance"),
+            Self::Tenant(id) => write!(f, "tenant {id}"),
+        }
+    }
+}
+
+/// Whether [`Store::open`] may create a new database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    CreateIfMissing,
+    ExistingOnly,
+}
+
+/// Settings the store needs, taken from the configuration.
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    pub data_dir: PathBuf,
+    pub cache_capacity_bytes: u64,
+    pub min_free_disk_bytes: u64,
+}
+
+pub(crate) struct Shared {
+    db: sled::Db,
+    data_dir: PathBuf,
+    min_free_disk_bytes: u64,
+    master: MasterKey,
+    scopes: RwLock<HashMap<Scope, Arc<ScopeKeys>>>,
+}
+
+/// The open database. Cheap to clone; all clones share one sled instance and key cache.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("data_dir", &self.shared.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database under `settings.data_dir/db`, then proves the master key by
+    /// opening the canary record; a wrong key is refused before anything else happens.
+    pub fn open(
+        settings: &StoreSettings,
+        master: MasterKey,
+        mode: OpenMode,
+    ) -> Result<Self, StoreError> {
+        let db_path = settings.data_dir.join("db");
+        if mode == OpenMode::ExistingOnly && !db_path.join("conf").exists() {
+            return Err(StoreError::NotInitialised(settings.data_dir.clone()));
+        }
+        let db = sled::Config::new()
+            .path(&db_path)
+            .cache_capacity(settings.cache_capacity_bytes)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|error| match error {
+                sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::Locked(settings.data_dir.clone())
+                }
+                sled::Error::Io(source) => StoreError::Io {
+                    path: db_path.clone(),
+                    source,
+                },
+                other => StoreError::Database(other),
+            })?;
+        let store = Self {
+            shared: Arc::new(Shared {
+                db,
+                data_dir: settings.data_dir.clone(),
+                min_free_disk_bytes: settings.min_free_disk_bytes,
+                master,
+                scopes: RwLock::new(HashMap::new()),
+            }),
+        };
+        let meta = store.shared.db.open_tree(META_TREE)?;
+        if meta.get(META_FORMAT)?.is_none() {
+            if mode == OpenMode::ExistingOnly {
+                return Err(StoreError::NotInitialised(settings.data_dir.clone()));
+            }
+            store.initialise(&meta)?;
+        }
+        store.verify_master_key(&meta)?;
+        Ok(store)
+    }
+
+    fn initialise(&self, meta: &sled::Tree) -> Result<(), StoreError> {
+        let mut writes = WriteSet::default();
+        writes.create_scope_keys(self, Scope::Appliance, true)?;
+        self.commit(writes)?;
+        let keys = self.scope_keys(Scope::Appliance)?;
+        let canary = codec::seal(
+            &keys,
+            Scope::Appliance,
+            META_TREE,
+            META_CANARY,
+            CANARY_PLAINTEXT,
+        );
+        meta.insert(META_CANARY, canary)?;
+        meta.insert(META_MASTER, &self.shared.master.fingerprint()[..])?;
+        meta.insert(META_FORMAT, &[STORE_FORMAT_VERSION][..])?;
+        self.shared.db.flush()?;
+        Ok(())
+    }
+
+    fn verify_master_key(&self, meta: &sled::Tree) -> Result<(), StoreError> {
+        let wrong_key = || StoreError::WrongMasterKey {
+            key: self.shared.master.source().to_path_buf(),
+            data_dir: self.shared.data_dir.clone(),
+        };
+        let fingerprint = meta.get(META_MASTER)?.ok_or_else(wrong_key)?;
+        if fingerprint.as_ref() != self.shared.master.fingerprint() {
+            return Err(wrong_key());
+        }
+        let keys = self.scope_keys(Scope::Appliance).map_err(|_| wrong_key())?;
+        let canary = meta.get(META_CANARY)?.ok_or_else(wrong_key)?;
+        let opened = codec::open(&keys, Scope::Appliance, META_TREE, META_CANARY, &canary)
+            .map_err(|_| wrong_key())?;
+        if opened.as_slice() == CANARY_PLAINTEXT {
+            Ok(())
+        } else {
+            Err(wrong_key())
+        }
+    }
+
+    /// A typed, sealed collection of `scope`.
+    pub fn collection<K: RecordKey, T: Serialize + serde::de::DeserializeOwned>(
+        &self,
+        scope: Scope,
+        name: &'static str,
+    ) -> Result<Collection<K, T>, StoreError> {
+        let tree = self.shared.db.open_tree(scope.tree_name(name))?;
+        Ok(Collection::new(
+            self.clone(),
+            tree,
+            scope,
+            name,
+            self.scope_keys(scope)?,
+        ))
+    }
+
+    /// A keyed blind index of `scope`, mapping personal values to sealed targets.
+    pub fn blind_index<V: Serialize + serde::de::DeserializeOwned>(
+        &self,
+        scope: Scope,
+        name: &'static str,
+    ) -> Result<BlindIndex<V>, StoreError> {
+        let tree = self.shared.db.open_tree(scope.tree_name(name))?;
+        Ok(BlindIndex::new(tree, scope, name, self.scope_keys(scope)?))
+    }
+
+    /// Applies every write of `writes` atomically, then flushes to disk before returning.
+    pub fn commit(&self, writes: WriteSet) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.ensure_disk_reserve()?;
+        writes.apply()?;
+        self.flush()
+    }
+
+    /// Flushes sled's buffers to the file (see the module comment for what that guarantees).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.shared.db.flush()?;
+        Ok(())
+    }
+
+    /// Refuses writes while free space is below the configured reserve, so a full disk is
+    /// reported to the user instead of corrupting or silently dropping a write.
+    pub fn ensure_disk_reserve(&self) -> Result<(), StoreError> {
+        let available =
+            fs4::available_space(&self.shared.data_dir).map_err(|source| StoreError::Io {
+                path: self.shared.data_dir.clone(),
+                source,
+            })?;
+        if available < self.shared.min_free_disk_bytes {
+            return Err(StoreError::DiskFull {
+                dir: self.shared.data_dir.clone(),
+                available_mib: available / (1024 * 1024),
+                reserve_mib: self.shared.min_free_disk_bytes / (1024 * 1024),
+            });
+        }
+        Ok(())
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.shared.db.size_on_disk()?)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.shared.data_dir
+    }
+
+    /// The appliance's audit key, for the audit log's own sealing.
+    pub fn audit_key(&self) -> Result<(KeyId, SecretKey), StoreError> {
+        self.scope_keys(Scope::Appliance)?
+            .audit
+            .clone()
+            .ok_or(StoreError::UnknownScope(Scope::Appliance))
+    }
+
+    /// Unwrapped keys of `scope`, loaded from the `keys` tree on first use and cached.
+    pub(crate) fn scope_keys(&self, scope: Scope) -> Result<Arc<ScopeKeys>, StoreError> {
+        if let Some(keys) = self
+            .shared
+            .scopes
+            .read()
+            .ok()
+            .and_then(|cache| cache.get(&scope).cloned())
+        {
+            return Ok(keys);
+        }
+        let keys = Arc::new(self.load_scope_keys(scope)?);
+        if let Ok(mut cache) = self.shared.scopes.write() {
+            cache.insert(scope, Arc::clone(&keys));
+        }
+        Ok(keys)
+    }
+
+    fn load_scope_keys(&self, scope: Scope) -> Result<ScopeKeys, StoreError> {
+        let tree = self.shared.db.open_tree(KEYS_TREE)?;
+        let mut data: Vec<(KeyId, SecretKey)> = Vec::new();
+        let mut index = None;
+        let mut audit = None;
+        for entry in tree.scan_prefix(WrappedKeyHeader::scope_prefix(scope)) {
+            let (_, value) = entry?;
+            let record: WrappedKey =
+                rmp_serde::from_slice(&value).map_err(|error| StoreError::Decode {
+                    collection: KEYS_TREE.to_owned(),
+                    message: error.to_string(),
+                })?;
+            if record.header.scope != scope {
+                continue;
+            }
+            let key = self
+                .shared
+                .master
+                .unwrap(&record.header, &record.wrapped)
+                .map_err(|_| StoreError::WrongMasterKey {
+                    key: self.shared.master.source().to_path_buf(),
+                    data_dir: self.shared.data_dir.clone(),
+                })?;
+            match record.header.purpose {
+                KeyPurpose::Data => data.push((record.header.id, key)),
+                KeyPurpose::Index => index = Some(key),
+                KeyPurpose::Audit => audit = Some((record.header.id, key)),
+            }
+        }
+        // Key ids are ULIDs, so the newest data key sorts last.
+        data.sort_by_key(|(id, _)| *id);
+        let current_data = data.pop().ok_or(StoreError::UnknownScope(scope))?;
+        let index = index.ok_or(StoreError::UnknownScope(scope))?;
+        Ok(ScopeKeys {
+            current_data,
+            older_data: data.into_iter().collect(),
+            index,
+            audit,
+        })
+    }
+
+    pub(crate) fn master(&self) -> &MasterKey {
+        &self.shared.master
+    }
+
+    pub(crate) fn keys_tree(&self) -> Result<sled::Tree, StoreError> {
+        Ok(self.shared.db.open_tree(KEYS_TREE)?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,220 @@
+use super::*;
+use crate::ids::UserId;
+
+fn settings(dir: &Path) -> StoreSettings {
+    StoreSettings {
+        data_dir: dir.to_path_buf(),
+        cache_capacity_bytes: 8 * 1024 * 1024,
+        min_free_disk_bytes: 0,
+    }
+}
+
+fn new_store(dir: &Path) -> Store {
+    let key_path = dir.join("master.key");
+    MasterKey::create_file(&key_path).unwrap();
+    Store::open(
+        &settings(dir),
+        MasterKey::load(&key_path).unwrap(),
+        OpenMode::CreateIfMissing,
+    )
+    .unwrap()
+}
+
+fn add_tenant(store: &Store) -> Scope {
+    let scope = Scope::Tenant(TenantId::new());
+    let mut writes = WriteSet::default();
+    writes.create_scope_keys(store, scope, false).unwrap();
+    store.commit(writes).unwrap();
+    scope
+}
+
+#[test]
+fn records_round_trip_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = UserId::new();
+    {
+        let store = new_store(dir.path());
+        let users = store
+            .collection::<UserId, String>(Scope::Appliance, "users")
+            .unwrap();
+        users
+            .insert(&id, &"someone@example.com".to_owned())
+            .unwrap();
+    }
+    let store = Store::open(
+        &settings(dir.path()),
+        MasterKey::load(&dir.path().join("master.key")).unwrap(),
+        OpenMode::ExistingOnly,
+    )
+    .unwrap();
+    let users = store
+        .collection::<UserId, String>(Scope::Appliance, "users")
+        .unwrap();
+    assert_eq!(
+        users.get(&id).unwrap().as_deref(),
+        Some("someone@example.com")
+    );
+}
+
+#[test]
+fn a_sealed_value_copied_to_another_record_or_tenant_does_not_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let tenant_a = add_tenant(&store);
+    let tenant_b = add_tenant(&store);
+    let users_a = store
+        .collection::<UserId, String>(tenant_a, "users")
+        .unwrap();
+    let users_b = store
+        .collection::<UserId, String>(tenant_b, "users")
+        .unwrap();
+    let original = UserId::new();
+    users_a.insert(&original, &"secret".to_owned()).unwrap();
+    let sealed = users_a
+        .raw_tree()
+        .get(original.to_key_bytes())
+        .unwrap()
+        .unwrap();
+
+    let other_record = UserId::new();
+    users_a
+        .raw_tree()
+        .insert(other_record.to_key_bytes(), sealed.clone())
+        .unwrap();
+    assert!(matches!(
+        users_a.get(&other_record),
+        Err(StoreError::Unsealable { .. })
+    ));
+
+    users_b
+        .raw_tree()
+        .insert(original.to_key_bytes(), sealed.clone())
+        .unwrap();
+    assert!(matches!(
+        users_b.get(&original),
+        Err(StoreError::Unsealable { .. })
+    ));
+
+    let other_collection = store
+        .collection::<UserId, String>(tenant_a, "contacts")
+        .unwrap();
+    other_collection
+        .raw_tree()
+        .insert(original.to_key_bytes(), sealed)
+        .unwrap();
+    assert!(other_collection.get(&original).is_err());
+
+    assert_eq!(users_a.get(&original).unwrap().as_deref(), Some("secret"));
+}
+
+#[test]
+fn a_wrong_master_key_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(new_store(dir.path()));
+    let other_key = dir.path().join("other.key");
+    MasterKey::create_file(&other_key).unwrap();
+    let error = Store::open(
+        &settings(dir.path()),
+        MasterKey::load(&other_key).unwrap(),
+        OpenMode::ExistingOnly,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(error, StoreError::WrongMasterKey { .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn claims_are_unique_and_a_conflict_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let index = store
+        .blind_index::<UserId>(Scope::Appliance, "email")
+        .unwrap();
+    let users = store
+        .collection::<UserId, String>(Scope::Appliance, "users")
+        .unwrap();
+    let first = UserId::new();
+    let mut writes = WriteSet::default();
+    writes.put(&users, &first, &"first".to_owned()).unwrap();
+    writes.claim(&index, "a@b.c", &first).unwrap();
+    store.commit(writes).unwrap();
+
+    let second = UserId::new();
+    let mut writes = WriteSet::default();
+    writes.put(&users, &second, &"second".to_owned()).unwrap();
+    writes.claim(&index, "a@b.c", &second).unwrap();
+    assert!(matches!(
+        store.commit(writes),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(
+        users.get(&second).unwrap().is_none(),
+        "a failed commit left a record"
+    );
+    assert_eq!(index.get("a@b.c").unwrap(), Some(first));
+    assert_eq!(index.get("x@b.c").unwrap(), None);
+}
+
+#[test]
+fn writes_are_refused_below_the_disk_reserve() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("master.key");
+    drop(new_store(dir.path()));
+    let mut strict = settings(dir.path());
+    strict.min_free_disk_bytes = u64::MAX;
+    let store = Store::open(
+        &strict,
+        MasterKey::load(&key_path).unwrap(),
+        OpenMode::ExistingOnly,
+    )
+    .unwrap();
+    let users = store
+        .collection::<UserId, String>(Scope::Appliance, "users")
+        .unwrap();
+    let error = users.insert(&UserId::new(), &"x".to_owned()).unwrap_err();
+    assert!(matches!(error, StoreError::DiskFull { .. }));
+    assert!(error.to_string().contains("reserve"));
+    assert!(users.is_empty());
+}
+
+#[test]
+fn an_uninitialised_directory_is_not_created_by_existing_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("master.key");
+    MasterKey::create_file(&key_path).unwrap();
+    let error = Store::open(
+        &settings(dir.path()),
+        MasterKey::load(&key_path).unwrap(),
+        OpenMode::ExistingOnly,
+    )
+    .unwrap_err();
+    assert!(matches!(error, StoreError::NotInitialised(_)));
+    assert!(!dir.path().join("db").exists());
+}
+
+#[test]
+fn key_files_must_be_private_and_32_bytes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k");
+    std::fs::write(&path, [0u8; 31]).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(matches!(
+        MasterKey::load(&path),
+        Err(KeyError::WrongLength { found: 31, .. })
+    ));
+    std::fs::write(&path, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(matches!(
+        MasterKey::load(&path),
+        Err(KeyError::TooOpen { .. })
+    ));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(MasterKey::load(&path).is_ok());
+    assert!(matches!(
+        MasterKey::create_file(&path),
+        Err(KeyError::Exists(_))
+    ));
+}

@@ -1,0 +1,252 @@
+//! The audit log: entries for the listed events, visibility by role, and tamper detection by
+//! `rapport audit verify`.
+
+use rapport::audit::{AuditAction, AuditView, Outcome};
+use rapport::users::Role;
+use reqwest::StatusCode;
+
+use crate::helpers::{
+    cli_instance, files_under, free_port, rapport, stderr, stdout, TestApp, PASSWORD,
+};
+
+#[tokio::test]
+async fn the_listed_events_are_recorded_and_shown_to_the_right_readers() {
+    let app = TestApp::spawn();
+    app.create_user("op@example.com", Role::Operator, None);
+    let operator = app.signed_in_client("op@example.com").await;
+    app.post_form(
+        &operator,
+        "/admin/tenants",
+        &[("slug", "acme"), ("name", "Acme")],
+    )
+    .await;
+    let created = app
+        .post_form(
+            &operator,
+            "/admin/users",
+            &[
+                ("email", "admin@acme.example"),
+                ("role", "tenant-admin"),
+                ("tenant", "acme"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::OK);
+    let page = created.text().await.unwrap();
+    let one_time = page
+        .split("<code class=\"secret\">")
+        .nth(1)
+        .unwrap()
+        .split("</code>")
+        .next()
+        .unwrap()
+        .to_owned();
+    let tenant = app.context.tenants.find_by_slug("acme").unwrap().unwrap();
+    let auditor = app.create_user("auditor@acme.example", Role::Auditor, Some(&tenant));
+    app.login(
+        &app.new_client(),
+        "admin@acme.example",
+        "wrong password here",
+    )
+    .await;
+    let admin = app.new_client();
+    assert_eq!(
+        app.login(&admin, "admin@acme.example", &one_time)
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    let new_password = "the admin's own password";
+    app.post_form(
+        &admin,
+        "/account/password",
+        &[
+            ("current", &one_time),
+            ("new", new_password),
+            ("confirm", new_password),
+        ],
+    )
+    .await;
+    app.post_form(
+        &admin,
+        &format!("/t/acme/users/{}/role", auditor.id),
+        &[("role", "privacy-officer")],
+    )
+    .await;
+    app.post_form(
+        &admin,
+        &format!("/t/acme/users/{}/disable", auditor.id),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        app.get(&admin, "/t/acme/users").await.status(),
+        StatusCode::OK
+    );
+
+    let appliance = app
+        .context
+        .audit_log
+        .entries(AuditView::Appliance, None, 1000)
+        .unwrap();
+    let tenant_entries = app
+        .context
+        .audit_log
+        .entries(AuditView::Tenant(tenant.id), None, 1000)
+        .unwrap();
+    let has = |entries: &[rapport::audit::AuditEntry], action: AuditAction, outcome: Outcome| {
+        entries
+            .iter()
+            .any(|e| e.event.action == action && e.event.outcome == outcome)
+    };
+    assert!(has(&appliance, AuditAction::Login, Outcome::Success));
+    assert!(has(
+        &appliance,
+        AuditAction::TenantCreated,
+        Outcome::Success
+    ));
+    assert!(has(
+        &tenant_entries,
+        AuditAction::UserCreated,
+        Outcome::Success
+    ));
+    assert!(has(
+        &tenant_entries,
+        AuditAction::LoginFailed,
+        Outcome::Failure
+    ));
+    assert!(has(&tenant_entries, AuditAction::Login, Outcome::Success));
+    assert!(has(
+        &tenant_entries,
+        AuditAction::PasswordChanged,
+        Outcome::Success
+    ));
+    assert!(has(
+        &tenant_entries,
+        AuditAction::UserRoleChanged,
+        Outcome::Success
+    ));
+    assert!(has(
+        &tenant_entries,
+        AuditAction::UserDisabled,
+        Outcome::Success
+    ));
+    assert!(
+        has(
+            &tenant_entries,
+            AuditAction::PersonalDataRead,
+            Outcome::Success
+        ),
+        "user list read not audited"
+    );
+    let login = tenant_entries
+        .iter()
+        .find(|e| e.event.action == AuditAction::Login)
+        .unwrap();
+    assert_eq!(login.event.actor.label, "admin@acme.example");
+    assert_eq!(login.event.client.as_deref(), Some("127.0.0.1"));
+    // No tenant entry leaks into the appliance view and vice versa.
+    assert!(appliance.iter().all(|e| e.event.tenant.is_none()));
+    assert!(tenant_entries
+        .iter()
+        .all(|e| e.event.tenant == Some(tenant.id)));
+
+    // An auditor of the tenant reads the tenant's log, and that read is itself recorded.
+    app.create_user("reader@acme.example", Role::Auditor, Some(&tenant));
+    let reader = app.signed_in_client("reader@acme.example").await;
+    let page = app
+        .get(&reader, "/t/acme/audit")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("user.role_changed"));
+    assert!(
+        !page.contains("tenant.created"),
+        "an appliance entry was shown to a tenant auditor"
+    );
+    let after = app
+        .context
+        .audit_log
+        .entries(AuditView::Tenant(tenant.id), None, 1)
+        .unwrap();
+    assert_eq!(after[0].event.action, AuditAction::PersonalDataRead);
+    assert_eq!(after[0].event.target, "audit log");
+    let total = app
+        .context
+        .audit_log
+        .entries(AuditView::Appliance, None, 10_000)
+        .unwrap()
+        .len()
+        + app
+            .context
+            .audit_log
+            .entries(AuditView::Tenant(tenant.id), None, 10_000)
+            .unwrap()
+            .len();
+    assert_eq!(
+        app.context.audit_log.verify().unwrap().entries,
+        total as u64
+    );
+}
+
+#[test]
+fn verify_passes_on_an_intact_log_and_names_the_entry_whose_bytes_were_altered() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = cli_instance(dir.path(), free_port());
+    let config = config.to_str().unwrap();
+    assert!(rapport(
+        &["tenant", "create", "--config", config, "--slug", "acme", "--name", "Acme"],
+        None
+    )
+    .status
+    .success());
+    for index in 0..4 {
+        let email = format!("user{index}@acme.example");
+        let output = rapport(
+            &[
+                "user",
+                "add",
+                "--config",
+                config,
+                "--email",
+                &email,
+                "--role",
+                "analyst",
+                "--tenant",
+                "acme",
+                "--password-stdin",
+            ],
+            Some(&format!("{PASSWORD}\n")),
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let intact = rapport(&["audit", "verify", "--config", config], None);
+    assert!(intact.status.success(), "{}", stderr(&intact));
+    assert!(stdout(&intact).contains("5 entries"), "{}", stdout(&intact));
+
+    let segment = files_under(&dir.path().join("data").join("audit"))
+        .into_iter()
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("segment-")
+        })
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // Flip a byte inside the third entry's ciphertext (each frame: length, then body).
+    let mut offset = 0usize;
+    for _ in 0..2 {
+        let length = u32::from_be_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+        offset += 4 + length;
+    }
+    let target = offset + 4 + 40 + 30;
+    bytes[target] ^= 0x01;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let broken = rapport(&["audit", "verify", "--config", config], None);
+    assert!(!broken.status.success());
+    let message = stderr(&broken);
+    assert!(message.contains("entry 3"), "{message}");
+}

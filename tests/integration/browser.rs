@@ -1,0 +1,109 @@
+//! End to end in a real headless Chromium (Debian's `chromium` and `chromium-driver`): sign in
+//! through the form and see the home page.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{ClientBuilder, Locator};
+use rapport::users::Role;
+
+use crate::helpers::{free_port, TestApp, PASSWORD};
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn sign_in_in_chromium_and_see_the_tenant_home_page() {
+    // fantoccini's TLS stack links both of rustls's providers; name one for this process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let app = TestApp::spawn();
+    let tenant = app.create_tenant("acme");
+    app.create_user("admin@acme.example", Role::TenantAdmin, Some(&tenant));
+
+    let port = free_port();
+    let _driver = Driver(
+        Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is installed by scripts/install-deps.sh --test (package chromium-driver)"),
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let capabilities: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
+        "browserName": "chrome",
+        "acceptInsecureCerts": true,
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--disable-quic",
+                format!("--user-data-dir={}", profile.path().display()),
+            ]
+        }
+    }))
+    .unwrap();
+    let started = Instant::now();
+    let browser = loop {
+        match ClientBuilder::rustls()
+            .expect("rustls connector")
+            .capabilities(capabilities.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(client) => break client,
+            Err(_) if started.elapsed() < Duration::from_secs(30) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("could not start Chromium through chromedriver: {error}"),
+        }
+    };
+
+    let result = async {
+        browser.goto(&app.url("/t/acme/")).await?;
+        // Not signed in: the console sends the browser to the sign-in form.
+        assert!(browser.current_url().await?.path().ends_with("/login"));
+        browser
+            .find(Locator::Id("email"))
+            .await?
+            .send_keys("admin@acme.example")
+            .await?;
+        browser
+            .find(Locator::Id("password"))
+            .await?
+            .send_keys(PASSWORD)
+            .await?;
+        browser
+            .find(Locator::Css("form.stacked button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        let heading = browser
+            .wait()
+            .for_element(Locator::Css("main h1"))
+            .await?
+            .text()
+            .await?;
+        assert_eq!(heading, "Tenant acme");
+        assert_eq!(browser.current_url().await?.path(), "/t/acme/");
+        let nav = browser
+            .find(Locator::Css("header nav"))
+            .await?
+            .text()
+            .await?;
+        assert!(nav.contains("Users") && nav.contains("Security"), "{nav}");
+        let who = browser.find(Locator::Css(".who")).await?.text().await?;
+        assert!(who.contains("admin@acme.example"), "{who}");
+        Ok::<(), fantoccini::error::CmdError>(())
+    }
+    .await;
+    browser.close().await.ok();
+    result.unwrap();
+}

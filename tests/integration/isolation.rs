@@ -1,0 +1,83 @@
+//! Tenant isolation: another tenant's pages do not exist for you; the operator sees no tenant page.
+
+use rapport::users::Role;
+use reqwest::StatusCode;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn a_member_of_tenant_a_gets_404_for_every_tenant_b_url() {
+    let app = TestApp::spawn();
+    let alpha = app.create_tenant("alpha");
+    let beta = app.create_tenant("beta");
+    let beta_user = app.create_user("analyst@beta.example", Role::Analyst, Some(&beta));
+    let get_paths = [
+        "/t/beta/",
+        "/t/beta/users",
+        "/t/beta/settings/security",
+        "/t/beta/audit",
+    ];
+    let user_url = format!("/t/beta/users/{}", beta_user.id);
+    let post_paths = [
+        "/t/beta/users".to_owned(),
+        "/t/beta/settings/security".to_owned(),
+        format!("{user_url}/disable"),
+        format!("{user_url}/role"),
+    ];
+    for role in Role::TENANT_ROLES {
+        let email = format!("{}@alpha.example", role.as_str());
+        app.create_user(&email, role, Some(&alpha));
+        let client = app.signed_in_client(&email).await;
+        for path in get_paths {
+            assert_eq!(
+                app.get(&client, path).await.status(),
+                StatusCode::NOT_FOUND,
+                "{role} GET {path}"
+            );
+        }
+        for path in &post_paths {
+            let response = app
+                .post_form(
+                    &client,
+                    path,
+                    &[("role", "auditor"), ("email", "x@y.example")],
+                )
+                .await;
+            assert_eq!(
+                response.status(),
+                StatusCode::NOT_FOUND,
+                "{role} POST {path}"
+            );
+        }
+    }
+    // Nothing in beta changed.
+    let still = app
+        .context
+        .users
+        .get(beta_user.reference())
+        .unwrap()
+        .unwrap();
+    assert_eq!(still.role, Role::Analyst);
+    assert!(!still.disabled);
+    assert_eq!(app.context.users.list(Some(beta.id)).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_operator_cannot_open_tenant_content() {
+    let app = TestApp::spawn();
+    app.create_tenant("alpha");
+    app.create_user("op@example.com", Role::Operator, None);
+    let operator = app.signed_in_client("op@example.com").await;
+    for path in [
+        "/t/alpha/",
+        "/t/alpha/users",
+        "/t/alpha/settings/security",
+        "/t/alpha/audit",
+    ] {
+        let status = app.get(&operator, path).await.status();
+        assert!(
+            status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND,
+            "operator got {status} on {path}"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! The one integration-test binary: every file here is a module, so everything links once.
+
+// A panic is how a test, and a test helper, reports failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// A test reads best as one story from set-up to the last assertion, however long.
+#![allow(clippy::too_many_lines)]
+
+mod helpers;
+
+mod at_rest;
+mod audit;
+mod browser;
+mod cli;
+mod csrf;
+mod durability;
+mod headers;
+mod isolation;
+mod login;
+mod roles;
+mod second_factor;

@@ -1,0 +1,174 @@
+//! The role matrix: every role against every route family, allowed or refused, as one table.
+
+use rapport::users::Role;
+use reqwest::StatusCode;
+
+use crate::helpers::{location, TestApp};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Expect {
+    Allowed,
+    Refused,
+    SignIn,
+}
+
+use Expect::{Allowed, Refused, SignIn};
+
+/// (route family, GET path, [anonymous, operator, tenant-admin, analyst, qa-lead, privacy-officer, auditor])
+const MATRIX: &[(&str, &str, [Expect; 7])] = &[
+    (
+        "appliance: tenants",
+        "/admin/tenants",
+        [SignIn, Allowed, Refused, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "appliance: users",
+        "/admin/users",
+        [SignIn, Allowed, Refused, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "appliance: audit",
+        "/admin/audit",
+        [SignIn, Allowed, Refused, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "tenant: home",
+        "/t/acme/",
+        [SignIn, Refused, Allowed, Allowed, Allowed, Allowed, Allowed],
+    ),
+    (
+        "tenant: users",
+        "/t/acme/users",
+        [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "tenant: security",
+        "/t/acme/settings/security",
+        [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "tenant: audit",
+        "/t/acme/audit",
+        [SignIn, Refused, Refused, Refused, Refused, Allowed, Allowed],
+    ),
+    (
+        "account",
+        "/account/password",
+        [SignIn, Allowed, Allowed, Allowed, Allowed, Allowed, Allowed],
+    ),
+];
+
+/// (action, POST path, form fields, [operator, tenant-admin, analyst, qa-lead, privacy-officer, auditor])
+type PostCase = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    [Expect; 6],
+);
+
+/// State-changing routes, checked with a valid CSRF token so only the role decides.
+const POST_MATRIX: &[PostCase] = &[
+    (
+        "create tenant",
+        "/admin/tenants",
+        &[("slug", "x-new"), ("name", "X")],
+        [Allowed, Refused, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "create tenant user",
+        "/t/acme/users",
+        &[("email", "fresh@acme.example"), ("role", "analyst")],
+        [Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "security settings",
+        "/t/acme/settings/security",
+        &[],
+        [Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+];
+
+const ROLES: [Role; 6] = [
+    Role::Operator,
+    Role::TenantAdmin,
+    Role::Analyst,
+    Role::QaLead,
+    Role::PrivacyOfficer,
+    Role::Auditor,
+];
+
+fn judge(status: StatusCode, location: &str) -> Expect {
+    match status {
+        StatusCode::OK | StatusCode::SEE_OTHER if location != "/login" => Allowed,
+        StatusCode::SEE_OTHER => SignIn,
+        StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => Refused,
+        other => panic!("unexpected status {other}"),
+    }
+}
+
+#[tokio::test]
+async fn every_role_gets_exactly_its_route_families() {
+    let app = TestApp::spawn();
+    let tenant = app.create_tenant("acme");
+    let mut clients = vec![app.new_client()];
+    for role in ROLES {
+        let email = format!("{}@acme.example", role.as_str());
+        let tenant = role.is_tenant_role().then_some(&tenant);
+        app.create_user(&email, role, tenant);
+        clients.push(app.signed_in_client(&email).await);
+    }
+
+    let mut mismatches = Vec::new();
+    for (family, path, expected) in MATRIX {
+        for (index, client) in clients.iter().enumerate() {
+            let response = app.get(client, path).await;
+            let got = judge(response.status(), &location(&response));
+            if got != expected[index] {
+                let who = if index == 0 {
+                    "anonymous"
+                } else {
+                    ROLES[index - 1].as_str()
+                };
+                mismatches.push(format!(
+                    "{family} ({path}) as {who}: expected {:?}, got {got:?}",
+                    expected[index]
+                ));
+            }
+        }
+    }
+    for (family, path, fields, expected) in POST_MATRIX {
+        for (index, client) in clients.iter().skip(1).enumerate() {
+            let response = app.post_form(client, path, fields).await;
+            let got = judge(response.status(), &location(&response));
+            if got != expected[index] {
+                mismatches.push(format!(
+                    "{family} (POST {path}) as {}: expected {:?}, got {got:?}",
+                    ROLES[index].as_str(),
+                    expected[index]
+                ));
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "role matrix violations:\n{}",
+        mismatches.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_and_anonymous_posts_are_refused() {
+    let app = TestApp::spawn();
+    let client = app.new_client();
+    assert_eq!(
+        app.get(&client, "/no/such/page").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let response = client
+        .post(app.url("/admin/tenants"))
+        .form(&[("slug", "a")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
