@@ -52,7 +52,7 @@ enum Command {
         #[arg(long)]
         no_tls: bool,
     },
-    /// Serve the web console and API.
+    /// Serve the web console.
     Serve {
         #[command(flatten)]
         config: ConfigArg,
@@ -138,6 +138,20 @@ enum UserCommand {
     },
     /// Disable a user; their sessions end.
     Disable {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        email: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        email: String,
+    },
+    /// Remove a user's second factor (lost authenticator and recovery codes); their sessions end.
+    ResetTotp {
         #[command(flatten)]
         config: ConfigArg,
         #[arg(long)]
@@ -387,74 +401,8 @@ fn user(command: UserCommand) -> Outcome {
             tenant,
             password_stdin: _,
             temporary,
-        } => {
-            let role: Role = role.parse()?;
-            let email = Email::parse(&email)?;
-            let password = read_password()?;
-            users::validate_password(&password)?;
-            let context = open(&config.path)?;
-            let tenant_id = match tenant {
-                Some(slug) => Some(
-                    context
-                        .tenants
-                        .find_by_slug(&slug)?
-                        .ok_or_else(|| Failure(format!("no tenant with slug {slug:?}")))?
-                        .id,
-                ),
-                None => None,
-            };
-            let user = users::create_user(
-                &context,
-                Actor::cli(),
-                None,
-                NewUser {
-                    email,
-                    role,
-                    tenant: tenant_id,
-                    password,
-                    must_change_password: temporary,
-                },
-            )?;
-            println!("added {} ({}) id {}", user.email, user.role, user.id);
-        }
-        UserCommand::List { config, tenant } => {
-            let context = open(&config.path)?;
-            let tenants = context.tenants.list()?;
-            let selected: Vec<_> = match &tenant {
-                Some(slug) => vec![Some(
-                    tenants
-                        .iter()
-                        .find(|t| t.slug.as_str() == slug)
-                        .ok_or_else(|| Failure(format!("no tenant with slug {slug:?}")))?,
-                )],
-                None => std::iter::once(None)
-                    .chain(tenants.iter().map(Some))
-                    .collect(),
-            };
-            let mut out = std::io::stdout().lock();
-            writeln!(
-                out,
-                "{:<40} {:<16} {:<20} {:<8} ID",
-                "E-MAIL", "ROLE", "TENANT", "STATUS"
-            )?;
-            for scope in selected {
-                for user in context.users.list(scope.map(|t| t.id))? {
-                    let status = if user.disabled { "disabled" } else { "active" };
-                    let slug = scope.map_or("-", |t| t.slug.as_str());
-                    writeln!(
-                        out,
-                        "{:<40} {:<16} {:<20} {:<8} {}",
-                        user.email, user.role, slug, status, user.id
-                    )?;
-                }
-            }
-            context.audit(AuditEvent::new(
-                scope_of_listing(&tenants, tenant.as_deref()),
-                Actor::cli(),
-                AuditAction::PersonalDataRead,
-                "user list",
-            ))?;
-        }
+        } => user_add(&config.path, &email, &role, tenant.as_deref(), temporary)?,
+        UserCommand::List { config, tenant } => user_list(&config.path, tenant.as_deref())?,
         UserCommand::Passwd {
             config,
             email,
@@ -471,19 +419,112 @@ fn user(command: UserCommand) -> Outcome {
         UserCommand::Disable { config, email } => {
             let context = open(&config.path)?;
             let user = find_user(&context, &email)?;
-            users::disable_user(&context, Actor::cli(), None, user)?;
+            users::set_disabled(&context, Actor::cli(), None, user, true)?;
             println!("user disabled; their sessions have ended");
+        }
+        UserCommand::Enable { config, email } => {
+            let context = open(&config.path)?;
+            let user = find_user(&context, &email)?;
+            users::set_disabled(&context, Actor::cli(), None, user, false)?;
+            println!("user enabled");
+        }
+        UserCommand::ResetTotp { config, email } => {
+            let context = open(&config.path)?;
+            let user = find_user(&context, &email)?;
+            users::reset_second_factor(&context, Actor::cli(), None, user)?;
+            println!("second factor removed; the user's sessions have ended");
         }
     }
     Ok(())
 }
 
-fn scope_of_listing(
-    tenants: &[crate::tenants::Tenant],
-    slug: Option<&str>,
-) -> Option<crate::ids::TenantId> {
-    slug.and_then(|slug| tenants.iter().find(|t| t.slug.as_str() == slug))
-        .map(|t| t.id)
+fn user_add(
+    config: &Path,
+    email: &str,
+    role: &str,
+    tenant: Option<&str>,
+    temporary: bool,
+) -> Outcome {
+    let role: Role = role.parse()?;
+    let email = Email::parse(email)?;
+    let password = read_password()?;
+    users::validate_password(&password)?;
+    let context = open(config)?;
+    let tenant_id = match tenant {
+        Some(slug) => Some(
+            context
+                .tenants
+                .find_by_slug(slug)?
+                .ok_or_else(|| Failure(format!("no tenant with slug {slug:?}")))?
+                .id,
+        ),
+        None => None,
+    };
+    let user = users::create_user(
+        &context,
+        Actor::cli(),
+        None,
+        NewUser {
+            email,
+            role,
+            tenant: tenant_id,
+            password,
+            must_change_password: temporary,
+        },
+    )?;
+    println!("added {} ({}) id {}", user.email, user.role, user.id);
+    Ok(())
+}
+
+fn user_list(config: &Path, tenant: Option<&str>) -> Outcome {
+    let context = open(config)?;
+    let tenants = context.tenants.list()?;
+    let selected: Vec<Option<&crate::tenants::Tenant>> = match &tenant {
+        Some(slug) => vec![Some(
+            tenants
+                .iter()
+                .find(|t| t.slug.as_str() == *slug)
+                .ok_or_else(|| Failure(format!("no tenant with slug {slug:?}")))?,
+        )],
+        None => std::iter::once(None)
+            .chain(tenants.iter().map(Some))
+            .collect(),
+    };
+    let mut rows = Vec::new();
+    for scope in &selected {
+        for user in context.users.list(scope.map(|t| t.id))? {
+            rows.push((user, scope.map_or("-", |t| t.slug.as_str())));
+        }
+    }
+    // The read is recorded in each listed scope's log before anything is shown.
+    context.audit_all(
+        selected
+            .iter()
+            .map(|scope| {
+                AuditEvent::new(
+                    scope.map(|t| t.id),
+                    Actor::cli(),
+                    AuditAction::PersonalDataRead,
+                    "user list",
+                )
+            })
+            .collect(),
+    )?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<40} {:<16} {:<20} {:<8} ID",
+        "E-MAIL", "ROLE", "TENANT", "STATUS"
+    )?;
+    for (user, slug) in rows {
+        let status = if user.disabled { "disabled" } else { "active" };
+        writeln!(
+            out,
+            "{:<40} {:<16} {:<20} {:<8} {}",
+            user.email, user.role, slug, status, user.id
+        )?;
+    }
+    Ok(())
 }
 
 fn audit_verify(config_path: &Path) -> Outcome {

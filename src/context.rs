@@ -76,6 +76,11 @@ impl AppContext {
         self.audit_log.append(event)
     }
 
+    /// Records several events with one `fsync` (one read seen from several tenants' logs).
+    pub fn audit_all(&self, events: Vec<AuditEvent>) -> Result<Vec<AuditEntry>, AuditError> {
+        self.audit_log.append_all(events)
+    }
+
     pub fn uses_tls(&self) -> bool {
         self.config.server.tls.is_some()
     }

@@ -59,6 +59,7 @@ struct Writer {
 
 /// The open audit log. One per process; appends are serialised by an internal lock.
 pub struct AuditLog {
+    store: Store,
     dir: PathBuf,
     key_id: KeyId,
     key: SecretKey,
@@ -98,6 +99,7 @@ impl AuditLog {
         let heads = store.collection::<&'static str, ChainHead>(Scope::Appliance, "audit_head")?;
         let stored_head = heads.get(&HEAD_KEY)?.unwrap_or_default();
         let log = Self {
+            store: store.clone(),
             dir,
             key_id,
             key,
@@ -276,36 +278,52 @@ impl AuditLog {
     /// Appends `event` durably and returns the stored entry. Fails, and records nothing, when the
     /// entry cannot be written; callers must then fail the action.
     pub fn append(&self, event: AuditEvent) -> Result<AuditEntry, AuditError> {
-        let mut writer = self.writer.lock().map_err(|_| AuditError::Poisoned)?;
-        let entry = AuditEntry {
-            seq: writer.head.seq + 1,
-            time: Utc::now(),
-            prev_hash: hex::encode(writer.head.hash),
-            event,
-        };
-        let plaintext =
-            zeroize::Zeroizing::new(rmp_serde::to_vec_named(&entry).map_err(|error| {
-                AuditError::Broken {
-                    seq: entry.seq,
-                    reason: format!("cannot encode: {error}"),
-                }
-            })?);
-        let aad = Self::associated_data(entry.seq, entry.event.tenant, self.key_id);
-        let sealed = crypto::seal(&self.key, &aad, &plaintext);
-        let mut frame = Vec::with_capacity(4 + FRAME_FIXED + sealed.len());
-        let length = u32::try_from(FRAME_FIXED + sealed.len()).unwrap_or(u32::MAX);
-        frame.extend_from_slice(&length.to_be_bytes());
-        frame.extend_from_slice(&entry.seq.to_be_bytes());
-        frame.extend_from_slice(&entry.event.tenant.map_or([0u8; 16], TenantId::to_bytes));
-        frame.extend_from_slice(&self.key_id.to_bytes());
-        frame.extend_from_slice(&sealed);
+        let mut entries = self.append_all(vec![event])?;
+        entries.pop().ok_or(AuditError::Poisoned)
+    }
 
-        if writer.head.segment == 0 || writer.head.offset >= SEGMENT_LIMIT_BYTES {
-            writer.head.segment += 1;
-            writer.head.offset = 0;
+    /// Appends several events with one `fsync`, in order.
+    pub fn append_all(&self, events: Vec<AuditEvent>) -> Result<Vec<AuditEntry>, AuditError> {
+        self.store.ensure_disk_reserve()?;
+        let mut writer = self.writer.lock().map_err(|_| AuditError::Poisoned)?;
+        let mut head = writer.head.clone();
+        if head.segment == 0 || head.offset >= SEGMENT_LIMIT_BYTES {
+            head.segment += 1;
+            head.offset = 0;
             writer.file = None;
         }
-        let path = self.segment_path(writer.head.segment);
+        let mut frames = Vec::new();
+        let mut entries = Vec::with_capacity(events.len());
+        for event in events {
+            let entry = AuditEntry {
+                seq: head.seq + 1,
+                time: Utc::now(),
+                prev_hash: hex::encode(head.hash),
+                event,
+            };
+            let plaintext =
+                zeroize::Zeroizing::new(rmp_serde::to_vec_named(&entry).map_err(|error| {
+                    AuditError::Broken {
+                        seq: entry.seq,
+                        reason: format!("cannot encode: {error}"),
+                    }
+                })?);
+            let aad = Self::associated_data(entry.seq, entry.event.tenant, self.key_id);
+            let sealed = crypto::seal(&self.key, &aad, &plaintext);
+            let length = u32::try_from(FRAME_FIXED + sealed.len()).unwrap_or(u32::MAX);
+            let frame_start = frames.len();
+            frames.extend_from_slice(&length.to_be_bytes());
+            frames.extend_from_slice(&entry.seq.to_be_bytes());
+            frames.extend_from_slice(&entry.event.tenant.map_or([0u8; 16], TenantId::to_bytes));
+            frames.extend_from_slice(&self.key_id.to_bytes());
+            frames.extend_from_slice(&sealed);
+            head.seq = entry.seq;
+            head.hash = Self::entry_hash(&plaintext);
+            head.offset += (frames.len() - frame_start) as u64;
+            entries.push(entry);
+        }
+
+        let path = self.segment_path(head.segment);
         let io = |source| AuditError::Io {
             path: path.clone(),
             source,
@@ -317,31 +335,32 @@ impl AuditLog {
                 .mode(0o600)
                 .open(&path)
                 .map_err(io)?;
+            // A new segment's directory entry must be durable too, not only its contents.
+            File::open(&self.dir)
+                .and_then(|dir| dir.sync_all())
+                .map_err(io)?;
             writer.file = Some(file);
         }
         if let Some(file) = writer.file.as_mut() {
-            let written = file.write_all(&frame).and_then(|()| file.sync_data());
-            if let Err(source) = written {
-                // The file may now end in a torn frame; reopen (and repair) on the next append.
+            if let Err(source) = file.write_all(&frames).and_then(|()| file.sync_data()) {
+                // The file may now end in a torn frame; cut it back to the last whole entry.
                 writer.file = None;
+                let stored = writer.head.clone();
                 drop(writer);
-                let repaired = self.recover(self.heads.get(&HEAD_KEY)?.unwrap_or_default())?;
+                let repaired = self.recover(stored)?;
                 if let Ok(mut writer) = self.writer.lock() {
                     writer.head = repaired;
                 }
                 return Err(io(source));
             }
         }
-        writer.head = ChainHead {
-            seq: entry.seq,
-            hash: Self::entry_hash(&plaintext),
-            segment: writer.head.segment,
-            offset: writer.head.offset + frame.len() as u64,
-        };
-        // The mirrored head is a hint that start-up can rebuild by reading forward, so it rides on
-        // the store's periodic flush instead of costing a second fsync per entry.
-        self.heads.insert_relaxed(&HEAD_KEY, &writer.head)?;
-        Ok(entry)
+        writer.head = head;
+        // The mirrored head is a hint that start-up rebuilds by reading forward, so it rides on
+        // the store's periodic flush; failing to store it does not undo the durable entries.
+        if let Err(error) = self.heads.insert_relaxed(&HEAD_KEY, &writer.head) {
+            tracing::warn!(%error, "audit chain head not mirrored; it is rebuilt at the next start");
+        }
+        Ok(entries)
     }
 
     /// Entries visible to `view`, newest first, with `seq` below `before` when given.

@@ -95,7 +95,10 @@ fn load_session(
     };
     if (now - session.last_seen).num_seconds() >= TOUCH_INTERVAL_SECONDS {
         session.last_seen = now;
-        context.sessions.touch(token, &session)?;
+        // Only the idle clock is at stake: a failed save (a full disk) must not end the request.
+        if let Err(error) = context.sessions.touch(token, &session) {
+            tracing::warn!(%error, "session idle clock not saved");
+        }
     }
     let second_factor_required = second_factor_required(context, &user)?;
     Ok(Some(RequestSession {

@@ -23,6 +23,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/admin/tenants", web::get().to(list))
         .route("/admin/tenants", web::post().to(create))
         .route("/t/{tenant}/", web::get().to(home))
+        .route("/t/{tenant}", web::get().to(home))
         .route(
             "/t/{tenant}/settings/security",
             web::get().to(security_page),

@@ -294,15 +294,40 @@ pub fn create_user(
     Ok(user)
 }
 
-/// Disables a user and voids their sessions.
-pub fn disable_user(
+/// Disables (or re-enables) a user; either way their sessions end.
+pub fn set_disabled(
+    context: &AppContext,
+    actor: Actor,
+    client: Option<String>,
+    user: UserRef,
+    disabled: bool,
+) -> Result<User, UserError> {
+    let mut record = context.users.get(user)?.ok_or(UserError::NotFound)?;
+    record.disabled = disabled;
+    record.session_epoch = record.session_epoch.wrapping_add(1);
+    record.updated = Utc::now();
+    context.users.save(&record)?;
+    let action = if disabled {
+        AuditAction::UserDisabled
+    } else {
+        AuditAction::UserEnabled
+    };
+    context.audit(
+        AuditEvent::new(record.tenant, actor, action, format!("user {}", record.id)).client(client),
+    )?;
+    Ok(record)
+}
+
+/// Removes a user's second factor (a lost authenticator); they enrol again when their tenant
+/// requires it. Their sessions end.
+pub fn reset_second_factor(
     context: &AppContext,
     actor: Actor,
     client: Option<String>,
     user: UserRef,
 ) -> Result<User, UserError> {
     let mut record = context.users.get(user)?.ok_or(UserError::NotFound)?;
-    record.disabled = true;
+    record.totp = None;
     record.session_epoch = record.session_epoch.wrapping_add(1);
     record.updated = Utc::now();
     context.users.save(&record)?;
@@ -310,7 +335,7 @@ pub fn disable_user(
         AuditEvent::new(
             record.tenant,
             actor,
-            AuditAction::UserDisabled,
+            AuditAction::SecondFactorReset,
             format!("user {}", record.id),
         )
         .client(client),

@@ -25,22 +25,14 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/admin/users", web::get().to(operator_list))
         .route("/admin/users", web::post().to(operator_create))
         .route(
-            "/admin/users/{scope}/{user}/disable",
-            web::post().to(operator_disable),
-        )
-        .route(
-            "/admin/users/{scope}/{user}/role",
-            web::post().to(operator_change_role),
+            "/admin/users/{scope}/{user}/{action}",
+            web::post().to(operator_user_action),
         )
         .route("/t/{tenant}/users", web::get().to(tenant_list))
         .route("/t/{tenant}/users", web::post().to(tenant_create))
         .route(
-            "/t/{tenant}/users/{user}/disable",
-            web::post().to(tenant_disable),
-        )
-        .route(
-            "/t/{tenant}/users/{user}/role",
-            web::post().to(tenant_change_role),
+            "/t/{tenant}/users/{user}/{action}",
+            web::post().to(tenant_user_action),
         );
 }
 
@@ -143,7 +135,7 @@ impl Directory<'_> {
 fn users_page(
     context: &AppContext,
     session: &RequestSession,
-    client: Option<String>,
+    client: Option<&str>,
     directory: &Directory<'_>,
     error: Option<String>,
     email: String,
@@ -186,14 +178,31 @@ fn users_page(
             )
         }
     };
-    context.audit(
-        AuditEvent::new(
-            directory.audit_tenant(),
-            session.user.actor(),
-            AuditAction::PersonalDataRead,
-            "user list",
-        )
-        .client(client),
+    // The operator's list shows every tenant's members: each tenant's own log records the read,
+    // so its auditors see it too.
+    let mut scopes = vec![directory.audit_tenant()];
+    if matches!(directory, Directory::Appliance) {
+        scopes.extend(
+            context
+                .tenants
+                .list()?
+                .into_iter()
+                .map(|tenant| Some(tenant.id)),
+        );
+    }
+    context.audit_all(
+        scopes
+            .into_iter()
+            .map(|tenant| {
+                AuditEvent::new(
+                    tenant,
+                    session.user.actor(),
+                    AuditAction::PersonalDataRead,
+                    "user list",
+                )
+                .client(client.map(str::to_owned))
+            })
+            .collect(),
     )?;
     Ok(UsersPage {
         chrome: Chrome::for_session(context, session, chrome_tenant, "Users", &base)?,
@@ -218,7 +227,7 @@ fn users_page(
 fn create_from_form(
     context: &AppContext,
     session: &RequestSession,
-    client: Option<String>,
+    client: Option<&str>,
     directory: &Directory<'_>,
     form: CreateForm,
 ) -> Result<(UsersPage, StatusCode), AppError> {
@@ -247,7 +256,7 @@ fn create_from_form(
         let user = users::create_user(
             context,
             session.user.actor(),
-            client.clone(),
+            client.map(str::to_owned),
             NewUser {
                 email,
                 role,
@@ -299,28 +308,6 @@ fn create_from_form(
     }
 }
 
-fn disable(
-    context: &AppContext,
-    session: &RequestSession,
-    client: Option<String>,
-    target: UserRef,
-    back_to: &str,
-) -> Result<Reply, AppError> {
-    if target == session.user.reference() {
-        return Err(AppError::BadRequest(
-            "You cannot disable your own account.".to_owned(),
-        ));
-    }
-    let disabled = users::disable_user(context, session.user.actor(), client, target)?;
-    push_flash(
-        context,
-        session,
-        FlashKind::Success,
-        format!("{} was disabled and signed out.", disabled.email),
-    )?;
-    Ok(Reply::SeeOther(back_to.to_owned()))
-}
-
 async fn operator_list(
     request: HttpRequest,
     context: Data<AppContext>,
@@ -331,7 +318,7 @@ async fn operator_list(
         users_page(
             &context,
             &access.session,
-            client,
+            client.as_deref(),
             &Directory::Appliance,
             None,
             String::new(),
@@ -353,119 +340,13 @@ async fn operator_create(
         create_from_form(
             &context,
             &access.session,
-            client,
+            client.as_deref(),
             &Directory::Appliance,
             form.into_inner(),
         )
     })
     .await??;
     render(&page, status)
-}
-
-/// The user named by an operator URL: `appliance/<user>` or `<tenant id>/<user>`.
-fn operator_target(path: (String, String)) -> Result<UserRef, AppError> {
-    let (scope, user) = path;
-    let tenant = match scope.as_str() {
-        "appliance" => None,
-        other => Some(other.parse::<TenantId>().map_err(|_| AppError::NotFound)?),
-    };
-    let id = user.parse::<UserId>().map_err(|_| AppError::NotFound)?;
-    Ok(UserRef { tenant, id })
-}
-
-async fn operator_disable(
-    request: HttpRequest,
-    context: Data<AppContext>,
-    access: Authorized<ManageAppliance>,
-    path: web::Path<(String, String)>,
-) -> Result<Reply, AppError> {
-    let client = client_address(&request).map(|ip| ip.to_string());
-    let target = operator_target(path.into_inner())?;
-    web::block(move || disable(&context, &access.session, client, target, "/admin/users")).await?
-}
-
-#[derive(Deserialize)]
-struct RoleForm {
-    role: String,
-}
-
-fn change_role(
-    context: &AppContext,
-    session: &RequestSession,
-    client: Option<String>,
-    target: UserRef,
-    role: &str,
-    back_to: &str,
-) -> Result<Reply, AppError> {
-    if target == session.user.reference() {
-        return Err(AppError::BadRequest(
-            "You cannot change your own role.".to_owned(),
-        ));
-    }
-    let role: Role = role
-        .parse()
-        .map_err(|error: UserError| AppError::BadRequest(error.to_string()))?;
-    let changed = users::change_role(context, session.user.actor(), client, target, role)?;
-    push_flash(
-        context,
-        session,
-        FlashKind::Success,
-        format!("{} is now {}.", changed.email, changed.role.label()),
-    )?;
-    Ok(Reply::SeeOther(back_to.to_owned()))
-}
-
-async fn operator_change_role(
-    request: HttpRequest,
-    context: Data<AppContext>,
-    access: Authorized<ManageAppliance>,
-    path: web::Path<(String, String)>,
-    form: Form<RoleForm>,
-) -> Result<Reply, AppError> {
-    let client = client_address(&request).map(|ip| ip.to_string());
-    let target = operator_target(path.into_inner())?;
-    web::block(move || {
-        change_role(
-            &context,
-            &access.session,
-            client,
-            target,
-            &form.role,
-            "/admin/users",
-        )
-    })
-    .await?
-}
-
-async fn tenant_change_role(
-    request: HttpRequest,
-    context: Data<AppContext>,
-    access: TenantAccess<ManageTenantUsers>,
-    path: web::Path<(String, String)>,
-    form: Form<RoleForm>,
-) -> Result<Reply, AppError> {
-    let client = client_address(&request).map(|ip| ip.to_string());
-    let id = path
-        .into_inner()
-        .1
-        .parse::<UserId>()
-        .map_err(|_| AppError::NotFound)?;
-    let target = UserRef {
-        tenant: Some(access.tenant.id),
-        id,
-    };
-    let back_to = format!("/t/{}/users", access.tenant.slug);
-    web::block(move || {
-        change_role(
-            &context,
-            &access.session,
-            client,
-            target,
-            &form.role,
-            &back_to,
-        )
-    })
-    .await?
 }
 
 async fn tenant_list(
@@ -478,7 +359,7 @@ async fn tenant_list(
         users_page(
             &context,
             &access.session,
-            client,
+            client.as_deref(),
             &Directory::Tenant(&access.tenant),
             None,
             String::new(),
@@ -500,7 +381,7 @@ async fn tenant_create(
         create_from_form(
             &context,
             &access.session,
-            client,
+            client.as_deref(),
             &Directory::Tenant(&access.tenant),
             form.into_inner(),
         )
@@ -509,22 +390,131 @@ async fn tenant_create(
     render(&page, status)
 }
 
-async fn tenant_disable(
+/// What a user row's buttons do; the last segment of the action URL.
+enum UserAction {
+    Disable,
+    Enable,
+    ResetSecondFactor,
+    ChangeRole,
+}
+
+impl UserAction {
+    fn parse(segment: &str) -> Result<Self, AppError> {
+        match segment {
+            "disable" => Ok(Self::Disable),
+            "enable" => Ok(Self::Enable),
+            "reset-second-factor" => Ok(Self::ResetSecondFactor),
+            "role" => Ok(Self::ChangeRole),
+            _ => Err(AppError::NotFound),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    #[serde(default)]
+    role: String,
+}
+
+/// Applies one row action to `target` and queues a message saying what happened. Blocking.
+fn apply_action(
+    context: &AppContext,
+    session: &RequestSession,
+    client: Option<String>,
+    target: UserRef,
+    action: &UserAction,
+    form: &ActionForm,
+    back_to: String,
+) -> Result<Reply, AppError> {
+    if target == session.user.reference() {
+        return Err(AppError::BadRequest(
+            "You cannot change your own account here; use the Password and Two-factor pages."
+                .to_owned(),
+        ));
+    }
+    let actor = session.user.actor();
+    let message = match action {
+        UserAction::Disable => {
+            let user = users::set_disabled(context, actor, client, target, true)?;
+            format!("{} was disabled and signed out.", user.email)
+        }
+        UserAction::Enable => {
+            let user = users::set_disabled(context, actor, client, target, false)?;
+            format!("{} can sign in again.", user.email)
+        }
+        UserAction::ResetSecondFactor => {
+            let user = users::reset_second_factor(context, actor, client, target)?;
+            format!(
+                "{} must set up two-factor sign-in again at the next sign-in.",
+                user.email
+            )
+        }
+        UserAction::ChangeRole => {
+            let role: Role = form.role.parse()?;
+            let user = users::change_role(context, actor, client, target, role)?;
+            format!("{} is now {}.", user.email, user.role.label())
+        }
+    };
+    push_flash(context, session, FlashKind::Success, message)?;
+    Ok(Reply::SeeOther(back_to))
+}
+
+async fn operator_user_action(
+    request: HttpRequest,
+    context: Data<AppContext>,
+    access: Authorized<ManageAppliance>,
+    path: web::Path<(String, String, String)>,
+    form: Form<ActionForm>,
+) -> Result<Reply, AppError> {
+    let client = client_address(&request).map(|ip| ip.to_string());
+    let (scope, user, action) = path.into_inner();
+    let action = UserAction::parse(&action)?;
+    let tenant = match scope.as_str() {
+        "appliance" => None,
+        other => Some(other.parse::<TenantId>().map_err(|_| AppError::NotFound)?),
+    };
+    let id = user.parse::<UserId>().map_err(|_| AppError::NotFound)?;
+    let target = UserRef { tenant, id };
+    web::block(move || {
+        apply_action(
+            &context,
+            &access.session,
+            client,
+            target,
+            &action,
+            &form,
+            "/admin/users".to_owned(),
+        )
+    })
+    .await?
+}
+
+async fn tenant_user_action(
     request: HttpRequest,
     context: Data<AppContext>,
     access: TenantAccess<ManageTenantUsers>,
-    path: web::Path<(String, String)>,
+    path: web::Path<(String, String, String)>,
+    form: Form<ActionForm>,
 ) -> Result<Reply, AppError> {
     let client = client_address(&request).map(|ip| ip.to_string());
-    let id = path
-        .into_inner()
-        .1
-        .parse::<UserId>()
-        .map_err(|_| AppError::NotFound)?;
+    let (_, user, action) = path.into_inner();
+    let action = UserAction::parse(&action)?;
+    let id = user.parse::<UserId>().map_err(|_| AppError::NotFound)?;
     let target = UserRef {
         tenant: Some(access.tenant.id),
         id,
     };
     let back_to = format!("/t/{}/users", access.tenant.slug);
-    web::block(move || disable(&context, &access.session, client, target, &back_to)).await?
+    web::block(move || {
+        apply_action(
+            &context,
+            &access.session,
+            client,
+            target,
+            &action,
+            &form,
+            back_to,
+        )
+    })
+    .await?
 }

@@ -151,6 +151,19 @@ async fn the_listed_events_are_recorded_and_shown_to_the_right_readers() {
         .iter()
         .all(|e| e.event.tenant == Some(tenant.id)));
 
+    // The operator's appliance-wide user list is recorded in the tenant's own log too.
+    assert_eq!(
+        app.get(&operator, "/admin/users").await.status(),
+        StatusCode::OK
+    );
+    let latest = app
+        .context
+        .audit_log
+        .entries(AuditView::Tenant(tenant.id), None, 1)
+        .unwrap();
+    assert_eq!(latest[0].event.action, AuditAction::PersonalDataRead);
+    assert_eq!(latest[0].event.actor.label, "op@example.com");
+
     // An auditor of the tenant reads the tenant's log, and that read is itself recorded.
     app.create_user("reader@acme.example", Role::Auditor, Some(&tenant));
     let reader = app.signed_in_client("reader@acme.example").await;

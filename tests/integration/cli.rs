@@ -263,6 +263,35 @@ fn users_and_tenants_from_the_command_line_with_clear_refusals() {
     );
     assert!(disable.status.success());
     assert!(stdout(&rapport(&["user", "list", "--config", config], None)).contains("disabled"));
+    let enable = rapport(
+        &[
+            "user",
+            "enable",
+            "--config",
+            config,
+            "--email",
+            "ana@acme.example",
+        ],
+        None,
+    );
+    assert!(enable.status.success());
+    let reset = rapport(
+        &[
+            "user",
+            "reset-totp",
+            "--config",
+            config,
+            "--email",
+            "ana@acme.example",
+        ],
+        None,
+    );
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    assert!(!stdout(&rapport(
+        &["user", "list", "--config", config, "--tenant", "acme"],
+        None
+    ))
+    .contains("disabled"));
     let nobody = rapport(
         &[
             "user",

@@ -23,6 +23,8 @@ async fn a_member_of_tenant_a_gets_404_for_every_tenant_b_url() {
         "/t/beta/settings/security".to_owned(),
         format!("{user_url}/disable"),
         format!("{user_url}/role"),
+        format!("{user_url}/enable"),
+        format!("{user_url}/reset-second-factor"),
     ];
     for role in Role::TENANT_ROLES {
         let email = format!("{}@alpha.example", role.as_str());

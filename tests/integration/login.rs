@@ -204,6 +204,31 @@ async fn disabling_a_user_ends_their_sessions_and_blocks_sign_in() {
             .status(),
         StatusCode::UNAUTHORIZED
     );
+
+    // Enabled again, the user signs in as before; the old session stays ended.
+    let enabled = app
+        .post_form(&admin, &format!("/t/acme/users/{}/enable", analyst.id), &[])
+        .await;
+    assert_eq!(enabled.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&app.get(&victim, "/t/acme/").await), "/login");
+    assert_eq!(
+        app.login(&app.new_client(), "analyst@acme.example", PASSWORD)
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    // Nobody disables themselves by accident.
+    let admin_id = app
+        .context
+        .users
+        .find_by_email(&rapport::users::Email::parse("admin@acme.example").unwrap())
+        .unwrap()
+        .unwrap()
+        .id;
+    let own = app
+        .post_form(&admin, &format!("/t/acme/users/{admin_id}/disable"), &[])
+        .await;
+    assert_eq!(own.status(), StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]

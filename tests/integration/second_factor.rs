@@ -166,4 +166,27 @@ async fn a_tenant_admin_can_require_a_second_factor_for_a_role() {
     assert_eq!(app.get(&analyst, "/t/acme/").await.status(), StatusCode::OK);
     // The admin's own role was not required.
     assert_eq!(app.get(&admin, "/t/acme/").await.status(), StatusCode::OK);
+
+    // A lost authenticator: the admin resets it, the analyst is signed out and must enrol again.
+    let analyst_id = app
+        .context
+        .users
+        .find_by_email(&rapport::users::Email::parse("analyst@acme.example").unwrap())
+        .unwrap()
+        .unwrap()
+        .id;
+    let reset = app
+        .post_form(
+            &admin,
+            &format!("/t/acme/users/{analyst_id}/reset-second-factor"),
+            &[],
+        )
+        .await;
+    assert_eq!(reset.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&app.get(&analyst, "/t/acme/").await), "/login");
+    let again = app.signed_in_client("analyst@acme.example").await;
+    assert_eq!(
+        location(&app.get(&again, "/t/acme/").await),
+        "/account/second-factor"
+    );
 }
