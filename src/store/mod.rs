@@ -157,21 +157,7 @@ impl Store {
         if mode == OpenMode::ExistingOnly && !db_path.join("conf").exists() {
             return Err(StoreError::NotInitialised(settings.data_dir.clone()));
         }
-        let db = sled::Config::new()
-            .path(&db_path)
-            .cache_capacity(settings.cache_capacity_bytes)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(|error| match error {
-                sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
-                    StoreError::Locked(settings.data_dir.clone())
-                }
-                sled::Error::Io(source) => StoreError::Io {
-                    path: db_path.clone(),
-                    source,
-                },
-                other => StoreError::Database(other),
-            })?;
+        let db = open_sled(settings, &db_path)?;
         let store = Self {
             shared: Arc::new(Shared {
                 db,
@@ -373,6 +359,38 @@ impl Store {
 
     pub(crate) fn keys_tree(&self) -> Result<sled::Tree, StoreError> {
         Ok(self.shared.db.open_tree(KEYS_TREE)?)
+    }
+}
+
+/// How long to wait for a database lock that is being released: sled's background threads close
+/// the file a moment after the last handle is dropped, and a restarting service may overlap with
+/// its predecessor's exit.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn open_sled(settings: &StoreSettings, db_path: &Path) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        let attempt = sled::Config::new()
+            .path(db_path)
+            .cache_capacity(settings.cache_capacity_bytes)
+            .flush_every_ms(Some(500))
+            .open();
+        match attempt {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                if started.elapsed() >= LOCK_PATIENCE {
+                    return Err(StoreError::Locked(settings.data_dir.clone()));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(sled::Error::Io(source)) => {
+                return Err(StoreError::Io {
+                    path: db_path.to_path_buf(),
+                    source,
+                })
+            }
+            Err(other) => return Err(StoreError::Database(other)),
+        }
     }
 }
 

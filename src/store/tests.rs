@@ -218,3 +218,17 @@ fn key_files_must_be_private_and_32_bytes() {
         Err(KeyError::Exists(_))
     ));
 }
+
+#[test]
+fn a_second_opener_is_told_the_database_is_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = new_store(dir.path());
+    let error = Store::open(
+        &settings(dir.path()),
+        MasterKey::load(&dir.path().join("master.key")).unwrap(),
+        OpenMode::ExistingOnly,
+    )
+    .unwrap_err();
+    assert!(matches!(error, StoreError::Locked(_)), "{error}");
+    assert!(error.to_string().contains("stop `rapport serve` first"));
+}
