@@ -185,7 +185,7 @@ pub struct UserRef {
 }
 
 /// A TOTP second factor (RFC 6238, SHA-1, 6 digits, 30 s).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TotpCredential {
     #[serde(with = "serde_bytes")]
     pub secret: Vec<u8>,
@@ -195,7 +195,16 @@ pub struct TotpCredential {
     pub recovery_hashes: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+impl fmt::Debug for TotpCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpCredential")
+            .field("last_step", &self.last_step)
+            .field("recovery_codes_left", &self.recovery_hashes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub id: UserId,
     pub tenant: Option<TenantId>,
@@ -210,6 +219,19 @@ pub struct User {
     pub totp: Option<TotpCredential>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
+}
+
+/// Secrets (the password hash, the TOTP secret) never appear in debug output.
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("tenant", &self.tenant)
+            .field("role", &self.role)
+            .field("disabled", &self.disabled)
+            .field("totp", &self.totp)
+            .finish_non_exhaustive()
+    }
 }
 
 impl User {

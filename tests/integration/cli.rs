@@ -122,6 +122,28 @@ fn bad_configuration_and_keys_get_one_clear_line_each() {
     assert_eq!(message.lines().count(), 1, "{message}");
 
     let good_key = std::fs::read(&key).unwrap();
+    std::fs::rename(&key, dir.path().join("moved.key")).unwrap();
+    let absent = rapport(&["check", "--config", config_str], None);
+    assert!(!absent.status.success());
+    assert!(
+        stderr(&absent).contains("master.key does not exist"),
+        "{}",
+        stderr(&absent)
+    );
+    // Under systemd the key arrives as a credential, and the configured file may be absent.
+    let credentials = tempfile::tempdir().unwrap();
+    std::fs::write(credentials.path().join("master-key"), &good_key).unwrap();
+    let via_credential = std::process::Command::new(env!("CARGO_BIN_EXE_rapport"))
+        .args(["check", "--config", config_str])
+        .env("CREDENTIALS_DIRECTORY", credentials.path())
+        .output()
+        .unwrap();
+    assert!(
+        via_credential.status.success(),
+        "{}",
+        stderr(&via_credential)
+    );
+    std::fs::rename(dir.path().join("moved.key"), &key).unwrap();
     std::fs::write(&key, &good_key[..31]).unwrap();
     let short = rapport(&["check", "--config", config_str], None);
     assert!(!short.status.success());
