@@ -47,6 +47,8 @@ pub struct UserRow {
     pub url: String,
     pub active: bool,
     pub role_value: &'static str,
+    /// The signed-in user's own row: no actions (those are on the account pages).
+    pub is_self: bool,
 }
 
 pub struct Choice {
@@ -91,8 +93,9 @@ fn status_of(user: &User) -> &'static str {
     }
 }
 
-fn row(user: &User, tenant_label: String, url: String) -> UserRow {
+fn row(user: &User, tenant_label: String, url: String, viewer: UserId) -> UserRow {
     UserRow {
+        is_self: user.id == viewer,
         email: user.email.to_string(),
         role: user.role.label(),
         tenant: tenant_label,
@@ -148,12 +151,12 @@ fn users_page(
         Directory::Appliance => {
             for operator in context.users.list(None)? {
                 let url = format!("{base}/appliance/{}", operator.id);
-                rows.push(row(&operator, "—".to_owned(), url));
+                rows.push(row(&operator, "—".to_owned(), url, session.user.id));
             }
             for tenant in context.tenants.list()? {
                 for member in context.users.list(Some(tenant.id))? {
                     let url = format!("{base}/{}/{}", tenant.id, member.id);
-                    rows.push(row(&member, tenant.slug.to_string(), url));
+                    rows.push(row(&member, tenant.slug.to_string(), url, session.user.id));
                 }
                 tenant_choices.push(Choice {
                     value: tenant.slug.to_string(),
@@ -169,7 +172,7 @@ fn users_page(
         Directory::Tenant(tenant) => {
             for member in context.users.list(Some(tenant.id))? {
                 let url = format!("{base}/{}", member.id);
-                rows.push(row(&member, tenant.slug.to_string(), url));
+                rows.push(row(&member, tenant.slug.to_string(), url, session.user.id));
             }
             (
                 format!("Users of {}", tenant.name),

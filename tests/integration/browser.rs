@@ -44,7 +44,7 @@ async fn sign_in_in_chromium_and_see_the_tenant_home_page() {
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--disable-quic",
+                "--disable-sync", "--disable-quic", "--window-size=1280,900",
                 format!("--user-data-dir={}", profile.path().display()),
             ]
         }
@@ -101,6 +101,18 @@ async fn sign_in_in_chromium_and_see_the_tenant_home_page() {
         assert!(nav.contains("Users") && nav.contains("Security"), "{nav}");
         let who = browser.find(Locator::Css(".who")).await?.text().await?;
         assert!(who.contains("admin@acme.example"), "{who}");
+        // Screenshots of what a person sees, kept beside the build for review.
+        let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::write(shots.join("home.png"), browser.screenshot().await?).unwrap();
+        browser.goto(&app.url("/t/acme/users")).await?;
+        let table = browser
+            .wait()
+            .for_element(Locator::Css("table"))
+            .await?
+            .text()
+            .await?;
+        assert!(table.contains("admin@acme.example"), "{table}");
+        std::fs::write(shots.join("users.png"), browser.screenshot().await?).unwrap();
         Ok::<(), fantoccini::error::CmdError>(())
     }
     .await;
