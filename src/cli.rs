@@ -6,6 +6,7 @@
 
 use std::io::{BufRead, Write as _};
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use secrecy::SecretString;
 use crate::audit::{Actor, AuditAction, AuditEvent};
 use crate::config::{self, Config};
 use crate::context::AppContext;
+use crate::ingest::{self, ImportFormat, ImportState};
 use crate::store::OpenMode;
 use crate::tenants;
 use crate::users::{self, Email, NewUser, Role, UserRef};
@@ -71,6 +73,37 @@ enum Command {
     /// Inspect the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Import a file into a tenant. Nothing is written unless every record is valid (or
+    /// --skip-invalid is given); re-importing the same source ids updates instead of duplicating.
+    Import {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The tenant (slug) to import into.
+        #[arg(long, value_name = "SLUG")]
+        tenant: String,
+        /// The file's format.
+        #[arg(long, value_enum)]
+        format: ImportFormat,
+        /// Import the valid records and report each rejected one, instead of importing nothing.
+        #[arg(long)]
+        skip_invalid: bool,
+        /// The file to import.
+        file: PathBuf,
+    },
+    /// Export every interaction of a tenant in the import schema.
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The tenant (slug) to export.
+        #[arg(long, value_name = "SLUG")]
+        tenant: String,
+        /// The export format.
+        #[arg(long, value_enum)]
+        format: ImportFormat,
+        /// Write to this new file (mode 0600) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -194,6 +227,19 @@ pub fn run() -> ExitCode {
         Command::Tenant(command) => tenant(command),
         Command::User(command) => user(command),
         Command::Audit(AuditCommand::Verify { config }) => audit_verify(&config.path),
+        Command::Import {
+            config,
+            tenant,
+            format,
+            skip_invalid,
+            file,
+        } => import(&config.path, &tenant, format, skip_invalid, &file),
+        Command::Export {
+            config,
+            tenant,
+            format: _,
+            out,
+        } => export(&config.path, &tenant, out.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -524,6 +570,91 @@ fn user_list(config: &Path, tenant: Option<&str>) -> Outcome {
             user.email, user.role, slug, status, user.id
         )?;
     }
+    Ok(())
+}
+
+fn find_tenant(context: &AppContext, slug: &str) -> Result<crate::tenants::Tenant, Failure> {
+    context
+        .tenants
+        .find_by_slug(slug)?
+        .ok_or_else(|| Failure(format!("no tenant with slug {slug:?}")))
+}
+
+fn import(
+    config: &Path,
+    slug: &str,
+    format: ImportFormat,
+    skip_invalid: bool,
+    file: &Path,
+) -> Outcome {
+    let context = open(config)?;
+    let tenant = find_tenant(&context, slug)?;
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last_report = std::time::Instant::now();
+    let mut progress = |step: ingest::Progress| {
+        if interactive && last_report.elapsed() >= Duration::from_millis(500) {
+            last_report = std::time::Instant::now();
+            let percent = step.bytes.saturating_mul(100) / step.total_bytes.max(1);
+            let stage = if step.pass == 1 {
+                "checking"
+            } else {
+                "importing"
+            };
+            eprint!("\r{stage}: {percent:>3}% ({} records)", step.records);
+        }
+    };
+    let run = ingest::import_file(
+        &context,
+        &Actor::cli(),
+        &tenant,
+        format,
+        file,
+        skip_invalid,
+        &mut progress,
+    )?;
+    if interactive {
+        eprint!("\r\x1b[K");
+    }
+    for rejection in &run.rejections {
+        eprintln!("rejected: {rejection}");
+    }
+    if run.rejected > run.rejections.len() as u64 {
+        eprintln!(
+            "rejected: … and {} more",
+            run.rejected - run.rejections.len() as u64
+        );
+    }
+    println!(
+        "imported {}, updated {}, rejected {}",
+        run.imported, run.updated, run.rejected
+    );
+    match run.state {
+        ImportState::Committed => Ok(()),
+        ImportState::Refused => Err(Failure(format!(
+            "nothing was imported: {} invalid record(s); fix them, or import the valid ones with --skip-invalid",
+            run.rejected
+        ))),
+        state => Err(Failure(format!("the import ended {}", state.as_str()))),
+    }
+}
+
+fn export(config: &Path, slug: &str, out: Option<&Path>) -> Outcome {
+    let context = open(config)?;
+    let tenant = find_tenant(&context, slug)?;
+    let mut writer: Box<dyn std::io::Write> = if let Some(path) = out {
+        // The export is personal data: a new file, readable by its owner only.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|error| Failure(format!("cannot create {}: {error}", path.display())))?;
+        Box::new(std::io::BufWriter::new(file))
+    } else {
+        Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+    };
+    let count = ingest::export_jsonl(&context, &Actor::cli(), &tenant, &mut writer)?;
+    eprintln!("exported {count} interaction(s)");
     Ok(())
 }
 

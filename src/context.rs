@@ -8,6 +8,7 @@ use crate::auth::password::{HashError, PasswordHasher};
 use crate::auth::session::{SessionLifetimes, SessionStore};
 use crate::auth::throttle::{Throttle, ThrottlePolicy};
 use crate::config::Config;
+use crate::interactions::InteractionStore;
 use crate::store::{KeyError, MasterKey, OpenMode, Store, StoreError, StoreSettings};
 use crate::tenants::TenantStore;
 use crate::users::UserStore;
@@ -22,6 +23,8 @@ pub enum ContextError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Hash(#[from] HashError),
+    #[error("cannot undo an interrupted import: {0}")]
+    Recovery(#[from] crate::ingest::IngestError),
 }
 
 pub struct AppContext {
@@ -31,6 +34,7 @@ pub struct AppContext {
     pub tenants: TenantStore,
     pub users: UserStore,
     pub sessions: SessionStore,
+    pub interactions: InteractionStore,
     pub hasher: PasswordHasher,
     pub throttle: Throttle,
     pub lifetimes: SessionLifetimes,
@@ -58,17 +62,24 @@ impl AppContext {
             idle: chrono::Duration::minutes(i64::from(auth.session_idle_minutes)),
             absolute: chrono::Duration::hours(i64::from(auth.session_absolute_hours)),
         };
-        Ok(Self {
+        let context = Self {
             hasher: PasswordHasher::new(auth.password_hash_concurrency)?,
             tenants: TenantStore::new(store.clone()),
             users: UserStore::new(store.clone()),
             sessions: SessionStore::new(store.clone()),
+            interactions: InteractionStore::new(store.clone()),
             store,
             audit_log,
             throttle,
             lifetimes,
             config,
-        })
+        };
+        // Only one process opens the database, so an import still marked running was cut off.
+        let recovered = crate::ingest::recover_interrupted(&context)?;
+        if recovered > 0 {
+            tracing::warn!(recovered, "rolled back imports that were interrupted");
+        }
+        Ok(context)
     }
 
     /// Records an audit event durably; callers fail their action when this fails.

@@ -63,3 +63,11 @@ id_type!(
     /// A cryptographic key, so that sealed values name the key that opens them.
     KeyId
 );
+id_type!(
+    /// One conversation: a ticket, chat, e-mail thread or call transcript.
+    InteractionId
+);
+id_type!(
+    /// One run of an import, with its report and (while it runs) its undo journal.
+    ImportId
+);

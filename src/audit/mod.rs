@@ -61,6 +61,8 @@ pub enum AuditAction {
     UserRoleChanged,
     TenantCreated,
     TenantSettingsChanged,
+    /// An import run finished (committed, refused or rolled back); the target holds its counts.
+    DataImported,
     /// Any read of personal data; the target says which.
     PersonalDataRead,
 }
@@ -83,6 +85,7 @@ impl AuditAction {
             Self::UserRoleChanged => "user.role_changed",
             Self::TenantCreated => "tenant.created",
             Self::TenantSettingsChanged => "tenant.settings_changed",
+            Self::DataImported => "data.imported",
             Self::PersonalDataRead => "personal_data.read",
         }
     }

@@ -40,6 +40,40 @@ impl RecordKey for UserId {
     }
 }
 
+impl RecordKey for crate::ids::InteractionId {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        self.to_bytes().to_vec()
+    }
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(Self::from_bytes(bytes.try_into().ok()?))
+    }
+}
+
+impl RecordKey for crate::ids::ImportId {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        self.to_bytes().to_vec()
+    }
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(Self::from_bytes(bytes.try_into().ok()?))
+    }
+}
+
+/// An entry of an ordered log: the log's id, then a big-endian sequence number.
+impl RecordKey for (crate::ids::ImportId, u64) {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        let mut key = self.0.to_bytes().to_vec();
+        key.extend_from_slice(&self.1.to_be_bytes());
+        key
+    }
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        let (id, seq) = bytes.split_at_checked(16)?;
+        Some((
+            crate::ids::ImportId::from_bytes(id.try_into().ok()?),
+            u64::from_be_bytes(seq.try_into().ok()?),
+        ))
+    }
+}
+
 /// Digests (for example of a session token) used as keys.
 impl RecordKey for [u8; 32] {
     fn to_key_bytes(&self) -> Vec<u8> {

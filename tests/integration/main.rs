@@ -14,6 +14,7 @@ mod cli;
 mod csrf;
 mod durability;
 mod headers;
+mod ingest;
 mod isolation;
 mod login;
 mod roles;

@@ -1,0 +1,585 @@
+//! Imports and exports of tenant data.
+//!
+//! An import reads its file twice, streaming (a file of any size never sits in memory): the first
+//! pass validates every record and collects what is wrong with which line and field; the second
+//! writes the valid records in batches, each batch one transaction. Unless `--skip-invalid` is
+//! given, any invalid record means nothing is written. Every batch also writes an undo journal
+//! entry per touched interaction (its previous version, or "new") in the same transaction, so an
+//! import cut off by a crash or `kill -9` is rolled back when the database is next opened: an
+//! import commits whole or not at all. Re-importing the same source ids updates, never duplicates.
+
+pub mod jsonl;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{Actor, AuditAction, AuditEvent, Outcome};
+use crate::context::AppContext;
+use crate::ids::{ImportId, InteractionId, TenantId};
+use crate::interactions::{Interaction, InteractionRecord};
+use crate::store::{Collection, Scope, StoreError, WriteSet};
+use crate::tenants::Tenant;
+
+/// Records written per transaction.
+const BATCH_SIZE: usize = 500;
+/// Rejections kept in an import's report; the count covers all of them.
+const MAX_REPORTED_REJECTIONS: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write the export: {0}")]
+    Write(std::io::Error),
+    #[error("{path} changed while it was being imported; nothing was imported")]
+    FileChanged { path: PathBuf },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+}
+
+/// The file formats `rapport import` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportFormat {
+    /// Rapport's own schema, one interaction per line (see the README).
+    Jsonl,
+}
+
+impl ImportFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Jsonl => "jsonl",
+        }
+    }
+}
+
+/// One record that could not be imported: where, which field, and what is wrong. The value itself
+/// is never repeated (it may be personal data).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub line: u64,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "line {}, field {}: {}", self.line, field, self.message),
+            None => write!(f, "line {}: {}", self.line, self.message),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportState {
+    /// Writing; an import found in this state when the database opens was cut off and is undone.
+    Running,
+    /// Every valid record was written.
+    Committed,
+    /// Invalid records were found and `--skip-invalid` was not given: nothing was written.
+    Refused,
+    /// Cut off (crash, kill, full disk) and undone: nothing of it remains.
+    RolledBack,
+}
+
+impl ImportState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Committed => "committed",
+            Self::Refused => "refused",
+            Self::RolledBack => "rolled back",
+        }
+    }
+}
+
+/// One import and its report, kept for the import history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRun {
+    pub id: ImportId,
+    pub format: ImportFormat,
+    /// The file's name (not its directory).
+    pub source_name: String,
+    pub actor: String,
+    pub started: DateTime<Utc>,
+    pub finished: Option<DateTime<Utc>>,
+    pub state: ImportState,
+    pub imported: u64,
+    pub updated: u64,
+    pub rejected: u64,
+    /// The first rejections, in file order.
+    pub rejections: Vec<Rejection>,
+}
+
+/// How far an import has come, for progress output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// 1 while validating, 2 while writing.
+    pub pass: u8,
+    pub records: u64,
+    pub bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// What the undo journal keeps for each interaction an import touches.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct JournalEntry {
+    interaction: InteractionId,
+    source_key: String,
+    /// The version before the import; `None` when the import created the interaction.
+    previous: Option<Interaction>,
+}
+
+fn runs(
+    context: &AppContext,
+    tenant: TenantId,
+) -> Result<Collection<ImportId, ImportRun>, StoreError> {
+    context.store.collection(Scope::Tenant(tenant), "imports")
+}
+
+fn journal(
+    context: &AppContext,
+    tenant: TenantId,
+) -> Result<Collection<(ImportId, u64), JournalEntry>, StoreError> {
+    context
+        .store
+        .collection(Scope::Tenant(tenant), "import_journal")
+}
+
+/// A reader that counts the bytes read through it, for progress.
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.count.fetch_add(read as u64, Ordering::Relaxed);
+        Ok(read)
+    }
+}
+
+type Records = Box<dyn Iterator<Item = Result<(u64, InteractionRecord), Rejection>>>;
+
+fn open_records(
+    format: ImportFormat,
+    path: &Path,
+) -> Result<(Records, Arc<AtomicU64>, u64), IngestError> {
+    let read_error = |source| IngestError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(read_error)?;
+    let total = file.metadata().map_err(read_error)?.len();
+    let count = Arc::new(AtomicU64::new(0));
+    let reader = BufReader::with_capacity(
+        256 * 1024,
+        Counting {
+            inner: file,
+            count: Arc::clone(&count),
+        },
+    );
+    let records: Records = match format {
+        ImportFormat::Jsonl => Box::new(jsonl::records(reader)),
+    };
+    Ok((records, count, total))
+}
+
+/// The interactions of one batch, keyed by source so that a record repeated within the batch
+/// updates its earlier copy.
+#[derive(Default)]
+struct Batch {
+    order: Vec<String>,
+    pending: HashMap<String, (Interaction, bool)>,
+}
+
+struct Writer<'a> {
+    context: &'a AppContext,
+    tenant: TenantId,
+    run: ImportId,
+    journal_seq: u64,
+    imported: u64,
+    updated: u64,
+    batch: Batch,
+}
+
+impl Writer<'_> {
+    fn add(&mut self, record: InteractionRecord) -> Result<(), IngestError> {
+        let key = record.source_key();
+        let now = Utc::now();
+        if let Some((pending, _)) = self.batch.pending.get_mut(&key) {
+            pending.record = record;
+            pending.updated = now;
+            self.updated += 1;
+            return Ok(());
+        }
+        let existing = self
+            .context
+            .interactions
+            .find_by_source(self.tenant, &key)?;
+        let is_new = existing.is_none();
+        let interaction = match &existing {
+            Some(previous) => Interaction {
+                id: previous.id,
+                record,
+                first_imported: previous.first_imported,
+                updated: now,
+            },
+            None => Interaction {
+                id: InteractionId::new(),
+                record,
+                first_imported: now,
+                updated: now,
+            },
+        };
+        if is_new {
+            self.imported += 1;
+        } else {
+            self.updated += 1;
+        }
+        self.batch.order.push(key.clone());
+        self.batch.pending.insert(key, (interaction, is_new));
+        if self.batch.order.len() >= BATCH_SIZE {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the batch, its source claims and its undo journal in one transaction.
+    fn flush(&mut self) -> Result<(), IngestError> {
+        if self.batch.order.is_empty() {
+            return Ok(());
+        }
+        let records = self.context.interactions.records(self.tenant)?;
+        let sources = self.context.interactions.sources(self.tenant)?;
+        let journal = journal(self.context, self.tenant)?;
+        let mut writes = WriteSet::default();
+        for key in std::mem::take(&mut self.batch.order) {
+            let Some((interaction, is_new)) = self.batch.pending.remove(&key) else {
+                continue;
+            };
+            let previous = if is_new {
+                writes.claim(&sources, &key, &interaction.id)?;
+                None
+            } else {
+                records.get(&interaction.id)?
+            };
+            self.journal_seq += 1;
+            writes.put(
+                &journal,
+                &(self.run, self.journal_seq),
+                &JournalEntry {
+                    interaction: interaction.id,
+                    source_key: key,
+                    previous,
+                },
+            )?;
+            writes.put(&records, &interaction.id, &interaction)?;
+        }
+        self.context.store.commit(writes)?;
+        Ok(())
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || "standard input".to_owned(),
+        |name| name.to_string_lossy().into_owned(),
+    )
+}
+
+fn record_rejection(run: &mut ImportRun, rejection: Rejection) {
+    run.rejected += 1;
+    if run.rejections.len() < MAX_REPORTED_REJECTIONS {
+        run.rejections.push(rejection);
+    }
+}
+
+/// Imports `path` into `tenant`. Returns the run's report; `state` says whether anything was
+/// written. Errors are reserved for reading the file and for the store.
+pub fn import_file(
+    context: &AppContext,
+    actor: &Actor,
+    tenant: &Tenant,
+    format: ImportFormat,
+    path: &Path,
+    skip_invalid: bool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ImportRun, IngestError> {
+    let mut run = ImportRun {
+        id: ImportId::new(),
+        format,
+        source_name: file_name(path),
+        actor: actor.label.clone(),
+        started: Utc::now(),
+        finished: None,
+        state: ImportState::Running,
+        imported: 0,
+        updated: 0,
+        rejected: 0,
+        rejections: Vec::new(),
+    };
+
+    // Pass 1: validate everything, write nothing.
+    let (records, bytes, total_bytes) = open_records(format, path)?;
+    let mut valid = 0u64;
+    for item in records {
+        match item {
+            Ok(_) => valid += 1,
+            Err(rejection) => record_rejection(&mut run, rejection),
+        }
+        let seen = valid + run.rejected;
+        if seen % 1000 == 0 {
+            progress(Progress {
+                pass: 1,
+                records: seen,
+                bytes: bytes.load(Ordering::Relaxed),
+                total_bytes,
+            });
+        }
+    }
+    if run.rejected > 0 && !skip_invalid {
+        run.state = ImportState::Refused;
+        return finish(context, tenant, actor, run);
+    }
+
+    // Pass 2: write, with the undo journal, under a run that recovery can find.
+    runs(context, tenant.id)?.insert(&run.id, &run)?;
+    let mut writer = Writer {
+        context,
+        tenant: tenant.id,
+        run: run.id,
+        journal_seq: 0,
+        imported: 0,
+        updated: 0,
+        batch: Batch::default(),
+    };
+    let written = (|| -> Result<(), IngestError> {
+        let (records, bytes, total_bytes) = open_records(format, path)?;
+        let mut seen = 0u64;
+        let mut valid_again = 0u64;
+        for item in records {
+            seen += 1;
+            if let Ok((_, record)) = item {
+                valid_again += 1;
+                writer.add(record)?;
+            }
+            if seen % 1000 == 0 {
+                progress(Progress {
+                    pass: 2,
+                    records: seen,
+                    bytes: bytes.load(Ordering::Relaxed),
+                    total_bytes,
+                });
+            }
+        }
+        writer.flush()?;
+        if valid_again == valid {
+            Ok(())
+        } else {
+            Err(IngestError::FileChanged {
+                path: path.to_path_buf(),
+            })
+        }
+    })();
+    if let Err(error) = written {
+        // Undo what was written, then report the cause.
+        roll_back(context, tenant.id, run.id)?;
+        run.state = ImportState::RolledBack;
+        finish(context, tenant, actor, run)?;
+        return Err(error);
+    }
+    run.imported = writer.imported;
+    run.updated = writer.updated;
+    run.state = ImportState::Committed;
+    let run = finish(context, tenant, actor, run)?;
+    discard_journal(context, tenant.id, run.id)?;
+    Ok(run)
+}
+
+/// Stores the run's final report and audits it.
+fn finish(
+    context: &AppContext,
+    tenant: &Tenant,
+    actor: &Actor,
+    mut run: ImportRun,
+) -> Result<ImportRun, IngestError> {
+    run.finished = Some(Utc::now());
+    runs(context, tenant.id)?.insert(&run.id, &run)?;
+    let outcome = match run.state {
+        ImportState::Committed => Outcome::Success,
+        _ => Outcome::Failure,
+    };
+    context.audit(
+        AuditEvent::new(
+            Some(tenant.id),
+            actor.clone(),
+            AuditAction::DataImported,
+            format!(
+                "import {} ({}): {}, {} imported, {} updated, {} rejected",
+                run.id,
+                run.format.as_str(),
+                run.state.as_str(),
+                run.imported,
+                run.updated,
+                run.rejected
+            ),
+        )
+        .outcome(outcome),
+    )?;
+    Ok(run)
+}
+
+fn journal_entries(
+    context: &AppContext,
+    tenant: TenantId,
+    run: ImportId,
+) -> Result<Vec<(u64, JournalEntry)>, StoreError> {
+    let mut entries = Vec::new();
+    for entry in journal(context, tenant)?.scan() {
+        let ((owner, seq), value) = entry?;
+        if owner == run {
+            entries.push((seq, value));
+        }
+    }
+    Ok(entries)
+}
+
+fn discard_journal(
+    context: &AppContext,
+    tenant: TenantId,
+    run: ImportId,
+) -> Result<(), StoreError> {
+    let journal = journal(context, tenant)?;
+    let entries = journal_entries(context, tenant, run)?;
+    for chunk in entries.chunks(BATCH_SIZE) {
+        let mut writes = WriteSet::default();
+        for (seq, _) in chunk {
+            writes.remove(&journal, &(run, *seq));
+        }
+        context.store.commit(writes)?;
+    }
+    Ok(())
+}
+
+/// Restores every interaction the run touched to its version before the run, newest change first.
+fn roll_back(context: &AppContext, tenant: TenantId, run: ImportId) -> Result<(), StoreError> {
+    let records = context.interactions.records(tenant)?;
+    let sources = context.interactions.sources(tenant)?;
+    let journal = journal(context, tenant)?;
+    let mut entries = journal_entries(context, tenant, run)?;
+    entries.reverse();
+    for chunk in entries.chunks(BATCH_SIZE) {
+        let mut writes = WriteSet::default();
+        for (seq, entry) in chunk {
+            if let Some(previous) = &entry.previous {
+                writes.put(&records, &entry.interaction, previous)?;
+            } else {
+                writes.remove(&records, &entry.interaction);
+                writes.release(&sources, &entry.source_key);
+            }
+            writes.remove(&journal, &(run, *seq));
+        }
+        context.store.commit(writes)?;
+    }
+    Ok(())
+}
+
+/// Undoes imports that were cut off (found still running when the database opens). Returns how
+/// many were rolled back.
+pub fn recover_interrupted(context: &AppContext) -> Result<usize, IngestError> {
+    let mut recovered = 0;
+    for tenant in context.tenants.list().map_err(|error| match error {
+        crate::tenants::TenantError::Store(store) => IngestError::Store(store),
+        other => IngestError::Store(StoreError::Decode {
+            collection: "tenants".to_owned(),
+            message: other.to_string(),
+        }),
+    })? {
+        let collection = runs(context, tenant.id)?;
+        let interrupted: Vec<ImportRun> = collection
+            .scan()
+            .filter_map(|entry| entry.ok().map(|(_, run)| run))
+            .filter(|run| run.state == ImportState::Running)
+            .collect();
+        for mut run in interrupted {
+            roll_back(context, tenant.id, run.id)?;
+            run.state = ImportState::RolledBack;
+            finish(context, &tenant, &Actor::system(), run)?;
+            recovered += 1;
+        }
+    }
+    Ok(recovered)
+}
+
+/// The tenant's import history, newest first.
+pub fn history(context: &AppContext, tenant: TenantId) -> Result<Vec<ImportRun>, StoreError> {
+    let mut all: Vec<ImportRun> = runs(context, tenant)?
+        .scan()
+        .map(|entry| entry.map(|(_, run)| run))
+        .collect::<Result<_, _>>()?;
+    all.reverse();
+    Ok(all)
+}
+
+/// Writes every interaction of `tenant` as `jsonl` (the import schema); returns how many. The
+/// export is a read of personal data and is audited before anything is written.
+pub fn export_jsonl(
+    context: &AppContext,
+    actor: &Actor,
+    tenant: &Tenant,
+    out: &mut dyn Write,
+) -> Result<u64, IngestError> {
+    context.audit(AuditEvent::new(
+        Some(tenant.id),
+        actor.clone(),
+        AuditAction::PersonalDataRead,
+        "export of all interactions (jsonl)",
+    ))?;
+    let mut count = 0u64;
+    let mut failure = None;
+    context
+        .interactions
+        .for_each(tenant.id, |interaction| {
+            let written = serde_json::to_writer(&mut *out, &interaction.record)
+                .map_err(std::io::Error::other)
+                .and_then(|()| out.write_all(b"\n"));
+            if let Err(error) = written {
+                failure = Some(error);
+                return Err(StoreError::Decode {
+                    collection: "interactions".to_owned(),
+                    message: "export stopped".to_owned(),
+                });
+            }
+            count += 1;
+            Ok(())
+        })
+        .or_else(|error| {
+            if failure.is_some() {
+                Ok(())
+            } else {
+                Err(error)
+            }
+        })?;
+    if let Some(error) = failure {
+        return Err(IngestError::Write(error));
+    }
+    out.flush().map_err(IngestError::Write)?;
+    Ok(count)
+}

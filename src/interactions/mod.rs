@@ -1,0 +1,257 @@
+//! Interactions: tickets, chats, e-mail threads and call transcripts, each with its ordered
+//! messages. [`InteractionRecord`] is the import/export schema (one JSON object per line in the
+//! `jsonl` format); [`Interaction`] is the stored record around it. Everything here is tenant
+//! content, sealed under the tenant's keys.
+
+pub mod store;
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::InteractionId;
+use crate::users::Email;
+
+pub use store::InteractionStore;
+
+/// How the conversation reached the company.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Channel {
+    Ticket,
+    Chat,
+    Email,
+    Call,
+    SalesChat,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 5] = [
+        Channel::Ticket,
+        Channel::Chat,
+        Channel::Email,
+        Channel::Call,
+        Channel::SalesChat,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ticket => "ticket",
+            Self::Chat => "chat",
+            Self::Email => "email",
+            Self::Call => "call",
+            Self::SalesChat => "sales-chat",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Who wrote a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthorRole {
+    Customer,
+    Agent,
+    AiAgent,
+    InternalNote,
+}
+
+/// One message of a conversation, as imported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRecord {
+    pub role: AuthorRole,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_email: Option<String>,
+    pub sent_at: DateTime<Utc>,
+    /// The new text of the message.
+    pub text: String,
+    /// Earlier messages quoted below the new text (e-mail), kept apart from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quoted: Option<String>,
+    /// The author's signature block, kept apart from the text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// An interaction as imported and exported: Rapport's own `jsonl` schema.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InteractionRecord {
+    /// The system the interaction comes from (e.g. `zendesk`, `mail`, `phone`).
+    pub source_system: String,
+    /// Its id in that system; with `source_system` it makes re-imports update, not duplicate.
+    pub source_id: String,
+    pub channel: Channel,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// The customer account (its source id or domain), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// The AI tool that answered, for AI-supported service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ai_tool: Option<String>,
+    /// File names of attachments (their contents are not imported).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
+    pub messages: Vec<MessageRecord>,
+}
+
+/// A stored interaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interaction {
+    pub id: InteractionId,
+    pub record: InteractionRecord,
+    pub first_imported: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+}
+
+/// A problem with one field of one record: what and where, never the offending value itself
+/// (it may be personal data and messages end up in reports and logs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldProblem {
+    pub field: String,
+    pub message: String,
+}
+
+const MAX_SHORT: usize = 200;
+const MAX_TEXT: usize = 1024 * 1024;
+const MAX_MESSAGES: usize = 10_000;
+const MAX_LIST: usize = 100;
+
+fn check_short(problems: &mut Vec<FieldProblem>, field: &str, value: &str, required: bool) {
+    if required && value.trim().is_empty() {
+        problems.push(FieldProblem {
+            field: field.to_owned(),
+            message: "must not be empty".to_owned(),
+        });
+    } else if value.chars().count() > MAX_SHORT {
+        problems.push(FieldProblem {
+            field: field.to_owned(),
+            message: format!("must be at most {MAX_SHORT} characters"),
+        });
+    } else if value.chars().any(char::is_control) {
+        problems.push(FieldProblem {
+            field: field.to_owned(),
+            message: "must not contain control characters".to_owned(),
+        });
+    }
+}
+
+impl InteractionRecord {
+    /// Every problem of the record, each naming its field (`messages[2].sent_at`).
+    pub fn problems(&self) -> Vec<FieldProblem> {
+        let mut problems = Vec::new();
+        check_short(&mut problems, "source_system", &self.source_system, true);
+        check_short(&mut problems, "source_id", &self.source_id, true);
+        for (name, value) in [
+            ("subject", &self.subject),
+            ("status", &self.status),
+            ("account", &self.account),
+            ("ai_tool", &self.ai_tool),
+        ] {
+            if let Some(value) = value {
+                check_short(&mut problems, name, value, false);
+            }
+        }
+        for (name, list) in [("tags", &self.tags), ("attachments", &self.attachments)] {
+            if list.len() > MAX_LIST {
+                problems.push(FieldProblem {
+                    field: name.to_owned(),
+                    message: format!("must have at most {MAX_LIST} entries"),
+                });
+            }
+            for (index, value) in list.iter().enumerate() {
+                check_short(&mut problems, &format!("{name}[{index}]"), value, true);
+            }
+        }
+        if self.messages.is_empty() || self.messages.len() > MAX_MESSAGES {
+            problems.push(FieldProblem {
+                field: "messages".to_owned(),
+                message: format!("must have 1 to {MAX_MESSAGES} messages"),
+            });
+        }
+        for (index, message) in self.messages.iter().enumerate() {
+            let field = |name: &str| format!("messages[{index}].{name}");
+            if message.text.trim().is_empty() {
+                problems.push(FieldProblem {
+                    field: field("text"),
+                    message: "must not be empty".to_owned(),
+                });
+            }
+            for (name, value) in [
+                ("text", Some(&message.text)),
+                ("quoted", message.quoted.as_ref()),
+                ("signature", message.signature.as_ref()),
+            ] {
+                if value.is_some_and(|text| text.len() > MAX_TEXT) {
+                    problems.push(FieldProblem {
+                        field: field(name),
+                        message: format!("must be at most {MAX_TEXT} bytes"),
+                    });
+                }
+            }
+            if let Some(name) = &message.author_name {
+                check_short(&mut problems, &field("author_name"), name, false);
+            }
+            if let Some(email) = &message.author_email {
+                if Email::parse(email).is_err() {
+                    problems.push(FieldProblem {
+                        field: field("author_email"),
+                        message: "is not a valid e-mail address".to_owned(),
+                    });
+                }
+            }
+        }
+        problems
+    }
+
+    /// The key that identifies the interaction across imports.
+    pub fn source_key(&self) -> String {
+        format!("{}\u{0}{}", self.source_system, self.source_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> InteractionRecord {
+        serde_json::from_str(
+            r#"{"source_system":"desk","source_id":"1","channel":"chat","messages":[
+                {"role":"customer","sent_at":"2026-01-02T03:04:05Z","text":"Hello"}]}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_valid_record_has_no_problems_and_problems_name_their_field() {
+        assert!(record().problems().is_empty());
+        let mut bad = record();
+        bad.source_id = String::new();
+        bad.messages[0].author_email = Some("not an address".to_owned());
+        let fields: Vec<String> = bad.problems().into_iter().map(|p| p.field).collect();
+        assert_eq!(fields, ["source_id", "messages[0].author_email"]);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let error = serde_json::from_str::<InteractionRecord>(
+            r#"{"source_system":"d","source_id":"1","channel":"chat","messages":[],"colour":"red"}"#,
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("unknown field `colour`"));
+    }
+}
