@@ -603,15 +603,14 @@ fn import(
             eprint!("\r{stage}: {percent:>3}% ({} records)", step.records);
         }
     };
-    let run = ingest::import_file(
-        &context,
-        &Actor::cli(),
-        &tenant,
+    let request = ingest::ImportRequest {
+        actor: &Actor::cli(),
+        tenant: &tenant,
         format,
-        file,
+        path: file,
         skip_invalid,
-        &mut progress,
-    )?;
+    };
+    let run = ingest::import_file(&context, &request, &mut progress)?;
     if interactive {
         eprint!("\r\x1b[K");
     }

@@ -3,12 +3,14 @@
 
 use std::time::Duration;
 
+use crate::accounts::{AccountStore, ContactStore};
 use crate::audit::{AuditEntry, AuditError, AuditEvent, AuditLog};
 use crate::auth::password::{HashError, PasswordHasher};
 use crate::auth::session::{SessionLifetimes, SessionStore};
 use crate::auth::throttle::{Throttle, ThrottlePolicy};
 use crate::config::Config;
 use crate::interactions::InteractionStore;
+use crate::signals::SignalStore;
 use crate::store::{KeyError, MasterKey, OpenMode, Store, StoreError, StoreSettings};
 use crate::tenants::TenantStore;
 use crate::users::UserStore;
@@ -35,6 +37,9 @@ pub struct AppContext {
     pub users: UserStore,
     pub sessions: SessionStore,
     pub interactions: InteractionStore,
+    pub accounts: AccountStore,
+    pub contacts: ContactStore,
+    pub signals: SignalStore,
     pub hasher: PasswordHasher,
     pub throttle: Throttle,
     pub lifetimes: SessionLifetimes,
@@ -68,6 +73,9 @@ impl AppContext {
             users: UserStore::new(store.clone()),
             sessions: SessionStore::new(store.clone()),
             interactions: InteractionStore::new(store.clone()),
+            accounts: AccountStore::new(store.clone()),
+            contacts: ContactStore::new(store.clone()),
+            signals: SignalStore::new(store.clone()),
             store,
             audit_log,
             throttle,

@@ -64,8 +64,8 @@ id_type!(
     KeyId
 );
 id_type!(
-    /// One conversation: a ticket, chat, e-mail thread or call transcript.
-    InteractionId
+    /// One imported record of tenant data: an interaction, account, contact or signal.
+    RecordId
 );
 id_type!(
     /// One run of an import, with its report and (while it runs) its undo journal.

@@ -3,6 +3,7 @@
 //! The binary (`src/main.rs`) only parses the command line and calls [`cli::run`]. Everything else
 //! lives here so that the integration tests can drive the real parts. ARCHITECTURE.md has the map.
 
+pub mod accounts;
 pub mod audit;
 pub mod auth;
 pub mod cli;
@@ -14,6 +15,8 @@ pub mod ids;
 pub mod ingest;
 pub mod init;
 pub mod interactions;
+pub mod records;
+pub mod signals;
 pub mod store;
 pub mod telemetry;
 pub mod tenants;

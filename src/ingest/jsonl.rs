@@ -5,6 +5,7 @@ use std::io::{BufRead, Read};
 
 use crate::ingest::Rejection;
 use crate::interactions::InteractionRecord;
+use crate::records::SourceRecord as _;
 
 /// The longest line accepted: a conversation of many long messages fits; a runaway file does not.
 pub const MAX_LINE_BYTES: usize = 32 * 1024 * 1024;
@@ -29,6 +30,11 @@ fn describe(error: &serde_json::Error) -> String {
         .next()
         .unwrap_or_default()
         .to_owned()
+}
+
+/// The parser for [`crate::ingest::import_file`].
+pub fn parser(reader: Box<dyn BufRead>) -> crate::ingest::Records<InteractionRecord> {
+    Box::new(records(reader))
 }
 
 /// Parses `reader` line by line; blank lines are skipped.

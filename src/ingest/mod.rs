@@ -13,7 +13,7 @@ pub mod jsonl;
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,8 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{Actor, AuditAction, AuditEvent, Outcome};
 use crate::context::AppContext;
-use crate::ids::{ImportId, InteractionId, TenantId};
-use crate::interactions::{Interaction, InteractionRecord};
+use crate::ids::{ImportId, RecordId, TenantId};
+use crate::interactions::InteractionRecord;
+use crate::records::{RecordKind, RecordStore, SourceRecord, Stored};
 use crate::store::{Collection, Scope, StoreError, WriteSet};
 use crate::tenants::Tenant;
 
@@ -62,6 +63,13 @@ impl ImportFormat {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Jsonl => "jsonl",
+        }
+    }
+
+    /// The kind of record the format carries.
+    pub fn kind(self) -> RecordKind {
+        match self {
+            Self::Jsonl => RecordKind::Interaction,
         }
     }
 }
@@ -136,13 +144,14 @@ pub struct Progress {
     pub total_bytes: u64,
 }
 
-/// What the undo journal keeps for each interaction an import touches.
+/// What the undo journal keeps for each record an import touches.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct JournalEntry {
-    interaction: InteractionId,
+#[serde(bound = "R: SourceRecord")]
+struct JournalEntry<R> {
+    record: RecordId,
     source_key: String,
-    /// The version before the import; `None` when the import created the interaction.
-    previous: Option<Interaction>,
+    /// The version before the import; `None` when the import created the record.
+    previous: Option<Stored<R>>,
 }
 
 fn runs(
@@ -152,10 +161,10 @@ fn runs(
     context.store.collection(Scope::Tenant(tenant), "imports")
 }
 
-fn journal(
+fn journal<R: SourceRecord>(
     context: &AppContext,
     tenant: TenantId,
-) -> Result<Collection<(ImportId, u64), JournalEntry>, StoreError> {
+) -> Result<Collection<(ImportId, u64), JournalEntry<R>>, StoreError> {
     context
         .store
         .collection(Scope::Tenant(tenant), "import_journal")
@@ -175,12 +184,15 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-type Records = Box<dyn Iterator<Item = Result<(u64, InteractionRecord), Rejection>>>;
+/// A parsed file: records with their line numbers, or what is wrong where.
+pub type Records<R> = Box<dyn Iterator<Item = Result<(u64, R), Rejection>>>;
 
-fn open_records(
-    format: ImportFormat,
-    path: &Path,
-) -> Result<(Records, Arc<AtomicU64>, u64), IngestError> {
+/// A format's parser: from a buffered reader to records.
+pub type Parser<R> = fn(Box<dyn BufRead>) -> Records<R>;
+
+type Opened<R> = (Records<R>, Arc<AtomicU64>, u64);
+
+fn open_records<R>(parser: Parser<R>, path: &Path) -> Result<Opened<R>, IngestError> {
     let read_error = |source| IngestError::Read {
         path: path.to_path_buf(),
         source,
@@ -195,32 +207,29 @@ fn open_records(
             count: Arc::clone(&count),
         },
     );
-    let records: Records = match format {
-        ImportFormat::Jsonl => Box::new(jsonl::records(reader)),
-    };
-    Ok((records, count, total))
+    Ok((parser(Box::new(reader)), count, total))
 }
 
-/// The interactions of one batch, keyed by source so that a record repeated within the batch
-/// updates its earlier copy.
-#[derive(Default)]
-struct Batch {
+/// The records of one batch, keyed by source so that a record repeated within the batch updates
+/// its earlier copy.
+struct Batch<R> {
     order: Vec<String>,
-    pending: HashMap<String, (Interaction, bool)>,
+    pending: HashMap<String, (Stored<R>, bool)>,
 }
 
-struct Writer<'a> {
+struct Writer<'a, R: SourceRecord> {
     context: &'a AppContext,
+    records: RecordStore<R>,
     tenant: TenantId,
     run: ImportId,
     journal_seq: u64,
     imported: u64,
     updated: u64,
-    batch: Batch,
+    batch: Batch<R>,
 }
 
-impl Writer<'_> {
-    fn add(&mut self, record: InteractionRecord) -> Result<(), IngestError> {
+impl<R: SourceRecord> Writer<'_, R> {
+    fn add(&mut self, record: R) -> Result<(), IngestError> {
         let key = record.source_key();
         let now = Utc::now();
         if let Some((pending, _)) = self.batch.pending.get_mut(&key) {
@@ -229,20 +238,17 @@ impl Writer<'_> {
             self.updated += 1;
             return Ok(());
         }
-        let existing = self
-            .context
-            .interactions
-            .find_by_source(self.tenant, &key)?;
+        let existing = self.records.find_by_source(self.tenant, &key)?;
         let is_new = existing.is_none();
-        let interaction = match &existing {
-            Some(previous) => Interaction {
+        let stored = match &existing {
+            Some(previous) => Stored {
                 id: previous.id,
                 record,
                 first_imported: previous.first_imported,
                 updated: now,
             },
-            None => Interaction {
-                id: InteractionId::new(),
+            None => Stored {
+                id: RecordId::new(),
                 record,
                 first_imported: now,
                 updated: now,
@@ -254,7 +260,7 @@ impl Writer<'_> {
             self.updated += 1;
         }
         self.batch.order.push(key.clone());
-        self.batch.pending.insert(key, (interaction, is_new));
+        self.batch.pending.insert(key, (stored, is_new));
         if self.batch.order.len() >= BATCH_SIZE {
             self.flush()?;
         }
@@ -266,31 +272,31 @@ impl Writer<'_> {
         if self.batch.order.is_empty() {
             return Ok(());
         }
-        let records = self.context.interactions.records(self.tenant)?;
-        let sources = self.context.interactions.sources(self.tenant)?;
-        let journal = journal(self.context, self.tenant)?;
+        let records = self.records.records(self.tenant)?;
+        let sources = self.records.sources(self.tenant)?;
+        let journal = journal::<R>(self.context, self.tenant)?;
         let mut writes = WriteSet::default();
         for key in std::mem::take(&mut self.batch.order) {
-            let Some((interaction, is_new)) = self.batch.pending.remove(&key) else {
+            let Some((stored, is_new)) = self.batch.pending.remove(&key) else {
                 continue;
             };
             let previous = if is_new {
-                writes.claim(&sources, &key, &interaction.id)?;
+                writes.claim(&sources, &key, &stored.id)?;
                 None
             } else {
-                records.get(&interaction.id)?
+                records.get(&stored.id)?
             };
             self.journal_seq += 1;
             writes.put(
                 &journal,
                 &(self.run, self.journal_seq),
                 &JournalEntry {
-                    interaction: interaction.id,
+                    record: stored.id,
                     source_key: key,
                     previous,
                 },
             )?;
-            writes.put(&records, &interaction.id, &interaction)?;
+            writes.put(&records, &stored.id, &stored)?;
         }
         self.context.store.commit(writes)?;
         Ok(())
@@ -311,17 +317,42 @@ fn record_rejection(run: &mut ImportRun, rejection: Rejection) {
     }
 }
 
-/// Imports `path` into `tenant`. Returns the run's report; `state` says whether anything was
-/// written. Errors are reserved for reading the file and for the store.
+/// Everything an import needs besides the file's records.
+pub struct ImportRequest<'a> {
+    pub actor: &'a Actor,
+    pub tenant: &'a Tenant,
+    pub format: ImportFormat,
+    pub path: &'a Path,
+    pub skip_invalid: bool,
+}
+
+/// Imports `request.path` into the tenant. Returns the run's report; `state` says whether
+/// anything was written. Errors are reserved for reading the file and for the store.
 pub fn import_file(
     context: &AppContext,
-    actor: &Actor,
-    tenant: &Tenant,
-    format: ImportFormat,
-    path: &Path,
-    skip_invalid: bool,
+    request: &ImportRequest<'_>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ImportRun, IngestError> {
+    match request.format {
+        ImportFormat::Jsonl => {
+            import_kind::<InteractionRecord>(context, request, jsonl::parser, progress)
+        }
+    }
+}
+
+fn import_kind<R: SourceRecord>(
+    context: &AppContext,
+    request: &ImportRequest<'_>,
+    parser: Parser<R>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ImportRun, IngestError> {
+    let ImportRequest {
+        actor,
+        tenant,
+        format,
+        path,
+        skip_invalid,
+    } = *request;
     let mut run = ImportRun {
         id: ImportId::new(),
         format,
@@ -337,7 +368,7 @@ pub fn import_file(
     };
 
     // Pass 1: validate everything, write nothing.
-    let (records, bytes, total_bytes) = open_records(format, path)?;
+    let (records, bytes, total_bytes) = open_records(parser, path)?;
     let mut valid = 0u64;
     for item in records {
         match item {
@@ -363,15 +394,19 @@ pub fn import_file(
     runs(context, tenant.id)?.insert(&run.id, &run)?;
     let mut writer = Writer {
         context,
+        records: RecordStore::<R>::new(context.store.clone()),
         tenant: tenant.id,
         run: run.id,
         journal_seq: 0,
         imported: 0,
         updated: 0,
-        batch: Batch::default(),
+        batch: Batch {
+            order: Vec::new(),
+            pending: HashMap::new(),
+        },
     };
     let written = (|| -> Result<(), IngestError> {
-        let (records, bytes, total_bytes) = open_records(format, path)?;
+        let (records, bytes, total_bytes) = open_records(parser, path)?;
         let mut seen = 0u64;
         let mut valid_again = 0u64;
         for item in records {
@@ -400,7 +435,7 @@ pub fn import_file(
     })();
     if let Err(error) = written {
         // Undo what was written, then report the cause.
-        roll_back(context, tenant.id, run.id)?;
+        roll_back::<R>(context, tenant.id, run.id)?;
         run.state = ImportState::RolledBack;
         finish(context, tenant, actor, run)?;
         return Err(error);
@@ -409,7 +444,7 @@ pub fn import_file(
     run.updated = writer.updated;
     run.state = ImportState::Committed;
     let run = finish(context, tenant, actor, run)?;
-    discard_journal(context, tenant.id, run.id)?;
+    discard_journal::<R>(context, tenant.id, run.id)?;
     Ok(run)
 }
 
@@ -446,13 +481,14 @@ fn finish(
     Ok(run)
 }
 
-fn journal_entries(
+/// The journal entries of `run`, oldest first.
+fn journal_entries<R: SourceRecord>(
     context: &AppContext,
     tenant: TenantId,
     run: ImportId,
-) -> Result<Vec<(u64, JournalEntry)>, StoreError> {
+) -> Result<Vec<(u64, JournalEntry<R>)>, StoreError> {
     let mut entries = Vec::new();
-    for entry in journal(context, tenant)?.scan() {
+    for entry in journal::<R>(context, tenant)?.scan() {
         let ((owner, seq), value) = entry?;
         if owner == run {
             entries.push((seq, value));
@@ -461,13 +497,13 @@ fn journal_entries(
     Ok(entries)
 }
 
-fn discard_journal(
+fn discard_journal<R: SourceRecord>(
     context: &AppContext,
     tenant: TenantId,
     run: ImportId,
 ) -> Result<(), StoreError> {
-    let journal = journal(context, tenant)?;
-    let entries = journal_entries(context, tenant, run)?;
+    let journal = journal::<R>(context, tenant)?;
+    let entries = journal_entries::<R>(context, tenant, run)?;
     for chunk in entries.chunks(BATCH_SIZE) {
         let mut writes = WriteSet::default();
         for (seq, _) in chunk {
@@ -478,20 +514,25 @@ fn discard_journal(
     Ok(())
 }
 
-/// Restores every interaction the run touched to its version before the run, newest change first.
-fn roll_back(context: &AppContext, tenant: TenantId, run: ImportId) -> Result<(), StoreError> {
-    let records = context.interactions.records(tenant)?;
-    let sources = context.interactions.sources(tenant)?;
-    let journal = journal(context, tenant)?;
-    let mut entries = journal_entries(context, tenant, run)?;
+/// Restores every record the run touched to its version before the run, newest change first.
+fn roll_back<R: SourceRecord>(
+    context: &AppContext,
+    tenant: TenantId,
+    run: ImportId,
+) -> Result<(), StoreError> {
+    let store = RecordStore::<R>::new(context.store.clone());
+    let records = store.records(tenant)?;
+    let sources = store.sources(tenant)?;
+    let journal = journal::<R>(context, tenant)?;
+    let mut entries = journal_entries::<R>(context, tenant, run)?;
     entries.reverse();
     for chunk in entries.chunks(BATCH_SIZE) {
         let mut writes = WriteSet::default();
         for (seq, entry) in chunk {
             if let Some(previous) = &entry.previous {
-                writes.put(&records, &entry.interaction, previous)?;
+                writes.put(&records, &entry.record, previous)?;
             } else {
-                writes.remove(&records, &entry.interaction);
+                writes.remove(&records, &entry.record);
                 writes.release(&sources, &entry.source_key);
             }
             writes.remove(&journal, &(run, *seq));
@@ -501,25 +542,38 @@ fn roll_back(context: &AppContext, tenant: TenantId, run: ImportId) -> Result<()
     Ok(())
 }
 
+fn roll_back_run(
+    context: &AppContext,
+    tenant: TenantId,
+    run: &ImportRun,
+) -> Result<(), StoreError> {
+    match run.format.kind() {
+        RecordKind::Interaction => roll_back::<InteractionRecord>(context, tenant, run.id),
+        RecordKind::Account => roll_back::<crate::accounts::AccountRecord>(context, tenant, run.id),
+        RecordKind::Contact => roll_back::<crate::accounts::ContactRecord>(context, tenant, run.id),
+        RecordKind::Signal => roll_back::<crate::signals::SignalRecord>(context, tenant, run.id),
+    }
+}
+
 /// Undoes imports that were cut off (found still running when the database opens). Returns how
 /// many were rolled back.
 pub fn recover_interrupted(context: &AppContext) -> Result<usize, IngestError> {
     let mut recovered = 0;
-    for tenant in context.tenants.list().map_err(|error| match error {
+    let tenants = context.tenants.list().map_err(|error| match error {
         crate::tenants::TenantError::Store(store) => IngestError::Store(store),
         other => IngestError::Store(StoreError::Decode {
             collection: "tenants".to_owned(),
             message: other.to_string(),
         }),
-    })? {
-        let collection = runs(context, tenant.id)?;
-        let interrupted: Vec<ImportRun> = collection
+    })?;
+    for tenant in tenants {
+        let interrupted: Vec<ImportRun> = runs(context, tenant.id)?
             .scan()
             .filter_map(|entry| entry.ok().map(|(_, run)| run))
             .filter(|run| run.state == ImportState::Running)
             .collect();
         for mut run in interrupted {
-            roll_back(context, tenant.id, run.id)?;
+            roll_back_run(context, tenant.id, &run)?;
             run.state = ImportState::RolledBack;
             finish(context, &tenant, &Actor::system(), run)?;
             recovered += 1;
@@ -553,32 +607,13 @@ pub fn export_jsonl(
         "export of all interactions (jsonl)",
     ))?;
     let mut count = 0u64;
-    let mut failure = None;
-    context
-        .interactions
-        .for_each(tenant.id, |interaction| {
-            let written = serde_json::to_writer(&mut *out, &interaction.record)
-                .map_err(std::io::Error::other)
-                .and_then(|()| out.write_all(b"\n"));
-            if let Err(error) = written {
-                failure = Some(error);
-                return Err(StoreError::Decode {
-                    collection: "interactions".to_owned(),
-                    message: "export stopped".to_owned(),
-                });
-            }
-            count += 1;
-            Ok(())
-        })
-        .or_else(|error| {
-            if failure.is_some() {
-                Ok(())
-            } else {
-                Err(error)
-            }
-        })?;
-    if let Some(error) = failure {
-        return Err(IngestError::Write(error));
+    for entry in context.interactions.records(tenant.id)?.scan() {
+        let (_, interaction) = entry?;
+        serde_json::to_writer(&mut *out, &interaction.record)
+            .map_err(std::io::Error::other)
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(IngestError::Write)?;
+        count += 1;
     }
     out.flush().map_err(IngestError::Write)?;
     Ok(count)

@@ -3,17 +3,18 @@
 //! `jsonl` format); [`Interaction`] is the stored record around it. Everything here is tenant
 //! content, sealed under the tenant's keys.
 
-pub mod store;
-
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::InteractionId;
-use crate::users::Email;
+use crate::records::{
+    check_email, check_optional, check_short, FieldProblem, RecordKind, RecordStore, SourceRecord,
+    Stored,
+};
 
-pub use store::InteractionStore;
+/// The tenant's interactions.
+pub type InteractionStore = RecordStore<InteractionRecord>;
 
 /// How the conversation reached the company.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -110,49 +111,24 @@ pub struct InteractionRecord {
 }
 
 /// A stored interaction.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Interaction {
-    pub id: InteractionId,
-    pub record: InteractionRecord,
-    pub first_imported: DateTime<Utc>,
-    pub updated: DateTime<Utc>,
-}
+pub type Interaction = Stored<InteractionRecord>;
 
-/// A problem with one field of one record: what and where, never the offending value itself
-/// (it may be personal data and messages end up in reports and logs).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FieldProblem {
-    pub field: String,
-    pub message: String,
-}
-
-const MAX_SHORT: usize = 200;
 const MAX_TEXT: usize = 1024 * 1024;
 const MAX_MESSAGES: usize = 10_000;
 const MAX_LIST: usize = 100;
 
-fn check_short(problems: &mut Vec<FieldProblem>, field: &str, value: &str, required: bool) {
-    if required && value.trim().is_empty() {
-        problems.push(FieldProblem {
-            field: field.to_owned(),
-            message: "must not be empty".to_owned(),
-        });
-    } else if value.chars().count() > MAX_SHORT {
-        problems.push(FieldProblem {
-            field: field.to_owned(),
-            message: format!("must be at most {MAX_SHORT} characters"),
-        });
-    } else if value.chars().any(char::is_control) {
-        problems.push(FieldProblem {
-            field: field.to_owned(),
-            message: "must not contain control characters".to_owned(),
-        });
-    }
-}
+impl SourceRecord for InteractionRecord {
+    const KIND: RecordKind = RecordKind::Interaction;
 
-impl InteractionRecord {
-    /// Every problem of the record, each naming its field (`messages[2].sent_at`).
-    pub fn problems(&self) -> Vec<FieldProblem> {
+    fn source_system(&self) -> &str {
+        &self.source_system
+    }
+
+    fn source_id(&self) -> &str {
+        &self.source_id
+    }
+
+    fn problems(&self) -> Vec<FieldProblem> {
         let mut problems = Vec::new();
         check_short(&mut problems, "source_system", &self.source_system, true);
         check_short(&mut problems, "source_id", &self.source_id, true);
@@ -162,34 +138,29 @@ impl InteractionRecord {
             ("account", &self.account),
             ("ai_tool", &self.ai_tool),
         ] {
-            if let Some(value) = value {
-                check_short(&mut problems, name, value, false);
-            }
+            check_optional(&mut problems, name, value.as_ref());
         }
         for (name, list) in [("tags", &self.tags), ("attachments", &self.attachments)] {
             if list.len() > MAX_LIST {
-                problems.push(FieldProblem {
-                    field: name.to_owned(),
-                    message: format!("must have at most {MAX_LIST} entries"),
-                });
+                problems.push(FieldProblem::new(
+                    name,
+                    format!("must have at most {MAX_LIST} entries"),
+                ));
             }
             for (index, value) in list.iter().enumerate() {
                 check_short(&mut problems, &format!("{name}[{index}]"), value, true);
             }
         }
         if self.messages.is_empty() || self.messages.len() > MAX_MESSAGES {
-            problems.push(FieldProblem {
-                field: "messages".to_owned(),
-                message: format!("must have 1 to {MAX_MESSAGES} messages"),
-            });
+            problems.push(FieldProblem::new(
+                "messages",
+                format!("must have 1 to {MAX_MESSAGES} messages"),
+            ));
         }
         for (index, message) in self.messages.iter().enumerate() {
             let field = |name: &str| format!("messages[{index}].{name}");
             if message.text.trim().is_empty() {
-                problems.push(FieldProblem {
-                    field: field("text"),
-                    message: "must not be empty".to_owned(),
-                });
+                problems.push(FieldProblem::new(field("text"), "must not be empty"));
             }
             for (name, value) in [
                 ("text", Some(&message.text)),
@@ -197,30 +168,24 @@ impl InteractionRecord {
                 ("signature", message.signature.as_ref()),
             ] {
                 if value.is_some_and(|text| text.len() > MAX_TEXT) {
-                    problems.push(FieldProblem {
-                        field: field(name),
-                        message: format!("must be at most {MAX_TEXT} bytes"),
-                    });
+                    problems.push(FieldProblem::new(
+                        field(name),
+                        format!("must be at most {MAX_TEXT} bytes"),
+                    ));
                 }
             }
-            if let Some(name) = &message.author_name {
-                check_short(&mut problems, &field("author_name"), name, false);
-            }
-            if let Some(email) = &message.author_email {
-                if Email::parse(email).is_err() {
-                    problems.push(FieldProblem {
-                        field: field("author_email"),
-                        message: "is not a valid e-mail address".to_owned(),
-                    });
-                }
-            }
+            check_optional(
+                &mut problems,
+                &field("author_name"),
+                message.author_name.as_ref(),
+            );
+            check_email(
+                &mut problems,
+                &field("author_email"),
+                message.author_email.as_ref(),
+            );
         }
         problems
-    }
-
-    /// The key that identifies the interaction across imports.
-    pub fn source_key(&self) -> String {
-        format!("{}\u{0}{}", self.source_system, self.source_id)
     }
 }
 
@@ -238,6 +203,7 @@ mod tests {
 
     #[test]
     fn a_valid_record_has_no_problems_and_problems_name_their_field() {
+        use crate::records::SourceRecord as _;
         assert!(record().problems().is_empty());
         let mut bad = record();
         bad.source_id = String::new();

@@ -40,7 +40,7 @@ impl RecordKey for UserId {
     }
 }
 
-impl RecordKey for crate::ids::InteractionId {
+impl RecordKey for crate::ids::RecordId {
     fn to_key_bytes(&self) -> Vec<u8> {
         self.to_bytes().to_vec()
     }

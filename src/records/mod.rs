@@ -1,0 +1,190 @@
+//! What every kind of imported tenant data shares: a source system and id (so re-imports update),
+//! validation that names the bad field, and the stored envelope around the record. One generic
+//! [`RecordStore`] keeps every kind, sealed under the tenant's keys.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{RecordId, TenantId};
+use crate::store::{BlindIndex, Collection, Scope, Store, StoreError};
+
+/// The kinds of imported data, each in its own collection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    Interaction,
+    Account,
+    Contact,
+    Signal,
+}
+
+impl RecordKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Interaction => "interaction",
+            Self::Account => "account",
+            Self::Contact => "contact",
+            Self::Signal => "signal",
+        }
+    }
+
+    fn collection(self) -> &'static str {
+        match self {
+            Self::Interaction => "interactions",
+            Self::Account => "accounts",
+            Self::Contact => "contacts",
+            Self::Signal => "signals",
+        }
+    }
+
+    fn sources(self) -> &'static str {
+        match self {
+            Self::Interaction => "interaction_sources",
+            Self::Account => "account_sources",
+            Self::Contact => "contact_sources",
+            Self::Signal => "signal_sources",
+        }
+    }
+}
+
+/// A problem with one field of one record: what and where, never the offending value itself
+/// (it may be personal data, and messages end up in reports and logs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldProblem {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldProblem {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A record that arrives from a source system.
+pub trait SourceRecord: Clone + Serialize + DeserializeOwned + Send + 'static {
+    const KIND: RecordKind;
+
+    fn source_system(&self) -> &str;
+    fn source_id(&self) -> &str;
+
+    /// Every problem of the record, each naming its field (`messages[2].sent_at`).
+    fn problems(&self) -> Vec<FieldProblem>;
+
+    /// The key that identifies the record across imports.
+    fn source_key(&self) -> String {
+        format!("{}\u{0}{}", self.source_system(), self.source_id())
+    }
+}
+
+/// A stored record: the record as imported, with Rapport's id and times.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stored<R> {
+    pub id: RecordId,
+    pub record: R,
+    pub first_imported: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+}
+
+/// The records of one kind, per tenant, with the blind index from source key to record.
+pub struct RecordStore<R> {
+    store: Store,
+    marker: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R> Clone for RecordStore<R> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            marker: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<R: SourceRecord> RecordStore<R> {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            marker: std::marker::PhantomData,
+        }
+    }
+
+    pub fn records(&self, tenant: TenantId) -> Result<Collection<RecordId, Stored<R>>, StoreError> {
+        self.store
+            .collection(Scope::Tenant(tenant), R::KIND.collection())
+    }
+
+    pub fn sources(&self, tenant: TenantId) -> Result<BlindIndex<RecordId>, StoreError> {
+        self.store
+            .blind_index(Scope::Tenant(tenant), R::KIND.sources())
+    }
+
+    pub fn get(&self, tenant: TenantId, id: RecordId) -> Result<Option<Stored<R>>, StoreError> {
+        self.records(tenant)?.get(&id)
+    }
+
+    /// The record imported under `source_key` (see [`SourceRecord::source_key`]).
+    pub fn find_by_source(
+        &self,
+        tenant: TenantId,
+        source_key: &str,
+    ) -> Result<Option<Stored<R>>, StoreError> {
+        match self.sources(tenant)?.get(source_key)? {
+            Some(id) => self.get(tenant, id),
+            None => Ok(None),
+        }
+    }
+
+    pub fn count(&self, tenant: TenantId) -> Result<usize, StoreError> {
+        Ok(self.records(tenant)?.len())
+    }
+
+    /// Calls `visit` with every record, oldest first, without holding them all in memory.
+    pub fn for_each(
+        &self,
+        tenant: TenantId,
+        mut visit: impl FnMut(Stored<R>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        for entry in self.records(tenant)?.scan() {
+            visit(entry?.1)?;
+        }
+        Ok(())
+    }
+}
+
+const MAX_SHORT: usize = 200;
+
+/// Checks a short text field: required or not, at most 200 characters, no control characters.
+pub fn check_short(problems: &mut Vec<FieldProblem>, field: &str, value: &str, required: bool) {
+    if required && value.trim().is_empty() {
+        problems.push(FieldProblem::new(field, "must not be empty"));
+    } else if value.chars().count() > MAX_SHORT {
+        problems.push(FieldProblem::new(
+            field,
+            format!("must be at most {MAX_SHORT} characters"),
+        ));
+    } else if value.chars().any(char::is_control) {
+        problems.push(FieldProblem::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+}
+
+/// Checks an optional short text field.
+pub fn check_optional(problems: &mut Vec<FieldProblem>, field: &str, value: Option<&String>) {
+    if let Some(value) = value {
+        check_short(problems, field, value, false);
+    }
+}
+
+/// Checks an optional e-mail address.
+pub fn check_email(problems: &mut Vec<FieldProblem>, field: &str, value: Option<&String>) {
+    if value.is_some_and(|email| crate::users::Email::parse(email).is_err()) {
+        problems.push(FieldProblem::new(field, "is not a valid e-mail address"));
+    }
+}
