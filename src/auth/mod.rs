@@ -54,6 +54,12 @@ pub enum Permission {
     ManageTenantSecurity,
     /// Read the tenant's audit entries.
     ViewTenantAudit,
+    /// Read the tenant's interactions, accounts, contacts and signals.
+    ViewTenantData,
+    /// Import data and see the import history.
+    ImportTenantData,
+    /// Manage API keys and webhook integrations.
+    ManageIntegrations,
 }
 
 impl Role {
@@ -63,12 +69,19 @@ impl Role {
             Role::Operator => matches!(permission, P::ManageAppliance | P::ViewApplianceAudit),
             Role::TenantAdmin => matches!(
                 permission,
-                P::ViewTenant | P::ManageTenantUsers | P::ManageTenantSecurity
+                P::ViewTenant
+                    | P::ManageTenantUsers
+                    | P::ManageTenantSecurity
+                    | P::ViewTenantData
+                    | P::ImportTenantData
+                    | P::ManageIntegrations
             ),
-            Role::Analyst | Role::QaLead => matches!(permission, P::ViewTenant),
-            Role::PrivacyOfficer | Role::Auditor => {
-                matches!(permission, P::ViewTenant | P::ViewTenantAudit)
-            }
+            Role::Analyst | Role::QaLead => matches!(permission, P::ViewTenant | P::ViewTenantData),
+            Role::PrivacyOfficer => matches!(
+                permission,
+                P::ViewTenant | P::ViewTenantAudit | P::ViewTenantData
+            ),
+            Role::Auditor => matches!(permission, P::ViewTenant | P::ViewTenantAudit),
         }
     }
 }

@@ -33,7 +33,10 @@ fn describe(error: &serde_json::Error) -> String {
 }
 
 /// The parser for [`crate::ingest::import_file`].
-pub fn parser(reader: Box<dyn BufRead>) -> crate::ingest::Records<InteractionRecord> {
+pub fn parser(
+    _path: &std::path::Path,
+    reader: Box<dyn BufRead>,
+) -> crate::ingest::Records<InteractionRecord> {
     Box::new(records(reader))
 }
 

@@ -187,8 +187,9 @@ impl<R: Read> Read for Counting<R> {
 /// A parsed file: records with their line numbers, or what is wrong where.
 pub type Records<R> = Box<dyn Iterator<Item = Result<(u64, R), Rejection>>>;
 
-/// A format's parser: from a buffered reader to records.
-pub type Parser<R> = fn(Box<dyn BufRead>) -> Records<R>;
+/// A format's parser: from a buffered reader of the file to records. The path is there for
+/// formats that must look at the file more than once (an mbox is threaded before it is read).
+pub type Parser<R> = fn(&Path, Box<dyn BufRead>) -> Records<R>;
 
 type Opened<R> = (Records<R>, Arc<AtomicU64>, u64);
 
@@ -207,7 +208,7 @@ fn open_records<R>(parser: Parser<R>, path: &Path) -> Result<Opened<R>, IngestEr
             count: Arc::clone(&count),
         },
     );
-    Ok((parser(Box::new(reader)), count, total))
+    Ok((parser(path, Box::new(reader)), count, total))
 }
 
 /// The records of one batch, keyed by source so that a record repeated within the batch updates

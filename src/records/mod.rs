@@ -139,6 +139,32 @@ impl<R: SourceRecord> RecordStore<R> {
         }
     }
 
+    /// Creates the record, or updates the one with the same source key; true when created.
+    /// The caller has validated the record (see [`SourceRecord::problems`]).
+    pub fn upsert(&self, tenant: TenantId, record: R) -> Result<(Stored<R>, bool), StoreError> {
+        let key = record.source_key();
+        let now = chrono::Utc::now();
+        let existing = self.find_by_source(tenant, &key)?;
+        let created = existing.is_none();
+        let stored = Stored {
+            id: existing
+                .as_ref()
+                .map_or_else(RecordId::new, |previous| previous.id),
+            record,
+            first_imported: existing
+                .as_ref()
+                .map_or(now, |previous| previous.first_imported),
+            updated: now,
+        };
+        let mut writes = crate::store::WriteSet::default();
+        writes.put(&self.records(tenant)?, &stored.id, &stored)?;
+        if created {
+            writes.claim(&self.sources(tenant)?, &key, &stored.id)?;
+        }
+        self.store.commit(writes)?;
+        Ok((stored, created))
+    }
+
     pub fn count(&self, tenant: TenantId) -> Result<usize, StoreError> {
         Ok(self.records(tenant)?.len())
     }
