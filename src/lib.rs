@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod init;
 pub mod interactions;
 pub mod records;
+pub mod search;
 pub mod signals;
 pub mod store;
 pub mod telemetry;

@@ -26,6 +26,7 @@ use crate::context::AppContext;
 use crate::ids::{ImportId, RecordId, TenantId};
 use crate::interactions::InteractionRecord;
 use crate::records::{RecordKind, RecordStore, SourceRecord, Stored};
+use crate::search::SearchIndex;
 use crate::store::{Collection, Scope, StoreError, WriteSet};
 use crate::tenants::Tenant;
 
@@ -277,6 +278,7 @@ impl<R: SourceRecord> Writer<'_, R> {
         let sources = self.records.sources(self.tenant)?;
         let journal = journal::<R>(self.context, self.tenant)?;
         let mut writes = WriteSet::default();
+        let mut written = Vec::with_capacity(self.batch.order.len());
         for key in std::mem::take(&mut self.batch.order) {
             let Some((stored, is_new)) = self.batch.pending.remove(&key) else {
                 continue;
@@ -298,7 +300,18 @@ impl<R: SourceRecord> Writer<'_, R> {
                 },
             )?;
             writes.put(&records, &stored.id, &stored)?;
+            written.push(stored);
         }
+        let searchable: Vec<(RecordId, Vec<&str>)> = written
+            .iter()
+            .map(|stored| (stored.id, stored.record.search_texts()))
+            .filter(|(_, texts)| !texts.is_empty())
+            .collect();
+        SearchIndex::new(self.context.store.clone()).stage(
+            &mut writes,
+            self.tenant,
+            &searchable,
+        )?;
         self.context.store.commit(writes)?;
         Ok(())
     }
@@ -525,19 +538,29 @@ fn roll_back<R: SourceRecord>(
     let records = store.records(tenant)?;
     let sources = store.sources(tenant)?;
     let journal = journal::<R>(context, tenant)?;
+    let search = SearchIndex::new(context.store.clone());
     let mut entries = journal_entries::<R>(context, tenant, run)?;
     entries.reverse();
     for chunk in entries.chunks(BATCH_SIZE) {
         let mut writes = WriteSet::default();
+        let mut index = search.batch(tenant)?;
         for (seq, entry) in chunk {
             if let Some(previous) = &entry.previous {
                 writes.put(&records, &entry.record, previous)?;
+                let texts = previous.record.search_texts();
+                if texts.is_empty() {
+                    index.retire(&mut writes, entry.record)?;
+                } else {
+                    index.add(&mut writes, entry.record, &texts)?;
+                }
             } else {
                 writes.remove(&records, &entry.record);
                 writes.release(&sources, &entry.source_key);
+                index.retire(&mut writes, entry.record)?;
             }
             writes.remove(&journal, &(run, *seq));
         }
+        index.finish(&mut writes)?;
         context.store.commit(writes)?;
     }
     Ok(())

@@ -128,6 +128,18 @@ impl SourceRecord for InteractionRecord {
         &self.source_id
     }
 
+    /// Subject, message texts and authors' names and addresses (not quoted text, which repeats
+    /// earlier messages, nor signatures).
+    fn search_texts(&self) -> Vec<&str> {
+        let mut texts: Vec<&str> = self.subject.iter().map(String::as_str).collect();
+        for message in &self.messages {
+            texts.push(&message.text);
+            texts.extend(message.author_name.as_deref());
+            texts.extend(message.author_email.as_deref());
+        }
+        texts
+    }
+
     fn problems(&self) -> Vec<FieldProblem> {
         let mut problems = Vec::new();
         check_short(&mut problems, "source_system", &self.source_system, true);

@@ -75,6 +75,11 @@ pub trait SourceRecord: Clone + Serialize + DeserializeOwned + Send + 'static {
     /// Every problem of the record, each naming its field (`messages[2].sent_at`).
     fn problems(&self) -> Vec<FieldProblem>;
 
+    /// The texts that search indexes for this record; none for kinds that are not searched.
+    fn search_texts(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
     /// The key that identifies the record across imports.
     fn source_key(&self) -> String {
         format!("{}\u{0}{}", self.source_system(), self.source_id())
@@ -160,6 +165,14 @@ impl<R: SourceRecord> RecordStore<R> {
         writes.put(&self.records(tenant)?, &stored.id, &stored)?;
         if created {
             writes.claim(&self.sources(tenant)?, &key, &stored.id)?;
+        }
+        let texts = stored.record.search_texts();
+        if !texts.is_empty() {
+            crate::search::SearchIndex::new(self.store.clone()).stage(
+                &mut writes,
+                tenant,
+                &[(stored.id, texts)],
+            )?;
         }
         self.store.commit(writes)?;
         Ok((stored, created))

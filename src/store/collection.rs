@@ -74,6 +74,32 @@ impl RecordKey for (crate::ids::ImportId, u64) {
     }
 }
 
+/// Sequence numbers (for example search document numbers), big-endian so they sort.
+impl RecordKey for u64 {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        self.to_be_bytes().to_vec()
+    }
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(u64::from_be_bytes(bytes.try_into().ok()?))
+    }
+}
+
+/// A keyed token followed by a sequence number: the chunks of a blind posting list.
+impl RecordKey for ([u8; 32], u64) {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        let mut key = self.0.to_vec();
+        key.extend_from_slice(&self.1.to_be_bytes());
+        key
+    }
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        let (token, seq) = bytes.split_at_checked(32)?;
+        Some((
+            token.try_into().ok()?,
+            u64::from_be_bytes(seq.try_into().ok()?),
+        ))
+    }
+}
+
 /// Digests (for example of a session token) used as keys.
 impl RecordKey for [u8; 32] {
     fn to_key_bytes(&self) -> Vec<u8> {
@@ -173,7 +199,15 @@ impl<K: RecordKey, T: Serialize + DeserializeOwned> Collection<K, T> {
 
     /// Every record, in key order (creation order for ULID keys).
     pub fn scan(&self) -> impl Iterator<Item = Result<(K, T), StoreError>> + '_ {
-        self.tree.iter().filter_map(move |entry| {
+        self.scan_prefix(&[])
+    }
+
+    /// Records whose key starts with `prefix`'s key bytes (for composite keys), in key order.
+    pub fn scan_prefix<'a>(
+        &'a self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<(K, T), StoreError>> + 'a {
+        self.tree.scan_prefix(prefix).filter_map(move |entry| {
             let result = entry.map_err(StoreError::from).and_then(|(key, sealed)| {
                 let value = self.open_value(&key, &sealed)?;
                 Ok(K::from_key_bytes(&key).map(|typed_key| (typed_key, value)))

@@ -277,6 +277,11 @@ impl Store {
         Ok(())
     }
 
+    /// A number never handed out before, not even across restarts (sled's id generator).
+    pub fn generate_id(&self) -> Result<u64, StoreError> {
+        Ok(self.shared.db.generate_id()?)
+    }
+
     /// Bytes the database occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.shared.db.size_on_disk()?)

@@ -54,6 +54,9 @@ fn nav_for(session: &RequestSession, tenant: Option<&Tenant>, active: &str) -> V
     if let Some(tenant) = tenant {
         let base = format!("/t/{}", tenant.slug);
         links.push((format!("{base}/"), "Home"));
+        if role.grants(Permission::ViewTenantData) {
+            links.push((format!("{base}/search"), "Search"));
+        }
         if role.grants(Permission::ManageTenantUsers) {
             links.push((format!("{base}/users"), "Users"));
         }

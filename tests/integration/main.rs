@@ -18,4 +18,5 @@ mod ingest;
 mod isolation;
 mod login;
 mod roles;
+mod search;
 mod second_factor;

@@ -1,0 +1,505 @@
+//! Search over a tenant's interactions without a plaintext index on disk.
+//!
+//! Words are normalised (lower case, letters and digits, stop words dropped) and replaced by their
+//! HMAC under the tenant's index key, so the index holds keyed tokens, never words. Each indexed
+//! version of an interaction gets a fresh document number (`Store::generate_id`); the postings of
+//! one write batch are grouped per token into one sealed chunk (delta-encoded document numbers
+//! with term frequencies), keyed by token and chunk. A re-imported interaction gets a new
+//! document number and its old one is retired (its mapping deleted), so stale postings are
+//! skipped at query time. Ranking is BM25 over the live documents.
+//!
+//! What the index reveals to someone holding the database but not the keys: how many documents
+//! share a keyed token, and chunk sizes — not the words, and not which record a document number
+//! belongs to (that mapping is sealed).
+
+use std::collections::{HashMap, HashSet};
+
+use integer_encoding::VarInt;
+use serde::{Deserialize, Serialize};
+
+pub mod routes;
+
+use chrono::{DateTime, Utc};
+
+use crate::context::AppContext;
+use crate::ids::{RecordId, TenantId};
+use crate::interactions::Channel;
+use crate::store::{BlindIndex, Collection, Scope, Store, StoreError, WriteSet};
+
+const K1: f32 = 1.2;
+const B: f32 = 0.75;
+const MAX_TOKEN_CHARS: usize = 40;
+const STATS_KEY: &str = "stats";
+
+/// Words too common to be worth an index entry.
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "i",
+    "if", "in", "is", "it", "its", "me", "my", "no", "not", "of", "on", "or", "our", "so", "that",
+    "the", "their", "them", "then", "there", "they", "this", "to", "was", "we", "were", "will",
+    "with", "you", "your",
+];
+
+/// The searchable terms of `text`, normalised, in order (with repeats): its words, and each
+/// e-mail address as one more term, so that an address finds its own messages first.
+pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    let addresses = text
+        .split(|c: char| c.is_whitespace() || "<>()[],;:\"'".contains(c))
+        .map(|part| part.trim_matches(|c: char| !c.is_alphanumeric()))
+        .filter(|part| {
+            part.chars().count() <= 254
+                && part
+                    .split_once('@')
+                    .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+        })
+        .map(str::to_lowercase);
+    plain_words(text).chain(addresses)
+}
+
+fn plain_words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|word| {
+            let length = word.chars().count();
+            (1..=MAX_TOKEN_CHARS).contains(&length)
+        })
+        .map(str::to_lowercase)
+        .filter(|word| {
+            (word.chars().count() > 1 || word.chars().all(char::is_numeric))
+                && !STOP_WORDS.contains(&word.as_str())
+        })
+}
+
+/// A chunk of one token's postings: document numbers (ascending, delta varints) with term
+/// frequencies.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Postings {
+    #[serde(with = "serde_bytes")]
+    encoded: Vec<u8>,
+}
+
+impl Postings {
+    fn encode(mut entries: Vec<(u64, u8)>) -> Self {
+        entries.sort_unstable();
+        let mut encoded = Vec::with_capacity(entries.len() * 3);
+        let mut previous = 0u64;
+        for (document, frequency) in entries {
+            encoded.extend_from_slice(&(document - previous).encode_var_vec());
+            encoded.push(frequency);
+            previous = document;
+        }
+        Self { encoded }
+    }
+
+    fn decode(&self) -> Vec<(u64, u8)> {
+        let mut entries = Vec::new();
+        let mut position = 0;
+        let mut document = 0u64;
+        while position < self.encoded.len() {
+            let Some((delta, read)) = u64::decode_var(&self.encoded[position..]) else {
+                break;
+            };
+            position += read;
+            let Some(&frequency) = self.encoded.get(position) else {
+                break;
+            };
+            position += 1;
+            document += delta;
+            entries.push((document, frequency));
+        }
+        entries
+    }
+}
+
+/// One indexed version of a record.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Document {
+    record: RecordId,
+    /// Number of indexed words, for BM25's length normalisation.
+    length: u32,
+}
+
+/// Totals for ranking. Updated with each batch; concurrent writers may leave them slightly off,
+/// which only nudges scores.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Stats {
+    documents: u64,
+    total_length: u64,
+}
+
+/// A ranked result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hit {
+    pub record: RecordId,
+    pub score: f32,
+}
+
+/// The tenant search indexes.
+#[derive(Clone)]
+pub struct SearchIndex {
+    store: Store,
+}
+
+struct Trees {
+    tokens: BlindIndex<()>,
+    postings: Collection<([u8; 32], u64), Postings>,
+    documents: Collection<u64, Document>,
+    document_of: Collection<RecordId, u64>,
+    stats: Collection<&'static str, Stats>,
+}
+
+impl SearchIndex {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    fn trees(&self, tenant: TenantId) -> Result<Trees, StoreError> {
+        let scope = Scope::Tenant(tenant);
+        Ok(Trees {
+            tokens: self.store.blind_index(scope, "search_tokens")?,
+            postings: self.store.collection(scope, "search_postings")?,
+            documents: self.store.collection(scope, "search_documents")?,
+            document_of: self.store.collection(scope, "search_document_of")?,
+            stats: self.store.collection(scope, "search_stats")?,
+        })
+    }
+
+    /// Starts staging index changes for `tenant`; see [`IndexBatch`].
+    pub fn batch(&self, tenant: TenantId) -> Result<IndexBatch, StoreError> {
+        let trees = self.trees(tenant)?;
+        let stats = trees.stats.get(&STATS_KEY)?.unwrap_or_default();
+        Ok(IndexBatch {
+            store: self.store.clone(),
+            trees,
+            stats,
+            postings: HashMap::new(),
+            staged: HashMap::new(),
+            chunk: None,
+        })
+    }
+
+    /// Adds to `writes` the index entries for new versions of `records` (record id and its
+    /// searchable texts), retiring each record's earlier version.
+    pub fn stage(
+        &self,
+        writes: &mut WriteSet,
+        tenant: TenantId,
+        records: &[(RecordId, Vec<&str>)],
+    ) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut batch = self.batch(tenant)?;
+        for (record, texts) in records {
+            batch.add(writes, *record, texts)?;
+        }
+        batch.finish(writes)
+    }
+
+    /// The best `limit` records for `query`, best first, and how many records matched at all.
+    // Counts and lengths become f32 for ranking, which needs only their rough size.
+    #[allow(clippy::cast_precision_loss)]
+    pub fn search(
+        &self,
+        tenant: TenantId,
+        query: &str,
+        limit: usize,
+    ) -> Result<(Vec<Hit>, usize), StoreError> {
+        let trees = self.trees(tenant)?;
+        let stats = trees.stats.get(&STATS_KEY)?.unwrap_or_default();
+        let live = stats.documents.max(1) as f32;
+        let average_length = (stats.total_length as f32 / live).max(1.0);
+        let unique: HashSet<String> = words(query).collect();
+        // Per document: the (idf, term frequency) of each query word it contains.
+        let mut per_document: HashMap<u64, Vec<(f32, f32)>> = HashMap::new();
+        for word in unique {
+            let token = trees.tokens.pseudonym(&word);
+            let mut entries = Vec::new();
+            for chunk in trees.postings.scan_prefix(&token) {
+                entries.extend(chunk?.1.decode());
+            }
+            let frequency = entries.len() as f32;
+            let idf = ((live - frequency + 0.5) / (frequency + 0.5) + 1.0).ln();
+            for (document, term_frequency) in entries {
+                per_document
+                    .entry(document)
+                    .or_default()
+                    .push((idf, f32::from(term_frequency)));
+            }
+        }
+        // BM25 per live document; retired versions have no document entry and are skipped.
+        let mut hits = Vec::new();
+        for (document, terms) in per_document {
+            let Some(entry) = trees.documents.get(&document)? else {
+                continue;
+            };
+            let normaliser = 1.0 - B + B * (entry.length as f32 / average_length);
+            let score = terms
+                .iter()
+                .map(|(idf, tf)| idf * tf * (K1 + 1.0) / (tf + K1 * normaliser))
+                .sum();
+            hits.push(Hit {
+                record: entry.record,
+                score,
+            });
+        }
+        let matched = hits.len();
+        hits.sort_by(|left, right| right.score.total_cmp(&left.score));
+        hits.truncate(limit);
+        Ok((hits, matched))
+    }
+}
+
+/// Index changes staged into one [`WriteSet`]: new versions, retirements, and the totals, written
+/// by [`IndexBatch::finish`]. A record changed twice in one batch keeps only its last version.
+pub struct IndexBatch {
+    store: Store,
+    trees: Trees,
+    stats: Stats,
+    postings: HashMap<[u8; 32], Vec<(u64, u8)>>,
+    /// Documents created in this batch, by record, with their lengths.
+    staged: HashMap<RecordId, (u64, u32)>,
+    chunk: Option<u64>,
+}
+
+impl IndexBatch {
+    /// Retires `record`'s indexed version, whether committed or staged in this batch.
+    pub fn retire(&mut self, writes: &mut WriteSet, record: RecordId) -> Result<(), StoreError> {
+        if let Some((document, length)) = self.staged.remove(&record) {
+            for entries in self.postings.values_mut() {
+                entries.retain(|(staged, _)| *staged != document);
+            }
+            writes.remove(&self.trees.documents, &document);
+            self.stats.documents = self.stats.documents.saturating_sub(1);
+            self.stats.total_length = self.stats.total_length.saturating_sub(u64::from(length));
+            return Ok(());
+        }
+        if let Some(previous) = self.trees.document_of.get(&record)? {
+            if let Some(entry) = self.trees.documents.get(&previous)? {
+                self.stats.documents = self.stats.documents.saturating_sub(1);
+                self.stats.total_length = self
+                    .stats
+                    .total_length
+                    .saturating_sub(u64::from(entry.length));
+            }
+            writes.remove(&self.trees.documents, &previous);
+            writes.remove(&self.trees.document_of, &record);
+        }
+        Ok(())
+    }
+
+    /// Indexes `texts` as the new version of `record`.
+    pub fn add(
+        &mut self,
+        writes: &mut WriteSet,
+        record: RecordId,
+        texts: &[&str],
+    ) -> Result<(), StoreError> {
+        self.retire(writes, record)?;
+        let document = self.store.generate_id()?;
+        self.chunk.get_or_insert(document);
+        let mut frequencies: HashMap<String, u32> = HashMap::new();
+        let mut length = 0u32;
+        for text in texts {
+            for word in words(text) {
+                length = length.saturating_add(1);
+                *frequencies.entry(word).or_default() += 1;
+            }
+        }
+        for (word, frequency) in frequencies {
+            let token = self.trees.tokens.pseudonym(&word);
+            let capped = u8::try_from(frequency).unwrap_or(u8::MAX);
+            self.postings
+                .entry(token)
+                .or_default()
+                .push((document, capped));
+        }
+        writes.put(
+            &self.trees.documents,
+            &document,
+            &Document { record, length },
+        )?;
+        writes.put(&self.trees.document_of, &record, &document)?;
+        self.staged.insert(record, (document, length));
+        self.stats.documents += 1;
+        self.stats.total_length += u64::from(length);
+        Ok(())
+    }
+
+    /// Writes the batch's postings (one chunk per token) and the updated totals.
+    pub fn finish(self, writes: &mut WriteSet) -> Result<(), StoreError> {
+        let chunk = match self.chunk {
+            Some(chunk) => chunk,
+            None => self.store.generate_id()?,
+        };
+        for (token, entries) in self.postings {
+            if !entries.is_empty() {
+                writes.put(
+                    &self.trees.postings,
+                    &(token, chunk),
+                    &Postings::encode(entries),
+                )?;
+            }
+        }
+        writes.put(&self.trees.stats, &STATS_KEY, &self.stats)?;
+        Ok(())
+    }
+}
+
+/// One search result, ready to show.
+pub struct ResultItem {
+    pub id: RecordId,
+    pub subject: Vec<Segment>,
+    pub channel: Channel,
+    pub snippet: Vec<Segment>,
+    pub when: DateTime<Utc>,
+}
+
+pub struct Results {
+    pub items: Vec<ResultItem>,
+    /// How many interactions matched in all.
+    pub matched: usize,
+}
+
+/// Searches `tenant`'s interactions and prepares highlighted subjects and snippets. Blocking.
+pub fn find(
+    context: &AppContext,
+    tenant: TenantId,
+    query: &str,
+    limit: usize,
+) -> Result<Results, StoreError> {
+    let (hits, matched) = SearchIndex::new(context.store.clone()).search(tenant, query, limit)?;
+    let wanted: HashSet<String> = words(query).collect();
+    let mut items = Vec::with_capacity(hits.len());
+    for hit in hits {
+        let Some(interaction) = context.interactions.get(tenant, hit.record)? else {
+            continue;
+        };
+        let record = &interaction.record;
+        let subject = record
+            .subject
+            .clone()
+            .unwrap_or_else(|| "(no subject)".to_owned());
+        // The snippet comes from the first message that holds a query word, else the first.
+        let message = record
+            .messages
+            .iter()
+            .find(|m| words(&m.text).any(|w| wanted.contains(&w)))
+            .or_else(|| record.messages.first());
+        items.push(ResultItem {
+            id: interaction.id,
+            subject: highlight(&subject, query, 30),
+            channel: record.channel,
+            snippet: message
+                .map(|m| highlight(&m.text, query, 40))
+                .unwrap_or_default(),
+            when: record
+                .messages
+                .first()
+                .map_or(interaction.updated, |m| m.sent_at),
+        });
+    }
+    Ok(Results { items, matched })
+}
+
+/// A piece of displayed text, marked when it matches the query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub text: String,
+    pub hit: bool,
+}
+
+/// Splits `text` into segments, marking the words that match `query` (for highlighting). At most
+/// `max_words` words around the first match are kept, with an ellipsis where text was cut.
+pub fn highlight(text: &str, query: &str, max_words: usize) -> Vec<Segment> {
+    let wanted: HashSet<String> = words(query).collect();
+    // Split into alternating word and separator runs, keeping every character.
+    let mut runs: Vec<(String, bool)> = Vec::new();
+    for c in text.chars() {
+        let is_word = c.is_alphanumeric();
+        match runs.last_mut() {
+            Some((run, kind)) if *kind == is_word => run.push(c),
+            _ => runs.push((c.to_string(), is_word)),
+        }
+    }
+    let word_positions: Vec<usize> = runs
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, w))| *w)
+        .map(|(i, _)| i)
+        .collect();
+    let first_hit = word_positions
+        .iter()
+        .position(|&i| wanted.contains(&runs[i].0.to_lowercase()))
+        .unwrap_or(0);
+    let start_word = first_hit.saturating_sub(max_words / 3);
+    let end_word = (start_word + max_words).min(word_positions.len());
+    // From the start of the text when the window starts at its first word, so leading
+    // punctuation is kept.
+    let start = match word_positions.get(start_word) {
+        Some(&position) if start_word > 0 => position,
+        _ => 0,
+    };
+    let end = word_positions
+        .get(end_word)
+        .map_or(runs.len(), |&position| position);
+    let mut segments = Vec::new();
+    if start > 0 {
+        segments.push(Segment {
+            text: "… ".to_owned(),
+            hit: false,
+        });
+    }
+    for (text, is_word) in &runs[start..end] {
+        let hit = *is_word && wanted.contains(&text.to_lowercase());
+        match segments.last_mut() {
+            Some(last) if !last.hit && !hit => last.text.push_str(text),
+            _ => segments.push(Segment {
+                text: text.clone(),
+                hit,
+            }),
+        }
+    }
+    if end < runs.len() {
+        segments.push(Segment {
+            text: " …".to_owned(),
+            hit: false,
+        });
+    }
+    segments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_normalised_and_stop_words_dropped() {
+        let found: Vec<String> = words("The Card was DECLINED, twice: café-Zürich 42 a").collect();
+        assert_eq!(found, ["card", "declined", "twice", "café", "zürich", "42"]);
+        let with_address: Vec<String> = words("Mail <Tom@Contoso.example>.").collect();
+        assert_eq!(
+            with_address,
+            ["mail", "tom", "contoso", "example", "tom@contoso.example"]
+        );
+    }
+
+    #[test]
+    fn postings_round_trip_through_their_encoding() {
+        let entries = vec![(900, 3), (5, 1), (70_000_000_000, 255)];
+        let mut sorted = entries.clone();
+        sorted.sort_unstable();
+        assert_eq!(Postings::encode(entries).decode(), sorted);
+    }
+
+    #[test]
+    fn highlighting_marks_matching_words_and_keeps_all_text_around_them() {
+        let segments = highlight("My card was declined again.", "DECLINED card", 50);
+        let rebuilt: String = segments.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(rebuilt, "My card was declined again.");
+        let marked: Vec<&str> = segments
+            .iter()
+            .filter(|s| s.hit)
+            .map(|s| s.text.as_str())
+            .collect();
+        assert_eq!(marked, ["card", "declined"]);
+    }
+}
