@@ -90,6 +90,9 @@ enum Command {
         /// The file to import.
         file: PathBuf,
     },
+    /// Measure performance on a throw-away instance and print the figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Export every interaction of a tenant in the import schema.
     Export {
         #[command(flatten)]
@@ -193,6 +196,23 @@ enum UserCommand {
 }
 
 #[derive(Subcommand)]
+enum BenchCommand {
+    /// Generate a synthetic tenant, import it through the real engine, and report interactions
+    /// per second (with a parse-only baseline), peak RSS, database size and search latency.
+    Ingest {
+        /// Interactions to generate (6 messages of about 600 bytes each, on average).
+        #[arg(long, default_value_t = 1_000_000)]
+        interactions: u64,
+        /// Search queries to time.
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+        /// Directory for the throw-away instance and the generated file (removed afterwards).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Walk the hash chain; exit 0 when intact, non-zero naming the first broken entry.
     Verify {
@@ -227,6 +247,19 @@ pub fn run() -> ExitCode {
         Command::Tenant(command) => tenant(command),
         Command::User(command) => user(command),
         Command::Audit(AuditCommand::Verify { config }) => audit_verify(&config.path),
+        Command::Bench(BenchCommand::Ingest {
+            interactions,
+            queries,
+            dir,
+        }) => {
+            crate::telemetry::init_for_command();
+            crate::bench::ingest(&crate::bench::IngestBench {
+                interactions,
+                queries,
+                dir,
+            })
+            .map_err(Failure::from)
+        }
         Command::Import {
             config,
             tenant,

@@ -30,8 +30,9 @@ use crate::search::SearchIndex;
 use crate::store::{Collection, Scope, StoreError, WriteSet};
 use crate::tenants::Tenant;
 
-/// Records written per transaction.
-const BATCH_SIZE: usize = 500;
+/// Records written per transaction: large enough that a batch's search postings (one chunk per
+/// distinct word) amortise, small enough to keep a batch's memory to a few megabytes.
+const BATCH_SIZE: usize = 2000;
 /// Rejections kept in an import's report; the count covers all of them.
 const MAX_REPORTED_REJECTIONS: usize = 1000;
 

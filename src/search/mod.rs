@@ -14,6 +14,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use rustc_hash::FxHashMap;
+
 use integer_encoding::VarInt;
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +44,9 @@ const STOP_WORDS: &[&str] = &[
 /// The searchable terms of `text`, normalised, in order (with repeats): its words, and each
 /// e-mail address as one more term, so that an address finds its own messages first.
 pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    let addresses = text
+    // Most texts hold no address; skip the second scan for them.
+    let candidates = if text.contains('@') { text } else { "" };
+    let addresses = candidates
         .split(|c: char| c.is_whitespace() || "<>()[],;:\"'".contains(c))
         .map(|part| part.trim_matches(|c: char| !c.is_alphanumeric()))
         .filter(|part| {
@@ -170,9 +174,10 @@ impl SearchIndex {
             store: self.store.clone(),
             trees,
             stats,
-            postings: HashMap::new(),
-            staged: HashMap::new(),
+            postings: FxHashMap::default(),
+            staged: FxHashMap::default(),
             chunk: None,
+            tokens: FxHashMap::default(),
         })
     }
 
@@ -254,10 +259,12 @@ pub struct IndexBatch {
     store: Store,
     trees: Trees,
     stats: Stats,
-    postings: HashMap<[u8; 32], Vec<(u64, u8)>>,
+    postings: FxHashMap<[u8; 32], Vec<(u64, u8)>>,
     /// Documents created in this batch, by record, with their lengths.
-    staged: HashMap<RecordId, (u64, u32)>,
+    staged: FxHashMap<RecordId, (u64, u32)>,
     chunk: Option<u64>,
+    /// Tokens already computed in this batch: a batch repeats most of its vocabulary.
+    tokens: FxHashMap<String, [u8; 32]>,
 }
 
 impl IndexBatch {
@@ -296,7 +303,7 @@ impl IndexBatch {
         self.retire(writes, record)?;
         let document = self.store.generate_id()?;
         self.chunk.get_or_insert(document);
-        let mut frequencies: HashMap<String, u32> = HashMap::new();
+        let mut frequencies: FxHashMap<String, u32> = FxHashMap::default();
         let mut length = 0u32;
         for text in texts {
             for word in words(text) {
@@ -305,7 +312,14 @@ impl IndexBatch {
             }
         }
         for (word, frequency) in frequencies {
-            let token = self.trees.tokens.pseudonym(&word);
+            let token = match self.tokens.get(&word) {
+                Some(token) => *token,
+                None => {
+                    let token = self.trees.tokens.pseudonym(&word);
+                    self.tokens.insert(word, token);
+                    token
+                }
+            };
             let capped = u8::try_from(frequency).unwrap_or(u8::MAX);
             self.postings
                 .entry(token)

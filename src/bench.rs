@@ -1,0 +1,441 @@
+//! `rapport bench …`: measurements that print figures for the team's notes, run against a
+//! throw-away instance. Speed is compared with a baseline taken in the same run, because shared
+//! machines drift.
+//!
+//! `bench ingest` generates a synthetic tenant (interactions of 2–10 messages, about 600 bytes of
+//! text each, over a skewed vocabulary of support words, with accounts and contacts), imports it
+//! through the real engine (validation, sealing, journal, search index), and reports
+//! interactions per second, the parse-only rate of the same file as baseline, peak RSS, database
+//! size, and search latency percentiles.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::audit::Actor;
+use crate::config::Config;
+use crate::context::AppContext;
+use crate::ingest::{self, ImportFormat, ImportRequest, ImportState};
+use crate::search::SearchIndex;
+use crate::store::OpenMode;
+
+const BASE_WORDS: &[&str] = &[
+    "account",
+    "invoice",
+    "payment",
+    "card",
+    "declined",
+    "refund",
+    "order",
+    "parcel",
+    "delivery",
+    "tracking",
+    "password",
+    "login",
+    "reset",
+    "error",
+    "export",
+    "report",
+    "dashboard",
+    "plan",
+    "upgrade",
+    "seat",
+    "license",
+    "renewal",
+    "contract",
+    "price",
+    "discount",
+    "billing",
+    "address",
+    "email",
+    "phone",
+    "app",
+    "mobile",
+    "browser",
+    "slow",
+    "crash",
+    "bug",
+    "feature",
+    "request",
+    "integration",
+    "api",
+    "webhook",
+    "sync",
+    "calendar",
+    "team",
+    "admin",
+    "permission",
+    "role",
+    "access",
+    "security",
+    "data",
+    "backup",
+    "thanks",
+    "please",
+    "help",
+    "urgent",
+    "again",
+    "still",
+    "today",
+    "yesterday",
+    "week",
+    "month",
+    "customer",
+    "support",
+    "agent",
+    "ticket",
+    "issue",
+    "problem",
+    "question",
+    "update",
+    "status",
+    "waiting",
+    "shipping",
+    "warehouse",
+    "return",
+    "label",
+    "damaged",
+    "missing",
+    "wrong",
+    "size",
+    "colour",
+    "stock",
+    "subscription",
+    "cancel",
+    "trial",
+    "onboarding",
+    "training",
+    "documentation",
+    "setting",
+    "configuration",
+    "notification",
+    "message",
+    "chat",
+    "call",
+    "meeting",
+    "manager",
+    "escalate",
+    "priority",
+    "resolved",
+    "great",
+    "happy",
+    "frustrated",
+    "disappointed",
+    "quickly",
+    "soon",
+    "confirm",
+    "check",
+    "understand",
+];
+
+/// A skewed vocabulary: the base words plus a long tail, drawn with a Zipf-like law.
+struct Vocabulary {
+    words: Vec<String>,
+}
+
+impl Vocabulary {
+    fn new() -> Self {
+        let mut words: Vec<String> = BASE_WORDS.iter().map(|w| (*w).to_owned()).collect();
+        for index in 0..4000 {
+            words.push(format!("term{index}"));
+        }
+        Self { words }
+    }
+
+    fn pick(&self, rng: &mut StdRng) -> &str {
+        // Squaring a uniform draw favours low ranks: a cheap stand-in for Zipf's law.
+        let draw: f64 = rng.gen::<f64>();
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        // The product lies in [0, len).
+        let index = ((draw * draw * draw) * self.words.len() as f64) as usize;
+        &self.words[index.min(self.words.len() - 1)]
+    }
+
+    fn text(&self, rng: &mut StdRng, bytes: usize) -> String {
+        let mut text = String::with_capacity(bytes + 16);
+        while text.len() < bytes {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(self.pick(rng));
+        }
+        text
+    }
+}
+
+/// Writes `count` interactions in the `jsonl` schema; returns the file's size.
+fn generate(
+    path: &Path,
+    count: u64,
+    rng: &mut StdRng,
+    vocabulary: &Vocabulary,
+) -> std::io::Result<u64> {
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
+    let channels = ["ticket", "chat", "email", "call", "sales-chat"];
+    for index in 0..count {
+        let messages: usize = rng.gen_range(2..=10);
+        let contact = rng.gen_range(0..count.div_ceil(10).max(1));
+        let account = contact / 10;
+        let mut list = Vec::with_capacity(messages);
+        for position in 0..messages {
+            let customer = position % 2 == 0;
+            let mut message = serde_json::json!({
+                "role": if customer { "customer" } else { "agent" },
+                "sent_at": format!("2026-{:02}-{:02}T{:02}:{:02}:00Z", 1 + index % 12, 1 + index % 28, position % 24, index % 60),
+                "text": vocabulary.text(rng, 600),
+            });
+            if customer {
+                message["author_name"] = serde_json::json!(format!("Contact {contact}"));
+                message["author_email"] =
+                    serde_json::json!(format!("contact{contact}@account{account}.example"));
+            }
+            list.push(message);
+        }
+        let record = serde_json::json!({
+            "source_system": "bench",
+            "source_id": format!("I-{index}"),
+            "channel": channels[usize::try_from(index % 5).unwrap_or(0)],
+            "subject": vocabulary.text(rng, 40),
+            "status": if index % 3 == 0 { "open" } else { "solved" },
+            "account": format!("account{account}.example"),
+            "tags": [vocabulary.pick(rng)],
+            "messages": list,
+        });
+        serde_json::to_writer(&mut out, &record)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(out.get_ref().metadata()?.len())
+}
+
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
+}
+
+fn directory_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => directory_size(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    // An index into a non-empty slice.
+    let index = ((sorted.len() - 1) as f64 * fraction).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+/// Times `queries` searches of one or two words drawn from the vocabulary; sorted durations.
+fn time_searches(
+    context: &AppContext,
+    tenant: &crate::tenants::Tenant,
+    rng: &mut StdRng,
+    vocabulary: &Vocabulary,
+    queries: usize,
+) -> Result<Vec<Duration>, BenchError> {
+    let index = SearchIndex::new(context.store.clone());
+    let mut latencies = Vec::with_capacity(queries);
+    for _ in 0..queries {
+        let query = if rng.gen_bool(0.5) {
+            vocabulary.pick(rng).to_owned()
+        } else {
+            format!("{} {}", vocabulary.pick(rng), vocabulary.pick(rng))
+        };
+        let started = Instant::now();
+        index
+            .search(tenant.id, &query, 20)
+            .map_err(|error| BenchError::Setup(error.to_string()))?;
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    Ok(latencies)
+}
+
+/// Options of `rapport bench ingest`.
+pub struct IngestBench {
+    pub interactions: u64,
+    pub queries: usize,
+    /// Where the throw-away instance and the generated file go (removed afterwards).
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("benchmark I/O in {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("benchmark set-up: {0}")]
+    Setup(String),
+}
+
+/// Runs the ingestion benchmark and prints its figures; the last line is one JSON object.
+#[allow(clippy::cast_precision_loss)] // Figures are printed with a few significant digits.
+pub fn ingest(options: &IngestBench) -> Result<(), BenchError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BenchError::Io { path, source }
+    };
+    let root = options
+        .dir
+        .join(format!("rapport-bench-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&root).map_err(io(&root))?;
+    let result = run_ingest(options, &root);
+    let _ = std::fs::remove_dir_all(&root);
+    result
+}
+
+#[allow(clippy::cast_precision_loss)] // Figures are printed with a few significant digits.
+fn run_ingest(options: &IngestBench, root: &Path) -> Result<(), BenchError> {
+    let setup = |error: &dyn std::fmt::Display| BenchError::Setup(error.to_string());
+    let config_path = root.join("rapport.toml");
+    crate::init::run(&crate::init::InitOptions {
+        config_path: config_path.clone(),
+        data_dir: root.join("data"),
+        listen: "127.0.0.1:0".parse().map_err(|e| setup(&e))?,
+        tls: false,
+    })
+    .map_err(|e| setup(&e))?;
+    let config = Config::load(&config_path).map_err(|e| setup(&e))?;
+    let context = AppContext::open(config, OpenMode::ExistingOnly).map_err(|e| setup(&e))?;
+    let tenant =
+        crate::tenants::create_tenant(&context, Actor::system(), None, "bench", "Benchmark")
+            .map_err(|e| setup(&e))?;
+
+    let mut rng = StdRng::seed_from_u64(7);
+    let vocabulary = Vocabulary::new();
+    let file = root.join("interactions.jsonl");
+    eprintln!("generating {} interactions…", options.interactions);
+    let size = generate(&file, options.interactions, &mut rng, &vocabulary).map_err(|e| {
+        BenchError::Io {
+            path: file.clone(),
+            source: e,
+        }
+    })?;
+    eprintln!("generated {:.1} MiB", size as f64 / 1_048_576.0);
+
+    // Baseline: the parse-and-validate pass alone over the same file.
+    let started = Instant::now();
+    let parsed = ingest::jsonl::records(std::io::BufReader::with_capacity(
+        1 << 18,
+        File::open(&file).map_err(|e| BenchError::Io {
+            path: file.clone(),
+            source: e,
+        })?,
+    ))
+    .flatten()
+    .count();
+    let parse_seconds = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let mut last = Instant::now();
+    let run = ingest::import_file(
+        &context,
+        &ImportRequest {
+            actor: &Actor::system(),
+            tenant: &tenant,
+            format: ImportFormat::Jsonl,
+            path: &file,
+            skip_invalid: false,
+        },
+        &mut |progress| {
+            if last.elapsed() >= Duration::from_secs(10) {
+                last = Instant::now();
+                eprintln!(
+                    "pass {}: {} records, {:.0}%",
+                    progress.pass,
+                    progress.records,
+                    progress.bytes as f64 * 100.0 / progress.total_bytes.max(1) as f64
+                );
+            }
+        },
+    )
+    .map_err(|e| setup(&e))?;
+    let import_seconds = started.elapsed().as_secs_f64();
+    if run.state != ImportState::Committed {
+        return Err(BenchError::Setup(format!(
+            "the import ended {}",
+            run.state.as_str()
+        )));
+    }
+    let rss_after_import = peak_rss_mib();
+    context.store.flush().map_err(|e| setup(&e))?;
+    let database_bytes = directory_size(&root.join("data"));
+
+    let latencies = time_searches(&context, &tenant, &mut rng, &vocabulary, options.queries)?;
+    let imported = run.imported as f64;
+    let rate = imported / import_seconds;
+    let parse_rate = parsed as f64 / parse_seconds;
+    println!("interactions imported   {}", run.imported);
+    println!(
+        "file size               {:.1} MiB",
+        size as f64 / 1_048_576.0
+    );
+    println!("import                  {import_seconds:.1} s, {rate:.0} interactions/s (sealing, journal and search index included)");
+    println!(
+        "baseline: parse only    {parse_rate:.0} interactions/s; import/parse ratio {:.2}",
+        rate / parse_rate
+    );
+    println!(
+        "peak RSS                {} MiB (after import: {rss_after_import} MiB)",
+        peak_rss_mib()
+    );
+    println!(
+        "data directory on disk  {:.1} MiB",
+        database_bytes as f64 / 1_048_576.0
+    );
+    println!(
+        "search ({} queries)    p50 {:.1} ms, p99 {:.1} ms",
+        latencies.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "interactions": run.imported,
+            "import_seconds": import_seconds,
+            "interactions_per_second": rate,
+            "parse_only_per_second": parse_rate,
+            "import_to_parse_ratio": rate / parse_rate,
+            "peak_rss_mib": peak_rss_mib(),
+            "data_dir_mib": database_bytes as f64 / 1_048_576.0,
+            "search_p50_ms": percentile(&latencies, 0.5),
+            "search_p99_ms": percentile(&latencies, 0.99),
+        })
+    );
+    Ok(())
+}
