@@ -138,6 +138,8 @@ struct HomePage {
     role: Role,
     can_manage_users: bool,
     can_view_audit: bool,
+    can_view_data: bool,
+    can_import: bool,
 }
 
 async fn home(
@@ -157,6 +159,8 @@ async fn home(
             role,
             can_manage_users: role.grants(Permission::ManageTenantUsers),
             can_view_audit: role.grants(Permission::ViewTenantAudit),
+            can_view_data: role.grants(Permission::ViewTenantData),
+            can_import: role.grants(Permission::ImportTenantData),
             tenant: access.tenant,
         })
     })
