@@ -48,7 +48,10 @@ fn account_row(base: &str, account: &Account) -> AccountRow {
         name: record.name.clone(),
         domain: record.domain.clone().unwrap_or_default(),
         plan: record.plan.clone().unwrap_or_default(),
-        arr: record.arr.map(|arr| format!("{arr:.2}")).unwrap_or_default(),
+        arr: record
+            .arr
+            .map(|arr| format!("{arr:.2}"))
+            .unwrap_or_default(),
         renewal: record
             .renewal_date
             .map(|date| date.to_string())

@@ -18,7 +18,7 @@ use futures_util::StreamExt as _;
 
 use crate::audit::Actor;
 use crate::auth::guard::policy::ImportTenantData;
-use crate::auth::guard::{TenantAccess, client_address};
+use crate::auth::guard::{client_address, TenantAccess};
 use crate::context::AppContext;
 use crate::error::AppError;
 use crate::ids::ImportId;
@@ -54,7 +54,10 @@ fn format_choices() -> Vec<FormatChoice> {
         .filter_map(|format| format.to_possible_value())
         .map(|value| FormatChoice {
             value: value.get_name().to_owned(),
-            help: value.get_help().map(ToString::to_string).unwrap_or_default(),
+            help: value
+                .get_help()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
         })
         .collect()
 }
@@ -205,9 +208,9 @@ async fn show(
             .as_ref()
             .map(|run| run.rejections.clone())
             .unwrap_or_default();
-        let more_rejections = stored
-            .as_ref()
-            .map_or(0, |run| run.rejected.saturating_sub(run.rejections.len() as u64));
+        let more_rejections = stored.as_ref().map_or(0, |run| {
+            run.rejected.saturating_sub(run.rejections.len() as u64)
+        });
         Ok(ShowPage {
             chrome: Chrome::for_session(
                 &context,
@@ -217,7 +220,9 @@ async fn show(
                 &format!("{base}/imports"),
             )?,
             id: id.to_string(),
-            run: stored.as_ref().map(|run| run_row(&base, run, live.as_ref())),
+            run: stored
+                .as_ref()
+                .map(|run| run_row(&base, run, live.as_ref())),
             rejections,
             more_rejections,
             progress: live.as_ref().map_or((0, 1), LiveImport::overall),
@@ -259,11 +264,7 @@ fn clean_file_name(name: Option<&str>) -> String {
         .rsplit(['/', '\\'])
         .next()
         .unwrap_or_default();
-    let cleaned: String = last
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
+    let cleaned: String = last.chars().filter(|c| !c.is_control()).take(200).collect();
     if cleaned.trim().is_empty() {
         "upload".to_owned()
     } else {

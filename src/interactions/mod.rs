@@ -95,7 +95,12 @@ impl std::str::FromStr for Channel {
         Self::ALL
             .into_iter()
             .find(|channel| channel.as_str() == value)
-            .ok_or_else(|| format!("unknown channel (use one of: {})", Self::ALL.map(Channel::as_str).join(", ")))
+            .ok_or_else(|| {
+                format!(
+                    "unknown channel (use one of: {})",
+                    Self::ALL.map(Channel::as_str).join(", ")
+                )
+            })
     }
 }
 

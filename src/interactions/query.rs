@@ -44,7 +44,10 @@ impl InteractionFilter {
     }
 
     pub fn matches(&self, record: &InteractionRecord) -> bool {
-        if self.channel.is_some_and(|channel| channel != record.channel) {
+        if self
+            .channel
+            .is_some_and(|channel| channel != record.channel)
+        {
             return false;
         }
         let text_matches = |wanted: Option<&String>, actual: Option<&String>| match wanted {
@@ -65,8 +68,7 @@ impl InteractionFilter {
             let Some(first) = first_message_time(record).map(|time| time.date_naive()) else {
                 return false;
             };
-            if self.from.is_some_and(|from| first < from) || self.to.is_some_and(|to| first > to)
-            {
+            if self.from.is_some_and(|from| first < from) || self.to.is_some_and(|to| first > to) {
                 return false;
             }
         }

@@ -121,8 +121,12 @@ pub fn row(base: &str, interaction: &Interaction) -> InteractionRow {
         account: record.account.clone().unwrap_or_default(),
         status: record.status.clone().unwrap_or_default(),
         messages: record.messages.len(),
-        first: first_message_time(record).map(format_time).unwrap_or_default(),
-        last: last_message_time(record).map(format_time).unwrap_or_default(),
+        first: first_message_time(record)
+            .map(format_time)
+            .unwrap_or_default(),
+        last: last_message_time(record)
+            .map(format_time)
+            .unwrap_or_default(),
     }
 }
 
@@ -180,7 +184,10 @@ async fn list(
                 .map(|next| format!("{list_url}?{}", query.with_cursor(next))),
             is_first_page: cursor.is_none(),
             filtered: !filter.is_empty(),
-            channels: Channel::ALL.iter().map(|channel| channel.as_str()).collect(),
+            channels: Channel::ALL
+                .iter()
+                .map(|channel| channel.as_str())
+                .collect(),
             query,
             base,
         })
@@ -239,9 +246,7 @@ async fn show(
         )?;
         let base = format!("/t/{}", access.tenant.slug);
         let record = interaction.record;
-        let subject = record
-            .subject
-            .unwrap_or_else(|| "(no subject)".to_owned());
+        let subject = record.subject.unwrap_or_else(|| "(no subject)".to_owned());
         Ok(ShowPage {
             chrome: Chrome::for_session(
                 &context,

@@ -158,7 +158,10 @@ impl Signal {
                     .as_ref()
                     .map(|name| format!(" by {name}"))
                     .unwrap_or_default();
-                with_text(format!("{stars} ({rating}/5) {platform}{by}"), text.as_ref())
+                with_text(
+                    format!("{stars} ({rating}/5) {platform}{by}"),
+                    text.as_ref(),
+                )
             }
             Self::Lead {
                 company,
@@ -350,7 +353,10 @@ mod tests {
             comment: Some("x".repeat(100)),
         };
         let line = survey.summary();
-        assert!(line.starts_with("NPS 9 — xxx") && line.ends_with('…'), "{line}");
+        assert!(
+            line.starts_with("NPS 9 — xxx") && line.ends_with('…'),
+            "{line}"
+        );
     }
 
     #[test]
