@@ -51,7 +51,7 @@ pub struct FormatChoice {
 fn format_choices() -> Vec<FormatChoice> {
     ImportFormat::value_variants()
         .iter()
-        .filter_map(|format| format.to_possible_value())
+        .filter_map(clap::ValueEnum::to_possible_value)
         .map(|value| FormatChoice {
             value: value.get_name().to_owned(),
             help: value

@@ -26,7 +26,7 @@ use crate::ingest::ImportSource;
 const CHUNK: usize = 64 * 1024;
 /// The Poly1305 tag after each chunk's ciphertext.
 const TAG: usize = 16;
-/// STREAM's nonce prefix for XChaCha20 (24 bytes less the 4-byte counter and 1-byte last flag).
+/// STREAM's nonce prefix for `XChaCha20` (24 bytes less the 4-byte counter and 1-byte last flag).
 const NONCE_PREFIX: usize = 19;
 
 /// The spool folder under the data directory.
@@ -290,7 +290,7 @@ mod tests {
 
     fn round_trip(size: usize) {
         let dir = tempfile::tempdir().unwrap();
-        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..size).map(|i| u8::try_from(i % 251).unwrap()).collect();
         let mut writer = SpoolWriter::create(dir.path()).unwrap();
         for piece in data.chunks(10_000) {
             writer.write(piece).unwrap();

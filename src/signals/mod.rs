@@ -139,11 +139,9 @@ impl Signal {
                 status,
                 severity,
             } => {
-                let mut line = excerpt(title, TEXT);
-                for detail in [severity, status].into_iter().flatten() {
-                    line.push_str(&format!(" · {detail}"));
-                }
-                line
+                let mut parts = vec![excerpt(title, TEXT)];
+                parts.extend([severity, status].into_iter().flatten().cloned());
+                parts.join(" · ")
             }
             Self::Review {
                 platform,

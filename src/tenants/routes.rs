@@ -138,8 +138,13 @@ struct HomePage {
     role: Role,
     can_manage_users: bool,
     can_view_audit: bool,
-    can_view_data: bool,
-    can_import: bool,
+    data: DataLinks,
+}
+
+/// Which of the tenant-data pages the home page links to.
+struct DataLinks {
+    view: bool,
+    import: bool,
 }
 
 async fn home(
@@ -159,8 +164,10 @@ async fn home(
             role,
             can_manage_users: role.grants(Permission::ManageTenantUsers),
             can_view_audit: role.grants(Permission::ViewTenantAudit),
-            can_view_data: role.grants(Permission::ViewTenantData),
-            can_import: role.grants(Permission::ImportTenantData),
+            data: DataLinks {
+                view: role.grants(Permission::ViewTenantData),
+                import: role.grants(Permission::ImportTenantData),
+            },
             tenant: access.tenant,
         })
     })
