@@ -567,3 +567,54 @@ async fn uploads_are_spooled_sealed_imported_and_reported() {
     );
     assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
 }
+
+#[tokio::test]
+async fn an_upload_declared_over_the_limit_is_refused_with_413_before_it_is_read() {
+    use reqwest::cookie::CookieStore as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    // Plain HTTP, so the request can be written by hand with a Content-Length no test could send.
+    let app = TestApp::spawn_plain();
+    let tenant = app.create_tenant("acme");
+    app.create_user("admin@acme.example", Role::TenantAdmin, Some(&tenant));
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let client = Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = app
+        .login(&client, "admin@acme.example", crate::helpers::PASSWORD)
+        .await;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let token = app.csrf(&client).await;
+    let url: reqwest::Url = app.url("/").parse().unwrap();
+    let cookies = jar.cookies(&url).unwrap();
+
+    let mut stream = tokio::net::TcpStream::connect(url.socket_addrs(|| None).unwrap()[0])
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /t/acme/imports?csrf={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {}\r\n\
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n--{BOUNDARY}\r\n",
+        cookies.to_str().unwrap(),
+        2 * rapport::ingest::routes::MAX_UPLOAD_BYTES,
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("</html>") {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
+            .await
+            .unwrap()
+            .unwrap();
+        if read == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("upload limit of 1024 MiB"), "{answer}");
+    assert_eq!(app.context.interactions.count(tenant.id).unwrap(), 0);
+}
