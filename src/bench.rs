@@ -283,6 +283,73 @@ fn time_searches(
     Ok(latencies)
 }
 
+/// What `bench ingest` measured.
+struct Figures<'a> {
+    imported: u64,
+    size: u64,
+    import_seconds: f64,
+    parsed: usize,
+    parse_seconds: f64,
+    rss_after_import: u64,
+    database_bytes: u64,
+    latencies: &'a [Duration],
+}
+
+/// Prints the figures for people, then as one JSON line for scripts.
+#[allow(clippy::cast_precision_loss)] // Figures are printed with a few significant digits.
+fn report(figures: &Figures<'_>) {
+    let Figures {
+        imported,
+        size,
+        import_seconds,
+        parsed,
+        parse_seconds,
+        rss_after_import,
+        database_bytes,
+        latencies,
+    } = *figures;
+    let rate = imported as f64 / import_seconds;
+    let parse_rate = parsed as f64 / parse_seconds;
+    println!("interactions imported   {imported}");
+    println!(
+        "file size               {:.1} MiB",
+        size as f64 / 1_048_576.0
+    );
+    println!("import                  {import_seconds:.1} s, {rate:.0} interactions/s (sealing, journal and search index included)");
+    println!(
+        "baseline: parse only    {parse_rate:.0} interactions/s; import/parse ratio {:.3}",
+        rate / parse_rate
+    );
+    println!(
+        "peak RSS                {} MiB (after import: {rss_after_import} MiB)",
+        peak_rss_mib()
+    );
+    println!(
+        "data directory on disk  {:.1} MiB",
+        database_bytes as f64 / 1_048_576.0
+    );
+    println!(
+        "search ({} queries)    p50 {:.1} ms, p99 {:.1} ms",
+        latencies.len(),
+        percentile(latencies, 0.5),
+        percentile(latencies, 0.99)
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "interactions": imported,
+            "import_seconds": import_seconds,
+            "interactions_per_second": rate,
+            "parse_only_per_second": parse_rate,
+            "import_to_parse_ratio": rate / parse_rate,
+            "peak_rss_mib": peak_rss_mib(),
+            "data_dir_mib": database_bytes as f64 / 1_048_576.0,
+            "search_p50_ms": percentile(latencies, 0.5),
+            "search_p99_ms": percentile(latencies, 0.99),
+        })
+    );
+}
+
 /// Options of `rapport bench ingest`.
 pub struct IngestBench {
     pub interactions: u64,
@@ -396,46 +463,15 @@ fn run_ingest(options: &IngestBench, root: &Path) -> Result<(), BenchError> {
     let database_bytes = directory_size(&root.join("data"));
 
     let latencies = time_searches(&context, &tenant, &mut rng, &vocabulary, options.queries)?;
-    let imported = run.imported as f64;
-    let rate = imported / import_seconds;
-    let parse_rate = parsed as f64 / parse_seconds;
-    println!("interactions imported   {}", run.imported);
-    println!(
-        "file size               {:.1} MiB",
-        size as f64 / 1_048_576.0
-    );
-    println!("import                  {import_seconds:.1} s, {rate:.0} interactions/s (sealing, journal and search index included)");
-    println!(
-        "baseline: parse only    {parse_rate:.0} interactions/s; import/parse ratio {:.2}",
-        rate / parse_rate
-    );
-    println!(
-        "peak RSS                {} MiB (after import: {rss_after_import} MiB)",
-        peak_rss_mib()
-    );
-    println!(
-        "data directory on disk  {:.1} MiB",
-        database_bytes as f64 / 1_048_576.0
-    );
-    println!(
-        "search ({} queries)    p50 {:.1} ms, p99 {:.1} ms",
-        latencies.len(),
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99)
-    );
-    println!(
-        "{}",
-        serde_json::json!({
-            "interactions": run.imported,
-            "import_seconds": import_seconds,
-            "interactions_per_second": rate,
-            "parse_only_per_second": parse_rate,
-            "import_to_parse_ratio": rate / parse_rate,
-            "peak_rss_mib": peak_rss_mib(),
-            "data_dir_mib": database_bytes as f64 / 1_048_576.0,
-            "search_p50_ms": percentile(&latencies, 0.5),
-            "search_p99_ms": percentile(&latencies, 0.99),
-        })
-    );
+    report(&Figures {
+        imported: run.imported,
+        size,
+        import_seconds,
+        parsed,
+        parse_seconds,
+        rss_after_import,
+        database_bytes,
+        latencies: &latencies,
+    });
     Ok(())
 }

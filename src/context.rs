@@ -43,6 +43,8 @@ pub struct AppContext {
     pub hasher: PasswordHasher,
     pub throttle: Throttle,
     pub lifetimes: SessionLifetimes,
+    /// Progress of the console's running imports (memory only).
+    pub live_imports: crate::ingest::live::LiveImports,
 }
 
 impl AppContext {
@@ -80,12 +82,19 @@ impl AppContext {
             audit_log,
             throttle,
             lifetimes,
+            live_imports: crate::ingest::live::LiveImports::default(),
             config,
         };
         // Only one process opens the database, so an import still marked running was cut off.
         let recovered = crate::ingest::recover_interrupted(&context)?;
         if recovered > 0 {
             tracing::warn!(recovered, "rolled back imports that were interrupted");
+        }
+        // Upload spools left by a crash cannot be opened (their keys lived in memory): remove them.
+        match crate::ingest::spool::purge(&context.config.storage.data_dir) {
+            Ok(0) => {}
+            Ok(removed) => tracing::warn!(removed, "removed unreadable upload spools"),
+            Err(error) => tracing::warn!(%error, "upload spool folder not cleaned"),
         }
         Ok(context)
     }

@@ -30,6 +30,8 @@ pub enum AppError {
     BadRequest(String),
     /// The request conflicts with existing data.
     Conflict(String),
+    /// 413: an upload over the limit; the message says the limit.
+    TooLarge(String),
     /// Writes are refused because the disk is nearly full.
     InsufficientStorage,
     /// Anything else; logged, shown as a plain 500.
@@ -64,7 +66,9 @@ impl AppError {
             }
             Self::SignInRequired => "Please sign in.".to_owned(),
             Self::Redirect(_) => "Please finish signing in.".to_owned(),
-            Self::BadRequest(message) | Self::Conflict(message) => message.clone(),
+            Self::BadRequest(message) | Self::Conflict(message) | Self::TooLarge(message) => {
+                message.clone()
+            }
             Self::InsufficientStorage => {
                 "The appliance is low on disk space and refuses writes until space is freed. Nothing was saved; tell your operator."
                     .to_owned()
@@ -83,6 +87,7 @@ impl AppError {
             Self::SignInRequired | Self::Redirect(_) => "Sign in",
             Self::BadRequest(_) => "Bad request",
             Self::Conflict(_) => "Conflict",
+            Self::TooLarge(_) => "Too large",
             Self::InsufficientStorage => "Disk full",
             Self::Internal(_) => "Server error",
         }
@@ -106,6 +111,7 @@ impl ResponseError for AppError {
             Self::SignInRequired | Self::Redirect(_) => StatusCode::SEE_OTHER,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

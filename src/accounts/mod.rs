@@ -2,6 +2,9 @@
 //! imported from the tenant's systems, identified there by source system and id, and sealed under
 //! the tenant's keys; contacts are personal data throughout.
 
+pub mod query;
+pub mod routes;
+
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 

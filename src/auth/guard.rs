@@ -137,6 +137,31 @@ fn submitted_csrf_token(request: &HttpRequest, body: &[u8]) -> Option<String> {
         .map(|(_, value)| value)
 }
 
+fn is_multipart(request: &HttpRequest) -> bool {
+    request
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"))
+}
+
+/// The CSRF token of a multipart upload: the header (script) or the `csrf` query parameter of the
+/// form's action (no script). The body is never read here: it is a file that the handler streams.
+fn submitted_multipart_csrf_token(request: &HttpRequest) -> Option<String> {
+    if let Some(value) = request
+        .headers()
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        return Some(value.to_owned());
+    }
+    serde_urlencoded::from_str::<Vec<(String, String)>>(request.query_string())
+        .ok()?
+        .into_iter()
+        .find(|(name, _)| name == CSRF_FIELD)
+        .map(|(_, value)| value)
+}
+
 /// Loads the session and enforces CSRF on every state-changing request.
 pub async fn session_layer(
     request: ServiceRequest,
@@ -170,8 +195,16 @@ pub async fn session_layer(
                 .map(|c| c.value().to_owned()),
         };
         let (http_request, mut payload) = request.into_parts();
-        let body = web::Bytes::from_request(&http_request, &mut payload).await?;
-        let submitted = submitted_csrf_token(&http_request, &body);
+        // A multipart body is an upload: left unread, to be streamed by its handler.
+        let body = if is_multipart(&http_request) {
+            None
+        } else {
+            Some(web::Bytes::from_request(&http_request, &mut payload).await?)
+        };
+        let submitted = match &body {
+            Some(body) => submitted_csrf_token(&http_request, body),
+            None => submitted_multipart_csrf_token(&http_request),
+        };
         let accepted = match (expected, submitted) {
             (Some(expected), Some(submitted)) => {
                 !expected.is_empty()
@@ -183,7 +216,10 @@ pub async fn session_layer(
             let response = AppError::CsrfRejected.error_response();
             return Ok(ServiceResponse::new(http_request, response).map_into_right_body());
         }
-        request = ServiceRequest::from_parts(http_request, Payload::from(body));
+        request = match body {
+            Some(body) => ServiceRequest::from_parts(http_request, Payload::from(body)),
+            None => ServiceRequest::from_parts(http_request, payload),
+        };
     }
     if let Some(found) = loaded {
         request.extensions_mut().insert(found);

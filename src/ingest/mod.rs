@@ -9,6 +9,9 @@
 //! import commits whole or not at all. Re-importing the same source ids updates, never duplicates.
 
 pub mod jsonl;
+pub mod live;
+pub mod routes;
+pub mod spool;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -195,18 +198,39 @@ pub type Parser<R> = fn(&Path, Box<dyn BufRead>) -> Records<R>;
 
 type Opened<R> = (Records<R>, Arc<AtomicU64>, u64);
 
-fn open_records<R>(parser: Parser<R>, path: &Path) -> Result<Opened<R>, IngestError> {
-    let read_error = |source| IngestError::Read {
+/// Where an import reads its file from. An import reads the file twice (validate, then write),
+/// so a source must hand out a fresh reader from the first byte each time: a plain file, or a
+/// sealed upload spool read back through its decrypting reader ([`spool::SealedSpool`]).
+pub trait ImportSource {
+    /// A reader from the first byte, and how many bytes it will yield (for progress).
+    fn open(&self) -> std::io::Result<(Box<dyn Read>, u64)>;
+}
+
+/// A file on disk, as the command line imports it.
+struct FileSource<'a>(&'a Path);
+
+impl ImportSource for FileSource<'_> {
+    fn open(&self) -> std::io::Result<(Box<dyn Read>, u64)> {
+        let file = File::open(self.0)?;
+        let total = file.metadata()?.len();
+        Ok((Box::new(file), total))
+    }
+}
+
+fn open_records<R>(
+    parser: Parser<R>,
+    path: &Path,
+    source: &dyn ImportSource,
+) -> Result<Opened<R>, IngestError> {
+    let (inner, total) = source.open().map_err(|source| IngestError::Read {
         path: path.to_path_buf(),
         source,
-    };
-    let file = File::open(path).map_err(read_error)?;
-    let total = file.metadata().map_err(read_error)?.len();
+    })?;
     let count = Arc::new(AtomicU64::new(0));
     let reader = BufReader::with_capacity(
         256 * 1024,
         Counting {
-            inner: file,
+            inner,
             count: Arc::clone(&count),
         },
     );
@@ -337,6 +361,8 @@ pub struct ImportRequest<'a> {
     pub actor: &'a Actor,
     pub tenant: &'a Tenant,
     pub format: ImportFormat,
+    /// The file; with [`import_from_source`], only the name it is known by (reports show its
+    /// last component).
     pub path: &'a Path,
     pub skip_invalid: bool,
 }
@@ -348,9 +374,27 @@ pub fn import_file(
     request: &ImportRequest<'_>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ImportRun, IngestError> {
+    import_from_source(
+        context,
+        request,
+        &FileSource(request.path),
+        ImportId::new(),
+        progress,
+    )
+}
+
+/// Imports what `source` yields, as run `id` (chosen by the caller, so that a page can name the
+/// run before it has a stored report). `request.path` is only the name the data is known by.
+pub fn import_from_source(
+    context: &AppContext,
+    request: &ImportRequest<'_>,
+    source: &dyn ImportSource,
+    id: ImportId,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ImportRun, IngestError> {
     match request.format {
         ImportFormat::Jsonl => {
-            import_kind::<InteractionRecord>(context, request, jsonl::parser, progress)
+            import_kind::<InteractionRecord>(context, request, source, id, jsonl::parser, progress)
         }
     }
 }
@@ -358,6 +402,8 @@ pub fn import_file(
 fn import_kind<R: SourceRecord>(
     context: &AppContext,
     request: &ImportRequest<'_>,
+    source: &dyn ImportSource,
+    id: ImportId,
     parser: Parser<R>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ImportRun, IngestError> {
@@ -369,7 +415,7 @@ fn import_kind<R: SourceRecord>(
         skip_invalid,
     } = *request;
     let mut run = ImportRun {
-        id: ImportId::new(),
+        id,
         format,
         source_name: file_name(path),
         actor: actor.label.clone(),
@@ -383,7 +429,7 @@ fn import_kind<R: SourceRecord>(
     };
 
     // Pass 1: validate everything, write nothing.
-    let (records, bytes, total_bytes) = open_records(parser, path)?;
+    let (records, bytes, total_bytes) = open_records(parser, path, source)?;
     let mut valid = 0u64;
     for item in records {
         match item {
@@ -421,7 +467,7 @@ fn import_kind<R: SourceRecord>(
         },
     };
     let written = (|| -> Result<(), IngestError> {
-        let (records, bytes, total_bytes) = open_records(parser, path)?;
+        let (records, bytes, total_bytes) = open_records(parser, path, source)?;
         let mut seen = 0u64;
         let mut valid_again = 0u64;
         for item in records {
@@ -642,4 +688,13 @@ pub fn export_jsonl(
     }
     out.flush().map_err(IngestError::Write)?;
     Ok(count)
+}
+
+/// One import's report, when the tenant has it.
+pub fn find_run(
+    context: &AppContext,
+    tenant: TenantId,
+    id: ImportId,
+) -> Result<Option<ImportRun>, StoreError> {
+    runs(context, tenant)?.get(&id)
 }

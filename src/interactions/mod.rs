@@ -3,6 +3,9 @@
 //! `jsonl` format); [`Interaction`] is the stored record around it. Everything here is tenant
 //! content, sealed under the tenant's keys.
 
+pub mod query;
+pub mod routes;
+
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -61,6 +64,44 @@ pub enum AuthorRole {
     Agent,
     AiAgent,
     InternalNote,
+}
+
+impl AuthorRole {
+    /// The label the thread shows beside each message, so the role never rests on colour alone.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Customer => "Customer",
+            Self::Agent => "Agent",
+            Self::AiAgent => "AI agent",
+            Self::InternalNote => "Internal note",
+        }
+    }
+
+    /// The CSS class suffix of the message block.
+    pub fn css_class(self) -> &'static str {
+        match self {
+            Self::Customer => "customer",
+            Self::Agent => "agent",
+            Self::AiAgent => "ai-agent",
+            Self::InternalNote => "internal-note",
+        }
+    }
+}
+
+impl std::str::FromStr for Channel {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|channel| channel.as_str() == value)
+            .ok_or_else(|| {
+                format!(
+                    "unknown channel (use one of: {})",
+                    Self::ALL.map(Channel::as_str).join(", ")
+                )
+            })
+    }
 }
 
 /// One message of a conversation, as imported.

@@ -95,6 +95,49 @@ pub struct Stored<R> {
     pub updated: DateTime<Utc>,
 }
 
+/// One page of a listing, newest first. `next_cursor` is the id of the last record shown when
+/// the page is full: the next page starts below it (and may turn out empty).
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<RecordId>,
+}
+
+/// The page size of the console's listings.
+pub const PAGE_SIZE: usize = 50;
+
+impl<R: SourceRecord> RecordStore<R> {
+    /// The newest records that `keep` accepts, starting below `cursor`, at most `limit` of them.
+    /// The scan stops as soon as the page is full; a filter that matches little still reads up to
+    /// the whole collection (there is no secondary index yet).
+    pub fn page(
+        &self,
+        tenant: TenantId,
+        cursor: Option<RecordId>,
+        limit: usize,
+        mut keep: impl FnMut(&R) -> bool,
+    ) -> Result<Page<Stored<R>>, StoreError> {
+        let limit = limit.max(1);
+        let mut items = Vec::new();
+        self.for_each_newest_first(tenant, cursor, |stored| {
+            if keep(&stored.record) {
+                items.push(stored);
+            }
+            if items.len() >= limit {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })?;
+        let next_cursor = if items.len() >= limit {
+            items.last().map(|last| last.id)
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+}
+
 /// The records of one kind, per tenant, with the blind index from source key to record.
 pub struct RecordStore<R> {
     store: Store,
@@ -190,6 +233,25 @@ impl<R: SourceRecord> RecordStore<R> {
     ) -> Result<(), StoreError> {
         for entry in self.records(tenant)?.scan() {
             visit(entry?.1)?;
+        }
+        Ok(())
+    }
+}
+
+impl<R: SourceRecord> RecordStore<R> {
+    /// Calls `visit` with records newest first (by Rapport id, i.e. first import), starting just
+    /// below `before`, until `visit` breaks. Listing pages stop as soon as their page is full.
+    pub fn for_each_newest_first(
+        &self,
+        tenant: TenantId,
+        before: Option<RecordId>,
+        mut visit: impl FnMut(Stored<R>) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        let records = self.records(tenant)?;
+        for entry in records.scan_newest_first(before.as_ref()) {
+            if visit(entry?.1).is_break() {
+                break;
+            }
         }
         Ok(())
     }

@@ -312,13 +312,12 @@ impl IndexBatch {
             }
         }
         for (word, frequency) in frequencies {
-            let token = match self.tokens.get(&word) {
-                Some(token) => *token,
-                None => {
-                    let token = self.trees.tokens.pseudonym(&word);
-                    self.tokens.insert(word, token);
-                    token
-                }
+            let token = if let Some(token) = self.tokens.get(&word) {
+                *token
+            } else {
+                let token = self.trees.tokens.pseudonym(&word);
+                self.tokens.insert(word, token);
+                token
             };
             let capped = u8::try_from(frequency).unwrap_or(u8::MAX);
             self.postings

@@ -2,6 +2,8 @@
 //! product-usage figures, bug records, public reviews, sales-chat leads and external items (news,
 //! press notes). Each is a [`SignalRecord`] with its kind-specific [`Signal`] body.
 
+pub mod routes;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +89,108 @@ impl Signal {
             Self::Review { .. } => "review",
             Self::Lead { .. } => "lead",
             Self::External { .. } => "external",
+        }
+    }
+}
+
+/// The kinds of signal, as [`Signal::kind_str`] names them (the signals page filters by them).
+pub const KINDS: [&str; 6] = ["survey", "usage", "bug", "review", "lead", "external"];
+
+/// The first `limit` characters of `text` on one line, with an ellipsis when cut.
+fn excerpt(text: &str, limit: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > limit {
+        let cut: String = flat.chars().take(limit).collect();
+        format!("{}…", cut.trim_end())
+    } else {
+        flat
+    }
+}
+
+impl Signal {
+    /// One line that says what the signal is, for lists and timelines, e.g. `NPS 9 — comment…`
+    /// or `★★☆☆☆ google — text…`. It is tenant content: pages escape it like any other.
+    pub fn summary(&self) -> String {
+        const TEXT: usize = 80;
+        let with_text = |head: String, text: Option<&String>| match text {
+            Some(text) if !text.trim().is_empty() => format!("{head} — {}", excerpt(text, TEXT)),
+            _ => head,
+        };
+        match self {
+            Self::Survey {
+                survey,
+                score,
+                comment,
+            } => {
+                let name = match survey {
+                    SurveyKind::Nps => "NPS",
+                    SurveyKind::Csat => "CSAT",
+                };
+                with_text(format!("{name} {score}"), comment.as_ref())
+            }
+            Self::Usage {
+                metric,
+                value,
+                period_start,
+                period_end,
+            } => format!("{metric}: {value} ({period_start} to {period_end})"),
+            Self::Bug {
+                title,
+                status,
+                severity,
+            } => {
+                let mut parts = vec![excerpt(title, TEXT)];
+                parts.extend([severity, status].into_iter().flatten().cloned());
+                parts.join(" · ")
+            }
+            Self::Review {
+                platform,
+                rating,
+                text,
+                reviewer,
+                ..
+            } => {
+                let filled = usize::from((*rating).min(5));
+                let stars = format!("{}{}", "★".repeat(filled), "☆".repeat(5 - filled));
+                let by = reviewer
+                    .as_ref()
+                    .map(|name| format!(" by {name}"))
+                    .unwrap_or_default();
+                with_text(
+                    format!("{stars} ({rating}/5) {platform}{by}"),
+                    text.as_ref(),
+                )
+            }
+            Self::Lead {
+                company,
+                name,
+                message,
+                ..
+            } => {
+                let who = [company, name]
+                    .into_iter()
+                    .flatten()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let head = if who.is_empty() {
+                    "Lead".to_owned()
+                } else {
+                    format!("Lead: {who}")
+                };
+                with_text(head, message.as_ref())
+            }
+            Self::External {
+                title,
+                body,
+                publisher,
+            } => {
+                let head = match publisher {
+                    Some(publisher) => format!("{} ({publisher})", excerpt(title, TEXT)),
+                    None => excerpt(title, TEXT),
+                };
+                with_text(head, body.as_ref())
+            }
         }
     }
 }
@@ -229,6 +333,29 @@ impl SourceRecord for SignalRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summaries_say_what_each_kind_is_on_one_line() {
+        let review = Signal::Review {
+            platform: "google".to_owned(),
+            rating: 2,
+            text: Some("Slow\nsupport".to_owned()),
+            reviewer: None,
+            location: None,
+            reply: None,
+        };
+        assert_eq!(review.summary(), "★★☆☆☆ (2/5) google — Slow support");
+        let survey = Signal::Survey {
+            survey: SurveyKind::Nps,
+            score: 9,
+            comment: Some("x".repeat(100)),
+        };
+        let line = survey.summary();
+        assert!(
+            line.starts_with("NPS 9 — xxx") && line.ends_with('…'),
+            "{line}"
+        );
+    }
 
     #[test]
     fn scores_are_checked_against_their_scale() {

@@ -216,6 +216,25 @@ impl<K: RecordKey, T: Serialize + DeserializeOwned> Collection<K, T> {
         })
     }
 
+    /// Records newest first (reverse key order), starting just below `before` when given. Pages
+    /// that show the latest records first read only what they show, not the whole collection.
+    pub fn scan_newest_first(
+        &self,
+        before: Option<&K>,
+    ) -> impl Iterator<Item = Result<(K, T), StoreError>> + '_ {
+        let entries = match before {
+            Some(key) => self.tree.range(..key.to_key_bytes()),
+            None => self.tree.range::<Vec<u8>, _>(..),
+        };
+        entries.rev().filter_map(move |entry| {
+            let result = entry.map_err(StoreError::from).and_then(|(key, sealed)| {
+                let value = self.open_value(&key, &sealed)?;
+                Ok(K::from_key_bytes(&key).map(|typed_key| (typed_key, value)))
+            });
+            result.transpose()
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.tree.len()
     }

@@ -138,6 +138,13 @@ struct HomePage {
     role: Role,
     can_manage_users: bool,
     can_view_audit: bool,
+    data: DataLinks,
+}
+
+/// Which of the tenant-data pages the home page links to.
+struct DataLinks {
+    view: bool,
+    import: bool,
 }
 
 async fn home(
@@ -157,6 +164,10 @@ async fn home(
             role,
             can_manage_users: role.grants(Permission::ManageTenantUsers),
             can_view_audit: role.grants(Permission::ViewTenantAudit),
+            data: DataLinks {
+                view: role.grants(Permission::ViewTenantData),
+                import: role.grants(Permission::ImportTenantData),
+            },
             tenant: access.tenant,
         })
     })

@@ -19,6 +19,11 @@ const ASSETS: &[Asset] = &[
         bytes: include_bytes!("../../static/rapport.css"),
     },
     Asset {
+        name: "upload.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../static/upload.js"),
+    },
+    Asset {
         name: "favicon.svg",
         content_type: "image/svg+xml",
         bytes: include_bytes!("../../static/favicon.svg"),

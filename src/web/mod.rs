@@ -39,14 +39,18 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .configure(crate::tenants::routes::routes)
         .configure(crate::users::routes::routes)
         .configure(crate::audit::routes::routes)
-        .configure(crate::search::routes::routes);
+        .configure(crate::search::routes::routes)
+        .configure(crate::interactions::routes::routes)
+        .configure(crate::accounts::routes::routes)
+        .configure(crate::signals::routes::routes)
+        .configure(crate::ingest::routes::routes);
 }
 
 fn security_headers(tls: bool) -> DefaultHeaders {
     let mut headers = DefaultHeaders::new()
         .add((
             "Content-Security-Policy",
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; \
              form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ))
         .add(("X-Content-Type-Options", "nosniff"))

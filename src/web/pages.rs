@@ -55,7 +55,14 @@ fn nav_for(session: &RequestSession, tenant: Option<&Tenant>, active: &str) -> V
         let base = format!("/t/{}", tenant.slug);
         links.push((format!("{base}/"), "Home"));
         if role.grants(Permission::ViewTenantData) {
+            links.push((format!("{base}/interactions"), "Interactions"));
+            links.push((format!("{base}/accounts"), "Accounts"));
+            links.push((format!("{base}/contacts"), "Contacts"));
+            links.push((format!("{base}/signals"), "Signals"));
             links.push((format!("{base}/search"), "Search"));
+        }
+        if role.grants(Permission::ImportTenantData) {
+            links.push((format!("{base}/imports"), "Imports"));
         }
         if role.grants(Permission::ManageTenantUsers) {
             links.push((format!("{base}/users"), "Users"));
@@ -117,6 +124,33 @@ impl Chrome {
             asset_version: assets::VERSION.as_str(),
         })
     }
+}
+
+/// Records one read of a tenant's personal data by the session's user, before the page that
+/// shows it is rendered (a failed audit write shows nothing). `target` names ids, never content.
+/// Blocking.
+pub fn audit_personal_read(
+    context: &AppContext,
+    session: &RequestSession,
+    tenant: &Tenant,
+    client: Option<String>,
+    target: impl Into<String>,
+) -> Result<(), AppError> {
+    context.audit(
+        crate::audit::AuditEvent::new(
+            Some(tenant.id),
+            session.user.actor(),
+            crate::audit::AuditAction::PersonalDataRead,
+            target,
+        )
+        .client(client),
+    )?;
+    Ok(())
+}
+
+/// A time as the console shows it.
+pub fn format_time(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 /// Queues a message for the next page of this session. Blocking.

@@ -1,5 +1,6 @@
 //! End to end in a real headless Chromium (Debian's `chromium` and `chromium-driver`): sign in
-//! through the form and see the home page.
+//! through the form and see the home page; upload a file with the progress-bar script and read
+//! the imported interactions.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -113,6 +114,66 @@ async fn sign_in_in_chromium_and_see_the_tenant_home_page() {
             .await?;
         assert!(table.contains("admin@acme.example"), "{table}");
         std::fs::write(shots.join("users.png"), browser.screenshot().await?).unwrap();
+
+        // Upload through the script (XMLHttpRequest, CSRF header, progress bar); the import's
+        // page refreshes itself until the run is committed.
+        browser.goto(&app.url("/t/acme/imports")).await?;
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/interactions.jsonl");
+        browser
+            .find(Locator::Id("file"))
+            .await?
+            .send_keys(fixture.to_str().unwrap())
+            .await?;
+        browser
+            .find(Locator::Css("#upload-form button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        let state = browser
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::XPath(
+                "//dd[@class='state' and text()='committed']",
+            ))
+            .await?
+            .text()
+            .await?;
+        assert_eq!(state, "committed");
+        assert!(browser
+            .current_url()
+            .await?
+            .path()
+            .starts_with("/t/acme/imports/"));
+        std::fs::write(shots.join("import.png"), browser.screenshot().await?).unwrap();
+
+        browser.goto(&app.url("/t/acme/interactions")).await?;
+        let list = browser
+            .wait()
+            .for_element(Locator::Css("table"))
+            .await?
+            .text()
+            .await?;
+        assert!(list.contains("Card payment declined at checkout"), "{list}");
+        std::fs::write(shots.join("interactions.png"), browser.screenshot().await?).unwrap();
+        browser
+            .find(Locator::LinkText("Re: Contract renewal terms"))
+            .await?
+            .click()
+            .await?;
+        let thread = browser
+            .wait()
+            .for_element(Locator::Css("ol.thread"))
+            .await?
+            .text()
+            .await?;
+        // The role labels are upper-cased by the style sheet; WebDriver reports rendered text.
+        let lower = thread.to_lowercase();
+        assert!(
+            lower.contains("customer") && lower.contains("agent"),
+            "{thread}"
+        );
+        std::fs::write(shots.join("interaction.png"), browser.screenshot().await?).unwrap();
         Ok::<(), fantoccini::error::CmdError>(())
     }
     .await;

@@ -11,6 +11,7 @@ mod at_rest;
 mod audit;
 mod browser;
 mod cli;
+mod console;
 mod csrf;
 mod durability;
 mod headers;

@@ -52,6 +52,31 @@ const MATRIX: &[(&str, &str, [Expect; 7])] = &[
         [SignIn, Refused, Refused, Refused, Refused, Allowed, Allowed],
     ),
     (
+        "tenant: interactions",
+        "/t/acme/interactions",
+        [SignIn, Refused, Allowed, Allowed, Allowed, Allowed, Refused],
+    ),
+    (
+        "tenant: accounts",
+        "/t/acme/accounts",
+        [SignIn, Refused, Allowed, Allowed, Allowed, Allowed, Refused],
+    ),
+    (
+        "tenant: contacts",
+        "/t/acme/contacts",
+        [SignIn, Refused, Allowed, Allowed, Allowed, Allowed, Refused],
+    ),
+    (
+        "tenant: signals",
+        "/t/acme/signals",
+        [SignIn, Refused, Allowed, Allowed, Allowed, Allowed, Refused],
+    ),
+    (
+        "tenant: imports",
+        "/t/acme/imports",
+        [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
         "account",
         "/account/password",
         [SignIn, Allowed, Allowed, Allowed, Allowed, Allowed, Allowed],
