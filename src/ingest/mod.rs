@@ -8,7 +8,15 @@
 //! import cut off by a crash or `kill -9` is rolled back when the database is next opened: an
 //! import commits whole or not at all. Re-importing the same source ids updates, never duplicates.
 
+pub mod accounts;
+pub mod csv_messages;
 pub mod jsonl;
+pub mod mbox;
+pub mod reviews;
+pub mod surveys;
+pub mod table;
+pub mod usage;
+pub mod zendesk;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -55,21 +63,48 @@ pub enum IngestError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ImportFormat {
+    /// Rapport's message CSV: one row per message, grouped by interaction id.
+    Csv,
     /// Rapport's own schema, one interaction per line (see the README).
     Jsonl,
+    /// A Zendesk ticket export: one ticket with its comments and users per line.
+    Zendesk,
+    /// E-mail threads in an mbox file.
+    Mbox,
+    /// Public reviews: a Google Business Profile export (JSON) or Rapport's review CSV.
+    Reviews,
+    /// Survey answers (NPS, CSAT) as CSV.
+    Surveys,
+    /// Customer accounts as CSV.
+    Accounts,
+    /// Contacts (people at customers) as CSV.
+    Contacts,
+    /// Product-usage figures as CSV.
+    Usage,
 }
 
 impl ImportFormat {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Csv => "csv",
             Self::Jsonl => "jsonl",
+            Self::Zendesk => "zendesk",
+            Self::Mbox => "mbox",
+            Self::Reviews => "reviews",
+            Self::Surveys => "surveys",
+            Self::Accounts => "accounts",
+            Self::Contacts => "contacts",
+            Self::Usage => "usage",
         }
     }
 
     /// The kind of record the format carries.
     pub fn kind(self) -> RecordKind {
         match self {
-            Self::Jsonl => RecordKind::Interaction,
+            Self::Csv | Self::Jsonl | Self::Zendesk | Self::Mbox => RecordKind::Interaction,
+            Self::Reviews | Self::Surveys | Self::Usage => RecordKind::Signal,
+            Self::Accounts => RecordKind::Account,
+            Self::Contacts => RecordKind::Contact,
         }
     }
 }
@@ -335,9 +370,15 @@ pub fn import_file(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ImportRun, IngestError> {
     match request.format {
-        ImportFormat::Jsonl => {
-            import_kind::<InteractionRecord>(context, request, jsonl::parser, progress)
-        }
+        ImportFormat::Csv => import_kind(context, request, csv_messages::parser, progress),
+        ImportFormat::Jsonl => import_kind(context, request, jsonl::parser, progress),
+        ImportFormat::Zendesk => import_kind(context, request, zendesk::parser, progress),
+        ImportFormat::Mbox => import_kind(context, request, mbox::parser, progress),
+        ImportFormat::Reviews => import_kind(context, request, reviews::parser, progress),
+        ImportFormat::Surveys => import_kind(context, request, surveys::parser, progress),
+        ImportFormat::Accounts => import_kind(context, request, accounts::accounts, progress),
+        ImportFormat::Contacts => import_kind(context, request, accounts::contacts, progress),
+        ImportFormat::Usage => import_kind(context, request, usage::parser, progress),
     }
 }
 
