@@ -13,6 +13,7 @@ mod browser;
 mod cli;
 mod csrf;
 mod durability;
+mod formats;
 mod headers;
 mod ingest;
 mod isolation;
