@@ -225,16 +225,27 @@ struct Structure {
 fn structure(path: &Path) -> std::io::Result<Structure> {
     let file = BufReader::with_capacity(256 * 1024, std::fs::File::open(path)?);
     let mut ids = Ids::default();
-    let mut messages: Vec<(usize, Vec<usize>)> = Vec::new();
+    // Per message: its node and the nodes that decide whether it is a root — the first and last
+    // `References` entries and `In-Reply-To` — kept small, since there is one per message.
+    let mut messages: Vec<(usize, [usize; 3])> = Vec::new();
     for raw in Splitter::new(file).flatten() {
         let index = messages.len();
         let (own, parents) = ids_of(index, &raw.bytes, true);
         let own = ids.node(&own);
         let parents: Vec<usize> = parents.iter().map(|id| ids.node(id)).collect();
+        // `parents` is References then In-Reply-To: the first, the last two.
+        let nearest = match parents.len() {
+            0 => [own; 3],
+            count => [
+                parents[0],
+                parents[count.saturating_sub(2)],
+                parents[count - 1],
+            ],
+        };
         for &parent in &parents {
             ids.union(own, parent);
         }
-        messages.push((own, parents));
+        messages.push((own, nearest));
     }
     let present: HashSet<usize> = messages.iter().map(|(own, _)| *own).collect();
     let mut structure = Structure {
@@ -248,7 +259,9 @@ fn structure(path: &Path) -> std::io::Result<Structure> {
         structure.thread_of.push(thread);
         structure.last.insert(thread, index);
         first.entry(thread).or_insert(index);
-        let refers_inside = parents.iter().any(|parent| present.contains(parent));
+        let refers_inside = parents
+            .iter()
+            .any(|parent| parent != own && present.contains(parent));
         if !refers_inside {
             structure.root.entry(thread).or_insert(index);
         }
