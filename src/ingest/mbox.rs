@@ -673,4 +673,24 @@ mod tests {
             .collect();
         assert_eq!(errors, [(1, None), (11, Some("Date".to_owned()))]);
     }
+
+    #[test]
+    fn a_thread_without_a_root_id_is_refused_and_duplicates_count_once() {
+        let message = concat!(
+            "From a@x Mon Oct  5 09:00:00 2026\n",
+            "From: Ana <ana@customer.example>\nSubject: Hello\nMessage-ID: <1@c.example>\n",
+            "Date: Mon, 5 Oct 2026 09:00:00 +0000\n\nHi\n\n",
+        );
+        let (_dir, path) = write(&format!(
+            "{message}{message}From b@x Mon Oct  5 09:00:00 2026\nFrom: Bo <bo@b.example>\nDate: Mon, 5 Oct 2026 09:00:00 +0000\n\nNo id\n"
+        ));
+        let results = parse(&path);
+        assert_eq!(results.len(), 2);
+        assert_eq!(results[0].as_ref().unwrap().1.messages.len(), 1);
+        let error = results[1].as_ref().unwrap_err();
+        assert_eq!(
+            (error.line, error.field.as_deref()),
+            (17, Some("Message-ID"))
+        );
+    }
 }

@@ -481,6 +481,10 @@ mod tests {
         assert!(broken[0].is_ok());
         assert_eq!(broken[1].as_ref().unwrap_err().line, 2);
         assert_eq!(broken.len(), 2);
+        let bare =
+            parse(r#"[{"reviewId":"a","starRating":"TWO","createTime":"2026-10-01T08:00:00Z"}]"#);
+        assert_eq!(bare.len(), 1);
+        assert_eq!(bare[0].as_ref().unwrap().1.source_id, "a");
         let none = parse(r#"{"totalReviewCount": 0}"#);
         assert_eq!(
             none[0].as_ref().unwrap_err().field.as_deref(),
