@@ -267,6 +267,11 @@ pub fn run() -> ExitCode {
             skip_invalid,
             file,
         } => import(&config.path, &tenant, format, skip_invalid, &file),
+        // Only Rapport's own schema can be written; the other formats are read-only.
+        Command::Export { format, .. } if format != ImportFormat::Jsonl => Err(Failure(format!(
+            "export writes only the jsonl format, not {}",
+            format.as_str()
+        ))),
         Command::Export {
             config,
             tenant,

@@ -10,7 +10,7 @@ use crate::records::SourceRecord as _;
 /// The longest line accepted: a conversation of many long messages fits; a runaway file does not.
 pub const MAX_LINE_BYTES: usize = 32 * 1024 * 1024;
 
-fn reject(line: u64, field: Option<String>, message: impl Into<String>) -> Rejection {
+pub(crate) fn reject(line: u64, field: Option<String>, message: impl Into<String>) -> Rejection {
     Rejection {
         line,
         field,
@@ -20,7 +20,7 @@ fn reject(line: u64, field: Option<String>, message: impl Into<String>) -> Rejec
 
 /// serde's messages name the field but may quote the value; keep the part before any quote of
 /// input (`invalid type: string "…"`) so that no personal data reaches a report.
-fn describe(error: &serde_json::Error) -> String {
+pub fn describe(error: &serde_json::Error) -> String {
     let text = error.to_string();
     let kept = match text.find(": string \"") {
         Some(position) => format!("{}: a string", &text[..position]),
@@ -32,9 +32,23 @@ fn describe(error: &serde_json::Error) -> String {
         .to_owned()
 }
 
+/// The field a serde error is about: its path, and for a missing field the field itself
+/// (`messages[0].sent_at`, not `messages[0]`).
+pub fn field_of(path: &str, message: &str) -> Option<String> {
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match (path, missing) {
+        (".", None) => None,
+        (".", Some(name)) => Some(name.to_owned()),
+        (path, Some(name)) => Some(format!("{path}.{name}")),
+        (path, None) => Some(path.to_owned()),
+    }
+}
+
 /// The parser for [`crate::ingest::import_file`].
 pub fn parser(
-    _path: &std::path::Path,
+    _source: &dyn crate::ingest::ImportSource,
     reader: Box<dyn BufRead>,
 ) -> crate::ingest::Records<InteractionRecord> {
     Box::new(records(reader))
@@ -42,8 +56,23 @@ pub fn parser(
 
 /// Parses `reader` line by line; blank lines are skipped.
 pub fn records(
-    mut reader: impl BufRead + 'static,
+    reader: impl BufRead + 'static,
 ) -> impl Iterator<Item = Result<(u64, InteractionRecord), Rejection>> {
+    values::<InteractionRecord>(reader).map(|item| {
+        let (line_number, record) = item?;
+        if let Some(first) = record.problems().into_iter().next() {
+            return Err(reject(line_number, Some(first.field), first.message));
+        }
+        Ok((line_number, record))
+    })
+}
+
+/// Reads one JSON value of type `T` per line (blank lines skipped): the line reading shared by
+/// the formats that come as JSON lines. A value that does not fit `T` is rejected naming the
+/// field's path (`comments[2].created_at`) and never the value.
+pub fn values<T: serde::de::DeserializeOwned>(
+    mut reader: impl BufRead + 'static,
+) -> impl Iterator<Item = Result<(u64, T), Rejection>> {
     let mut line_number = 0u64;
     let mut buffer = Vec::new();
     std::iter::from_fn(move || loop {
@@ -89,19 +118,15 @@ pub fn records(
             continue;
         }
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        let record: InteractionRecord = match serde_path_to_error::deserialize(&mut deserializer) {
-            Ok(record) => record,
-            Err(error) => {
-                let path = error.path().to_string();
-                let field = (path != ".").then_some(path);
-                return Some(Err(reject(line_number, field, describe(error.inner()))));
-            }
-        };
-        let problems = record.problems();
-        if let Some(first) = problems.into_iter().next() {
-            return Some(Err(reject(line_number, Some(first.field), first.message)));
-        }
-        return Some(Ok((line_number, record)));
+        return Some(
+            serde_path_to_error::deserialize(&mut deserializer)
+                .map(|value| (line_number, value))
+                .map_err(|error| {
+                    let path = error.path().to_string();
+                    let message = describe(error.inner());
+                    reject(line_number, field_of(&path, &message), message)
+                }),
+        );
     })
 }
 

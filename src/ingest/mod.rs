@@ -8,10 +8,18 @@
 //! import cut off by a crash or `kill -9` is rolled back when the database is next opened: an
 //! import commits whole or not at all. Re-importing the same source ids updates, never duplicates.
 
+pub mod accounts;
+pub mod csv_messages;
 pub mod jsonl;
 pub mod live;
+pub mod mbox;
+pub mod reviews;
 pub mod routes;
 pub mod spool;
+pub mod surveys;
+pub mod table;
+pub mod usage;
+pub mod zendesk;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -62,19 +70,46 @@ pub enum IngestError {
 pub enum ImportFormat {
     /// Rapport's own schema, one interaction per line (see the README).
     Jsonl,
+    /// Rapport's message CSV: one row per message, grouped by interaction id.
+    Csv,
+    /// A Zendesk ticket export: one ticket with its comments and users per line.
+    Zendesk,
+    /// E-mail threads in an mbox file.
+    Mbox,
+    /// Public reviews: a Google Business Profile export (JSON) or Rapport's review CSV.
+    Reviews,
+    /// Survey answers (NPS, CSAT) as CSV.
+    Surveys,
+    /// Customer accounts as CSV.
+    Accounts,
+    /// Contacts (people at customers) as CSV.
+    Contacts,
+    /// Product-usage figures as CSV.
+    Usage,
 }
 
 impl ImportFormat {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Csv => "csv",
             Self::Jsonl => "jsonl",
+            Self::Zendesk => "zendesk",
+            Self::Mbox => "mbox",
+            Self::Reviews => "reviews",
+            Self::Surveys => "surveys",
+            Self::Accounts => "accounts",
+            Self::Contacts => "contacts",
+            Self::Usage => "usage",
         }
     }
 
     /// The kind of record the format carries.
     pub fn kind(self) -> RecordKind {
         match self {
-            Self::Jsonl => RecordKind::Interaction,
+            Self::Csv | Self::Jsonl | Self::Zendesk | Self::Mbox => RecordKind::Interaction,
+            Self::Reviews | Self::Surveys | Self::Usage => RecordKind::Signal,
+            Self::Accounts => RecordKind::Account,
+            Self::Contacts => RecordKind::Contact,
         }
     }
 }
@@ -192,9 +227,10 @@ impl<R: Read> Read for Counting<R> {
 /// A parsed file: records with their line numbers, or what is wrong where.
 pub type Records<R> = Box<dyn Iterator<Item = Result<(u64, R), Rejection>>>;
 
-/// A format's parser: from a buffered reader of the file to records. The path is there for
-/// formats that must look at the file more than once (an mbox is threaded before it is read).
-pub type Parser<R> = fn(&Path, Box<dyn BufRead>) -> Records<R>;
+/// A format's parser: from a buffered reader of the file to records. The source is there for
+/// formats that must read the file more than once (an mbox is threaded before it is read); it
+/// serves a sealed upload spool as well as a file.
+pub type Parser<R> = fn(&dyn ImportSource, Box<dyn BufRead>) -> Records<R>;
 
 type Opened<R> = (Records<R>, Arc<AtomicU64>, u64);
 
@@ -207,7 +243,7 @@ pub trait ImportSource {
 }
 
 /// A file on disk, as the command line imports it.
-struct FileSource<'a>(&'a Path);
+pub struct FileSource<'a>(pub &'a Path);
 
 impl ImportSource for FileSource<'_> {
     fn open(&self) -> std::io::Result<(Box<dyn Read>, u64)> {
@@ -234,7 +270,7 @@ fn open_records<R>(
             count: Arc::clone(&count),
         },
     );
-    Ok((parser(path, Box::new(reader)), count, total))
+    Ok((parser(source, Box::new(reader)), count, total))
 }
 
 /// The records of one batch, keyed by source so that a record repeated within the batch updates
@@ -393,9 +429,27 @@ pub fn import_from_source(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ImportRun, IngestError> {
     match request.format {
-        ImportFormat::Jsonl => {
-            import_kind::<InteractionRecord>(context, request, source, id, jsonl::parser, progress)
+        ImportFormat::Csv => {
+            import_kind(context, request, source, id, csv_messages::parser, progress)
         }
+        ImportFormat::Jsonl => import_kind(context, request, source, id, jsonl::parser, progress),
+        ImportFormat::Zendesk => {
+            import_kind(context, request, source, id, zendesk::parser, progress)
+        }
+        ImportFormat::Mbox => import_kind(context, request, source, id, mbox::parser, progress),
+        ImportFormat::Reviews => {
+            import_kind(context, request, source, id, reviews::parser, progress)
+        }
+        ImportFormat::Surveys => {
+            import_kind(context, request, source, id, surveys::parser, progress)
+        }
+        ImportFormat::Accounts => {
+            import_kind(context, request, source, id, accounts::accounts, progress)
+        }
+        ImportFormat::Contacts => {
+            import_kind(context, request, source, id, accounts::contacts, progress)
+        }
+        ImportFormat::Usage => import_kind(context, request, source, id, usage::parser, progress),
     }
 }
 

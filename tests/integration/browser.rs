@@ -121,6 +121,11 @@ async fn sign_in_in_chromium_and_see_the_tenant_home_page() {
         let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/interactions.jsonl");
         browser
+            .find(Locator::Id("format"))
+            .await?
+            .select_by_value("jsonl")
+            .await?;
+        browser
             .find(Locator::Id("file"))
             .await?
             .send_keys(fixture.to_str().unwrap())

@@ -14,6 +14,7 @@ mod cli;
 mod console;
 mod csrf;
 mod durability;
+mod formats;
 mod headers;
 mod ingest;
 mod isolation;

@@ -1,0 +1,363 @@
+//! The `csv` format: Rapport's message CSV (README, "Import formats"). One row per message; the
+//! rows of one interaction share its `interaction_id` and must be contiguous. Interaction-level
+//! columns (`source_system`, `channel`, `subject`, `status`, `account`, `tags`, `ai_tool`) are
+//! taken from the interaction's first row; a later row may repeat them or leave them empty, but a
+//! different value rejects the interaction. One bad row rejects its whole interaction, reported at
+//! the bad row's line and column.
+//!
+//! Streaming: only the interaction being read is held in memory, plus the ids of the interactions
+//! already read (to refuse an id that comes back after other ids).
+
+use std::collections::HashSet;
+use std::io::BufRead;
+
+use crate::ingest::table::{self, optional, required, Column, Row, SOURCE_SYSTEM};
+use crate::ingest::{ImportSource, Records, Rejection};
+use crate::interactions::{AuthorRole, Channel, InteractionRecord, MessageRecord};
+use crate::records::SourceRecord as _;
+
+const ID: &str = "interaction_id";
+
+const COLUMNS: &[Column] = &[
+    required(ID),
+    optional(SOURCE_SYSTEM),
+    required("channel"),
+    optional("subject"),
+    optional("status"),
+    optional("account"),
+    optional("tags"),
+    optional("ai_tool"),
+    required("role"),
+    optional("author_name"),
+    optional("author_email"),
+    required("sent_at"),
+    required("text"),
+];
+
+/// The columns that describe the interaction rather than one message.
+const INTERACTION_COLUMNS: [&str; 7] = [
+    SOURCE_SYSTEM,
+    "channel",
+    "subject",
+    "status",
+    "account",
+    "tags",
+    "ai_tool",
+];
+
+const ROLES: [(&str, AuthorRole); 4] = [
+    ("customer", AuthorRole::Customer),
+    ("agent", AuthorRole::Agent),
+    ("ai-agent", AuthorRole::AiAgent),
+    ("internal-note", AuthorRole::InternalNote),
+];
+
+fn channel(row: &Row) -> Result<Channel, Rejection> {
+    let cell = row.required("channel")?;
+    Channel::ALL
+        .into_iter()
+        .find(|channel| channel.as_str().eq_ignore_ascii_case(cell))
+        .ok_or_else(|| {
+            row.reject(
+                "channel",
+                "must be one of ticket, chat, email, call, sales-chat",
+            )
+        })
+}
+
+fn message(row: &Row) -> Result<MessageRecord, Rejection> {
+    let role_cell = row.required("role")?;
+    let role = ROLES
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(role_cell))
+        .map(|(_, role)| *role)
+        .ok_or_else(|| {
+            row.reject(
+                "role",
+                "must be one of customer, agent, ai-agent, internal-note",
+            )
+        })?;
+    Ok(MessageRecord {
+        role,
+        author_name: row.text("author_name"),
+        author_email: row.text("author_email"),
+        sent_at: row.required_time("sent_at")?,
+        text: row.required("text")?.to_owned(),
+        quoted: None,
+        signature: None,
+    })
+}
+
+/// The interaction being read.
+struct Group {
+    id: String,
+    /// The line of its first row.
+    line: u64,
+    /// Its interaction-level cells, from the first row.
+    first: Vec<Option<String>>,
+    record: Option<InteractionRecord>,
+    /// The line of each message's row.
+    lines: Vec<u64>,
+    error: Option<Rejection>,
+}
+
+impl Group {
+    fn start(row: &Row, id: String) -> Self {
+        let mut group = Self {
+            id,
+            line: row.line,
+            first: INTERACTION_COLUMNS.iter().map(|c| row.text(c)).collect(),
+            record: None,
+            lines: Vec::new(),
+            error: None,
+        };
+        match Self::interaction(row, &group.id) {
+            Ok(record) => group.record = Some(record),
+            Err(rejection) => group.error = Some(rejection),
+        }
+        group.add_message(row);
+        group
+    }
+
+    fn interaction(row: &Row, id: &str) -> Result<InteractionRecord, Rejection> {
+        Ok(InteractionRecord {
+            source_system: row.source_system(),
+            source_id: id.to_owned(),
+            channel: channel(row)?,
+            subject: row.text("subject"),
+            status: row.text("status"),
+            account: row.text("account"),
+            tags: row
+                .get("tags")
+                .map(|tags| {
+                    tags.split(';')
+                        .map(str::trim)
+                        .filter(|tag| !tag.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            ai_tool: row.text("ai_tool"),
+            attachments: Vec::new(),
+            messages: Vec::new(),
+        })
+    }
+
+    fn fail(&mut self, rejection: Rejection) {
+        if self.error.is_none() {
+            self.error = Some(rejection);
+        }
+    }
+
+    fn add_message(&mut self, row: &Row) {
+        if self.error.is_some() {
+            return;
+        }
+        match message(row) {
+            Ok(message) => {
+                if let Some(record) = &mut self.record {
+                    record.messages.push(message);
+                    self.lines.push(row.line);
+                }
+            }
+            Err(rejection) => self.fail(rejection),
+        }
+    }
+
+    /// A later row of the interaction: its interaction-level cells must agree with the first.
+    fn add(&mut self, row: &Row) {
+        if self.error.is_some() {
+            return;
+        }
+        for (column, first) in INTERACTION_COLUMNS.iter().zip(&self.first) {
+            if let Some(cell) = row.get(column) {
+                if first.as_deref() != Some(cell) {
+                    let message = format!(
+                        "differs from the first row of interaction {} (line {}); leave it empty or repeat it",
+                        self.id, self.line
+                    );
+                    self.fail(row.reject(column, message));
+                    return;
+                }
+            }
+        }
+        self.add_message(row);
+    }
+
+    fn finish(mut self) -> Result<(u64, InteractionRecord), Rejection> {
+        if let Some(rejection) = self.error.take() {
+            return Err(rejection);
+        }
+        let Some(record) = self.record.take() else {
+            return Err(table::reject(self.line, ID, "could not be read"));
+        };
+        if let Some(problem) = record.problems().into_iter().next() {
+            return Err(self.locate(&problem.field, problem.message));
+        }
+        Ok((self.line, record))
+    }
+
+    /// The line and column of a record field's problem.
+    fn locate(&self, field: &str, message: String) -> Rejection {
+        if let Some(rest) = field.strip_prefix("messages[") {
+            if let Some((index, name)) = rest.split_once("].") {
+                let line = index
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|index| self.lines.get(index))
+                    .copied()
+                    .unwrap_or(self.line);
+                return table::reject(line, name, message);
+            }
+        }
+        let column = match field.split('[').next().unwrap_or(field) {
+            "source_id" | "messages" => ID,
+            other => other,
+        };
+        table::reject(self.line, column, message)
+    }
+}
+
+struct Interactions {
+    rows: Box<dyn Iterator<Item = Result<Row, Rejection>>>,
+    /// The first row of the next interaction, read while looking for the end of the last.
+    pending: Option<Row>,
+    /// The ids already read.
+    seen: HashSet<String>,
+}
+
+impl Iterator for Interactions {
+    type Item = Result<(u64, InteractionRecord), Rejection>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let row = match self.pending.take() {
+            Some(row) => row,
+            None => match self.rows.next()? {
+                Ok(row) => row,
+                Err(rejection) => return Some(Err(rejection)),
+            },
+        };
+        let id = match row.required(ID) {
+            Ok(id) => id.to_owned(),
+            Err(rejection) => return Some(Err(rejection)),
+        };
+        let mut group = Group::start(&row, id);
+        loop {
+            match self.rows.next() {
+                None => break,
+                // A row that cannot be read is counted against the interaction it sits in.
+                Some(Err(rejection)) => group.fail(rejection),
+                Some(Ok(next)) => {
+                    if next.get(ID) == Some(group.id.as_str()) {
+                        group.add(&next);
+                    } else {
+                        self.pending = Some(next);
+                        break;
+                    }
+                }
+            }
+        }
+        if !self.seen.insert(group.id.clone()) {
+            // An id is a source system's identifier, not personal data: it may be named.
+            return Some(Err(table::reject(
+                group.line,
+                ID,
+                format!(
+                    "rows of interaction {} must be together; it appeared earlier in the file",
+                    group.id
+                ),
+            )));
+        }
+        Some(group.finish())
+    }
+}
+
+/// The parser for [`crate::ingest::import_file`].
+pub fn parser(_source: &dyn ImportSource, reader: Box<dyn BufRead>) -> Records<InteractionRecord> {
+    Box::new(Interactions {
+        rows: table::rows(reader, COLUMNS),
+        pending: None,
+        seen: HashSet::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str =
+        "interaction_id,channel,subject,tags,role,author_name,author_email,sent_at,text\n";
+
+    fn parse(body: &str) -> Vec<Result<(u64, InteractionRecord), Rejection>> {
+        let text = format!("{HEADER}{body}");
+        parser(
+            &crate::ingest::FileSource(std::path::Path::new("m.csv")),
+            Box::new(std::io::Cursor::new(text.into_bytes())),
+        )
+        .collect()
+    }
+
+    #[test]
+    fn rows_group_into_interactions_with_a_multi_line_cell() {
+        let results = parse(concat!(
+            "T-1,ticket,Refund,billing;refunds,customer,Ana,ana@example.com,2026-10-01T08:00:00Z,\"Hello,\nI was charged twice.\"\n",
+            "T-1,,,,agent,Sam,,2026-10-01T08:10:00Z,Refunded.\n",
+            "C-2,chat,,,customer,,,2026-10-02T08:00:00Z,Hi\n",
+        ));
+        assert_eq!(results.len(), 2);
+        let (line, first) = results[0].as_ref().unwrap();
+        assert_eq!(*line, 2);
+        assert_eq!(first.source_system, "csv");
+        assert_eq!(first.tags, ["billing", "refunds"]);
+        assert_eq!(first.messages.len(), 2);
+        assert_eq!(first.messages[0].text, "Hello,\nI was charged twice.");
+        assert_eq!(first.messages[1].role, AuthorRole::Agent);
+        assert_eq!(results[1].as_ref().unwrap().0, 5);
+    }
+
+    #[test]
+    fn a_bad_row_rejects_its_interaction_at_its_line_and_column() {
+        let results = parse(concat!(
+            "T-1,ticket,,,customer,,,2026-10-01T08:00:00Z,Hi\n",
+            "T-1,,,,agent,,secret-mail,2026-10-01T08:10:00Z,Hello\n",
+            "T-2,ticket,,,customer,,,yesterday secret,Hi\n",
+            "T-3,ticket,Printer,,customer,,,2026-10-01T08:00:00Z,Hi\n",
+            "T-3,,Scanner secret,,agent,,,2026-10-01T08:01:00Z,Hello\n",
+            "T-4,fax,,,customer,,,2026-10-01T08:00:00Z,Hi\n",
+            "T-5,chat,,,robot,,,2026-10-01T08:00:00Z,Hi\n",
+        ));
+        let errors: Vec<(u64, String)> = results
+            .iter()
+            .map(|r| {
+                let e = r.as_ref().unwrap_err();
+                assert!(!e.to_string().contains("secret"), "{e}");
+                (e.line, e.field.clone().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                (3, "author_email".to_owned()),
+                (4, "sent_at".to_owned()),
+                (6, "subject".to_owned()),
+                (7, "channel".to_owned()),
+                (8, "role".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_id_that_comes_back_after_other_ids_is_refused() {
+        let results = parse(concat!(
+            "T-1,ticket,,,customer,,,2026-10-01T08:00:00Z,Hi\n",
+            "T-2,ticket,,,customer,,,2026-10-01T08:00:00Z,Hi\n",
+            "T-1,ticket,,,agent,,,2026-10-01T08:05:00Z,Hello\n",
+        ));
+        assert!(results[0].is_ok() && results[1].is_ok());
+        let error = results[2].as_ref().unwrap_err();
+        assert_eq!((error.line, error.field.as_deref()), (4, Some(ID)));
+        assert!(error
+            .message
+            .contains("rows of interaction T-1 must be together"));
+    }
+}

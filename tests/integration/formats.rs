@@ -1,0 +1,642 @@
+//! Every import format besides jsonl through the real binary: each committed fixture imports
+//! whole and what is stored holds its values; the malformed twin is refused whole, naming line and
+//! column or field and never the rejected value; `--skip-invalid` imports exactly the valid
+//! records; re-importing updates and never duplicates.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use rapport::accounts::{AccountRecord, ContactRecord};
+use rapport::config::Config;
+use rapport::context::AppContext;
+use rapport::interactions::{AuthorRole, Channel, InteractionRecord};
+use rapport::records::{RecordStore, SourceRecord};
+use rapport::signals::{Signal, SignalRecord, SurveyKind};
+use rapport::store::OpenMode;
+
+use crate::helpers::{cli_instance, free_port, rapport, stderr, stdout};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join(name)
+}
+
+struct Instance {
+    dir: tempfile::TempDir,
+    config: String,
+}
+
+fn instance() -> Instance {
+    let dir = tempfile::tempdir().unwrap();
+    let config = cli_instance(dir.path(), free_port())
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for slug in ["acme", "skip"] {
+        let created = rapport(
+            &[
+                "tenant", "create", "--config", &config, "--slug", slug, "--name", slug,
+            ],
+            None,
+        );
+        assert!(created.status.success(), "{}", stderr(&created));
+    }
+    Instance { dir, config }
+}
+
+impl Instance {
+    fn import(&self, tenant: &str, format: &str, file: &Path, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "import",
+            "--config",
+            &self.config,
+            "--tenant",
+            tenant,
+            "--format",
+            format,
+        ];
+        args.extend_from_slice(extra);
+        args.push(file.to_str().unwrap());
+        rapport(&args, None)
+    }
+
+    /// What the tenant holds of one kind, read in-process after the command, by source id.
+    fn stored<R: SourceRecord>(&self, tenant: &str) -> Vec<R> {
+        let config = Config::load(Path::new(&self.config)).unwrap();
+        let context = AppContext::open(config, OpenMode::ExistingOnly).unwrap();
+        let tenant = context.tenants.find_by_slug(tenant).unwrap().unwrap();
+        let mut records = Vec::new();
+        RecordStore::<R>::new(context.store.clone())
+            .for_each(tenant.id, |stored| {
+                records.push(stored.record);
+                Ok(())
+            })
+            .unwrap();
+        records.sort_by(|a, b| a.source_id().cmp(b.source_id()));
+        records
+    }
+}
+
+/// A format's fixture and its malformed twin.
+struct Case<'a> {
+    format: &'a str,
+    good: &'a str,
+    bad: &'a str,
+    /// Records in the good fixture.
+    records: usize,
+    /// Valid records in the malformed twin.
+    valid: usize,
+    /// `line N, field F` of each rejection of the malformed twin.
+    rejections: &'a [&'a str],
+    /// Rejected values that must not be echoed.
+    secrets: &'a [&'a str],
+}
+
+/// Refusal, `--skip-invalid` and re-import for one format; returns what the fixture stored.
+fn import_checked<R: SourceRecord>(case: &Case<'_>) -> Vec<R> {
+    let instance = instance();
+    let rejected = case.rejections.len();
+
+    let refused = instance.import("acme", case.format, &fixture(case.bad), &[]);
+    assert!(
+        !refused.status.success(),
+        "{}: a malformed file was accepted",
+        case.format
+    );
+    let errors = stderr(&refused);
+    for expected in case.rejections {
+        assert!(
+            errors.contains(&format!("rejected: {expected}")),
+            "{}: no `{expected}` in:\n{errors}",
+            case.format
+        );
+    }
+    assert!(
+        errors.contains(&format!(
+            "nothing was imported: {rejected} invalid record(s)"
+        )),
+        "{errors}"
+    );
+    for secret in case.secrets {
+        assert!(
+            !errors.contains(secret),
+            "a rejected value was echoed: {errors}"
+        );
+    }
+    assert_eq!(
+        stdout(&refused).trim(),
+        format!("imported 0, updated 0, rejected {rejected}")
+    );
+    assert!(
+        instance.stored::<R>("acme").is_empty(),
+        "{}: a refused import wrote something",
+        case.format
+    );
+
+    let skipped = instance.import("skip", case.format, &fixture(case.bad), &["--skip-invalid"]);
+    assert!(skipped.status.success(), "{}", stderr(&skipped));
+    assert_eq!(
+        stdout(&skipped).trim(),
+        format!("imported {}, updated 0, rejected {rejected}", case.valid)
+    );
+    assert_eq!(instance.stored::<R>("skip").len(), case.valid);
+
+    let imported = instance.import("acme", case.format, &fixture(case.good), &[]);
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    assert_eq!(
+        stdout(&imported).trim(),
+        format!("imported {}, updated 0, rejected 0", case.records)
+    );
+    let again = instance.import("acme", case.format, &fixture(case.good), &[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(
+        stdout(&again).trim(),
+        format!("imported 0, updated {}, rejected 0", case.records)
+    );
+    let stored = instance.stored::<R>("acme");
+    assert_eq!(
+        stored.len(),
+        case.records,
+        "{}: duplicates after re-import",
+        case.format
+    );
+    drop(instance.dir);
+    stored
+}
+
+fn roles(record: &InteractionRecord) -> Vec<AuthorRole> {
+    record.messages.iter().map(|message| message.role).collect()
+}
+
+#[test]
+fn message_csv_groups_rows_into_interactions() {
+    let stored = import_checked::<InteractionRecord>(&Case {
+        format: "csv",
+        good: "messages.csv",
+        bad: "messages-with-errors.csv",
+        records: 3,
+        valid: 2,
+        rejections: &[
+            "line 7, field author_email",
+            "line 9, field sent_at",
+            "line 14, field interaction_id: rows of interaction CALL-0412 must be together",
+        ],
+        secrets: &["sam.patel at vendor", "lunchtime"],
+    });
+    let ids: Vec<&str> = stored.iter().map(|r| r.source_id.as_str()).collect();
+    assert_eq!(ids, ["C-7710", "CALL-0412", "T-2001"]);
+
+    let chat = &stored[0];
+    assert_eq!(
+        (chat.source_system.as_str(), chat.channel),
+        ("livechat", Channel::Chat)
+    );
+    assert_eq!(chat.ai_tool.as_deref(), Some("Assist Bot 2"));
+    assert_eq!(chat.tags, ["users", "permissions"]);
+    assert_eq!(
+        roles(chat),
+        [
+            AuthorRole::Customer,
+            AuthorRole::AiAgent,
+            AuthorRole::Customer,
+            AuthorRole::Agent
+        ]
+    );
+
+    let ticket = &stored[2];
+    assert_eq!(
+        ticket.subject.as_deref(),
+        Some("Invoice shows wrong VAT number")
+    );
+    assert_eq!(ticket.account.as_deref(), Some("northwind.example"));
+    assert_eq!(ticket.messages.len(), 4);
+    assert_eq!(
+        ticket.messages[0].text,
+        "Hello,\n\nour October invoice shows the VAT number of our old entity. Could you reissue it with the new one?\n\nThanks, Maria"
+    );
+    assert_eq!(ticket.messages[2].role, AuthorRole::InternalNote);
+    assert_eq!(
+        ticket.messages[1].author_email.as_deref(),
+        Some("sam.patel@vendor.example")
+    );
+    assert_eq!(
+        ticket.messages[3].sent_at.to_rfc3339(),
+        "2026-10-08T10:05:00+00:00"
+    );
+    assert_eq!(stored[1].channel, Channel::Call);
+}
+
+#[test]
+fn zendesk_tickets_keep_roles_and_internal_notes() {
+    let stored = import_checked::<InteractionRecord>(&Case {
+        format: "zendesk",
+        good: "zendesk-tickets.jsonl",
+        bad: "zendesk-tickets-with-errors.jsonl",
+        records: 3,
+        valid: 1,
+        rejections: &[
+            "line 1, field comments[1].created_at",
+            "line 2, field users (author of comments[0]).email",
+        ],
+        secrets: &["peter.gibbons(at)initech"],
+    });
+    let ids: Vec<&str> = stored.iter().map(|r| r.source_id.as_str()).collect();
+    assert_eq!(ids, ["48213", "48220", "48231"]);
+
+    let email = &stored[0];
+    assert_eq!(
+        (email.source_system.as_str(), email.channel),
+        ("zendesk", Channel::Email)
+    );
+    assert_eq!(
+        email.subject.as_deref(),
+        Some("Sync with our CRM stopped overnight")
+    );
+    assert_eq!(email.status.as_deref(), Some("solved"));
+    assert_eq!(email.account.as_deref(), Some("360044"));
+    assert_eq!(email.tags, ["integration", "crm", "sync"]);
+    assert_eq!(email.attachments, ["integration-error.png"]);
+    assert_eq!(
+        roles(email),
+        [
+            AuthorRole::Customer,
+            AuthorRole::InternalNote,
+            AuthorRole::Agent,
+            AuthorRole::Customer
+        ]
+    );
+    assert!(email.messages[1]
+        .text
+        .starts_with("Globex rotated their CRM admin password"));
+    assert_eq!(email.messages[0].author_name.as_deref(), Some("Ravi Menon"));
+    assert_eq!(
+        email.messages[2].author_email.as_deref(),
+        Some("julia.novak@vendor.example")
+    );
+
+    let chat = &stored[1];
+    assert_eq!(chat.channel, Channel::Chat);
+    assert_eq!(roles(chat), [AuthorRole::Customer, AuthorRole::Agent]);
+    assert_eq!(chat.attachments, ["initech-invoices-2025.pdf"]);
+
+    let call = &stored[2];
+    assert_eq!(call.channel, Channel::Call);
+    assert_eq!(call.account, None);
+    // The requester is not among the side-loaded users: still the customer.
+    assert_eq!(
+        roles(call),
+        [AuthorRole::Customer, AuthorRole::InternalNote]
+    );
+}
+
+#[test]
+fn mbox_threads_keep_quotes_and_signatures_apart() {
+    let stored = import_checked::<InteractionRecord>(&Case {
+        format: "mbox",
+        good: "support-threads.mbox",
+        bad: "support-threads-with-errors.mbox",
+        records: 2,
+        valid: 1,
+        rejections: &["line 59, field Date"],
+        secrets: &["sometime on Tuesday"],
+    });
+    let export = &stored[0];
+    assert_eq!(export.source_id, "<A1.7f3c@mail.umbrella.example>");
+    assert_eq!(
+        (export.source_system.as_str(), export.channel),
+        ("mail", Channel::Email)
+    );
+    assert_eq!(export.subject.as_deref(), Some("Bulk export times out"));
+    assert_eq!(export.messages.len(), 3);
+    assert_eq!(
+        roles(export),
+        [
+            AuthorRole::Customer,
+            AuthorRole::Agent,
+            AuthorRole::Customer
+        ]
+    );
+    let first = &export.messages[0];
+    assert!(
+        first
+            .text
+            .contains("From the logs it looks like a gateway timeout"),
+        "the mboxrd >From line was not unescaped: {:?}",
+        first.text
+    );
+    assert_eq!(first.quoted, None);
+    assert_eq!(
+        first.signature.as_deref(),
+        Some("Hannah Schmidt\nData Team Lead, Umbrella GmbH")
+    );
+    let reply = &export.messages[1];
+    assert_eq!(
+        reply.author_email.as_deref(),
+        Some("julia.novak@vendor.example")
+    );
+    assert!(reply
+        .text
+        .contains("run as a background job since version 4.2"));
+    assert!(reply.text.ends_with("Best regards,"), "{:?}", reply.text);
+    assert!(!reply.text.contains("nightly export"), "{:?}", reply.text);
+    let quoted = reply.quoted.as_deref().unwrap();
+    assert!(quoted.starts_with("On Tue, 13 Oct 2026 at 08:15, Hannah Schmidt"));
+    assert!(quoted.contains("> our nightly export of the full ticket history"));
+    assert_eq!(
+        reply.signature.as_deref(),
+        Some("Julia Novak\nSupport Engineer, Vendor Inc.")
+    );
+    let last = &export.messages[2];
+    assert_eq!(
+        last.text,
+        "That works, thank you! The first background export finished in 4 minutes."
+    );
+    assert!(last
+        .quoted
+        .as_deref()
+        .unwrap()
+        .starts_with("Julia Novak wrote:"));
+    assert_eq!(last.sent_at.to_rfc3339(), "2026-10-13T12:30:00+00:00");
+
+    let sso = &stored[1];
+    assert_eq!(sso.source_id, "<CAB1-okta@mail.stark.example>");
+    assert_eq!(
+        sso.subject.as_deref(),
+        Some("Feature request: SSO with Okta")
+    );
+    assert_eq!(roles(sso), [AuthorRole::Customer, AuthorRole::Agent]);
+    // An HTML-only message: its text without the markup.
+    let html = &sso.messages[0].text;
+    assert!(html.contains("single sign-on with Okta"), "{html:?}");
+    assert!(!html.contains('<'), "{html:?}");
+    assert_eq!(sso.attachments, ["saml-beta-guide.pdf"]);
+    assert!(sso.messages[1].text.starts_with("Hi Luis,"));
+    assert!(!sso.messages[1].text.contains("<p>"));
+}
+
+#[test]
+fn google_reviews_keep_rating_reviewer_location_and_reply() {
+    let stored = import_checked::<SignalRecord>(&Case {
+        format: "reviews",
+        good: "google-reviews.json",
+        bad: "google-reviews-with-errors.json",
+        records: 3,
+        valid: 1,
+        rejections: &["line 2, field starRating", "line 3, field createTime"],
+        secrets: &["last Friday afternoon", "STAR_RATING_UNSPECIFIED"],
+    });
+    let one_star = &stored[0];
+    assert_eq!(
+        (one_star.source_system.as_str(), one_star.source_id.as_str()),
+        ("google", "AbFvOqk7-review-001")
+    );
+    assert_eq!(
+        one_star.occurred_at.to_rfc3339(),
+        "2026-10-14T18:22:05.114+00:00"
+    );
+    let Signal::Review {
+        platform,
+        rating,
+        text,
+        reviewer,
+        location,
+        reply,
+    } = &one_star.signal
+    else {
+        panic!("not a review: {:?}", one_star.signal);
+    };
+    assert_eq!((platform.as_str(), *rating), ("google", 1));
+    assert!(text.as_deref().unwrap().starts_with("Waited 40 minutes"));
+    assert_eq!(reviewer.as_deref(), Some("Karin Weber"));
+    assert_eq!(location.as_deref(), Some("4471920381"));
+    assert!(reply
+        .as_deref()
+        .unwrap()
+        .starts_with("Dear Karin, we are sorry"));
+    let Signal::Review { rating, text, .. } = &stored[1].signal else {
+        panic!("not a review");
+    };
+    assert_eq!(*rating, 5);
+    assert!(text
+        .as_deref()
+        .unwrap()
+        .contains(r#"{"braces": [inside] text}"#));
+    let Signal::Review {
+        rating,
+        text,
+        reply,
+        location,
+        ..
+    } = &stored[2].signal
+    else {
+        panic!("not a review");
+    };
+    assert_eq!((*rating, text, reply), (3, &None, &None));
+    assert_eq!(location.as_deref(), Some("5520117744"));
+}
+
+#[test]
+fn the_review_csv_is_detected_and_imported() {
+    let instance = instance();
+    let output = instance.import("acme", "reviews", &fixture("reviews.csv"), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).trim(), "imported 2, updated 0, rejected 0");
+    let stored = instance.stored::<SignalRecord>("acme");
+    assert_eq!(stored[0].source_id, "fb-88120431");
+    assert_eq!(stored[0].source_system, "csv");
+    assert_eq!(
+        stored[0].signal,
+        Signal::Review {
+            platform: "facebook".to_owned(),
+            rating: 2,
+            text: Some(
+                "The app crashed twice during checkout.\nSupport answered quickly, though."
+                    .to_owned()
+            ),
+            reviewer: Some("Jonas K.".to_owned()),
+            location: Some("Berlin Mitte".to_owned()),
+            reply: Some(
+                "Hi Jonas, thanks for the feedback - version 5.3 fixes the crash.".to_owned()
+            ),
+        }
+    );
+    assert_eq!(stored[1].account.as_deref(), Some("contoso.example"));
+    assert_eq!(
+        stored[1].occurred_at.to_rfc3339(),
+        "2026-10-12T00:00:00+00:00"
+    );
+}
+
+#[test]
+fn survey_answers_are_checked_against_their_scale() {
+    let stored = import_checked::<SignalRecord>(&Case {
+        format: "surveys",
+        good: "surveys.csv",
+        bad: "surveys-with-errors.csv",
+        records: 4,
+        valid: 2,
+        rejections: &["line 3, field score", "line 4, field contact_email"],
+        secrets: &["ravi.menon at globex"],
+    });
+    let ids: Vec<&str> = stored.iter().map(|r| r.source_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "CSAT-48213",
+            "CSAT-48220",
+            "NPS-2026-10-0001",
+            "NPS-2026-10-0002"
+        ]
+    );
+    let detractor = &stored[3];
+    assert_eq!(detractor.source_system, "surveytool");
+    assert_eq!(detractor.contact.as_deref(), Some("tom@contoso.example"));
+    assert_eq!(detractor.account.as_deref(), Some("contoso.example"));
+    assert_eq!(
+        detractor.signal,
+        Signal::Survey {
+            survey: SurveyKind::Nps,
+            score: 3,
+            comment: Some(
+                "Too many outages this quarter; we are evaluating alternatives.".to_owned()
+            ),
+        }
+    );
+    assert_eq!(
+        stored[1].signal,
+        Signal::Survey {
+            survey: SurveyKind::Csat,
+            score: 4,
+            comment: None
+        }
+    );
+    assert_eq!(stored[1].contact, None);
+}
+
+#[test]
+fn accounts_keep_plan_arr_renewal_and_owner() {
+    let stored = import_checked::<AccountRecord>(&Case {
+        format: "accounts",
+        good: "accounts.csv",
+        bad: "accounts-with-errors.csv",
+        records: 3,
+        valid: 1,
+        rejections: &["line 3, field arr", "line 4, field renewal_date"],
+        secrets: &["185.000,50", "31.12.2027"],
+    });
+    let contoso = &stored[1];
+    assert_eq!(
+        (contoso.source_system.as_str(), contoso.source_id.as_str()),
+        ("csv", "ACC-1002")
+    );
+    assert_eq!(contoso.name, "Contoso Ltd");
+    assert_eq!(contoso.plan.as_deref(), Some("Enterprise"));
+    assert!((contoso.arr.unwrap() - 185_000.5).abs() < 1e-9);
+    assert_eq!(contoso.renewal_date.unwrap().to_string(), "2026-12-31");
+    assert_eq!(contoso.owner.as_deref(), Some("csm.ben@vendor.example"));
+    let fabrikam = &stored[2];
+    assert_eq!(fabrikam.name, "Fabrikam, Inc.");
+    assert_eq!(
+        (fabrikam.renewal_date, fabrikam.owner.as_deref()),
+        (None, None)
+    );
+}
+
+#[test]
+fn contacts_keep_their_personal_data_fields() {
+    let stored = import_checked::<ContactRecord>(&Case {
+        format: "contacts",
+        good: "contacts.csv",
+        bad: "contacts-with-errors.csv",
+        records: 3,
+        valid: 1,
+        rejections: &["line 3, field phone", "line 4, field date_of_birth"],
+        secrets: &["call me maybe", "02/11/1990"],
+    });
+    let maria = &stored[0];
+    assert_eq!(maria.source_id, "CON-501");
+    assert_eq!(maria.name, "Maria Lopez");
+    assert_eq!(
+        maria.email.as_deref(),
+        Some("maria.lopez@northwind.example")
+    );
+    assert_eq!(maria.phone.as_deref(), Some("+34 600 123 456"));
+    assert_eq!(maria.date_of_birth.unwrap().to_string(), "1985-04-12");
+    assert_eq!(maria.job_title.as_deref(), Some("Head of Finance"));
+    assert_eq!(maria.account.as_deref(), Some("ACC-1001"));
+    assert_eq!(stored[1].date_of_birth, None);
+}
+
+#[test]
+fn usage_figures_are_keyed_by_account_metric_and_period() {
+    let stored = import_checked::<SignalRecord>(&Case {
+        format: "usage",
+        good: "usage.csv",
+        bad: "usage-with-errors.csv",
+        records: 4,
+        valid: 2,
+        rejections: &["line 3, field value", "line 4, field period_end"],
+        secrets: &["one hundred"],
+    });
+    let october = stored
+        .iter()
+        .find(|r| r.source_id == "ACC-1001|active_users|2026-10-01")
+        .unwrap();
+    assert_eq!(october.account.as_deref(), Some("ACC-1001"));
+    assert_eq!(
+        october.occurred_at.to_rfc3339(),
+        "2026-10-01T00:00:00+00:00"
+    );
+    let Signal::Usage {
+        metric,
+        value,
+        period_start,
+        period_end,
+    } = &october.signal
+    else {
+        panic!("not a usage figure");
+    };
+    assert_eq!(metric, "active_users");
+    assert!((value - 176.0).abs() < 1e-9);
+    assert_eq!(
+        (period_start.to_string(), period_end.to_string()),
+        ("2026-10-01".to_owned(), "2026-10-31".to_owned())
+    );
+
+    // A column the format does not know refuses the file, naming the column.
+    let instance = instance();
+    let path = instance.dir.path().join("usage-extra.csv");
+    std::fs::write(
+        &path,
+        "account_id,metric,value,period_start,period_end,seats\nACC-1,active_users,1,2026-10-01,2026-10-31,5\n",
+    )
+    .unwrap();
+    let output = instance.import("acme", "usage", &path, &[]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("rejected: line 1, field seats: is not a known column"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn export_refuses_formats_it_cannot_write() {
+    let instance = instance();
+    let output = rapport(
+        &[
+            "export",
+            "--config",
+            &instance.config,
+            "--tenant",
+            "acme",
+            "--format",
+            "csv",
+        ],
+        None,
+    );
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("export writes only the jsonl format"));
+}
