@@ -38,7 +38,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .configure(crate::auth::routes::routes)
         .configure(crate::tenants::routes::routes)
         .configure(crate::users::routes::routes)
-        .configure(crate::audit::routes::routes);
+        .configure(crate::audit::routes::routes)
+        .configure(crate::api::routes);
 }
 
 fn security_headers(tls: bool) -> DefaultHeaders {
