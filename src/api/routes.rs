@@ -298,9 +298,13 @@ async fn integrations_list(
     render(&page, StatusCode::OK)
 }
 
+/// Fields default to empty so that a malformed form never answers before the guard (which
+/// answers another tenant's URL with 404); the domain function refuses empty values.
 #[derive(Deserialize)]
 struct IntegrationForm {
+    #[serde(default)]
     name: String,
+    #[serde(default)]
     kind: String,
 }
 
