@@ -445,4 +445,22 @@ mod tests {
         assert!(!text.contains("secret-value"), "{text}");
         assert_eq!(parse_json::<Outer>(b"{").unwrap_err().problem().status, 400);
     }
+
+    #[test]
+    fn unknown_fields_and_variants_are_named_without_their_values() {
+        let unknown = parse_json::<crate::interactions::InteractionRecord>(
+            br#"{"source_system":"d","source_id":"1","channel":"chat","messages":[],"colour":"red"}"#,
+        )
+        .unwrap_err()
+        .problem();
+        assert_eq!(unknown.errors[0].pointer.as_deref(), Some("/colour"));
+        let variant = parse_json::<crate::interactions::InteractionRecord>(
+            br#"{"source_system":"d","source_id":"1","channel":"secret-fax","messages":[]}"#,
+        )
+        .unwrap_err()
+        .problem();
+        assert_eq!(variant.errors[0].pointer.as_deref(), Some("/channel"));
+        let text = serde_json::to_string(&variant).unwrap();
+        assert!(!text.contains("secret-fax") && text.contains("sales-chat"), "{text}");
+    }
 }
