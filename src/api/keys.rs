@@ -3,8 +3,10 @@
 //! A key reads `rpk_<key id>_<secret>`: the key id (a ULID) finds the record without a scan, the
 //! secret is 256 random bits in base64url. Only `SHA-256(key)` is stored (a fast hash is enough
 //! for 256 random bits); the key itself is shown once. The appliance-scope `api_key_directory`
-//! maps the key id to its tenant; the record itself (name, scopes, digest, times, revoked flag)
-//! lives in the tenant's own `api_keys` collection, so deleting a tenant shreds its keys too.
+//! maps the key id to its tenant; the record itself (name, scopes, digest, creation, revoked flag)
+//! lives in the tenant's own `api_keys` collection, so deleting a tenant shreds its keys too. The
+//! last-used time lives apart, in `api_key_usage`, so that its relaxed write can never put back
+//! a stale copy of the record over a revocation made in the meantime.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -97,7 +99,6 @@ pub struct ApiKey {
     pub digest: [u8; 32],
     pub created: DateTime<Utc>,
     pub created_by: String,
-    pub last_used: Option<DateTime<Utc>>,
     pub revoked: bool,
 }
 
@@ -144,6 +145,20 @@ impl ApiKeyStore {
         self.store.collection(Scope::Tenant(tenant), "api_keys")
     }
 
+    fn usage(&self, tenant: TenantId) -> Result<Collection<ApiKeyId, DateTime<Utc>>, StoreError> {
+        self.store
+            .collection(Scope::Tenant(tenant), "api_key_usage")
+    }
+
+    /// When the key was last used (to the minute), if ever.
+    pub fn last_used(
+        &self,
+        tenant: TenantId,
+        id: ApiKeyId,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.usage(tenant)?.get(&id)
+    }
+
     pub fn get(&self, tenant: TenantId, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
         self.keys(tenant)?.get(&id)
     }
@@ -168,8 +183,8 @@ impl ApiKeyStore {
         self.keys(key.tenant)?.insert(&key.id, key)
     }
 
-    fn touch(&self, key: &ApiKey) -> Result<(), StoreError> {
-        self.keys(key.tenant)?.insert_relaxed(&key.id, key)
+    fn touch(&self, key: &ApiKey, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.usage(key.tenant)?.insert_relaxed(&key.id, &now)
     }
 
     fn tenant_of(&self, id: ApiKeyId) -> Result<Option<TenantId>, StoreError> {
@@ -214,7 +229,6 @@ pub fn create_key(
         digest: digest(&secret),
         created: Utc::now(),
         created_by: actor.label.clone(),
-        last_used: None,
         revoked: false,
     };
     context.api_keys.create(&key)?;
@@ -273,20 +287,20 @@ pub fn authenticate(context: &AppContext, presented: &str) -> Result<Option<ApiK
     let Some(tenant) = context.api_keys.tenant_of(id)? else {
         return Ok(None);
     };
-    let Some(mut key) = context.api_keys.get(tenant, id)? else {
+    let Some(key) = context.api_keys.get(tenant, id)? else {
         return Ok(None);
     };
     if !crypto::constant_time_eq(&key.digest, &digest(presented)) || key.revoked {
         return Ok(None);
     }
     let now = Utc::now();
-    let stale = key
-        .last_used
+    let stale = context
+        .api_keys
+        .last_used(tenant, id)?
         .is_none_or(|last| (now - last).num_seconds() >= LAST_USED_INTERVAL_SECONDS);
     if stale {
-        key.last_used = Some(now);
         // Only the last-used time is at stake: a failed save (a full disk) must not fail the call.
-        if let Err(error) = context.api_keys.touch(&key) {
+        if let Err(error) = context.api_keys.touch(&key, now) {
             tracing::warn!(%error, "api key last-used time not saved");
         }
     }

@@ -461,6 +461,9 @@ mod tests {
         .problem();
         assert_eq!(variant.errors[0].pointer.as_deref(), Some("/channel"));
         let text = serde_json::to_string(&variant).unwrap();
-        assert!(!text.contains("secret-fax") && text.contains("sales-chat"), "{text}");
+        assert!(
+            !text.contains("secret-fax") && text.contains("sales-chat"),
+            "{text}"
+        );
     }
 }

@@ -59,14 +59,14 @@ pub struct KeyRow {
     pub revoked: bool,
 }
 
-impl From<&ApiKey> for KeyRow {
-    fn from(key: &ApiKey) -> Self {
+impl KeyRow {
+    fn new(key: &ApiKey, last_used: Option<chrono::DateTime<chrono::Utc>>) -> Self {
         Self {
             id: key.id.to_string(),
             name: key.name.clone(),
             scopes: key.scopes_label(),
             created: when(Some(key.created)),
-            last_used: when(key.last_used),
+            last_used: when(last_used),
             revoked: key.revoked,
         }
     }
@@ -102,12 +102,11 @@ fn keys_page(
     created: Option<NewSecret>,
 ) -> Result<KeysPage, AppError> {
     let base = keys_base(tenant);
-    let rows = context
-        .api_keys
-        .list(tenant.id)?
-        .iter()
-        .map(KeyRow::from)
-        .collect();
+    let mut rows = Vec::new();
+    for key in context.api_keys.list(tenant.id)? {
+        let last_used = context.api_keys.last_used(tenant.id, key.id)?;
+        rows.push(KeyRow::new(&key, last_used));
+    }
     Ok(KeysPage {
         chrome: Chrome::for_session(context, session, Some(tenant), "API keys", &base)?,
         base,

@@ -442,11 +442,17 @@ pub async fn receive(
     integration: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let timestamp = header(&request, TIMESTAMP_HEADER);
+    let signature = header(&request, SIGNATURE_HEADER);
+    // An unsigned request is refused before its body is read.
+    if timestamp.is_none() || signature.is_none() {
+        return Err(ApiError::Unauthorized(REFUSED));
+    }
     let body = read_body(payload).await?;
     let delivery = Delivery {
         integration: integration.into_inner(),
-        timestamp: header(&request, TIMESTAMP_HEADER),
-        signature: header(&request, SIGNATURE_HEADER),
+        timestamp,
+        signature,
         body,
         client: client_address(&request).map(|ip| ip.to_string()),
     };
