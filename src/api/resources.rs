@@ -57,6 +57,7 @@ impl<R> From<Stored<R>> for ApiRecord<R> {
 pub struct ApiPage<R> {
     pub items: Vec<ApiRecord<R>>,
     /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 

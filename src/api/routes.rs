@@ -314,10 +314,22 @@ async fn integrations_create(
     form: Form<IntegrationForm>,
 ) -> Result<HttpResponse, AppError> {
     let client = client_address(&request).map(|ip| ip.to_string());
-    let origin = {
-        let connection = request.connection_info();
-        format!("{}://{}", connection.scheme(), connection.host())
-    };
+    // The URL is only shown to the admin; it comes from the request's own authority (HTTP/2) or
+    // Host header, never from a forwarding header, which Rapport does not trust.
+    let host = request
+        .uri()
+        .authority()
+        .map(ToString::to_string)
+        .or_else(|| {
+            request
+                .headers()
+                .get(actix_web::http::header::HOST)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| context.config.server.listen.to_string());
+    let scheme = if context.uses_tls() { "https" } else { "http" };
+    let origin = format!("{scheme}://{host}");
     let form = form.into_inner();
     let (page, status) = web::block(
         move || -> Result<(IntegrationsPage, StatusCode), AppError> {

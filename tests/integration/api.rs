@@ -802,3 +802,63 @@ fn apikey_create_prints_the_key_as_its_last_word() {
     assert!(!refused.status.success());
     assert!(stderr(&refused).contains("unknown scope"));
 }
+
+#[tokio::test]
+async fn api_records_keys_and_webhook_secrets_never_reach_the_disk_in_plaintext() {
+    let app = TestApp::spawn();
+    let tenant = app.create_tenant("acme");
+    let sentinel = format!("zq{}x", ulid::Ulid::new().to_string().to_lowercase());
+    let key = key_for(&app, &tenant, &[ApiScope::Read, ApiScope::Write]);
+    let mut record = interaction("t-1", "chat", &[], "2026-01-01T10:00:00Z");
+    record["messages"][0]["text"] = json!(format!("My secret is {sentinel}"));
+    record["subject"] = json!(sentinel.clone());
+    assert_eq!(
+        post(&app, &key, "/api/v1/interactions", &record)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let created = webhooks::create_integration(
+        &app.context,
+        &Actor::cli(),
+        None,
+        tenant.id,
+        &format!("Hook {sentinel}"),
+        IntegrationKind::Rapport,
+    )
+    .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let mut delivered = interaction("w-1", "chat", &[], "2026-01-01T10:00:00Z");
+    delivered["subject"] = json!(format!("Webhook {sentinel}"));
+    let body = delivered.to_string();
+    let response = deliver(
+        &app,
+        &created.integration.webhook_path(),
+        now,
+        &sign(&created.secret, now, body.as_bytes()),
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    app.context.store.flush().unwrap();
+
+    let secret_part = key.rsplit('_').next().unwrap().to_owned();
+    let needles = [
+        sentinel.into_bytes(),
+        key.into_bytes(),
+        secret_part.into_bytes(),
+        created.secret.into_bytes(),
+    ];
+    for file in crate::helpers::files_under(&app.data_dir) {
+        let bytes = std::fs::read(&file).unwrap();
+        for needle in &needles {
+            assert!(
+                !bytes
+                    .windows(needle.len())
+                    .any(|window| window == needle.as_slice()),
+                "plaintext found in {}",
+                file.display()
+            );
+        }
+    }
+}
