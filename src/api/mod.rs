@@ -90,6 +90,8 @@ pub enum ApiError {
     /// 403: the key lacks the scope.
     Forbidden(keys::ApiScope),
     NotFound,
+    /// 405: the path exists, the method does not.
+    MethodNotAllowed,
     /// 400: the request itself (JSON syntax, query) is malformed.
     BadRequest(String, Vec<FieldError>),
     /// 422: well-formed JSON that breaks the schema's rules; nothing was stored.
@@ -124,6 +126,7 @@ impl ApiError {
             Self::Unauthorized(_) => ("unauthorized", "Not authenticated"),
             Self::Forbidden(_) => ("forbidden", "Scope missing"),
             Self::NotFound => ("not-found", "Not found"),
+            Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             Self::BadRequest(..) => ("bad-request", "Bad request"),
             Self::Invalid(_) => ("invalid-record", "Invalid record"),
             Self::PayloadTooLarge => ("payload-too-large", "Request body too large"),
@@ -138,6 +141,7 @@ impl ApiError {
             Self::Unauthorized(detail) => (*detail).to_owned(),
             Self::Forbidden(scope) => format!("This API key lacks the `{scope}` scope."),
             Self::NotFound => "There is no such resource for this API key's tenant.".to_owned(),
+            Self::MethodNotAllowed => "This path does not take that method.".to_owned(),
             Self::BadRequest(detail, _) => detail.clone(),
             Self::Invalid(errors) => format!(
                 "The record has {} problem(s); nothing was stored.",
@@ -182,6 +186,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest(..) => StatusCode::BAD_REQUEST,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -401,13 +406,30 @@ async fn api_not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
 
-/// Registers the API and the console pages that manage keys and integrations.
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+/// A resource of the API, answering a method it lacks with a 405 problem document.
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// Registers the API and the console pages that manage keys and integrations. Everything under
+/// `/api/` answers in problem+json, unknown paths included.
 pub fn routes(config: &mut web::ServiceConfig) {
     config.configure(routes::routes).service(
-        web::scope("/api/v1")
-            .route("/openapi.json", web::get().to(openapi_json))
-            .configure(resources::routes)
-            .route("/webhooks/{integration}", web::post().to(webhooks::receive))
+        web::scope("/api")
+            .service(
+                web::scope("/v1")
+                    .service(resource("/openapi.json").route(web::get().to(openapi_json)))
+                    .configure(resources::routes)
+                    .service(
+                        resource("/webhooks/{integration}")
+                            .route(web::post().to(webhooks::receive)),
+                    )
+                    .default_service(web::to(api_not_found)),
+            )
             .default_service(web::to(api_not_found)),
     );
 }

@@ -533,18 +533,31 @@ resource_handlers!(
 
 /// The resources' routes, relative to `/api/v1`.
 pub fn routes(config: &mut actix_web::web::ServiceConfig) {
+    use crate::api::resource;
     use actix_web::web;
     config
-        .route("/interactions", web::post().to(interactions::create))
-        .route("/interactions", web::get().to(interactions::list))
-        .route("/interactions/{id}", web::get().to(interactions::get))
-        .route("/accounts", web::post().to(accounts::create))
-        .route("/accounts", web::get().to(accounts::list))
-        .route("/accounts/{id}", web::get().to(accounts::get))
-        .route("/contacts", web::post().to(contacts::create))
-        .route("/contacts", web::get().to(contacts::list))
-        .route("/contacts/{id}", web::get().to(contacts::get))
-        .route("/signals", web::post().to(signals::create))
-        .route("/signals", web::get().to(signals::list))
-        .route("/signals/{id}", web::get().to(signals::get));
+        .service(
+            resource("/interactions")
+                .route(web::post().to(interactions::create))
+                .route(web::get().to(interactions::list)),
+        )
+        .service(resource("/interactions/{id}").route(web::get().to(interactions::get)))
+        .service(
+            resource("/accounts")
+                .route(web::post().to(accounts::create))
+                .route(web::get().to(accounts::list)),
+        )
+        .service(resource("/accounts/{id}").route(web::get().to(accounts::get)))
+        .service(
+            resource("/contacts")
+                .route(web::post().to(contacts::create))
+                .route(web::get().to(contacts::list)),
+        )
+        .service(resource("/contacts/{id}").route(web::get().to(contacts::get)))
+        .service(
+            resource("/signals")
+                .route(web::post().to(signals::create))
+                .route(web::get().to(signals::list)),
+        )
+        .service(resource("/signals/{id}").route(web::get().to(signals::get)));
 }

@@ -630,12 +630,17 @@ async fn the_openapi_document_lists_every_route_and_the_record_schemas() {
     }
     assert!(schemas["MessageRecord"]["properties"]["sent_at"].is_object());
     assert!(document["components"]["securitySchemes"]["api_key"].is_object());
-    // Unknown API paths answer in problem+json too.
-    problem(
-        app.get(&app.client, "/api/v1/nothing").await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    // Unknown API paths and methods answer in problem+json too.
+    for path in ["/api/v1/nothing", "/api/v2/interactions", "/api/"] {
+        problem(app.get(&app.client, path).await, StatusCode::NOT_FOUND).await;
+    }
+    let delete = app
+        .client
+        .delete(app.url("/api/v1/interactions"))
+        .send()
+        .await
+        .unwrap();
+    problem(delete, StatusCode::METHOD_NOT_ALLOWED).await;
 }
 
 fn secret_in(page: &str) -> String {
