@@ -318,9 +318,11 @@ pub enum ReplayVerdict {
 }
 
 impl ReplayGuard {
-    /// Remembers `signature` and says whether it was new.
+    /// Remembers `signature` and says whether it was new. Hex digits are compared in one case,
+    /// so the same signature in capitals is the same signature.
     pub fn check(&self, integration: IntegrationId, signature: &str) -> ReplayVerdict {
-        let digest = crypto::sha256(&[&integration.to_bytes(), signature.trim().as_bytes()]);
+        let normalised = signature.trim().to_ascii_lowercase();
+        let digest = crypto::sha256(&[&integration.to_bytes(), normalised.as_bytes()]);
         let now = Instant::now();
         let Ok(mut seen) = self.seen.lock() else {
             return ReplayVerdict::Full;
@@ -514,6 +516,7 @@ mod tests {
         let id = IntegrationId::new();
         assert_eq!(guard.check(id, "sha256=ab"), ReplayVerdict::Fresh);
         assert_eq!(guard.check(id, "sha256=ab"), ReplayVerdict::Replayed);
+        assert_eq!(guard.check(id, " sha256=AB"), ReplayVerdict::Replayed);
         assert_eq!(
             guard.check(IntegrationId::new(), "sha256=ab"),
             ReplayVerdict::Fresh

@@ -499,6 +499,13 @@ async fn webhooks_need_a_fresh_valid_signature_and_map_zendesk_tickets() {
         StatusCode::UNAUTHORIZED,
     )
     .await;
+    // The same signature in capital hex digits is the same signature.
+    let shouted = format!("sha256={}", signature["sha256=".len()..].to_uppercase());
+    problem(
+        deliver(&app, &path, now, &shouted, body).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
     assert_eq!(count(), 1);
 
     // A Zendesk integration maps ticket events.
