@@ -73,6 +73,9 @@ enum Command {
     /// Inspect the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage a tenant's API keys.
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
     /// Import a file into a tenant. Nothing is written unless every record is valid (or
     /// --skip-invalid is given); re-importing the same source ids updates instead of duplicating.
     Import {
@@ -213,6 +216,24 @@ enum BenchCommand {
 }
 
 #[derive(Subcommand)]
+enum ApikeyCommand {
+    /// Create an API key; the key is printed once, as the last word of the output.
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The tenant (slug) the key belongs to.
+        #[arg(long, value_name = "SLUG")]
+        tenant: String,
+        /// Comma-separated scopes: read, write.
+        #[arg(long, value_name = "SCOPES")]
+        scopes: String,
+        /// What uses the key (shown in the console).
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Walk the hash chain; exit 0 when intact, non-zero naming the first broken entry.
     Verify {
@@ -260,6 +281,12 @@ pub fn run() -> ExitCode {
             })
             .map_err(Failure::from)
         }
+        Command::Apikey(ApikeyCommand::Create {
+            config,
+            tenant,
+            scopes,
+            name,
+        }) => apikey_create(&config.path, &tenant, &scopes, &name),
         Command::Import {
             config,
             tenant,
@@ -692,6 +719,22 @@ fn export(config: &Path, slug: &str, out: Option<&Path>) -> Outcome {
     };
     let count = ingest::export_jsonl(&context, &Actor::cli(), &tenant, &mut writer)?;
     eprintln!("exported {count} interaction(s)");
+    Ok(())
+}
+
+fn apikey_create(config: &Path, slug: &str, scopes: &str, name: &str) -> Outcome {
+    let scopes = crate::api::keys::ApiScope::parse_list(scopes)?;
+    let context = open(config)?;
+    let tenant = find_tenant(&context, slug)?;
+    let created =
+        crate::api::keys::create_key(&context, &Actor::cli(), None, tenant.id, name, scopes)?;
+    println!(
+        "Created API key {} ({}) for tenant {}. It is shown only now: {}",
+        created.key.id,
+        created.key.scopes_label(),
+        tenant.slug,
+        created.secret
+    );
     Ok(())
 }
 

@@ -45,6 +45,10 @@ pub struct AppContext {
     pub lifetimes: SessionLifetimes,
     /// Progress of the console's running imports (memory only).
     pub live_imports: crate::ingest::live::LiveImports,
+    pub api_keys: crate::api::keys::ApiKeyStore,
+    pub integrations: crate::api::webhooks::IntegrationStore,
+    /// Webhook signatures seen recently, so that a replayed request is refused.
+    pub webhook_replays: crate::api::webhooks::ReplayGuard,
 }
 
 impl AppContext {
@@ -78,11 +82,14 @@ impl AppContext {
             accounts: AccountStore::new(store.clone()),
             contacts: ContactStore::new(store.clone()),
             signals: SignalStore::new(store.clone()),
+            api_keys: crate::api::keys::ApiKeyStore::new(store.clone()),
+            integrations: crate::api::webhooks::IntegrationStore::new(store.clone()),
             store,
             audit_log,
             throttle,
             lifetimes,
             live_imports: crate::ingest::live::LiveImports::default(),
+            webhook_replays: crate::api::webhooks::ReplayGuard::default(),
             config,
         };
         // Only one process opens the database, so an import still marked running was cut off.

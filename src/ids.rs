@@ -71,3 +71,11 @@ id_type!(
     /// One run of an import, with its report and (while it runs) its undo journal.
     ImportId
 );
+id_type!(
+    /// An API key of one tenant; the id is the public part of the key (`rpk_<id>_<secret>`).
+    ApiKeyId
+);
+id_type!(
+    /// A webhook integration of one tenant; the id is the last segment of its webhook URL.
+    IntegrationId
+);

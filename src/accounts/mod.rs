@@ -14,7 +14,7 @@ use crate::records::{
 };
 
 /// A customer account as imported.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountRecord {
     pub source_system: String,
@@ -64,7 +64,7 @@ impl SourceRecord for AccountRecord {
 }
 
 /// A person at a customer, as imported.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactRecord {
     pub source_system: String,

@@ -65,6 +65,12 @@ pub enum AuditAction {
     DataImported,
     /// Any read of personal data; the target says which.
     PersonalDataRead,
+    /// A record created or updated through the API or a webhook; the target names it.
+    DataWritten,
+    ApiKeyCreated,
+    ApiKeyRevoked,
+    IntegrationCreated,
+    IntegrationDisabled,
 }
 
 impl AuditAction {
@@ -87,6 +93,11 @@ impl AuditAction {
             Self::TenantSettingsChanged => "tenant.settings_changed",
             Self::DataImported => "data.imported",
             Self::PersonalDataRead => "personal_data.read",
+            Self::DataWritten => "data.written",
+            Self::ApiKeyCreated => "api_key.created",
+            Self::ApiKeyRevoked => "api_key.revoked",
+            Self::IntegrationCreated => "integration.created",
+            Self::IntegrationDisabled => "integration.disabled",
         }
     }
 }

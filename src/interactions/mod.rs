@@ -20,7 +20,7 @@ use crate::records::{
 pub type InteractionStore = RecordStore<InteractionRecord>;
 
 /// How the conversation reached the company.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Channel {
     Ticket,
@@ -57,7 +57,7 @@ impl fmt::Display for Channel {
 }
 
 /// Who wrote a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthorRole {
     Customer,
@@ -105,7 +105,7 @@ impl std::str::FromStr for Channel {
 }
 
 /// One message of a conversation, as imported.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageRecord {
     pub role: AuthorRole,
@@ -125,7 +125,7 @@ pub struct MessageRecord {
 }
 
 /// An interaction as imported and exported: Rapport's own `jsonl` schema.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InteractionRecord {
     /// The system the interaction comes from (e.g. `zendesk`, `mail`, `phone`).

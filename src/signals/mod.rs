@@ -14,7 +14,7 @@ use crate::records::{
 
 const MAX_TEXT: usize = 1024 * 1024;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SurveyKind {
     /// Net Promoter Score, 0 to 10.
@@ -24,7 +24,7 @@ pub enum SurveyKind {
 }
 
 /// The kind-specific part of a signal.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Signal {
     Survey {
@@ -196,7 +196,7 @@ impl Signal {
 }
 
 /// A signal as imported.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignalRecord {
     pub source_system: String,

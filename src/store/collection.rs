@@ -58,6 +58,24 @@ impl RecordKey for crate::ids::ImportId {
     }
 }
 
+impl RecordKey for crate::ids::ApiKeyId {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        self.to_bytes().to_vec()
+    }
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(Self::from_bytes(bytes.try_into().ok()?))
+    }
+}
+
+impl RecordKey for crate::ids::IntegrationId {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        self.to_bytes().to_vec()
+    }
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(Self::from_bytes(bytes.try_into().ok()?))
+    }
+}
+
 /// An entry of an ordered log: the log's id, then a big-endian sequence number.
 impl RecordKey for (crate::ids::ImportId, u64) {
     fn to_key_bytes(&self) -> Vec<u8> {
@@ -233,6 +251,21 @@ impl<K: RecordKey, T: Serialize + DeserializeOwned> Collection<K, T> {
             });
             result.transpose()
         })
+    }
+
+    /// The records whose keys sort after `after`, in key order: a page that continues where the
+    /// previous one ended (creation order for ULID keys).
+    pub fn scan_after(&self, after: &K) -> impl Iterator<Item = Result<(K, T), StoreError>> + '_ {
+        let start = std::ops::Bound::Excluded(after.to_key_bytes());
+        self.tree
+            .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
+            .filter_map(move |entry| {
+                let result = entry.map_err(StoreError::from).and_then(|(key, sealed)| {
+                    let value = self.open_value(&key, &sealed)?;
+                    Ok(K::from_key_bytes(&key).map(|typed_key| (typed_key, value)))
+                });
+                result.transpose()
+            })
     }
 
     pub fn len(&self) -> usize {

@@ -43,7 +43,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .configure(crate::interactions::routes::routes)
         .configure(crate::accounts::routes::routes)
         .configure(crate::signals::routes::routes)
-        .configure(crate::ingest::routes::routes);
+        .configure(crate::ingest::routes::routes)
+        .configure(crate::api::routes);
 }
 
 fn security_headers(tls: bool) -> DefaultHeaders {

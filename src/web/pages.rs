@@ -73,6 +73,10 @@ fn nav_for(session: &RequestSession, tenant: Option<&Tenant>, active: &str) -> V
         if role.grants(Permission::ViewTenantAudit) {
             links.push((format!("{base}/audit"), "Audit log"));
         }
+        if role.grants(Permission::ManageIntegrations) {
+            links.push((format!("{base}/settings/api-keys"), "API keys"));
+            links.push((format!("{base}/settings/integrations"), "Integrations"));
+        }
     }
     links.push(("/account/password".to_owned(), "Password"));
     links.push(("/account/second-factor".to_owned(), "Two-factor"));

@@ -47,12 +47,16 @@ async fn a_member_of_tenant_a_gets_404_for_every_tenant_b_url() {
         "/t/beta/signals".to_owned(),
         "/t/beta/imports".to_owned(),
         format!("/t/beta/imports/{}", run.id),
+        "/t/beta/settings/api-keys".to_owned(),
+        "/t/beta/settings/integrations".to_owned(),
     ];
     let user_url = format!("/t/beta/users/{}", beta_user.id);
     let post_paths = [
         "/t/beta/users".to_owned(),
         "/t/beta/settings/security".to_owned(),
         "/t/beta/imports".to_owned(),
+        "/t/beta/settings/api-keys".to_owned(),
+        "/t/beta/settings/integrations".to_owned(),
         format!("{user_url}/disable"),
         format!("{user_url}/role"),
         format!("{user_url}/enable"),

@@ -7,6 +7,7 @@
 
 mod helpers;
 
+mod api;
 mod at_rest;
 mod audit;
 mod browser;

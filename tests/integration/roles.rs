@@ -47,6 +47,16 @@ const MATRIX: &[(&str, &str, [Expect; 7])] = &[
         [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
     ),
     (
+        "tenant: api keys",
+        "/t/acme/settings/api-keys",
+        [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "tenant: integrations",
+        "/t/acme/settings/integrations",
+        [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
         "tenant: audit",
         "/t/acme/audit",
         [SignIn, Refused, Refused, Refused, Refused, Allowed, Allowed],
@@ -109,6 +119,18 @@ const POST_MATRIX: &[PostCase] = &[
         "security settings",
         "/t/acme/settings/security",
         &[],
+        [Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "create api key",
+        "/t/acme/settings/api-keys",
+        &[("name", "ETL"), ("scope", "read")],
+        [Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "create integration",
+        "/t/acme/settings/integrations",
+        &[("name", "Desk"), ("kind", "rapport")],
         [Refused, Allowed, Refused, Refused, Refused, Refused],
     ),
 ];

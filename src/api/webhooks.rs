@@ -1,0 +1,525 @@
+//! Signed webhooks: `POST /api/v1/webhooks/{integration}`.
+//!
+//! A tenant admin creates an integration (a name and a body kind: Rapport's `InteractionRecord`
+//! or a Zendesk ticket event) and receives its secret once. The secret is kept in the tenant's
+//! `integrations` collection, sealed like every record, because verifying needs it. A delivery is
+//! accepted only when `X-Rapport-Signature: sha256=<hex>` is `HMAC-SHA256(secret, "<timestamp>.<raw
+//! body>")`, compared in constant time, `X-Rapport-Timestamp` is within five minutes of now, and
+//! the signature has not been seen in the last ten minutes ([`ReplayGuard`], bounded, in memory).
+//! Anything else is 401 and stores nothing. The appliance-scope `integration_directory` maps the
+//! integration id in the URL to its tenant.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Data};
+use actix_web::{HttpRequest, HttpResponse};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::resources::write_record;
+use crate::api::{json, parse_json, read_body, ApiError, Problem};
+use crate::audit::{Actor, AuditAction, AuditEvent};
+use crate::auth::guard::client_address;
+use crate::context::AppContext;
+use crate::crypto;
+use crate::ids::{IntegrationId, TenantId};
+use crate::interactions::InteractionRecord;
+use crate::store::{Collection, Scope, Store, StoreError, WriteSet};
+
+pub const TIMESTAMP_HEADER: &str = "x-rapport-timestamp";
+pub const SIGNATURE_HEADER: &str = "x-rapport-signature";
+/// How far a delivery's timestamp may be from the appliance's clock.
+const TIMESTAMP_TOLERANCE_SECONDS: i64 = 5 * 60;
+/// How long a signature is remembered: twice the tolerance, so a replay is refused for as long as
+/// its timestamp would pass.
+const REPLAY_MEMORY: Duration = Duration::from_secs(10 * 60);
+/// Signatures remembered at most (about 64 bytes each); beyond that deliveries get 503.
+const REPLAY_CAPACITY: usize = 100_000;
+const MAX_NAME: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntegrationError {
+    #[error("an integration name must be 1 to {MAX_NAME} characters without control characters")]
+    InvalidName,
+    #[error("unknown integration kind: use rapport or zendesk")]
+    UnknownKind,
+    #[error("no such integration")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+}
+
+/// The body shape an integration delivers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntegrationKind {
+    /// Rapport's own `InteractionRecord` JSON.
+    Rapport,
+    /// A Zendesk ticket event (see [`crate::api::zendesk`]).
+    Zendesk,
+}
+
+impl IntegrationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rapport => "rapport",
+            Self::Zendesk => "zendesk",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, IntegrationError> {
+        match raw {
+            "rapport" => Ok(Self::Rapport),
+            "zendesk" => Ok(Self::Zendesk),
+            _ => Err(IntegrationError::UnknownKind),
+        }
+    }
+}
+
+/// A webhook integration of one tenant.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Integration {
+    pub id: IntegrationId,
+    pub tenant: TenantId,
+    pub name: String,
+    pub kind: IntegrationKind,
+    /// The signing secret; sealed at rest with the record, never shown after creation.
+    secret: String,
+    pub created: DateTime<Utc>,
+    pub created_by: String,
+    pub disabled: bool,
+}
+
+impl fmt::Debug for Integration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Integration")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Integration {
+    /// The path deliveries are posted to.
+    pub fn webhook_path(&self) -> String {
+        format!("/api/v1/webhooks/{}", self.id)
+    }
+
+    fn actor(&self) -> Actor {
+        Actor {
+            user: None,
+            label: format!("integration {}", self.id),
+        }
+    }
+}
+
+/// A new integration and its secret, shown once.
+pub struct CreatedIntegration {
+    pub integration: Integration,
+    pub secret: String,
+}
+
+/// The integration collections.
+#[derive(Clone)]
+pub struct IntegrationStore {
+    store: Store,
+}
+
+impl IntegrationStore {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    fn directory(&self) -> Result<Collection<IntegrationId, TenantId>, StoreError> {
+        self.store
+            .collection(Scope::Appliance, "integration_directory")
+    }
+
+    fn integrations(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Collection<IntegrationId, Integration>, StoreError> {
+        self.store.collection(Scope::Tenant(tenant), "integrations")
+    }
+
+    pub fn get(
+        &self,
+        tenant: TenantId,
+        id: IntegrationId,
+    ) -> Result<Option<Integration>, StoreError> {
+        self.integrations(tenant)?.get(&id)
+    }
+
+    /// The tenant's integrations, oldest first.
+    pub fn list(&self, tenant: TenantId) -> Result<Vec<Integration>, StoreError> {
+        self.integrations(tenant)?
+            .scan()
+            .map(|entry| entry.map(|(_, integration)| integration))
+            .collect()
+    }
+
+    /// The integration with this id, whatever its tenant.
+    fn find(&self, id: IntegrationId) -> Result<Option<Integration>, StoreError> {
+        match self.directory()?.get(&id)? {
+            Some(tenant) => self.get(tenant, id),
+            None => Ok(None),
+        }
+    }
+
+    fn create(&self, integration: &Integration) -> Result<(), StoreError> {
+        let mut writes = WriteSet::default();
+        writes.put(&self.directory()?, &integration.id, &integration.tenant)?;
+        writes.put(
+            &self.integrations(integration.tenant)?,
+            &integration.id,
+            integration,
+        )?;
+        self.store.commit(writes)
+    }
+
+    fn save(&self, integration: &Integration) -> Result<(), StoreError> {
+        self.integrations(integration.tenant)?
+            .insert(&integration.id, integration)
+    }
+}
+
+/// Creates an integration; the returned secret is the only copy shown. Audited.
+pub fn create_integration(
+    context: &AppContext,
+    actor: &Actor,
+    client: Option<String>,
+    tenant: TenantId,
+    name: &str,
+    kind: IntegrationKind,
+) -> Result<CreatedIntegration, IntegrationError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(IntegrationError::InvalidName);
+    }
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crypto::random_bytes::<32>())
+    );
+    let integration = Integration {
+        id: IntegrationId::new(),
+        tenant,
+        name: name.to_owned(),
+        kind,
+        secret: secret.clone(),
+        created: Utc::now(),
+        created_by: actor.label.clone(),
+        disabled: false,
+    };
+    context.integrations.create(&integration)?;
+    context.audit(
+        AuditEvent::new(
+            Some(tenant),
+            actor.clone(),
+            AuditAction::IntegrationCreated,
+            format!("integration {} ({})", integration.id, kind.as_str()),
+        )
+        .client(client),
+    )?;
+    Ok(CreatedIntegration {
+        integration,
+        secret,
+    })
+}
+
+/// Disables an integration: its deliveries are refused from now on. Audited.
+pub fn disable_integration(
+    context: &AppContext,
+    actor: &Actor,
+    client: Option<String>,
+    tenant: TenantId,
+    id: IntegrationId,
+) -> Result<Integration, IntegrationError> {
+    let mut integration = context
+        .integrations
+        .get(tenant, id)?
+        .ok_or(IntegrationError::NotFound)?;
+    if !integration.disabled {
+        integration.disabled = true;
+        context.integrations.save(&integration)?;
+        context.audit(
+            AuditEvent::new(
+                Some(tenant),
+                actor.clone(),
+                AuditAction::IntegrationDisabled,
+                format!("integration {id}"),
+            )
+            .client(client),
+        )?;
+    }
+    Ok(integration)
+}
+
+/// Why a delivery's signature was refused (logged, never told to the sender in detail).
+#[derive(Debug, PartialEq, Eq)]
+pub enum SignatureError {
+    Malformed,
+    Stale,
+    Mismatch,
+}
+
+/// Checks `signature` (`sha256=<hex>`) over `"<timestamp>.<body>"` under `secret` in constant
+/// time, and that `timestamp` (unix seconds) is within five minutes of `now`.
+pub fn verify_signature(
+    secret: &[u8],
+    timestamp: &str,
+    signature: &str,
+    body: &[u8],
+    now: i64,
+) -> Result<(), SignatureError> {
+    let seconds: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| SignatureError::Malformed)?;
+    if (now - seconds).abs() > TIMESTAMP_TOLERANCE_SECONDS {
+        return Err(SignatureError::Stale);
+    }
+    let presented = signature
+        .trim()
+        .strip_prefix("sha256=")
+        .and_then(|hex_digits| hex::decode(hex_digits).ok())
+        .filter(|bytes| bytes.len() == 32)
+        .ok_or(SignatureError::Malformed)?;
+    let expected = crypto::hmac_sha256(secret, &[timestamp.trim().as_bytes(), b".", body]);
+    if crypto::constant_time_eq(&expected, &presented) {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
+/// Signatures accepted in the last ten minutes, so that a captured delivery cannot be replayed
+/// while its timestamp is still fresh. In memory and bounded: a restart forgets them (a replay
+/// within five minutes of a restart would pass), and when full of live entries new deliveries are
+/// refused with 503 rather than forgetting a live signature.
+#[derive(Default)]
+pub struct ReplayGuard {
+    seen: Mutex<HashMap<[u8; 32], Instant>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReplayVerdict {
+    Fresh,
+    Replayed,
+    Full,
+}
+
+impl ReplayGuard {
+    /// Remembers `signature` and says whether it was new. Hex digits are compared in one case,
+    /// so the same signature in capitals is the same signature.
+    pub fn check(&self, integration: IntegrationId, signature: &str) -> ReplayVerdict {
+        let normalised = signature.trim().to_ascii_lowercase();
+        let digest = crypto::sha256(&[&integration.to_bytes(), normalised.as_bytes()]);
+        let now = Instant::now();
+        let Ok(mut seen) = self.seen.lock() else {
+            return ReplayVerdict::Full;
+        };
+        if let Some(expiry) = seen.get(&digest) {
+            if *expiry > now {
+                return ReplayVerdict::Replayed;
+            }
+        }
+        if seen.len() >= REPLAY_CAPACITY {
+            seen.retain(|_, expiry| *expiry > now);
+            if seen.len() >= REPLAY_CAPACITY {
+                return ReplayVerdict::Full;
+            }
+        }
+        seen.insert(digest, now + REPLAY_MEMORY);
+        ReplayVerdict::Fresh
+    }
+}
+
+/// What a delivery stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Delivered {
+    /// Rapport's id of the interaction.
+    pub id: String,
+    /// `created` or `updated`.
+    pub result: String,
+}
+
+/// A delivery's headers and body, as received.
+pub struct Delivery {
+    pub integration: String,
+    pub timestamp: Option<String>,
+    pub signature: Option<String>,
+    pub body: web::Bytes,
+    pub client: Option<String>,
+}
+
+const REFUSED: &str = "The delivery is not signed correctly, is too old, or was already received.";
+
+/// Verifies and stores one delivery. Blocking.
+pub fn receive_delivery(context: &AppContext, delivery: Delivery) -> Result<Delivered, ApiError> {
+    let refused = ApiError::Unauthorized(REFUSED);
+    let (Some(timestamp), Some(signature)) = (delivery.timestamp, delivery.signature) else {
+        return Err(refused);
+    };
+    let Ok(id) = delivery.integration.parse::<IntegrationId>() else {
+        return Err(refused);
+    };
+    let Some(integration) = context
+        .integrations
+        .find(id)?
+        .filter(|integration| !integration.disabled)
+    else {
+        return Err(refused);
+    };
+    if let Err(reason) = verify_signature(
+        integration.secret.as_bytes(),
+        &timestamp,
+        &signature,
+        &delivery.body,
+        Utc::now().timestamp(),
+    ) {
+        tracing::warn!(integration = %id, ?reason, "webhook delivery refused");
+        return Err(refused);
+    }
+    match context.webhook_replays.check(id, &signature) {
+        ReplayVerdict::Fresh => {}
+        ReplayVerdict::Replayed => {
+            tracing::warn!(integration = %id, "webhook delivery replayed");
+            return Err(refused);
+        }
+        ReplayVerdict::Full => return Err(ApiError::Busy),
+    }
+    let record: InteractionRecord = match integration.kind {
+        IntegrationKind::Rapport => parse_json(&delivery.body)?,
+        IntegrationKind::Zendesk => crate::api::zendesk::to_interaction(&delivery.body)?,
+    };
+    let (stored, created) = write_record(
+        context,
+        &integration.actor(),
+        delivery.client,
+        integration.tenant,
+        &format!("webhook {id}"),
+        record,
+    )?;
+    Ok(Delivered {
+        id: stored.id.to_string(),
+        result: if created { "created" } else { "updated" }.to_owned(),
+    })
+}
+
+fn header(request: &HttpRequest, name: &str) -> Option<String> {
+    request
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Receives one signed delivery: an `InteractionRecord` (integration kind `rapport`) or a
+/// Zendesk ticket event (`zendesk`). Authenticated by its signature, not by an API key.
+#[utoipa::path(post, path = "/api/v1/webhooks/{integration}", tag = "webhooks",
+    params(
+        ("integration" = String, Path, description = "The integration's id"),
+        ("X-Rapport-Timestamp" = String, Header, description = "Unix seconds; within 5 minutes of the appliance's clock"),
+        ("X-Rapport-Signature" = String, Header, description = "`sha256=` and the hex HMAC-SHA256 of `<timestamp>.<raw body>` under the integration's secret"),
+    ),
+    request_body(content = InteractionRecord, description = "For `rapport` integrations; `zendesk` ones take `{\"ticket\": {…}}` (see the README)"),
+    responses(
+        (status = 201, description = "Stored a new interaction", body = Delivered),
+        (status = 200, description = "Updated the interaction with the same source id", body = Delivered),
+        (status = 401, description = "Bad or missing signature, stale timestamp, replay, or unknown integration; nothing stored", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid record; nothing stored", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn receive(
+    request: HttpRequest,
+    context: Data<AppContext>,
+    integration: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let timestamp = header(&request, TIMESTAMP_HEADER);
+    let signature = header(&request, SIGNATURE_HEADER);
+    // An unsigned request is refused before its body is read.
+    if timestamp.is_none() || signature.is_none() {
+        return Err(ApiError::Unauthorized(REFUSED));
+    }
+    let body = read_body(payload).await?;
+    let delivery = Delivery {
+        integration: integration.into_inner(),
+        timestamp,
+        signature,
+        body,
+        client: client_address(&request).map(|ip| ip.to_string()),
+    };
+    let delivered = web::block(move || receive_delivery(&context, delivery)).await??;
+    let status = if delivered.result == "created" {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    json(status, &delivered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
+        format!(
+            "sha256={}",
+            hex::encode(crypto::hmac_sha256(
+                secret,
+                &[timestamp.as_bytes(), b".", body]
+            ))
+        )
+    }
+
+    #[test]
+    fn signatures_are_checked_with_their_timestamp() {
+        let secret = b"whsec_test";
+        let body = br#"{"a":1}"#;
+        let now = 1_800_000_000;
+        let timestamp = now.to_string();
+        let good = sign(secret, &timestamp, body);
+        assert_eq!(
+            verify_signature(secret, &timestamp, &good, body, now),
+            Ok(())
+        );
+        assert_eq!(
+            verify_signature(secret, &timestamp, &good, br#"{"a":2}"#, now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_signature(b"other", &timestamp, &good, body, now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_signature(secret, &timestamp, &good, body, now + 301),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            verify_signature(secret, &timestamp, "sha256=zz", body, now),
+            Err(SignatureError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_signature_is_accepted_once() {
+        let guard = ReplayGuard::default();
+        let id = IntegrationId::new();
+        assert_eq!(guard.check(id, "sha256=ab"), ReplayVerdict::Fresh);
+        assert_eq!(guard.check(id, "sha256=ab"), ReplayVerdict::Replayed);
+        assert_eq!(guard.check(id, " sha256=AB"), ReplayVerdict::Replayed);
+        assert_eq!(
+            guard.check(IntegrationId::new(), "sha256=ab"),
+            ReplayVerdict::Fresh
+        );
+    }
+}
