@@ -5,8 +5,23 @@
 use std::fmt;
 use std::str::FromStr;
 
+use std::sync::Mutex;
+
 use serde::{Deserialize, Serialize};
-use ulid::Ulid;
+use ulid::{Generator, Ulid};
+
+/// ULIDs made within one millisecond are random relative to each other; a generator makes them
+/// increase, so that "newest first" and cursors over ids never skip a record made meanwhile.
+static GENERATOR: Mutex<Generator> = Mutex::new(Generator::new());
+
+fn monotonic_ulid() -> Ulid {
+    GENERATOR
+        .lock()
+        .ok()
+        .and_then(|mut generator| generator.generate().ok())
+        // The generator fails only after 2^80 ids in one millisecond; a random id is then fine.
+        .unwrap_or_else(|| Ulid::from_datetime(std::time::SystemTime::now()))
+}
 
 macro_rules! id_type {
     ($(#[$meta:meta])* $name:ident) => {
@@ -16,8 +31,9 @@ macro_rules! id_type {
         pub struct $name(Ulid);
 
         impl $name {
+            /// A new id, later than every id made before it in this process.
             pub fn new() -> Self {
-                Self(Ulid::new())
+                Self(monotonic_ulid())
             }
 
             /// The 16 big-endian bytes used in record keys; they sort by creation time.

@@ -252,47 +252,13 @@ pub fn pointer_of(field: &str) -> String {
     pointer
 }
 
-/// serde's message without any submitted value: type and value errors keep only what was
-/// expected, unknown variants only the allowed ones.
-fn describe(error: &serde_json::Error) -> String {
-    use serde_json::error::Category;
-    match error.classify() {
-        Category::Syntax => format!(
-            "is not valid JSON (line {}, column {})",
-            error.line(),
-            error.column()
-        ),
-        Category::Eof => "ends before the JSON value is complete".to_owned(),
-        Category::Io => "could not be read".to_owned(),
-        Category::Data => {
-            let text = error.to_string();
-            let text = text.split(" at line ").next().unwrap_or_default();
-            let expected = text
-                .find(", expected ")
-                .map(|position| &text[position..])
-                .unwrap_or_default();
-            for prefix in [
-                "invalid type",
-                "invalid value",
-                "invalid length",
-                "unknown variant",
-            ] {
-                if text.starts_with(prefix) {
-                    return format!("{prefix}{expected}");
-                }
-            }
-            text.to_owned()
-        }
-    }
-}
-
 /// Parses a JSON body, naming the bad field by pointer when it does not fit `T`.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
     let value = parsed.map_err(|error| {
         let path = error.path().to_string();
-        let detail = describe(error.inner());
+        let detail = crate::records::describe_json_error(error.inner());
         let syntax = !error.inner().is_data();
         let field = FieldError {
             pointer: Some(if path == "." || syntax {
@@ -318,7 +284,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             vec![FieldError {
                 pointer: Some(String::new()),
                 parameter: None,
-                detail: describe(&error),
+                detail: crate::records::describe_json_error(&error),
             }],
         )
     })?;

@@ -437,9 +437,10 @@ macro_rules! resource_handlers {
                 payload: web::Payload,
             ) -> Result<HttpResponse, ApiError> {
                 let body = read_body(payload).await?;
-                let record: $record = parse_json(&body)?;
                 let actor = access.key.actor();
+                // Parsing up to 16 MiB of JSON is CPU work: it runs on the blocking pool too.
                 let (stored, created) = web::block(move || {
+                    let record: $record = parse_json(&body)?;
                     write_record(&context, &actor, access.client, access.key.tenant, "api", record)
                 })
                 .await??;

@@ -284,7 +284,7 @@ pub fn verify_signature(
         .trim()
         .parse()
         .map_err(|_| SignatureError::Malformed)?;
-    if (now - seconds).abs() > TIMESTAMP_TOLERANCE_SECONDS {
+    if now.abs_diff(seconds) > TIMESTAMP_TOLERANCE_SECONDS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     let presented = signature
@@ -340,6 +340,16 @@ impl ReplayGuard {
         }
         seen.insert(digest, now + REPLAY_MEMORY);
         ReplayVerdict::Fresh
+    }
+
+    /// Forgets `signature` again: its delivery was not stored, so the sender's retry of the same
+    /// signed request must not be taken for a replay.
+    pub fn forget(&self, integration: IntegrationId, signature: &str) {
+        let normalised = signature.trim().to_ascii_lowercase();
+        let digest = crypto::sha256(&[&integration.to_bytes(), normalised.as_bytes()]);
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.remove(&digest);
+        }
     }
 }
 
@@ -397,18 +407,23 @@ pub fn receive_delivery(context: &AppContext, delivery: Delivery) -> Result<Deli
         }
         ReplayVerdict::Full => return Err(ApiError::Busy),
     }
-    let record: InteractionRecord = match integration.kind {
-        IntegrationKind::Rapport => parse_json(&delivery.body)?,
-        IntegrationKind::Zendesk => crate::api::zendesk::to_interaction(&delivery.body)?,
-    };
-    let (stored, created) = write_record(
-        context,
-        &integration.actor(),
-        delivery.client,
-        integration.tenant,
-        &format!("webhook {id}"),
-        record,
-    )?;
+    // The signature is held while the delivery is stored, and released if storing fails.
+    let stored = (|| {
+        let record: InteractionRecord = match integration.kind {
+            IntegrationKind::Rapport => parse_json(&delivery.body)?,
+            IntegrationKind::Zendesk => crate::api::zendesk::to_interaction(&delivery.body)?,
+        };
+        write_record(
+            context,
+            &integration.actor(),
+            delivery.client,
+            integration.tenant,
+            &format!("webhook {id}"),
+            record,
+        )
+    })();
+    let (stored, created) =
+        stored.inspect_err(|_| context.webhook_replays.forget(id, &signature))?;
     Ok(Delivered {
         id: stored.id.to_string(),
         result: if created { "created" } else { "updated" }.to_owned(),
@@ -446,8 +461,22 @@ pub async fn receive(
 ) -> Result<HttpResponse, ApiError> {
     let timestamp = header(&request, TIMESTAMP_HEADER);
     let signature = header(&request, SIGNATURE_HEADER);
-    // An unsigned request is refused before its body is read.
+    // An unsigned request, or one for no enabled integration, is refused before its body is
+    // read, so that strangers cannot make the appliance read megabytes.
     if timestamp.is_none() || signature.is_none() {
+        return Err(ApiError::Unauthorized(REFUSED));
+    }
+    let known = match integration.parse::<IntegrationId>() {
+        Ok(id) => {
+            let lookup = context.clone();
+            web::block(move || lookup.integrations.find(id))
+                .await
+                .map_err(|_| ApiError::Internal("background work was interrupted".to_owned()))??
+                .is_some_and(|found| !found.disabled)
+        }
+        Err(_) => false,
+    };
+    if !known {
         return Err(ApiError::Unauthorized(REFUSED));
     }
     let body = read_body(payload).await?;

@@ -18,18 +18,9 @@ pub(crate) fn reject(line: u64, field: Option<String>, message: impl Into<String
     }
 }
 
-/// serde's messages name the field but may quote the value; keep the part before any quote of
-/// input (`invalid type: string "…"`) so that no personal data reaches a report.
+/// serde's message without the submitted value; see [`crate::records::describe_json_error`].
 pub fn describe(error: &serde_json::Error) -> String {
-    let text = error.to_string();
-    let kept = match text.find(": string \"") {
-        Some(position) => format!("{}: a string", &text[..position]),
-        None => text,
-    };
-    kept.split(" at line ")
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+    crate::records::describe_json_error(error)
 }
 
 /// The field a serde error is about: its path, and for a missing field the field itself
@@ -118,15 +109,20 @@ pub fn values<T: serde::de::DeserializeOwned>(
             continue;
         }
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        return Some(
-            serde_path_to_error::deserialize(&mut deserializer)
-                .map(|value| (line_number, value))
-                .map_err(|error| {
-                    let path = error.path().to_string();
-                    let message = describe(error.inner());
-                    reject(line_number, field_of(&path, &message), message)
-                }),
-        );
+        let parsed = serde_path_to_error::deserialize(&mut deserializer)
+            .map_err(|error| {
+                let path = error.path().to_string();
+                let message = describe(error.inner());
+                reject(line_number, field_of(&path, &message), message)
+            })
+            .and_then(|value| {
+                // One value per line: anything after it is an error, not silently dropped.
+                deserializer
+                    .end()
+                    .map(|()| (line_number, value))
+                    .map_err(|_| reject(line_number, None, "has text after its JSON value"))
+            });
+        return Some(parsed);
     })
 }
 
@@ -157,6 +153,10 @@ mod tests {
             (3, Some("channel"))
         );
         assert!(channel.message.contains("unknown variant"), "{channel}");
+        assert!(
+            !channel.message.contains("fax"),
+            "the rejected value was echoed: {channel}"
+        );
         let email = results[2].as_ref().unwrap_err();
         assert_eq!(
             (email.line, email.field.as_deref()),

@@ -64,6 +64,21 @@ pub enum IngestError {
     Audit(#[from] crate::audit::AuditError),
 }
 
+impl IngestError {
+    /// A short, content-free name of the failure, for logs (the error itself may name a file
+    /// that an uploader chose).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Read { .. } => "read",
+            Self::Write(_) => "write",
+            Self::FileChanged { .. } => "file changed",
+            Self::Store(StoreError::DiskFull { .. }) => "disk full",
+            Self::Store(_) => "store",
+            Self::Audit(_) => "audit",
+        }
+    }
+}
+
 /// The file formats `rapport import` reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -294,29 +309,15 @@ struct Writer<'a, R: SourceRecord> {
 impl<R: SourceRecord> Writer<'_, R> {
     fn add(&mut self, record: R) -> Result<(), IngestError> {
         let key = record.source_key();
-        let now = Utc::now();
+        // A record repeated within the batch replaces its pending copy and is counted once.
         if let Some((pending, _)) = self.batch.pending.get_mut(&key) {
             pending.record = record;
-            pending.updated = now;
-            self.updated += 1;
+            pending.updated = Utc::now();
             return Ok(());
         }
         let existing = self.records.find_by_source(self.tenant, &key)?;
         let is_new = existing.is_none();
-        let stored = match &existing {
-            Some(previous) => Stored {
-                id: previous.id,
-                record,
-                first_imported: previous.first_imported,
-                updated: now,
-            },
-            None => Stored {
-                id: RecordId::new(),
-                record,
-                first_imported: now,
-                updated: now,
-            },
-        };
+        let stored = Stored::next_version(existing.as_ref(), record);
         if is_new {
             self.imported += 1;
         } else {
@@ -335,6 +336,13 @@ impl<R: SourceRecord> Writer<'_, R> {
         if self.batch.order.is_empty() {
             return Ok(());
         }
+        let store = self.context.store.clone();
+        store
+            .lock_scope(Scope::Tenant(self.tenant))
+            .run(|| self.write_batch())
+    }
+
+    fn write_batch(&mut self) -> Result<(), IngestError> {
         let records = self.records.records(self.tenant)?;
         let sources = self.records.sources(self.tenant)?;
         let journal = journal::<R>(self.context, self.tenant)?;
@@ -559,7 +567,11 @@ fn import_kind<R: SourceRecord>(
     run.updated = writer.updated;
     run.state = ImportState::Committed;
     let run = finish(context, tenant, actor, run)?;
-    discard_journal::<R>(context, tenant.id, run.id)?;
+    // The import is committed; a journal left behind by a failure here is only garbage (a
+    // committed run is never rolled back), so it is reported, not turned into an error.
+    if let Err(error) = discard_journal::<R>(context, tenant.id, run.id) {
+        tracing::warn!(import = %run.id, %error, "journal of a committed import not removed");
+    }
     Ok(run)
 }
 
@@ -596,20 +608,17 @@ fn finish(
     Ok(run)
 }
 
-/// The journal entries of `run`, oldest first.
-fn journal_entries<R: SourceRecord>(
-    context: &AppContext,
-    tenant: TenantId,
+/// The sequence numbers of `run`'s journal entries, oldest first: keys only, so that even a
+/// run over millions of records needs a few bytes per record here. The journal is keyed by run
+/// first, so this reads nothing of other runs (of any record kind).
+fn journal_sequence<R: SourceRecord>(
+    journal: &Collection<(ImportId, u64), JournalEntry<R>>,
     run: ImportId,
-) -> Result<Vec<(u64, JournalEntry<R>)>, StoreError> {
-    let mut entries = Vec::new();
-    for entry in journal::<R>(context, tenant)?.scan() {
-        let ((owner, seq), value) = entry?;
-        if owner == run {
-            entries.push((seq, value));
-        }
-    }
-    Ok(entries)
+) -> Result<Vec<u64>, StoreError> {
+    journal
+        .keys_with_prefix(&run.to_bytes())
+        .map(|key| key.map(|(_, seq)| seq))
+        .collect()
 }
 
 fn discard_journal<R: SourceRecord>(
@@ -618,10 +627,10 @@ fn discard_journal<R: SourceRecord>(
     run: ImportId,
 ) -> Result<(), StoreError> {
     let journal = journal::<R>(context, tenant)?;
-    let entries = journal_entries::<R>(context, tenant, run)?;
-    for chunk in entries.chunks(BATCH_SIZE) {
+    let sequence = journal_sequence(&journal, run)?;
+    for chunk in sequence.chunks(BATCH_SIZE) {
         let mut writes = WriteSet::default();
-        for (seq, _) in chunk {
+        for seq in chunk {
             writes.remove(&journal, &(run, *seq));
         }
         context.store.commit(writes)?;
@@ -640,29 +649,34 @@ fn roll_back<R: SourceRecord>(
     let sources = store.sources(tenant)?;
     let journal = journal::<R>(context, tenant)?;
     let search = SearchIndex::new(context.store.clone());
-    let mut entries = journal_entries::<R>(context, tenant, run)?;
-    entries.reverse();
-    for chunk in entries.chunks(BATCH_SIZE) {
-        let mut writes = WriteSet::default();
-        let mut index = search.batch(tenant)?;
-        for (seq, entry) in chunk {
-            if let Some(previous) = &entry.previous {
-                writes.put(&records, &entry.record, previous)?;
-                let texts = previous.record.search_texts();
-                if texts.is_empty() {
-                    index.retire(&mut writes, entry.record)?;
+    let mut sequence = journal_sequence(&journal, run)?;
+    sequence.reverse();
+    for chunk in sequence.chunks(BATCH_SIZE) {
+        context.store.lock_scope(Scope::Tenant(tenant)).run(|| {
+            let mut writes = WriteSet::default();
+            let mut index = search.batch(tenant)?;
+            for seq in chunk {
+                let Some(entry) = journal.get(&(run, *seq))? else {
+                    continue;
+                };
+                if let Some(previous) = &entry.previous {
+                    writes.put(&records, &entry.record, previous)?;
+                    let texts = previous.record.search_texts();
+                    if texts.is_empty() {
+                        index.retire(&mut writes, entry.record)?;
+                    } else {
+                        index.add(&mut writes, entry.record, &texts)?;
+                    }
                 } else {
-                    index.add(&mut writes, entry.record, &texts)?;
+                    writes.remove(&records, &entry.record);
+                    writes.release(&sources, &entry.source_key);
+                    index.retire(&mut writes, entry.record)?;
                 }
-            } else {
-                writes.remove(&records, &entry.record);
-                writes.release(&sources, &entry.source_key);
-                index.retire(&mut writes, entry.record)?;
+                writes.remove(&journal, &(run, *seq));
             }
-            writes.remove(&journal, &(run, *seq));
-        }
-        index.finish(&mut writes)?;
-        context.store.commit(writes)?;
+            index.finish(&mut writes)?;
+            context.store.commit(writes)
+        })?;
     }
     Ok(())
 }

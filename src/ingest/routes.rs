@@ -333,14 +333,29 @@ async fn read_upload(
     context: &Data<AppContext>,
     multipart: &mut Multipart,
 ) -> Result<UploadFields, AppError> {
+    // One file and a few small fields: together with the per-file limit this bounds the whole
+    // request, also when it arrives chunked without a Content-Length.
+    const MAX_PARTS: usize = 8;
     let mut fields = UploadFields::default();
+    let mut parts = 0;
     while let Some(field) = multipart.next().await {
+        parts += 1;
+        if parts > MAX_PARTS {
+            return Err(AppError::BadRequest(format!(
+                "The upload has more than {MAX_PARTS} form parts; send one file with its format."
+            )));
+        }
         let mut field = field.map_err(|error| bad_upload(&error))?;
         match field.name().unwrap_or_default() {
             "format" => fields.format = Some(read_small_field(&mut field).await?),
             "skip_invalid" => {
                 let value = read_small_field(&mut field).await?;
                 fields.skip_invalid = !value.is_empty() && value != "0" && value != "false";
+            }
+            "file" if fields.file.is_some() => {
+                return Err(AppError::BadRequest(
+                    "The upload holds more than one file; import one file at a time.".to_owned(),
+                ));
             }
             "file" => {
                 let name = clean_file_name(
@@ -462,7 +477,7 @@ fn run_upload(context: &AppContext, job: UploadJob) {
     match result {
         Ok(_) => live.finish(id),
         Err(error) => {
-            tracing::error!(import = %id, %error, "console import failed");
+            tracing::error!(import = %id, kind = error.kind(), "console import failed");
             live.fail(
                 id,
                 "The import stopped on an error; nothing of it was kept. The operator can find the cause in the service log.".to_owned(),

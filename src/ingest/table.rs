@@ -301,11 +301,16 @@ fn map_header(record: &csv::ByteRecord, columns: &[Column]) -> Result<Vec<usize>
             .trim();
         let Some(position) = columns.iter().position(|column| column.name == name) else {
             let known: Vec<&str> = columns.iter().map(|column| column.name).collect();
-            // A header names a column, not a person: it may be repeated.
-            return Err(header_error(
-                name,
-                &format!("is not a known column (known: {})", known.join(", ")),
-            ));
+            // Named by position: a file without a header row would put a person's data here.
+            return Err(Rejection {
+                line: 1,
+                field: None,
+                message: format!(
+                    "header column {} is not a known column (known: {})",
+                    index + 1,
+                    known.join(", ")
+                ),
+            });
         };
         if mapping.contains(&position) {
             return Err(header_error(name, "appears twice in the header"));
@@ -390,7 +395,10 @@ mod tests {
     fn unknown_duplicate_and_missing_columns_are_named() {
         let unknown = read("id,colour\n1,red\n");
         let error = unknown[0].as_ref().unwrap_err();
-        assert_eq!((error.line, error.field.as_deref()), (1, Some("colour")));
+        // Named by position, never by its text, which could be a person's data.
+        assert_eq!((error.line, error.field.as_deref()), (1, None));
+        assert!(error.message.starts_with("header column 2 is not a known column"), "{error}");
+        assert!(!error.to_string().contains("colour"));
         assert_eq!(unknown.len(), 1);
         let missing = read("when\n2026-01-01\n");
         assert_eq!(

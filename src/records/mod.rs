@@ -138,6 +138,20 @@ impl<R: SourceRecord> RecordStore<R> {
     }
 }
 
+impl<R> Stored<R> {
+    /// The next stored version of `record`: a new id and first-import time when there is no
+    /// `previous` version, else the previous ones; updated now.
+    pub fn next_version(previous: Option<&Stored<R>>, record: R) -> Self {
+        let now = Utc::now();
+        Self {
+            id: previous.map_or_else(RecordId::new, |previous| previous.id),
+            record,
+            first_imported: previous.map_or(now, |previous| previous.first_imported),
+            updated: now,
+        }
+    }
+}
+
 /// The records of one kind, per tenant, with the blind index from source key to record.
 pub struct RecordStore<R> {
     store: Store,
@@ -190,35 +204,29 @@ impl<R: SourceRecord> RecordStore<R> {
     /// Creates the record, or updates the one with the same source key; true when created.
     /// The caller has validated the record (see [`SourceRecord::problems`]).
     pub fn upsert(&self, tenant: TenantId, record: R) -> Result<(Stored<R>, bool), StoreError> {
-        let key = record.source_key();
-        let now = chrono::Utc::now();
-        let existing = self.find_by_source(tenant, &key)?;
-        let created = existing.is_none();
-        let stored = Stored {
-            id: existing
-                .as_ref()
-                .map_or_else(RecordId::new, |previous| previous.id),
-            record,
-            first_imported: existing
-                .as_ref()
-                .map_or(now, |previous| previous.first_imported),
-            updated: now,
-        };
-        let mut writes = crate::store::WriteSet::default();
-        writes.put(&self.records(tenant)?, &stored.id, &stored)?;
-        if created {
-            writes.claim(&self.sources(tenant)?, &key, &stored.id)?;
-        }
-        let texts = stored.record.search_texts();
-        if !texts.is_empty() {
-            crate::search::SearchIndex::new(self.store.clone()).stage(
-                &mut writes,
-                tenant,
-                &[(stored.id, texts)],
-            )?;
-        }
-        self.store.commit(writes)?;
-        Ok((stored, created))
+        // Read, stage and commit under the tenant's writer lock, so that a concurrent import
+        // batch or upsert never stages its index changes from the same stale read.
+        self.store.lock_scope(Scope::Tenant(tenant)).run(|| {
+            let key = record.source_key();
+            let existing = self.find_by_source(tenant, &key)?;
+            let created = existing.is_none();
+            let stored = Stored::next_version(existing.as_ref(), record);
+            let mut writes = crate::store::WriteSet::default();
+            writes.put(&self.records(tenant)?, &stored.id, &stored)?;
+            if created {
+                writes.claim(&self.sources(tenant)?, &key, &stored.id)?;
+            }
+            let texts = stored.record.search_texts();
+            if !texts.is_empty() {
+                crate::search::SearchIndex::new(self.store.clone()).stage(
+                    &mut writes,
+                    tenant,
+                    &[(stored.id, texts)],
+                )?;
+            }
+            self.store.commit(writes)?;
+            Ok((stored, created))
+        })
     }
 
     pub fn count(&self, tenant: TenantId) -> Result<usize, StoreError> {
@@ -287,5 +295,40 @@ pub fn check_optional(problems: &mut Vec<FieldProblem>, field: &str, value: Opti
 pub fn check_email(problems: &mut Vec<FieldProblem>, field: &str, value: Option<&String>) {
     if value.is_some_and(|email| crate::users::Email::parse(email).is_err()) {
         problems.push(FieldProblem::new(field, "is not a valid e-mail address"));
+    }
+}
+
+/// serde's message without any submitted value (it may be personal data, and messages reach
+/// reports, pages and API errors): type and value errors keep only what was expected, unknown
+/// variants only the allowed ones. Every JSON reader of imported data uses this one.
+pub fn describe_json_error(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match error.classify() {
+        Category::Syntax => format!(
+            "is not valid JSON (line {}, column {})",
+            error.line(),
+            error.column()
+        ),
+        Category::Eof => "ends before the JSON value is complete".to_owned(),
+        Category::Io => "could not be read".to_owned(),
+        Category::Data => {
+            let text = error.to_string();
+            let text = text.split(" at line ").next().unwrap_or_default();
+            let expected = text
+                .find(", expected ")
+                .map(|position| &text[position..])
+                .unwrap_or_default();
+            for prefix in [
+                "invalid type",
+                "invalid value",
+                "invalid length",
+                "unknown variant",
+            ] {
+                if text.starts_with(prefix) {
+                    return format!("{prefix}{expected}");
+                }
+            }
+            text.to_owned()
+        }
     }
 }

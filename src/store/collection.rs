@@ -150,8 +150,20 @@ fn encode<T: Serialize>(collection: &str, value: &T) -> Result<Zeroizing<Vec<u8>
 fn decode<T: DeserializeOwned>(collection: &str, bytes: &[u8]) -> Result<T, StoreError> {
     rmp_serde::from_slice(bytes).map_err(|error| StoreError::Decode {
         collection: collection.to_owned(),
-        message: error.to_string(),
+        message: decode_problem(&error),
     })
+}
+
+/// What went wrong decoding a record, without the decoded values: serde's own messages can quote
+/// them, and this error travels to logs.
+fn decode_problem(error: &rmp_serde::decode::Error) -> String {
+    use rmp_serde::decode::Error;
+    match error {
+        Error::Syntax(_) | Error::Uncategorized(_) => {
+            "its fields do not match the record type".to_owned()
+        }
+        structural => structural.to_string(),
+    }
 }
 
 /// Records of one type in one scope, sealed under that scope's data key.
@@ -266,6 +278,18 @@ impl<K: RecordKey, T: Serialize + DeserializeOwned> Collection<K, T> {
                 });
                 result.transpose()
             })
+    }
+
+    /// The keys that start with `prefix`'s bytes, in key order, without opening any value.
+    pub fn keys_with_prefix<'a>(
+        &'a self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<K, StoreError>> + 'a {
+        self.tree.scan_prefix(prefix).keys().filter_map(|key| {
+            key.map_err(StoreError::from)
+                .map(|bytes| K::from_key_bytes(&bytes))
+                .transpose()
+        })
     }
 
     pub fn len(&self) -> usize {

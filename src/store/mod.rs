@@ -108,6 +108,23 @@ impl fmt::Display for Scope {
     }
 }
 
+/// Held while a scope's read-then-write sequence runs; see [`Store::lock_scope`].
+pub struct ScopeWriteGuard {
+    lock: Arc<std::sync::Mutex<()>>,
+}
+
+impl ScopeWriteGuard {
+    /// Runs `work` while holding the scope's lock.
+    pub fn run<T>(&self, work: impl FnOnce() -> T) -> T {
+        // A poisoned lock only means another writer panicked; the data is in the store, not here.
+        let _held = self
+            .lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        work()
+    }
+}
+
 /// Whether [`Store::open`] may create a new database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpenMode {
@@ -125,6 +142,8 @@ pub struct StoreSettings {
 
 pub(crate) struct Shared {
     db: sled::Db,
+    /// One lock per scope for writers that read before they write (index staging, upserts).
+    writers: std::sync::Mutex<HashMap<Scope, Arc<std::sync::Mutex<()>>>>,
     data_dir: PathBuf,
     min_free_disk_bytes: u64,
     master: MasterKey,
@@ -164,6 +183,7 @@ impl Store {
                 data_dir: settings.data_dir.clone(),
                 min_free_disk_bytes: settings.min_free_disk_bytes,
                 master,
+                writers: std::sync::Mutex::new(HashMap::new()),
                 scopes: RwLock::new(HashMap::new()),
             }),
         };
@@ -275,6 +295,19 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// Serialises read-then-write sequences within `scope` (an import batch, an API upsert, a
+    /// rollback), so that two writers never stage changes from the same stale read. Hold the
+    /// guard from the first read until the commit returns.
+    pub fn lock_scope(&self, scope: Scope) -> ScopeWriteGuard {
+        let lock = self
+            .shared
+            .writers
+            .lock()
+            .map(|mut locks| Arc::clone(locks.entry(scope).or_default()))
+            .unwrap_or_default();
+        ScopeWriteGuard { lock }
     }
 
     /// A number never handed out before, not even across restarts (sled's id generator).

@@ -605,7 +605,7 @@ fn usage_figures_are_keyed_by_account_metric_and_period() {
         ("2026-10-01".to_owned(), "2026-10-31".to_owned())
     );
 
-    // A column the format does not know refuses the file, naming the column.
+    // A column the format does not know refuses the file, naming the column by its position.
     let instance = instance();
     let path = instance.dir.path().join("usage-extra.csv");
     std::fs::write(
@@ -616,7 +616,7 @@ fn usage_figures_are_keyed_by_account_metric_and_period() {
     let output = instance.import("acme", "usage", &path, &[]);
     assert!(!output.status.success());
     assert!(
-        stderr(&output).contains("rejected: line 1, field seats: is not a known column"),
+        stderr(&output).contains("rejected: line 1: header column 6 is not a known column"),
         "{}",
         stderr(&output)
     );
