@@ -27,7 +27,6 @@ const MAX_LIMIT: usize = 200;
 /// Records examined for one page at most: a sparse filter over a large tenant answers with what
 /// it found so far and a `next_cursor`, instead of decrypting the whole tenant in one request.
 const MAX_SCANNED_PER_PAGE: usize = 5000;
-const SIGNAL_KINDS: [&str; 6] = ["survey", "usage", "bug", "review", "lead", "external"];
 
 /// A stored record as the API returns it: the import schema plus Rapport's id and times.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -128,7 +127,7 @@ impl ListQuery {
                     }
                 }
                 "kind" => {
-                    if SIGNAL_KINDS.contains(&value.as_str()) {
+                    if crate::signals::KINDS.contains(&value.as_str()) {
                         parsed.kind = Some(value);
                     } else {
                         errors.push(FieldError::parameter(

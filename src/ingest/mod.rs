@@ -694,6 +694,25 @@ fn roll_back_run(
     }
 }
 
+/// Undoes run `id` of `tenant` if it is still marked running (its thread died); a run that
+/// finished is left alone.
+pub fn roll_back_abandoned(
+    context: &AppContext,
+    tenant: &Tenant,
+    id: ImportId,
+) -> Result<(), IngestError> {
+    let Some(mut run) = runs(context, tenant.id)?.get(&id)? else {
+        return Ok(());
+    };
+    if run.state != ImportState::Running {
+        return Ok(());
+    }
+    roll_back_run(context, tenant.id, &run)?;
+    run.state = ImportState::RolledBack;
+    finish(context, tenant, &Actor::system(), run)?;
+    Ok(())
+}
+
 /// Undoes imports that were cut off (found still running when the database opens). Returns how
 /// many were rolled back.
 pub fn recover_interrupted(context: &AppContext) -> Result<usize, IngestError> {

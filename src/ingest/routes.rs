@@ -472,16 +472,27 @@ fn run_upload(context: &AppContext, job: UploadJob) {
         path: Path::new(&name),
         skip_invalid,
     };
-    let result = ingest::import_from_source(context, &request, &spool, id, &mut progress);
+    // A panic in a parser must not leave the run half-written and "running" until a restart.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ingest::import_from_source(context, &request, &spool, id, &mut progress)
+    }));
     drop(spool);
-    match result {
-        Ok(_) => live.finish(id),
-        Err(error) => {
-            tracing::error!(import = %id, kind = error.kind(), "console import failed");
-            live.fail(
-                id,
-                "The import stopped on an error; nothing of it was kept. The operator can find the cause in the service log.".to_owned(),
-            );
+    let failure = match result {
+        Ok(Ok(_)) => {
+            live.finish(id);
+            return;
         }
-    }
+        Ok(Err(error)) => error.kind(),
+        Err(_) => {
+            if let Err(error) = ingest::roll_back_abandoned(context, &tenant, id) {
+                tracing::error!(import = %id, kind = error.kind(), "abandoned import not rolled back");
+            }
+            "panic"
+        }
+    };
+    tracing::error!(import = %id, kind = failure, "console import failed");
+    live.fail(
+        id,
+        "The import stopped on an error; nothing of it was kept. The operator can find the cause in the service log.".to_owned(),
+    );
 }

@@ -397,7 +397,12 @@ mod tests {
         let error = unknown[0].as_ref().unwrap_err();
         // Named by position, never by its text, which could be a person's data.
         assert_eq!((error.line, error.field.as_deref()), (1, None));
-        assert!(error.message.starts_with("header column 2 is not a known column"), "{error}");
+        assert!(
+            error
+                .message
+                .starts_with("header column 2 is not a known column"),
+            "{error}"
+        );
         assert!(!error.to_string().contains("colour"));
         assert_eq!(unknown.len(), 1);
         let missing = read("when\n2026-01-01\n");
