@@ -12,7 +12,7 @@
 //! share a keyed token, and chunk sizes — not the words, and not which record a document number
 //! belongs to (that mapping is sealed).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use rustc_hash::FxHashMap;
 
@@ -72,8 +72,8 @@ fn plain_words(text: &str) -> impl Iterator<Item = String> + '_ {
         })
 }
 
-/// A chunk of one token's postings: document numbers (ascending, delta varints) with term
-/// frequencies.
+/// A chunk of one token's postings: document numbers (ascending, delta varints), each with its
+/// term frequency and its document's length, so ranking needs no per-document lookup.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Postings {
     #[serde(with = "serde_bytes")]
@@ -81,20 +81,21 @@ struct Postings {
 }
 
 impl Postings {
-    fn encode(mut entries: Vec<(u64, u8)>) -> Self {
-        entries.sort_unstable();
-        let mut encoded = Vec::with_capacity(entries.len() * 3);
+    fn encode(mut entries: Vec<Posting>) -> Self {
+        entries.sort_unstable_by_key(|posting| posting.document);
+        let mut encoded = Vec::with_capacity(entries.len() * 4);
         let mut previous = 0u64;
-        for (document, frequency) in entries {
-            encoded.extend_from_slice(&(document - previous).encode_var_vec());
-            encoded.push(frequency);
-            previous = document;
+        for posting in entries {
+            encoded.extend_from_slice(&(posting.document - previous).encode_var_vec());
+            encoded.push(posting.frequency);
+            encoded.extend_from_slice(&posting.length.encode_var_vec());
+            previous = posting.document;
         }
         Self { encoded }
     }
 
-    fn decode(&self) -> Vec<(u64, u8)> {
-        let mut entries = Vec::new();
+    /// Calls `visit` for each posting, without building a list.
+    fn for_each(&self, mut visit: impl FnMut(Posting)) {
         let mut position = 0;
         let mut document = 0u64;
         while position < self.encoded.len() {
@@ -106,11 +107,35 @@ impl Postings {
                 break;
             };
             position += 1;
+            let Some((length, read)) = u32::decode_var(&self.encoded[position..]) else {
+                break;
+            };
+            position += read;
             document += delta;
-            entries.push((document, frequency));
+            visit(Posting {
+                document,
+                frequency,
+                length,
+            });
         }
+    }
+
+    #[cfg(test)]
+    fn decode(&self) -> Vec<Posting> {
+        let mut entries = Vec::new();
+        self.for_each(|posting| entries.push(posting));
         entries
     }
+}
+
+/// One document's occurrence of a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Posting {
+    document: u64,
+    /// Occurrences in the document, capped at 255.
+    frequency: u8,
+    /// The document's indexed words, for BM25's length normalisation.
+    length: u32,
 }
 
 /// One indexed version of a record.
@@ -213,42 +238,51 @@ impl SearchIndex {
         let live = stats.documents.max(1) as f32;
         let average_length = (stats.total_length as f32 / live).max(1.0);
         let unique: HashSet<String> = words(query).collect();
-        // Per document: the (idf, term frequency) of each query word it contains.
-        let mut per_document: HashMap<u64, Vec<(f32, f32)>> = HashMap::new();
+        // BM25 summed per document straight from the postings (they carry the lengths).
+        let mut scores: FxHashMap<u64, f32> = FxHashMap::default();
         for word in unique {
             let token = trees.tokens.pseudonym(&word);
-            let mut entries = Vec::new();
-            for chunk in trees.postings.scan_prefix(&token) {
-                entries.extend(chunk?.1.decode());
+            let chunks: Vec<Postings> = trees
+                .postings
+                .scan_prefix(&token)
+                .map(|chunk| chunk.map(|(_, postings)| postings))
+                .collect::<Result<_, _>>()?;
+            let mut frequency = 0usize;
+            for chunk in &chunks {
+                chunk.for_each(|_| frequency += 1);
             }
-            let frequency = entries.len() as f32;
+            let frequency = frequency as f32;
             let idf = ((live - frequency + 0.5) / (frequency + 0.5) + 1.0).ln();
-            for (document, term_frequency) in entries {
-                per_document
-                    .entry(document)
-                    .or_default()
-                    .push((idf, f32::from(term_frequency)));
+            for chunk in &chunks {
+                chunk.for_each(|posting| {
+                    let tf = f32::from(posting.frequency);
+                    let normaliser = 1.0 - B + B * (posting.length as f32 / average_length);
+                    *scores.entry(posting.document).or_default() +=
+                        idf * tf * (K1 + 1.0) / (tf + K1 * normaliser);
+                });
             }
         }
-        // BM25 per live document; retired versions have no document entry and are skipped.
-        let mut hits = Vec::new();
-        for (document, terms) in per_document {
-            let Some(entry) = trees.documents.get(&document)? else {
-                continue;
-            };
-            let normaliser = 1.0 - B + B * (entry.length as f32 / average_length);
-            let score = terms
-                .iter()
-                .map(|(idf, tf)| idf * tf * (K1 + 1.0) / (tf + K1 * normaliser))
-                .sum();
-            hits.push(Hit {
-                record: entry.record,
-                score,
-            });
+        // Best first; only as many documents are resolved as it takes to find `limit` live ones
+        // (retired versions have no document entry any more and are passed over).
+        let mut ranked: Vec<(u64, f32)> = scores.into_iter().collect();
+        ranked.sort_unstable_by(|left, right| right.1.total_cmp(&left.1));
+        let mut hits = Vec::with_capacity(limit);
+        let mut retired = 0usize;
+        for (document, score) in &ranked {
+            if hits.len() == limit {
+                break;
+            }
+            match trees.documents.get(document)? {
+                Some(entry) => hits.push(Hit {
+                    record: entry.record,
+                    score: *score,
+                }),
+                None => retired += 1,
+            }
         }
-        let matched = hits.len();
-        hits.sort_by(|left, right| right.score.total_cmp(&left.score));
-        hits.truncate(limit);
+        // Counted without resolving every document, so retired versions beyond the page are
+        // included: an upper bound, shown as "about".
+        let matched = ranked.len() - retired;
         Ok((hits, matched))
     }
 }
@@ -259,7 +293,7 @@ pub struct IndexBatch {
     store: Store,
     trees: Trees,
     stats: Stats,
-    postings: FxHashMap<[u8; 32], Vec<(u64, u8)>>,
+    postings: FxHashMap<[u8; 32], Vec<Posting>>,
     /// Documents created in this batch, by record, with their lengths.
     staged: FxHashMap<RecordId, (u64, u32)>,
     chunk: Option<u64>,
@@ -272,7 +306,7 @@ impl IndexBatch {
     pub fn retire(&mut self, writes: &mut WriteSet, record: RecordId) -> Result<(), StoreError> {
         if let Some((document, length)) = self.staged.remove(&record) {
             for entries in self.postings.values_mut() {
-                entries.retain(|(staged, _)| *staged != document);
+                entries.retain(|posting| posting.document != document);
             }
             writes.remove(&self.trees.documents, &document);
             self.stats.documents = self.stats.documents.saturating_sub(1);
@@ -320,10 +354,11 @@ impl IndexBatch {
                 token
             };
             let capped = u8::try_from(frequency).unwrap_or(u8::MAX);
-            self.postings
-                .entry(token)
-                .or_default()
-                .push((document, capped));
+            self.postings.entry(token).or_default().push(Posting {
+                document,
+                frequency: capped,
+                length,
+            });
         }
         writes.put(
             &self.trees.documents,
@@ -497,9 +532,18 @@ mod tests {
 
     #[test]
     fn postings_round_trip_through_their_encoding() {
-        let entries = vec![(900, 3), (5, 1), (70_000_000_000, 255)];
+        let posting = |document, frequency, length| Posting {
+            document,
+            frequency,
+            length,
+        };
+        let entries = vec![
+            posting(900, 3, 40),
+            posting(5, 1, 7),
+            posting(70_000_000_000, 255, 100_000),
+        ];
         let mut sorted = entries.clone();
-        sorted.sort_unstable();
+        sorted.sort_unstable_by_key(|p| p.document);
         assert_eq!(Postings::encode(entries).decode(), sorted);
     }
 
