@@ -46,14 +46,7 @@ impl fmt::Display for AppError {
 
 impl AppError {
     pub fn internal(cause: &dyn std::error::Error) -> Self {
-        let mut text = cause.to_string();
-        let mut source = cause.source();
-        while let Some(inner) = source {
-            text.push_str(": ");
-            text.push_str(&inner.to_string());
-            source = inner.source();
-        }
-        Self::Internal(text)
+        Self::Internal(cause_chain(cause))
     }
 
     fn public_message(&self) -> String {
@@ -101,6 +94,19 @@ struct ErrorPage {
     status: u16,
     heading: &'static str,
     message: String,
+}
+
+/// An error and its sources as one line, for the service log (domain errors carry no tenant
+/// content, so neither does this).
+pub fn cause_chain(cause: &dyn std::error::Error) -> String {
+    let mut text = cause.to_string();
+    let mut source = cause.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
 }
 
 impl ResponseError for AppError {
@@ -201,6 +207,30 @@ impl From<AuthError> for AppError {
             AuthError::Store(store) => store.into(),
             AuthError::Audit(audit) => audit.into(),
             AuthError::Hash(hash) => Self::internal(&hash),
+            other => Self::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::api::keys::ApiKeyError> for AppError {
+    fn from(error: crate::api::keys::ApiKeyError) -> Self {
+        use crate::api::keys::ApiKeyError;
+        match error {
+            ApiKeyError::Store(store) => store.into(),
+            ApiKeyError::Audit(audit) => audit.into(),
+            ApiKeyError::NotFound => Self::NotFound,
+            other => Self::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::api::webhooks::IntegrationError> for AppError {
+    fn from(error: crate::api::webhooks::IntegrationError) -> Self {
+        use crate::api::webhooks::IntegrationError;
+        match error {
+            IntegrationError::Store(store) => store.into(),
+            IntegrationError::Audit(audit) => audit.into(),
+            IntegrationError::NotFound => Self::NotFound,
             other => Self::BadRequest(other.to_string()),
         }
     }

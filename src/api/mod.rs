@@ -111,14 +111,7 @@ impl fmt::Display for ApiError {
 
 impl ApiError {
     pub fn internal(cause: &dyn std::error::Error) -> Self {
-        let mut text = cause.to_string();
-        let mut source = cause.source();
-        while let Some(inner) = source {
-            text.push_str(": ");
-            text.push_str(&inner.to_string());
-            source = inner.source();
-        }
-        Self::Internal(text)
+        Self::Internal(crate::error::cause_chain(cause))
     }
 
     fn slug_and_title(&self) -> (&'static str, &'static str) {

@@ -208,13 +208,7 @@ async fn keys_revoke(
             client,
             access.tenant.id,
             id,
-        )
-        .map_err(|error| match error {
-            ApiKeyError::Store(store) => store.into(),
-            ApiKeyError::Audit(audit) => audit.into(),
-            ApiKeyError::NotFound => AppError::NotFound,
-            other => AppError::BadRequest(other.to_string()),
-        })?;
+        )?;
         push_flash(
             &context,
             &access.session,
@@ -400,13 +394,7 @@ async fn integrations_disable(
             client,
             access.tenant.id,
             id,
-        )
-        .map_err(|error| match error {
-            IntegrationError::Store(store) => store.into(),
-            IntegrationError::Audit(audit) => audit.into(),
-            IntegrationError::NotFound => AppError::NotFound,
-            other => AppError::BadRequest(other.to_string()),
-        })?;
+        )?;
         push_flash(
             &context,
             &access.session,
