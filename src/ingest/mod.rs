@@ -3,8 +3,8 @@
 //! An import reads its file twice, streaming (a file of any size never sits in memory): the first
 //! pass validates every record and collects what is wrong with which line and field; the second
 //! writes the valid records in batches, each batch one transaction. Unless `--skip-invalid` is
-//! given, any invalid record means nothing is written. Every batch also writes an undo journal
-//! entry per touched interaction (its previous version, or "new") in the same transaction, so an
+//! given, any invalid record means nothing is written. Every batch also writes its undo journal
+//! (each touched record's previous version, or "new") in the same transaction, so an
 //! import cut off by a crash or `kill -9` is rolled back when the database is next opened: an
 //! import commits whole or not at all. Re-importing the same source ids updates, never duplicates.
 
@@ -37,8 +37,8 @@ use crate::context::AppContext;
 use crate::ids::{ImportId, RecordId, TenantId};
 use crate::interactions::InteractionRecord;
 use crate::records::{RecordKind, RecordStore, SourceRecord, Stored};
-use crate::search::SearchIndex;
-use crate::store::{Collection, Scope, StoreError, WriteSet};
+use crate::search::{SearchIndex, Vocabulary};
+use crate::store::{BlindIndex, Collection, Scope, StoreError, WriteSet};
 use crate::tenants::Tenant;
 
 /// Records written per transaction: large enough that a batch's search postings (one chunk per
@@ -205,8 +205,20 @@ pub struct Progress {
 struct JournalEntry<R> {
     record: RecordId,
     source_key: String,
+    /// When the import wrote its version. A rollback undoes the record only while it still
+    /// holds that version, so a later write by someone else (the API, another import, an
+    /// erasure) is never undone or resurrected.
+    written: DateTime<Utc>,
     /// The version before the import; `None` when the import created the record.
     previous: Option<Stored<R>>,
+}
+
+/// The journal of one write batch: one sealed value per batch, written in the batch's
+/// transaction.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(bound = "R: SourceRecord")]
+struct JournalBatch<R> {
+    entries: Vec<JournalEntry<R>>,
 }
 
 fn runs(
@@ -219,7 +231,7 @@ fn runs(
 fn journal<R: SourceRecord>(
     context: &AppContext,
     tenant: TenantId,
-) -> Result<Collection<(ImportId, u64), JournalEntry<R>>, StoreError> {
+) -> Result<Collection<(ImportId, u64), JournalBatch<R>>, StoreError> {
     context
         .store
         .collection(Scope::Tenant(tenant), "import_journal")
@@ -288,50 +300,70 @@ fn open_records<R>(
     Ok((parser(source, Box::new(reader)), count, total))
 }
 
-/// The records of one batch, keyed by source so that a record repeated within the batch updates
+/// The records of one batch, keyed by source so that a record repeated within the batch replaces
 /// its earlier copy.
 struct Batch<R> {
     order: Vec<String>,
-    pending: HashMap<String, (Stored<R>, bool)>,
+    pending: HashMap<String, R>,
 }
 
+/// Writes an import's records in batches: each batch's records, source claims, search index
+/// entries and undo journal in one transaction, under the tenant's writer lock.
 struct Writer<'a, R: SourceRecord> {
     context: &'a AppContext,
-    records: RecordStore<R>,
     tenant: TenantId,
     run: ImportId,
-    journal_seq: u64,
+    records: Collection<RecordId, Stored<R>>,
+    sources: BlindIndex<RecordId>,
+    journal: Collection<(ImportId, u64), JournalBatch<R>>,
+    search: SearchIndex,
+    /// Terms met by earlier batches, with their keyed tokens.
+    vocabulary: Vocabulary,
+    batches: u64,
     imported: u64,
     updated: u64,
     batch: Batch<R>,
 }
 
-impl<R: SourceRecord> Writer<'_, R> {
+impl<'a, R: SourceRecord> Writer<'a, R> {
+    fn new(context: &'a AppContext, tenant: TenantId, run: ImportId) -> Result<Self, StoreError> {
+        let store = RecordStore::<R>::new(context.store.clone());
+        Ok(Self {
+            context,
+            tenant,
+            run,
+            records: store.records(tenant)?,
+            sources: store.sources(tenant)?,
+            journal: journal::<R>(context, tenant)?,
+            search: SearchIndex::new(context.store.clone()),
+            vocabulary: Vocabulary::default(),
+            batches: 0,
+            imported: 0,
+            updated: 0,
+            batch: Batch {
+                order: Vec::new(),
+                pending: HashMap::new(),
+            },
+        })
+    }
+
     fn add(&mut self, record: R) -> Result<(), IngestError> {
         let key = record.source_key();
         // A record repeated within the batch replaces its pending copy and is counted once.
-        if let Some((pending, _)) = self.batch.pending.get_mut(&key) {
-            pending.record = record;
-            pending.updated = Utc::now();
+        if let Some(pending) = self.batch.pending.get_mut(&key) {
+            *pending = record;
             return Ok(());
         }
-        let existing = self.records.find_by_source(self.tenant, &key)?;
-        let is_new = existing.is_none();
-        let stored = Stored::next_version(existing.as_ref(), record);
-        if is_new {
-            self.imported += 1;
-        } else {
-            self.updated += 1;
-        }
         self.batch.order.push(key.clone());
-        self.batch.pending.insert(key, (stored, is_new));
+        self.batch.pending.insert(key, record);
         if self.batch.order.len() >= BATCH_SIZE {
             self.flush()?;
         }
         Ok(())
     }
 
-    /// Writes the batch, its source claims and its undo journal in one transaction.
+    /// Writes the pending batch. Whether each record is new is decided under the tenant's
+    /// writer lock, so a record created meanwhile through the API is updated, not claimed twice.
     fn flush(&mut self) -> Result<(), IngestError> {
         if self.batch.order.is_empty() {
             return Ok(());
@@ -343,43 +375,48 @@ impl<R: SourceRecord> Writer<'_, R> {
     }
 
     fn write_batch(&mut self) -> Result<(), IngestError> {
-        let records = self.records.records(self.tenant)?;
-        let sources = self.records.sources(self.tenant)?;
-        let journal = journal::<R>(self.context, self.tenant)?;
         let mut writes = WriteSet::default();
-        let mut written = Vec::with_capacity(self.batch.order.len());
+        let vocabulary = std::mem::take(&mut self.vocabulary);
+        let mut index = self.search.batch_with(self.tenant, vocabulary)?;
+        let mut entries = Vec::with_capacity(self.batch.order.len());
         for key in std::mem::take(&mut self.batch.order) {
-            let Some((stored, is_new)) = self.batch.pending.remove(&key) else {
+            let Some(record) = self.batch.pending.remove(&key) else {
                 continue;
             };
-            let previous = if is_new {
-                writes.claim(&sources, &key, &stored.id)?;
-                None
-            } else {
-                records.get(&stored.id)?
+            let previous = match self.sources.get(&key)? {
+                Some(id) => self.records.get(&id)?,
+                None => None,
             };
-            self.journal_seq += 1;
-            writes.put(
-                &journal,
-                &(self.run, self.journal_seq),
-                &JournalEntry {
-                    record: stored.id,
-                    source_key: key,
-                    previous,
-                },
-            )?;
-            writes.put(&records, &stored.id, &stored)?;
-            written.push(stored);
+            let stored = Stored::next_version(previous.as_ref(), record);
+            let texts = stored.record.search_texts();
+            if previous.is_none() {
+                self.imported += 1;
+                writes.claim(&self.sources, &key, &stored.id)?;
+                if !texts.is_empty() {
+                    index.add_new(&mut writes, stored.id, &texts)?;
+                }
+            } else {
+                self.updated += 1;
+                if texts.is_empty() {
+                    index.retire(&mut writes, stored.id)?;
+                } else {
+                    index.add(&mut writes, stored.id, &texts)?;
+                }
+            }
+            writes.put(&self.records, &stored.id, &stored)?;
+            entries.push(JournalEntry {
+                record: stored.id,
+                source_key: key,
+                written: stored.updated,
+                previous,
+            });
         }
-        let searchable: Vec<(RecordId, Vec<&str>)> = written
-            .iter()
-            .map(|stored| (stored.id, stored.record.search_texts()))
-            .filter(|(_, texts)| !texts.is_empty())
-            .collect();
-        SearchIndex::new(self.context.store.clone()).stage(
-            &mut writes,
-            self.tenant,
-            &searchable,
+        self.vocabulary = index.finish(&mut writes)?;
+        self.batches += 1;
+        writes.put(
+            &self.journal,
+            &(self.run, self.batches),
+            &JournalBatch { entries },
         )?;
         self.context.store.commit(writes)?;
         Ok(())
@@ -515,19 +552,7 @@ fn import_kind<R: SourceRecord>(
 
     // Pass 2: write, with the undo journal, under a run that recovery can find.
     runs(context, tenant.id)?.insert(&run.id, &run)?;
-    let mut writer = Writer {
-        context,
-        records: RecordStore::<R>::new(context.store.clone()),
-        tenant: tenant.id,
-        run: run.id,
-        journal_seq: 0,
-        imported: 0,
-        updated: 0,
-        batch: Batch {
-            order: Vec::new(),
-            pending: HashMap::new(),
-        },
-    };
+    let mut writer = Writer::<R>::new(context, tenant.id, run.id)?;
     let written = (|| -> Result<(), IngestError> {
         let (records, bytes, total_bytes) = open_records(parser, path, source)?;
         let mut seen = 0u64;
@@ -608,11 +633,10 @@ fn finish(
     Ok(run)
 }
 
-/// The sequence numbers of `run`'s journal entries, oldest first: keys only, so that even a
-/// run over millions of records needs a few bytes per record here. The journal is keyed by run
-/// first, so this reads nothing of other runs (of any record kind).
+/// The sequence numbers of `run`'s journal batches, oldest first: keys only. The journal is
+/// keyed by run first, so this reads nothing of other runs (of any record kind).
 fn journal_sequence<R: SourceRecord>(
-    journal: &Collection<(ImportId, u64), JournalEntry<R>>,
+    journal: &Collection<(ImportId, u64), JournalBatch<R>>,
     run: ImportId,
 ) -> Result<Vec<u64>, StoreError> {
     journal
@@ -639,6 +663,7 @@ fn discard_journal<R: SourceRecord>(
 }
 
 /// Restores every record the run touched to its version before the run, newest change first.
+/// A record that no longer holds the run's version (changed or erased since) is left as it is.
 fn roll_back<R: SourceRecord>(
     context: &AppContext,
     tenant: TenantId,
@@ -651,14 +676,20 @@ fn roll_back<R: SourceRecord>(
     let search = SearchIndex::new(context.store.clone());
     let mut sequence = journal_sequence(&journal, run)?;
     sequence.reverse();
-    for chunk in sequence.chunks(BATCH_SIZE) {
+    for seq in sequence {
         context.store.lock_scope(Scope::Tenant(tenant)).run(|| {
+            let Some(batch) = journal.get(&(run, seq))? else {
+                return Ok(());
+            };
             let mut writes = WriteSet::default();
             let mut index = search.batch(tenant)?;
-            for seq in chunk {
-                let Some(entry) = journal.get(&(run, *seq))? else {
+            for entry in batch.entries.iter().rev() {
+                let holds_run_version = records
+                    .get(&entry.record)?
+                    .is_some_and(|current| current.updated == entry.written);
+                if !holds_run_version {
                     continue;
-                };
+                }
                 if let Some(previous) = &entry.previous {
                     writes.put(&records, &entry.record, previous)?;
                     let texts = previous.record.search_texts();
@@ -672,8 +703,8 @@ fn roll_back<R: SourceRecord>(
                     writes.release(&sources, &entry.source_key);
                     index.retire(&mut writes, entry.record)?;
                 }
-                writes.remove(&journal, &(run, *seq));
             }
+            writes.remove(&journal, &(run, seq));
             index.finish(&mut writes)?;
             context.store.commit(writes)
         })?;

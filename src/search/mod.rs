@@ -33,7 +33,7 @@ const B: f32 = 0.75;
 const MAX_TOKEN_CHARS: usize = 40;
 const STATS_KEY: &str = "stats";
 
-/// Words too common to be worth an index entry.
+/// Words too common to be worth an index entry, sorted (searched by bisection).
 const STOP_WORDS: &[&str] = &[
     "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "i",
     "if", "in", "is", "it", "its", "me", "my", "no", "not", "of", "on", "or", "our", "so", "that",
@@ -43,33 +43,57 @@ const STOP_WORDS: &[&str] = &[
 
 /// The searchable terms of `text`, normalised, in order (with repeats): its words, and each
 /// e-mail address as one more term, so that an address finds its own messages first.
-pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    // Most texts hold no address; skip the second scan for them.
-    let candidates = if text.contains('@') { text } else { "" };
-    let addresses = candidates
-        .split(|c: char| c.is_whitespace() || "<>()[],;:\"'".contains(c))
-        .map(|part| part.trim_matches(|c: char| !c.is_alphanumeric()))
-        .filter(|part| {
-            part.chars().count() <= 254
-                && part
-                    .split_once('@')
-                    .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
-        })
-        .map(str::to_lowercase);
-    plain_words(text).chain(addresses)
+pub fn words(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for_each_term(text, &mut String::new(), |term| found.push(term.to_owned()));
+    found
 }
 
-fn plain_words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|word| {
-            let length = word.chars().count();
-            (1..=MAX_TOKEN_CHARS).contains(&length)
-        })
-        .map(str::to_lowercase)
-        .filter(|word| {
-            (word.chars().count() > 1 || word.chars().all(char::is_numeric))
-                && !STOP_WORDS.contains(&word.as_str())
-        })
+/// Calls `visit` with each searchable term of `text` (see [`words`]), normalised into `scratch`
+/// so that the common case allocates nothing. Indexing and querying both go through here, so a
+/// query's terms always match the indexed ones.
+pub fn for_each_term(text: &str, scratch: &mut String, mut visit: impl FnMut(&str)) {
+    for word in text.split(|c: char| !c.is_alphanumeric()) {
+        if word.is_empty() {
+            continue;
+        }
+        scratch.clear();
+        if word.is_ascii() {
+            if word.len() > MAX_TOKEN_CHARS {
+                continue;
+            }
+            scratch.push_str(word);
+            scratch.make_ascii_lowercase();
+        } else {
+            if word.chars().count() > MAX_TOKEN_CHARS {
+                continue;
+            }
+            scratch.extend(word.chars().flat_map(char::to_lowercase));
+        }
+        let single = scratch.chars().nth(1).is_none();
+        if (single && !scratch.chars().all(char::is_numeric))
+            || STOP_WORDS.binary_search(&scratch.as_str()).is_ok()
+        {
+            continue;
+        }
+        visit(scratch);
+    }
+    // Most texts hold no address; skip the second scan for them.
+    if !text.contains('@') {
+        return;
+    }
+    for part in text.split(|c: char| c.is_whitespace() || "<>()[],;:\"'".contains(c)) {
+        let part = part.trim_matches(|c: char| !c.is_alphanumeric());
+        let is_address = part.chars().count() <= 254
+            && part
+                .split_once('@')
+                .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+        if is_address {
+            scratch.clear();
+            scratch.extend(part.chars().flat_map(char::to_lowercase));
+            visit(scratch);
+        }
+    }
 }
 
 /// A chunk of one token's postings: document numbers (ascending, delta varints), each with its
@@ -193,8 +217,25 @@ impl SearchIndex {
 
     /// Starts staging index changes for `tenant`; see [`IndexBatch`].
     pub fn batch(&self, tenant: TenantId) -> Result<IndexBatch, StoreError> {
+        self.batch_with(tenant, Vocabulary::default())
+    }
+
+    /// Like [`SearchIndex::batch`], reusing the terms (and their keyed tokens) that earlier
+    /// batches of the same writer met: a bulk import repeats most of its vocabulary from batch
+    /// to batch. Get the vocabulary back with [`IndexBatch::finish`].
+    pub fn batch_with(
+        &self,
+        tenant: TenantId,
+        mut vocabulary: Vocabulary,
+    ) -> Result<IndexBatch, StoreError> {
         let trees = self.trees(tenant)?;
         let stats = trees.stats.get(&STATS_KEY)?.unwrap_or_default();
+        if vocabulary.tenant != Some(tenant) || vocabulary.tokens.len() > MAX_VOCABULARY {
+            vocabulary = Vocabulary {
+                tenant: Some(tenant),
+                ..Vocabulary::default()
+            };
+        }
         Ok(IndexBatch {
             store: self.store.clone(),
             trees,
@@ -202,7 +243,9 @@ impl SearchIndex {
             postings: FxHashMap::default(),
             staged: FxHashMap::default(),
             chunk: None,
-            tokens: FxHashMap::default(),
+            vocabulary,
+            scratch: String::new(),
+            document_terms: Vec::new(),
         })
     }
 
@@ -221,7 +264,7 @@ impl SearchIndex {
         for (record, texts) in records {
             batch.add(writes, *record, texts)?;
         }
-        batch.finish(writes)
+        batch.finish(writes).map(drop)
     }
 
     /// The best `limit` records for `query`, best first, and how many records matched at all.
@@ -237,7 +280,7 @@ impl SearchIndex {
         let stats = trees.stats.get(&STATS_KEY)?.unwrap_or_default();
         let live = stats.documents.max(1) as f32;
         let average_length = (stats.total_length as f32 / live).max(1.0);
-        let unique: HashSet<String> = words(query).collect();
+        let unique: HashSet<String> = words(query).into_iter().collect();
         // BM25 summed per document straight from the postings (they carry the lengths).
         let mut scores: FxHashMap<u64, f32> = FxHashMap::default();
         for word in unique {
@@ -287,18 +330,34 @@ impl SearchIndex {
     }
 }
 
+/// Terms met by a writer, each with its keyed token, numbered so that a batch's postings are
+/// grouped by a small integer instead of a string. Bounded: a writer whose vocabulary outgrows
+/// [`MAX_VOCABULARY`] starts a fresh one with its next batch.
+#[derive(Default)]
+pub struct Vocabulary {
+    tenant: Option<TenantId>,
+    ids: FxHashMap<Box<str>, u32>,
+    tokens: Vec<[u8; 32]>,
+}
+
+/// Terms a [`Vocabulary`] keeps before it is dropped (about 100 bytes each).
+const MAX_VOCABULARY: usize = 500_000;
+
 /// Index changes staged into one [`WriteSet`]: new versions, retirements, and the totals, written
 /// by [`IndexBatch::finish`]. A record changed twice in one batch keeps only its last version.
 pub struct IndexBatch {
     store: Store,
     trees: Trees,
     stats: Stats,
-    postings: FxHashMap<[u8; 32], Vec<Posting>>,
+    /// Postings by term number (see [`Vocabulary`]).
+    postings: FxHashMap<u32, Vec<Posting>>,
     /// Documents created in this batch, by record, with their lengths.
     staged: FxHashMap<RecordId, (u64, u32)>,
     chunk: Option<u64>,
-    /// Tokens already computed in this batch: a batch repeats most of its vocabulary.
-    tokens: FxHashMap<String, [u8; 32]>,
+    vocabulary: Vocabulary,
+    /// Reused buffers: a normalised word, and one document's term numbers.
+    scratch: String,
+    document_terms: Vec<u32>,
 }
 
 impl IndexBatch {
@@ -327,6 +386,17 @@ impl IndexBatch {
         Ok(())
     }
 
+    /// Indexes `texts` for `record`, which has no indexed version yet (its writer just created
+    /// it): unlike [`IndexBatch::add`], no lookup for an earlier version to retire.
+    pub fn add_new(
+        &mut self,
+        writes: &mut WriteSet,
+        record: RecordId,
+        texts: &[&str],
+    ) -> Result<(), StoreError> {
+        self.index(writes, record, texts)
+    }
+
     /// Indexes `texts` as the new version of `record`.
     pub fn add(
         &mut self,
@@ -335,28 +405,46 @@ impl IndexBatch {
         texts: &[&str],
     ) -> Result<(), StoreError> {
         self.retire(writes, record)?;
+        self.index(writes, record, texts)
+    }
+
+    fn index(
+        &mut self,
+        writes: &mut WriteSet,
+        record: RecordId,
+        texts: &[&str],
+    ) -> Result<(), StoreError> {
         let document = self.store.generate_id()?;
         self.chunk.get_or_insert(document);
-        let mut frequencies: FxHashMap<String, u32> = FxHashMap::default();
-        let mut length = 0u32;
+        // Each word becomes its term number; sorting groups repeats for counting.
+        let Self {
+            trees,
+            vocabulary,
+            scratch,
+            document_terms,
+            ..
+        } = self;
+        document_terms.clear();
         for text in texts {
-            for word in words(text) {
-                length = length.saturating_add(1);
-                *frequencies.entry(word).or_default() += 1;
-            }
+            for_each_term(text, scratch, |term| {
+                let id = if let Some(id) = vocabulary.ids.get(term) {
+                    *id
+                } else {
+                    let id = u32::try_from(vocabulary.tokens.len()).unwrap_or(u32::MAX);
+                    vocabulary.tokens.push(trees.tokens.pseudonym(term));
+                    vocabulary.ids.insert(term.into(), id);
+                    id
+                };
+                document_terms.push(id);
+            });
         }
-        for (word, frequency) in frequencies {
-            let token = if let Some(token) = self.tokens.get(&word) {
-                *token
-            } else {
-                let token = self.trees.tokens.pseudonym(&word);
-                self.tokens.insert(word, token);
-                token
-            };
-            let capped = u8::try_from(frequency).unwrap_or(u8::MAX);
-            self.postings.entry(token).or_default().push(Posting {
+        let length = u32::try_from(document_terms.len()).unwrap_or(u32::MAX);
+        document_terms.sort_unstable();
+        for run in document_terms.chunk_by(|left, right| left == right) {
+            let frequency = u8::try_from(run.len()).unwrap_or(u8::MAX);
+            self.postings.entry(run[0]).or_default().push(Posting {
                 document,
-                frequency: capped,
+                frequency,
                 length,
             });
         }
@@ -372,14 +460,16 @@ impl IndexBatch {
         Ok(())
     }
 
-    /// Writes the batch's postings (one chunk per token) and the updated totals.
-    pub fn finish(self, writes: &mut WriteSet) -> Result<(), StoreError> {
+    /// Writes the batch's postings (one chunk per token) and the updated totals; returns the
+    /// vocabulary for the writer's next batch.
+    pub fn finish(self, writes: &mut WriteSet) -> Result<Vocabulary, StoreError> {
         let chunk = match self.chunk {
             Some(chunk) => chunk,
             None => self.store.generate_id()?,
         };
-        for (token, entries) in self.postings {
+        for (term, entries) in self.postings {
             if !entries.is_empty() {
+                let token = self.vocabulary.tokens[term as usize];
                 writes.put(
                     &self.trees.postings,
                     &(token, chunk),
@@ -388,7 +478,7 @@ impl IndexBatch {
             }
         }
         writes.put(&self.trees.stats, &STATS_KEY, &self.stats)?;
-        Ok(())
+        Ok(self.vocabulary)
     }
 }
 
@@ -415,7 +505,7 @@ pub fn find(
     limit: usize,
 ) -> Result<Results, StoreError> {
     let (hits, matched) = SearchIndex::new(context.store.clone()).search(tenant, query, limit)?;
-    let wanted: HashSet<String> = words(query).collect();
+    let wanted: HashSet<String> = words(query).into_iter().collect();
     let mut items = Vec::with_capacity(hits.len());
     for hit in hits {
         let Some(interaction) = context.interactions.get(tenant, hit.record)? else {
@@ -430,7 +520,7 @@ pub fn find(
         let message = record
             .messages
             .iter()
-            .find(|m| words(&m.text).any(|w| wanted.contains(&w)))
+            .find(|m| words(&m.text).iter().any(|w| wanted.contains(w)))
             .or_else(|| record.messages.first());
         items.push(ResultItem {
             id: interaction.id,
@@ -458,7 +548,7 @@ pub struct Segment {
 /// Splits `text` into segments, marking the words that match `query` (for highlighting). At most
 /// `max_words` words around the first match are kept, with an ellipsis where text was cut.
 pub fn highlight(text: &str, query: &str, max_words: usize) -> Vec<Segment> {
-    let wanted: HashSet<String> = words(query).collect();
+    let wanted: HashSet<String> = words(query).into_iter().collect();
     // Split into alternating word and separator runs, keeping every character.
     let mut runs: Vec<(String, bool)> = Vec::new();
     for c in text.chars() {
@@ -521,9 +611,9 @@ mod tests {
 
     #[test]
     fn words_are_normalised_and_stop_words_dropped() {
-        let found: Vec<String> = words("The Card was DECLINED, twice: café-Zürich 42 a").collect();
+        let found = words("The Card was DECLINED, twice: café-Zürich 42 a");
         assert_eq!(found, ["card", "declined", "twice", "café", "zürich", "42"]);
-        let with_address: Vec<String> = words("Mail <Tom@Contoso.example>.").collect();
+        let with_address = words("Mail <Tom@Contoso.example>.");
         assert_eq!(
             with_address,
             ["mail", "tom", "contoso", "example", "tom@contoso.example"]
