@@ -30,7 +30,7 @@ pub use checks::{
 };
 pub use redact::{redact, PlaceholderMap, RedactionMode};
 
-/// The kinds of personal data the detector knows. The snake_case names are stable: they appear in
+/// The kinds of personal data the detector knows. The `snake_case` names are stable: they appear in
 /// `rapport pii scan` output and in evaluation fixtures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,7 +65,7 @@ impl PiiType {
         Self::Person,
     ];
 
-    /// The stable snake_case name (`date_of_birth`).
+    /// The stable `snake_case` name (`date_of_birth`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Email => "email",

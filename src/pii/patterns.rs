@@ -319,22 +319,20 @@ fn window_after(text: &str, start: usize, max_bytes: usize) -> &str {
 /// Whether a number may start at `start`: not glued to a word, a sign, or a decimal point.
 fn free_on_left(text: &str, start: usize) -> bool {
     match char_before(text, start) {
-        None => true,
         Some(c) if c.is_alphanumeric() || "+_/@\\".contains(c) => false,
         Some('.' | ',' | ':') => !char_before(text, start - 1).is_some_and(|c| c.is_ascii_digit()),
-        Some(_) => true,
+        _ => true,
     }
 }
 
 /// Whether a number may end at `end`: not glued to a word, or continued after a point.
 fn free_on_right(text: &str, end: usize) -> bool {
     match char_after(text, end) {
-        None => true,
         Some(c) if c.is_alphanumeric() || "_/@\\".contains(c) => false,
         Some('.' | ',' | ':' | '-') => {
             !char_after(text, end + 1).is_some_and(|c| c.is_ascii_digit())
         }
-        Some(_) => true,
+        _ => true,
     }
 }
 

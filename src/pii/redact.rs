@@ -209,7 +209,7 @@ impl fmt::Debug for PlaceholderMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PlaceholderMap")
             .field("placeholders", &self.originals.len())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
