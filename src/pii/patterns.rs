@@ -77,7 +77,7 @@ static DATE_MONTH_DAY: LazyLock<Regex> = LazyLock::new(|| {
     ))
 });
 static BIRTH_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
-    pattern(r"(?i)\b(?:born|d\.?o\.?b|date\s+of\s+birth|birth\s*date|birthday|b-day)\b")
+    pattern(r"(?i)\b(?:born|d\.?o\.?b|date\s+of\s+birth|birth\s*date|birthday|b-day)\b\.?")
 });
 
 const STREET_TYPES: &str = "Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Boulevard|Blvd|Way|Court|Ct|Place|Pl|Close|Crescent|Cres|Terrace|Square|Sq|Highway|Hwy|Parkway|Pkwy|Gardens|Grove|Row|Mews|Circle|Cir|Trail|Walk";
@@ -1143,6 +1143,10 @@ mod tests {
         assert_eq!(
             found("Date of birth March 14, 1979."),
             one(PiiType::DateOfBirth, "March 14, 1979")
+        );
+        assert_eq!(
+            found("D.O.B. 02.11.1975"),
+            one(PiiType::DateOfBirth, "02.11.1975")
         );
         assert_eq!(
             found("1985-04-12 is my birthday"),
