@@ -96,6 +96,9 @@ enum Command {
     /// Measure performance on a throw-away instance and print the figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Find personal data in text.
+    #[command(subcommand)]
+    Pii(PiiCommand),
     /// Export every interaction of a tenant in the import schema.
     Export {
         #[command(flatten)]
@@ -216,6 +219,22 @@ enum BenchCommand {
 }
 
 #[derive(Subcommand)]
+enum PiiCommand {
+    /// Read JSON lines with a `text` field on standard input and write, per line,
+    /// {"findings": [{"type", "start", "end", "confidence"}]} with offsets in characters. A
+    /// malformed line gets {"error": "line N: …"} in its place and an error on standard error;
+    /// the other lines are still scanned, and the command then exits non-zero.
+    Scan {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also find the names of this tenant's (slug) contacts. Opens the database, so the
+        /// server must be stopped; without it, only the configuration is read.
+        #[arg(long, value_name = "SLUG")]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ApikeyCommand {
     /// Create an API key; the key is printed once, as the last word of the output.
     Create {
@@ -287,6 +306,9 @@ pub fn run() -> ExitCode {
             scopes,
             name,
         }) => apikey_create(&config.path, &tenant, &scopes, &name),
+        Command::Pii(PiiCommand::Scan { config, tenant }) => {
+            pii_scan(&config.path, tenant.as_deref())
+        }
         Command::Import {
             config,
             tenant,
@@ -719,6 +741,32 @@ fn export(config: &Path, slug: &str, out: Option<&Path>) -> Outcome {
     };
     let count = ingest::export_jsonl(&context, &Actor::cli(), &tenant, &mut writer)?;
     eprintln!("exported {count} interaction(s)");
+    Ok(())
+}
+
+fn pii_scan(config_path: &Path, tenant: Option<&str>) -> Outcome {
+    let detector = if let Some(slug) = tenant {
+        let context = open(config_path)?;
+        let tenant = find_tenant(&context, slug)?;
+        crate::pii::tenant_detector(&context, &Actor::cli(), &tenant)?
+    } else {
+        crate::telemetry::init_for_command();
+        Config::load(config_path)?;
+        crate::pii::Detector::default()
+    };
+    let mut input = std::io::stdin().lock();
+    let mut output = std::io::BufWriter::new(std::io::stdout().lock());
+    let report =
+        crate::pii::scan::scan_json_lines(&detector, &mut input, &mut output, &mut |error| {
+            eprintln!("error: {error}");
+        })?;
+    if report.failed > 0 {
+        return Err(Failure(format!(
+            "{} of {} line(s) could not be scanned",
+            report.failed,
+            report.failed + report.scanned
+        )));
+    }
     Ok(())
 }
 

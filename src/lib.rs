@@ -17,6 +17,7 @@ pub mod ids;
 pub mod ingest;
 pub mod init;
 pub mod interactions;
+pub mod pii;
 pub mod records;
 pub mod search;
 pub mod signals;

@@ -20,6 +20,7 @@ mod headers;
 mod ingest;
 mod isolation;
 mod login;
+mod pii;
 mod roles;
 mod search;
 mod second_factor;
