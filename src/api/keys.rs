@@ -13,6 +13,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{Actor, AuditAction, AuditEvent};
@@ -120,10 +121,10 @@ impl ApiKey {
     }
 }
 
-/// A new key and the secret string that is shown once.
+/// A new key and the secret string that is shown once (zeroed when dropped, never printed).
 pub struct CreatedKey {
     pub key: ApiKey,
-    pub secret: String,
+    pub secret: SecretString,
 }
 
 /// The key collections.
@@ -220,13 +221,13 @@ pub fn create_key(
     let id = ApiKeyId::new();
     let random =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crypto::random_bytes::<32>());
-    let secret = format!("{KEY_PREFIX}{id}_{random}");
+    let secret = SecretString::from(format!("{KEY_PREFIX}{id}_{random}"));
     let key = ApiKey {
         id,
         tenant,
         name,
         scopes,
-        digest: digest(&secret),
+        digest: digest(secret.expose_secret()),
         created: Utc::now(),
         created_by: actor.label.clone(),
         revoked: false,
@@ -274,7 +275,11 @@ pub fn revoke_key(
 
 /// The live key that `presented` is, or `None` for anything malformed, unknown, wrong or revoked
 /// (the caller answers all of these alike). Notes the use, at most once a minute.
-pub fn authenticate(context: &AppContext, presented: &str) -> Result<Option<ApiKey>, StoreError> {
+pub fn authenticate(
+    context: &AppContext,
+    presented: &SecretString,
+) -> Result<Option<ApiKey>, StoreError> {
+    let presented = presented.expose_secret();
     let Some(rest) = presented.strip_prefix(KEY_PREFIX) else {
         return Ok(None);
     };

@@ -19,7 +19,8 @@ use actix_web::web::{self, Data};
 use actix_web::{HttpRequest, HttpResponse};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
 
 use crate::api::resources::write_record;
@@ -85,14 +86,16 @@ impl IntegrationKind {
 }
 
 /// A webhook integration of one tenant.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Integration {
     pub id: IntegrationId,
     pub tenant: TenantId,
     pub name: String,
     pub kind: IntegrationKind,
-    /// The signing secret; sealed at rest with the record, never shown after creation.
-    secret: String,
+    /// The signing secret; sealed at rest with the record, never shown after creation, zeroed
+    /// when dropped and never printed.
+    #[serde(serialize_with = "serialize_secret")]
+    secret: SecretString,
     pub created: DateTime<Utc>,
     pub created_by: String,
     pub disabled: bool,
@@ -106,6 +109,15 @@ impl fmt::Debug for Integration {
             .field("disabled", &self.disabled)
             .finish_non_exhaustive()
     }
+}
+
+/// Writes the secret into the record's plaintext, which only the store's sealing codec sees (it
+/// zeroes its buffer after sealing). `secrecy` leaves serialising a secret to the caller's choice.
+fn serialize_secret<S: Serializer>(
+    secret: &SecretString,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(secret.expose_secret())
 }
 
 impl Integration {
@@ -125,7 +137,7 @@ impl Integration {
 /// A new integration and its secret, shown once.
 pub struct CreatedIntegration {
     pub integration: Integration,
-    pub secret: String,
+    pub secret: SecretString,
 }
 
 /// The integration collections.
@@ -205,10 +217,10 @@ pub fn create_integration(
     if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
         return Err(IntegrationError::InvalidName);
     }
-    let secret = format!(
+    let secret = SecretString::from(format!(
         "whsec_{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crypto::random_bytes::<32>())
-    );
+    ));
     let integration = Integration {
         id: IntegrationId::new(),
         tenant,
@@ -390,7 +402,7 @@ pub fn receive_delivery(context: &AppContext, delivery: Delivery) -> Result<Deli
         return Err(refused);
     };
     if let Err(reason) = verify_signature(
-        integration.secret.as_bytes(),
+        integration.secret.expose_secret().as_bytes(),
         &timestamp,
         &signature,
         &delivery.body,
