@@ -21,6 +21,7 @@ use crate::context::AppContext;
 use crate::crypto;
 use crate::ids::{ApiKeyId, TenantId};
 use crate::store::{Collection, Scope, Store, StoreError, WriteSet};
+use crate::tenants::absent_if_tenant_gone;
 
 const KEY_PREFIX: &str = "rpk_";
 /// Last-used times are written at most this often (relaxed), not on every request.
@@ -160,8 +161,10 @@ impl ApiKeyStore {
         self.usage(tenant)?.get(&id)
     }
 
+    /// The key, or `None` when there is none, also when its tenant no longer exists (a
+    /// directory entry left behind).
     pub fn get(&self, tenant: TenantId, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
-        self.keys(tenant)?.get(&id)
+        absent_if_tenant_gone(self.keys(tenant).and_then(|keys| keys.get(&id)))
     }
 
     /// The tenant's keys, oldest first.

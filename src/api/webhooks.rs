@@ -32,6 +32,7 @@ use crate::crypto;
 use crate::ids::{IntegrationId, TenantId};
 use crate::interactions::InteractionRecord;
 use crate::store::{Collection, Scope, Store, StoreError, WriteSet};
+use crate::tenants::absent_if_tenant_gone;
 
 pub const TIMESTAMP_HEADER: &str = "x-rapport-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-rapport-signature";
@@ -176,7 +177,11 @@ impl IntegrationStore {
         tenant: TenantId,
         id: IntegrationId,
     ) -> Result<Option<Integration>, StoreError> {
-        self.integrations(tenant)?.get(&id)
+        // A directory entry whose tenant no longer exists leads nowhere: no such integration.
+        absent_if_tenant_gone(
+            self.integrations(tenant)
+                .and_then(|integrations| integrations.get(&id)),
+        )
     }
 
     /// The tenant's integrations, oldest first.
