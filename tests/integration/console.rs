@@ -382,6 +382,78 @@ async fn account_page_merges_interactions_and_signals_and_lists_are_audited() {
     assert_eq!(reads.iter().filter(|t| *t == "signals list").count(), 2);
 }
 
+#[tokio::test]
+async fn a_sparse_filter_and_the_account_page_stop_at_the_scan_limit_and_say_so() {
+    use rapport::records::MAX_SCANNED_PER_PAGE;
+
+    let app = TestApp::spawn();
+    let tenant = app.create_tenant("acme");
+    app.create_user("ana@acme.example", Role::Analyst, Some(&tenant));
+    // The oldest interaction is the only call, and the only one of account big.example; more
+    // than a scan's worth of chats of another account were imported after it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.jsonl");
+    let line = |id: usize, channel: &str, account: &str| {
+        serde_json::json!({
+            "source_system": "desk", "source_id": format!("S-{id}"), "channel": channel,
+            "subject": format!("Subject {id}"), "account": account,
+            "messages": [{"role": "customer", "sent_at": "2026-10-06T10:00:00Z", "text": "Hello"}]
+        })
+        .to_string()
+    };
+    let mut file = line(0, "call", "big.example") + "\n";
+    for id in 1..=MAX_SCANNED_PER_PAGE + 10 {
+        file.push_str(&line(id, "chat", "other.example"));
+        file.push('\n');
+    }
+    std::fs::write(&path, file).unwrap();
+    import(&app, &tenant, &path);
+    // Signed in after the import, so that no pooled connection sits idle through it.
+    let client = app.signed_in_client("ana@acme.example").await;
+
+    // The filtered page stops after examining the limit: no match yet, a notice, and an Older
+    // link that carries the filter on.
+    let first = page(&app, &client, "/t/acme/interactions?channel=call").await;
+    assert_eq!(interaction_links(&first), 0);
+    assert!(
+        first.contains("looked through 5000 interactions"),
+        "{first}"
+    );
+    let marker = "href=\"/t/acme/interactions?channel=call&#38;cursor=";
+    let start = first.find(marker).expect("an Older link") + "href=\"".len();
+    let older = &first[start..];
+    let older = older[..older.find('"').unwrap()].replace("&#38;", "&");
+    let second = page(&app, &client, &older).await;
+    assert_eq!(interaction_links(&second), 1, "{second}");
+    assert!(second.contains("Subject 0"));
+    assert!(!second.contains("looked through"));
+
+    // The account page reads no more than the limit of each kind, and says so.
+    let (account, _) = app
+        .context
+        .accounts
+        .upsert(
+            tenant.id,
+            AccountRecord {
+                source_system: "crm".to_owned(),
+                source_id: "ACC-BIG".to_owned(),
+                name: "Big Ltd".to_owned(),
+                domain: Some("big.example".to_owned()),
+                plan: None,
+                arr: None,
+                renewal_date: None,
+                owner: None,
+            },
+        )
+        .unwrap();
+    let account_page = page(&app, &client, &format!("/t/acme/accounts/{}", account.id)).await;
+    assert!(
+        account_page.contains("Only the 5000 most recently imported"),
+        "{account_page}"
+    );
+    assert!(!account_page.contains("Subject 0"));
+}
+
 const BOUNDARY: &str = "rapport-test-boundary-81d3";
 
 /// A multipart/form-data body as a browser sends it.
