@@ -24,12 +24,13 @@ use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
 
 use crate::api::resources::write_record;
-use crate::api::{json, parse_json, read_body, ApiError, Problem};
+use crate::api::{json, parse_json, read_body, ApiError, FieldError, Problem};
 use crate::audit::{Actor, AuditAction, AuditEvent};
 use crate::auth::guard::client_address;
 use crate::context::AppContext;
 use crate::crypto;
 use crate::ids::{IntegrationId, TenantId};
+use crate::ingest::zendesk::{self, TicketEvent};
 use crate::interactions::InteractionRecord;
 use crate::store::{Collection, Scope, Store, StoreError, WriteSet};
 use crate::tenants::absent_if_tenant_gone;
@@ -73,7 +74,8 @@ pub enum IntegrationError {
 pub enum IntegrationKind {
     /// Rapport's own `InteractionRecord` JSON.
     Rapport,
-    /// A Zendesk ticket event (see [`crate::api::zendesk`]).
+    /// A Zendesk ticket event, mapped as the `zendesk` import format maps a ticket (see
+    /// [`crate::ingest::zendesk`]).
     Zendesk,
 }
 
@@ -498,7 +500,15 @@ pub fn receive_delivery(context: &AppContext, delivery: Delivery) -> Result<Deli
     let stored = (|| {
         let record: InteractionRecord = match integration.kind {
             IntegrationKind::Rapport => parse_json(&delivery.body)?,
-            IntegrationKind::Zendesk => crate::api::zendesk::to_interaction(&delivery.body)?,
+            IntegrationKind::Zendesk => {
+                let event: TicketEvent = parse_json(&delivery.body)?;
+                zendesk::to_interaction(event.ticket).map_err(|problem| {
+                    ApiError::Invalid(vec![FieldError::body(
+                        &format!("ticket.{}", problem.field),
+                        problem.message,
+                    )])
+                })?
+            }
         };
         write_record(
             context,
