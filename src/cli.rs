@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::audit::{Actor, AuditAction, AuditEvent};
 use crate::config::{self, Config};
@@ -781,7 +781,7 @@ fn apikey_create(config: &Path, slug: &str, scopes: &str, name: &str) -> Outcome
         created.key.id,
         created.key.scopes_label(),
         tenant.slug,
-        created.secret
+        created.secret.expose_secret()
     );
     Ok(())
 }

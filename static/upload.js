@@ -1,5 +1,5 @@
 // Upload with a progress bar. Enhances the plain multipart form of the imports page: without
-// JavaScript the form posts as it is (its action carries the CSRF token); with it, the same
+// JavaScript the form posts as it is (its first field carries the CSRF token); with it, the same
 // request goes through XMLHttpRequest, which reports how much of the file has been sent, and the
 // CSRF token travels in the X-CSRF-Token header. No external code, no inline script (CSP).
 (function () {

@@ -1,7 +1,9 @@
 //! One account's page: its contacts and a timeline of its interactions and signals. An
 //! interaction or signal belongs to the account when it names the account's source id or its
-//! domain. Synchronous; full scans of the tenant's interactions, signals and contacts (there is
-//! no secondary index yet), with the timeline capped at [`TIMELINE_LIMIT`] entries.
+//! domain. Synchronous. There is no secondary index yet, so finding them means opening the
+//! tenant's records; each kind is read newest first through the shared pagination engine, which
+//! examines at most [`crate::records::MAX_SCANNED_PER_PAGE`] records, so a page load never reads a whole large
+//! tenant. The page says when that bound cut the search short.
 
 use chrono::{DateTime, Utc};
 
@@ -10,6 +12,7 @@ use crate::context::AppContext;
 use crate::ids::{RecordId, TenantId};
 use crate::interactions::query::{belongs_to, first_message_time};
 use crate::interactions::Interaction;
+use crate::records::Order;
 use crate::signals::StoredSignal;
 use crate::store::StoreError;
 
@@ -39,7 +42,13 @@ pub struct AccountOverview {
     pub timeline: Vec<TimelineEntry>,
     /// True when older entries were left out.
     pub truncated: bool,
+    /// True when the search stopped at [`crate::records::MAX_SCANNED_PER_PAGE`] records of some kind, so older
+    /// contacts, interactions or signals of the account may exist that were not looked at.
+    pub search_limited: bool,
 }
+
+/// The contacts an account page shows at most.
+pub const CONTACT_LIMIT: usize = 200;
 
 /// The names by which other records refer to the account.
 pub fn account_keys(account: &Account) -> Vec<&str> {
@@ -66,33 +75,49 @@ pub fn account_overview(
                 .any(|key| key.trim().eq_ignore_ascii_case(name.trim()))
         })
     };
-    let mut contacts = Vec::new();
-    context.contacts.for_each(tenant, |contact| {
-        if names_account(contact.record.account.as_ref()) {
-            contacts.push(contact);
-        }
-        Ok(())
-    })?;
-    let mut timeline = Vec::new();
-    context.interactions.for_each(tenant, |interaction| {
-        if belongs_to(&interaction.record, &keys) {
-            timeline.push(TimelineEntry::Interaction(Box::new(interaction)));
-        }
-        Ok(())
-    })?;
-    context.signals.for_each(tenant, |signal| {
-        if names_account(signal.record.account.as_ref()) {
-            timeline.push(TimelineEntry::Signal(Box::new(signal)));
-        }
-        Ok(())
-    })?;
+    let contacts =
+        context
+            .contacts
+            .page(tenant, Order::NewestFirst, None, CONTACT_LIMIT, |contact| {
+                names_account(contact.account.as_ref())
+            })?;
+    let interactions = context.interactions.page(
+        tenant,
+        Order::NewestFirst,
+        None,
+        TIMELINE_LIMIT,
+        |interaction| belongs_to(interaction, &keys),
+    )?;
+    let signals =
+        context
+            .signals
+            .page(tenant, Order::NewestFirst, None, TIMELINE_LIMIT, |signal| {
+                names_account(signal.account.as_ref())
+            })?;
+    let search_limited = contacts.scan_limit_reached
+        || interactions.scan_limit_reached
+        || signals.scan_limit_reached;
+    let more_found = interactions.next_cursor.is_some() || signals.next_cursor.is_some();
+    let mut timeline: Vec<TimelineEntry> = interactions
+        .items
+        .into_iter()
+        .map(|interaction| TimelineEntry::Interaction(Box::new(interaction)))
+        .chain(
+            signals
+                .items
+                .into_iter()
+                .map(|signal| TimelineEntry::Signal(Box::new(signal))),
+        )
+        .collect();
     timeline.sort_by_key(|entry| std::cmp::Reverse(entry.time()));
-    let truncated = timeline.len() > TIMELINE_LIMIT;
+    let truncated = more_found || timeline.len() > TIMELINE_LIMIT;
     timeline.truncate(TIMELINE_LIMIT);
+    let contacts = contacts.items;
     Ok(Some(AccountOverview {
         account,
         contacts,
         timeline,
         truncated,
+        search_limited,
     }))
 }

@@ -15,7 +15,6 @@ use crate::context::AppContext;
 use crate::error::AppError;
 use crate::ids::RecordId;
 use crate::interactions::routes::parse_cursor;
-use crate::records::PAGE_SIZE;
 use crate::web::pages::{audit_personal_read, format_time, render, Chrome};
 
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -102,9 +101,7 @@ async fn list(
     let client = client_address(&request).map(|address| address.to_string());
     let page = web::block(move || -> Result<ListPage, AppError> {
         let cursor = parse_cursor(&query.cursor)?;
-        let found = context
-            .accounts
-            .page(access.tenant.id, cursor, PAGE_SIZE, |_| true)?;
+        let found = context.accounts.newest_page(access.tenant.id, cursor)?;
         audit_personal_read(
             &context,
             &access.session,
@@ -149,6 +146,8 @@ struct ShowPage {
     contacts: Vec<ContactRow>,
     timeline: Vec<TimelineRow>,
     truncated: bool,
+    /// Records examined per kind, when that bound cut the search short.
+    search_limit: Option<usize>,
 }
 
 async fn show(
@@ -212,6 +211,9 @@ async fn show(
             contacts: overview.contacts.iter().map(contact_row).collect(),
             timeline,
             truncated: overview.truncated,
+            search_limit: overview
+                .search_limited
+                .then_some(crate::records::MAX_SCANNED_PER_PAGE),
             base,
         })
     })
@@ -238,9 +240,7 @@ async fn contacts(
     let client = client_address(&request).map(|address| address.to_string());
     let page = web::block(move || -> Result<ContactsPage, AppError> {
         let cursor = parse_cursor(&query.cursor)?;
-        let found = context
-            .contacts
-            .page(access.tenant.id, cursor, PAGE_SIZE, |_| true)?;
+        let found = context.contacts.newest_page(access.tenant.id, cursor)?;
         audit_personal_read(
             &context,
             &access.session,

@@ -10,6 +10,7 @@ use actix_web::http::header;
 use actix_web::web::{self, Data};
 use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
+use secrecy::SecretString;
 
 use crate::api::keys::{self, ApiKey, ApiScope};
 use crate::api::ApiError;
@@ -50,7 +51,7 @@ impl<S: ScopePolicy> ApiAccess<S> {
 }
 
 /// The key in an `Authorization: Bearer …` header (the scheme is case-insensitive).
-fn bearer_token(request: &HttpRequest) -> Option<String> {
+fn bearer_token(request: &HttpRequest) -> Option<SecretString> {
     let value = request
         .headers()
         .get(header::AUTHORIZATION)?
@@ -59,8 +60,9 @@ fn bearer_token(request: &HttpRequest) -> Option<String> {
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+        .then(|| token.trim())
         .filter(|token| !token.is_empty())
+        .map(SecretString::from)
 }
 
 impl<S: ScopePolicy> FromRequest for ApiAccess<S> {

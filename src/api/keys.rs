@@ -13,6 +13,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{Actor, AuditAction, AuditEvent};
@@ -20,6 +21,7 @@ use crate::context::AppContext;
 use crate::crypto;
 use crate::ids::{ApiKeyId, TenantId};
 use crate::store::{Collection, Scope, Store, StoreError, WriteSet};
+use crate::tenants::absent_if_tenant_gone;
 
 const KEY_PREFIX: &str = "rpk_";
 /// Last-used times are written at most this often (relaxed), not on every request.
@@ -120,10 +122,10 @@ impl ApiKey {
     }
 }
 
-/// A new key and the secret string that is shown once.
+/// A new key and the secret string that is shown once (zeroed when dropped, never printed).
 pub struct CreatedKey {
     pub key: ApiKey,
-    pub secret: String,
+    pub secret: SecretString,
 }
 
 /// The key collections.
@@ -159,8 +161,10 @@ impl ApiKeyStore {
         self.usage(tenant)?.get(&id)
     }
 
+    /// The key, or `None` when there is none, also when its tenant no longer exists (a
+    /// directory entry left behind).
     pub fn get(&self, tenant: TenantId, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
-        self.keys(tenant)?.get(&id)
+        absent_if_tenant_gone(self.keys(tenant).and_then(|keys| keys.get(&id)))
     }
 
     /// The tenant's keys, oldest first.
@@ -220,13 +224,13 @@ pub fn create_key(
     let id = ApiKeyId::new();
     let random =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crypto::random_bytes::<32>());
-    let secret = format!("{KEY_PREFIX}{id}_{random}");
+    let secret = SecretString::from(format!("{KEY_PREFIX}{id}_{random}"));
     let key = ApiKey {
         id,
         tenant,
         name,
         scopes,
-        digest: digest(&secret),
+        digest: digest(secret.expose_secret()),
         created: Utc::now(),
         created_by: actor.label.clone(),
         revoked: false,
@@ -274,7 +278,11 @@ pub fn revoke_key(
 
 /// The live key that `presented` is, or `None` for anything malformed, unknown, wrong or revoked
 /// (the caller answers all of these alike). Notes the use, at most once a minute.
-pub fn authenticate(context: &AppContext, presented: &str) -> Result<Option<ApiKey>, StoreError> {
+pub fn authenticate(
+    context: &AppContext,
+    presented: &SecretString,
+) -> Result<Option<ApiKey>, StoreError> {
+    let presented = presented.expose_secret();
     let Some(rest) = presented.strip_prefix(KEY_PREFIX) else {
         return Ok(None);
     };

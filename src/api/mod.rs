@@ -12,7 +12,6 @@ pub mod keys;
 pub mod resources;
 pub mod routes;
 pub mod webhooks;
-pub mod zendesk;
 
 use std::fmt;
 

@@ -16,17 +16,15 @@ use crate::api::{ApiError, FieldError};
 use crate::audit::{Actor, AuditAction, AuditEvent};
 use crate::context::AppContext;
 use crate::ids::{RecordId, TenantId};
+use crate::interactions::query::{in_window, InteractionFilter, TextMatch};
 use crate::interactions::{Channel, InteractionRecord};
-use crate::records::{RecordStore, SourceRecord, Stored};
+use crate::records::{Order, RecordStore, SourceRecord, Stored};
 use crate::signals::SignalRecord;
 use crate::store::StoreError;
 
 /// Page size when `limit` is not given, and the largest allowed.
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 200;
-/// Records examined for one page at most: a sparse filter over a large tenant answers with what
-/// it found so far and a `next_cursor`, instead of decrypting the whole tenant in one request.
-const MAX_SCANNED_PER_PAGE: usize = 5000;
 
 /// A stored record as the API returns it: the import schema plus Rapport's id and times.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -167,14 +165,21 @@ impl ListQuery {
         }
     }
 
-    fn in_window(&self, time: Option<DateTime<Utc>>) -> bool {
-        let after_start = self
-            .since
-            .is_none_or(|since| time.is_some_and(|t| t >= since));
-        let before_end = self
-            .until
-            .is_none_or(|until| time.is_some_and(|t| t < until));
-        after_start && before_end
+    /// The interaction filter these parameters describe, compared exactly as imported (the
+    /// API's documented behaviour; the console's list uses the same filter ignoring case).
+    pub fn interaction_filter(&self) -> InteractionFilter {
+        InteractionFilter {
+            channel: self
+                .channel
+                .as_deref()
+                .and_then(|raw| Channel::ALL.into_iter().find(|c| c.as_str() == raw)),
+            status: self.status.clone(),
+            account: self.account.clone(),
+            tag: self.tag.clone(),
+            since: self.since,
+            until: self.until,
+            text_match: TextMatch::Exact,
+        }
     }
 }
 
@@ -184,50 +189,48 @@ pub trait ApiResource: SourceRecord {
     const PLURAL: &'static str;
     /// The list filters that apply.
     const FILTERS: &'static [&'static str];
+    /// The (already validated) filters in the form records are tested against.
+    type Filter;
 
     fn store(context: &AppContext) -> &RecordStore<Self>;
 
-    /// Whether the record passes the (already validated) filters.
-    fn matches(&self, query: &ListQuery) -> bool;
+    fn filter(query: &ListQuery) -> Self::Filter;
+
+    /// Whether the record passes the filter.
+    fn matches(&self, filter: &Self::Filter) -> bool;
 }
 
 impl ApiResource for InteractionRecord {
     const PLURAL: &'static str = "interactions";
     const FILTERS: &'static [&'static str] =
         &["channel", "status", "account", "tag", "since", "until"];
+    type Filter = InteractionFilter;
 
     fn store(context: &AppContext) -> &RecordStore<Self> {
         &context.interactions
     }
 
-    fn matches(&self, query: &ListQuery) -> bool {
-        let started = self.messages.iter().map(|message| message.sent_at).min();
-        query
-            .channel
-            .as_ref()
-            .is_none_or(|channel| self.channel.as_str() == channel)
-            && query
-                .status
-                .as_ref()
-                .is_none_or(|status| self.status.as_ref() == Some(status))
-            && query
-                .account
-                .as_ref()
-                .is_none_or(|account| self.account.as_ref() == Some(account))
-            && query.tag.as_ref().is_none_or(|tag| self.tags.contains(tag))
-            && query.in_window(started)
+    fn filter(query: &ListQuery) -> InteractionFilter {
+        query.interaction_filter()
+    }
+
+    fn matches(&self, filter: &InteractionFilter) -> bool {
+        filter.matches(self)
     }
 }
 
 impl ApiResource for AccountRecord {
     const PLURAL: &'static str = "accounts";
     const FILTERS: &'static [&'static str] = &[];
+    type Filter = ();
 
     fn store(context: &AppContext) -> &RecordStore<Self> {
         &context.accounts
     }
 
-    fn matches(&self, _query: &ListQuery) -> bool {
+    fn filter(_query: &ListQuery) {}
+
+    fn matches(&self, (): &()) -> bool {
         true
     }
 }
@@ -235,14 +238,19 @@ impl ApiResource for AccountRecord {
 impl ApiResource for ContactRecord {
     const PLURAL: &'static str = "contacts";
     const FILTERS: &'static [&'static str] = &["account"];
+    /// The account, as imported.
+    type Filter = Option<String>;
 
     fn store(context: &AppContext) -> &RecordStore<Self> {
         &context.contacts
     }
 
-    fn matches(&self, query: &ListQuery) -> bool {
-        query
-            .account
+    fn filter(query: &ListQuery) -> Option<String> {
+        query.account.clone()
+    }
+
+    fn matches(&self, account: &Option<String>) -> bool {
+        account
             .as_ref()
             .is_none_or(|account| self.account.as_ref() == Some(account))
     }
@@ -251,9 +259,14 @@ impl ApiResource for ContactRecord {
 impl ApiResource for SignalRecord {
     const PLURAL: &'static str = "signals";
     const FILTERS: &'static [&'static str] = &["kind", "account", "since", "until"];
+    type Filter = ListQuery;
 
     fn store(context: &AppContext) -> &RecordStore<Self> {
         &context.signals
+    }
+
+    fn filter(query: &ListQuery) -> ListQuery {
+        query.clone()
     }
 
     fn matches(&self, query: &ListQuery) -> bool {
@@ -265,7 +278,7 @@ impl ApiResource for SignalRecord {
                 .account
                 .as_ref()
                 .is_none_or(|account| self.account.as_ref() == Some(account))
-            && query.in_window(Some(self.occurred_at))
+            && in_window(Some(self.occurred_at), query.since, query.until)
     }
 }
 
@@ -334,9 +347,8 @@ pub fn read_record<R: ApiResource>(
     Ok(stored)
 }
 
-type Entry<R> = Result<(RecordId, Stored<R>), StoreError>;
-
-/// One page of the tenant's records in creation order, filtered; audited as a read.
+/// One page of the tenant's records in creation order, filtered, through the shared pagination
+/// engine ([`RecordStore::page`], at most 5,000 records examined); audited as a read.
 pub fn list_records<R: ApiResource>(
     context: &AppContext,
     actor: &Actor,
@@ -359,29 +371,12 @@ pub fn list_records<R: ApiResource>(
         })?),
         None => None,
     };
-    let records = R::store(context).records(tenant)?;
-    let entries: Box<dyn Iterator<Item = Entry<R>> + '_> = match &cursor {
-        Some(after) => Box::new(records.scan_after(after)),
-        None => Box::new(records.scan()),
-    };
-    let mut items: Vec<ApiRecord<R>> = Vec::new();
-    let mut next_cursor = None;
-    let mut scanned = 0usize;
-    for entry in entries {
-        let (id, stored) = entry?;
-        if stored.record.matches(query) {
-            if items.len() == limit {
-                next_cursor = items.last().map(|last| last.id.to_string());
-                break;
-            }
-            items.push(stored.into());
-        }
-        scanned += 1;
-        if scanned >= MAX_SCANNED_PER_PAGE {
-            next_cursor = Some(id.to_string());
-            break;
-        }
-    }
+    let filter = R::filter(query);
+    let found = R::store(context).page(tenant, Order::OldestFirst, cursor, limit, |record| {
+        record.matches(&filter)
+    })?;
+    let items: Vec<ApiRecord<R>> = found.items.into_iter().map(ApiRecord::from).collect();
+    let next_cursor = found.next_cursor.map(|id| id.to_string());
     context.audit(
         AuditEvent::new(
             Some(tenant),

@@ -8,6 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Form};
 use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 use crate::api::keys::{self, ApiKey, ApiKeyError, ApiScope};
@@ -72,9 +73,10 @@ impl KeyRow {
     }
 }
 
+/// A key or secret shown once; the template exposes it, nothing else does.
 pub struct NewSecret {
     pub name: String,
-    pub secret: String,
+    pub secret: SecretString,
     /// The webhook URL, for integrations.
     pub url: Option<String>,
 }

@@ -19,18 +19,21 @@ use actix_web::web::{self, Data};
 use actix_web::{HttpRequest, HttpResponse};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
 
 use crate::api::resources::write_record;
-use crate::api::{json, parse_json, read_body, ApiError, Problem};
+use crate::api::{json, parse_json, read_body, ApiError, FieldError, Problem};
 use crate::audit::{Actor, AuditAction, AuditEvent};
 use crate::auth::guard::client_address;
 use crate::context::AppContext;
 use crate::crypto;
 use crate::ids::{IntegrationId, TenantId};
+use crate::ingest::zendesk::{self, TicketEvent};
 use crate::interactions::InteractionRecord;
 use crate::store::{Collection, Scope, Store, StoreError, WriteSet};
+use crate::tenants::absent_if_tenant_gone;
 
 pub const TIMESTAMP_HEADER: &str = "x-rapport-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-rapport-signature";
@@ -39,8 +42,16 @@ const TIMESTAMP_TOLERANCE_SECONDS: i64 = 5 * 60;
 /// How long a signature is remembered: twice the tolerance, so a replay is refused for as long as
 /// its timestamp would pass.
 const REPLAY_MEMORY: Duration = Duration::from_secs(10 * 60);
-/// Signatures remembered at most (about 64 bytes each); beyond that deliveries get 503.
-const REPLAY_CAPACITY: usize = 100_000;
+/// Signatures remembered at most per integration (about 64 bytes each, so about 1.3 MiB): a
+/// sustained 33 deliveries a second. Beyond that the integration's deliveries get 503 until
+/// entries expire; other integrations, and other tenants, are not affected.
+const REPLAY_CAPACITY_PER_INTEGRATION: usize = 20_000;
+/// Integrations remembered at most at once. An integration enters the memory only with a valid
+/// signature, so this is reached only by that many integrations delivering within ten minutes.
+const REPLAY_INTEGRATIONS: usize = 1_000;
+/// How often every integration's expired signatures are swept out (one that stopped delivering
+/// would otherwise keep its entries).
+const REPLAY_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 const MAX_NAME: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +74,8 @@ pub enum IntegrationError {
 pub enum IntegrationKind {
     /// Rapport's own `InteractionRecord` JSON.
     Rapport,
-    /// A Zendesk ticket event (see [`crate::api::zendesk`]).
+    /// A Zendesk ticket event, mapped as the `zendesk` import format maps a ticket (see
+    /// [`crate::ingest::zendesk`]).
     Zendesk,
 }
 
@@ -85,14 +97,16 @@ impl IntegrationKind {
 }
 
 /// A webhook integration of one tenant.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Integration {
     pub id: IntegrationId,
     pub tenant: TenantId,
     pub name: String,
     pub kind: IntegrationKind,
-    /// The signing secret; sealed at rest with the record, never shown after creation.
-    secret: String,
+    /// The signing secret; sealed at rest with the record, never shown after creation, zeroed
+    /// when dropped and never printed.
+    #[serde(serialize_with = "serialize_secret")]
+    secret: SecretString,
     pub created: DateTime<Utc>,
     pub created_by: String,
     pub disabled: bool,
@@ -106,6 +120,15 @@ impl fmt::Debug for Integration {
             .field("disabled", &self.disabled)
             .finish_non_exhaustive()
     }
+}
+
+/// Writes the secret into the record's plaintext, which only the store's sealing codec sees (it
+/// zeroes its buffer after sealing). `secrecy` leaves serialising a secret to the caller's choice.
+fn serialize_secret<S: Serializer>(
+    secret: &SecretString,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(secret.expose_secret())
 }
 
 impl Integration {
@@ -125,7 +148,7 @@ impl Integration {
 /// A new integration and its secret, shown once.
 pub struct CreatedIntegration {
     pub integration: Integration,
-    pub secret: String,
+    pub secret: SecretString,
 }
 
 /// The integration collections.
@@ -156,7 +179,11 @@ impl IntegrationStore {
         tenant: TenantId,
         id: IntegrationId,
     ) -> Result<Option<Integration>, StoreError> {
-        self.integrations(tenant)?.get(&id)
+        // A directory entry whose tenant no longer exists leads nowhere: no such integration.
+        absent_if_tenant_gone(
+            self.integrations(tenant)
+                .and_then(|integrations| integrations.get(&id)),
+        )
     }
 
     /// The tenant's integrations, oldest first.
@@ -205,10 +232,10 @@ pub fn create_integration(
     if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
         return Err(IntegrationError::InvalidName);
     }
-    let secret = format!(
+    let secret = SecretString::from(format!(
         "whsec_{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crypto::random_bytes::<32>())
-    );
+    ));
     let integration = Integration {
         id: IntegrationId::new(),
         tenant,
@@ -302,12 +329,31 @@ pub fn verify_signature(
 }
 
 /// Signatures accepted in the last ten minutes, so that a captured delivery cannot be replayed
-/// while its timestamp is still fresh. In memory and bounded: a restart forgets them (a replay
-/// within five minutes of a restart would pass), and when full of live entries new deliveries are
-/// refused with 503 rather than forgetting a live signature.
-#[derive(Default)]
+/// while its timestamp is still fresh. In memory: a restart forgets them (a replay within five
+/// minutes of a restart would pass).
+///
+/// The memory is kept apart per tenant and integration, each part bounded on its own, so that one
+/// tenant's traffic can neither push out another's signatures nor fill the memory for everyone.
+/// Expired entries are swept out; a part full of live entries refuses its integration's new
+/// deliveries with 503 rather than forget a live signature.
 pub struct ReplayGuard {
-    seen: Mutex<HashMap<[u8; 32], Instant>>,
+    memory: Mutex<ReplayMemory>,
+}
+
+struct ReplayMemory {
+    parts: HashMap<(TenantId, IntegrationId), HashMap<[u8; 32], Instant>>,
+    last_sweep: Instant,
+}
+
+impl Default for ReplayGuard {
+    fn default() -> Self {
+        Self {
+            memory: Mutex::new(ReplayMemory {
+                parts: HashMap::new(),
+                last_sweep: Instant::now(),
+            }),
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -317,24 +363,63 @@ pub enum ReplayVerdict {
     Full,
 }
 
+/// The remembered form of a signature: hex digits in one case, so the same signature in
+/// capitals is the same signature.
+fn signature_digest(integration: IntegrationId, signature: &str) -> [u8; 32] {
+    let normalised = signature.trim().to_ascii_lowercase();
+    crypto::sha256(&[&integration.to_bytes(), normalised.as_bytes()])
+}
+
+impl ReplayMemory {
+    /// Drops expired signatures everywhere, and parts left empty.
+    fn sweep(&mut self, now: Instant) {
+        self.parts.retain(|_, seen| {
+            seen.retain(|_, expiry| *expiry > now);
+            !seen.is_empty()
+        });
+        self.last_sweep = now;
+    }
+}
+
 impl ReplayGuard {
-    /// Remembers `signature` and says whether it was new. Hex digits are compared in one case,
-    /// so the same signature in capitals is the same signature.
-    pub fn check(&self, integration: IntegrationId, signature: &str) -> ReplayVerdict {
-        let normalised = signature.trim().to_ascii_lowercase();
-        let digest = crypto::sha256(&[&integration.to_bytes(), normalised.as_bytes()]);
-        let now = Instant::now();
-        let Ok(mut seen) = self.seen.lock() else {
+    /// Remembers `signature` for `integration` of `tenant` and says whether it was new.
+    pub fn check(
+        &self,
+        tenant: TenantId,
+        integration: IntegrationId,
+        signature: &str,
+    ) -> ReplayVerdict {
+        self.check_at(tenant, integration, signature, Instant::now())
+    }
+
+    fn check_at(
+        &self,
+        tenant: TenantId,
+        integration: IntegrationId,
+        signature: &str,
+        now: Instant,
+    ) -> ReplayVerdict {
+        let digest = signature_digest(integration, signature);
+        let Ok(mut memory) = self.memory.lock() else {
             return ReplayVerdict::Full;
         };
-        if let Some(expiry) = seen.get(&digest) {
-            if *expiry > now {
-                return ReplayVerdict::Replayed;
+        if now.saturating_duration_since(memory.last_sweep) >= REPLAY_SWEEP_INTERVAL {
+            memory.sweep(now);
+        }
+        let part = (tenant, integration);
+        if !memory.parts.contains_key(&part) && memory.parts.len() >= REPLAY_INTEGRATIONS {
+            memory.sweep(now);
+            if memory.parts.len() >= REPLAY_INTEGRATIONS {
+                return ReplayVerdict::Full;
             }
         }
-        if seen.len() >= REPLAY_CAPACITY {
+        let seen = memory.parts.entry(part).or_default();
+        if seen.get(&digest).is_some_and(|expiry| *expiry > now) {
+            return ReplayVerdict::Replayed;
+        }
+        if seen.len() >= REPLAY_CAPACITY_PER_INTEGRATION {
             seen.retain(|_, expiry| *expiry > now);
-            if seen.len() >= REPLAY_CAPACITY {
+            if seen.len() >= REPLAY_CAPACITY_PER_INTEGRATION {
                 return ReplayVerdict::Full;
             }
         }
@@ -344,11 +429,12 @@ impl ReplayGuard {
 
     /// Forgets `signature` again: its delivery was not stored, so the sender's retry of the same
     /// signed request must not be taken for a replay.
-    pub fn forget(&self, integration: IntegrationId, signature: &str) {
-        let normalised = signature.trim().to_ascii_lowercase();
-        let digest = crypto::sha256(&[&integration.to_bytes(), normalised.as_bytes()]);
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.remove(&digest);
+    pub fn forget(&self, tenant: TenantId, integration: IntegrationId, signature: &str) {
+        let digest = signature_digest(integration, signature);
+        if let Ok(mut memory) = self.memory.lock() {
+            if let Some(seen) = memory.parts.get_mut(&(tenant, integration)) {
+                seen.remove(&digest);
+            }
         }
     }
 }
@@ -390,7 +476,7 @@ pub fn receive_delivery(context: &AppContext, delivery: Delivery) -> Result<Deli
         return Err(refused);
     };
     if let Err(reason) = verify_signature(
-        integration.secret.as_bytes(),
+        integration.secret.expose_secret().as_bytes(),
         &timestamp,
         &signature,
         &delivery.body,
@@ -399,7 +485,10 @@ pub fn receive_delivery(context: &AppContext, delivery: Delivery) -> Result<Deli
         tracing::warn!(integration = %id, ?reason, "webhook delivery refused");
         return Err(refused);
     }
-    match context.webhook_replays.check(id, &signature) {
+    match context
+        .webhook_replays
+        .check(integration.tenant, id, &signature)
+    {
         ReplayVerdict::Fresh => {}
         ReplayVerdict::Replayed => {
             tracing::warn!(integration = %id, "webhook delivery replayed");
@@ -411,7 +500,15 @@ pub fn receive_delivery(context: &AppContext, delivery: Delivery) -> Result<Deli
     let stored = (|| {
         let record: InteractionRecord = match integration.kind {
             IntegrationKind::Rapport => parse_json(&delivery.body)?,
-            IntegrationKind::Zendesk => crate::api::zendesk::to_interaction(&delivery.body)?,
+            IntegrationKind::Zendesk => {
+                let event: TicketEvent = parse_json(&delivery.body)?;
+                zendesk::to_interaction(event.ticket).map_err(|problem| {
+                    ApiError::Invalid(vec![FieldError::body(
+                        &format!("ticket.{}", problem.field),
+                        problem.message,
+                    )])
+                })?
+            }
         };
         write_record(
             context,
@@ -422,8 +519,11 @@ pub fn receive_delivery(context: &AppContext, delivery: Delivery) -> Result<Deli
             record,
         )
     })();
-    let (stored, created) =
-        stored.inspect_err(|_| context.webhook_replays.forget(id, &signature))?;
+    let (stored, created) = stored.inspect_err(|_| {
+        context
+            .webhook_replays
+            .forget(integration.tenant, id, &signature);
+    })?;
     Ok(Delivered {
         id: stored.id.to_string(),
         result: if created { "created" } else { "updated" }.to_owned(),
@@ -542,13 +642,66 @@ mod tests {
     #[test]
     fn a_signature_is_accepted_once() {
         let guard = ReplayGuard::default();
+        let tenant = TenantId::new();
         let id = IntegrationId::new();
-        assert_eq!(guard.check(id, "sha256=ab"), ReplayVerdict::Fresh);
-        assert_eq!(guard.check(id, "sha256=ab"), ReplayVerdict::Replayed);
-        assert_eq!(guard.check(id, " sha256=AB"), ReplayVerdict::Replayed);
+        assert_eq!(guard.check(tenant, id, "sha256=ab"), ReplayVerdict::Fresh);
         assert_eq!(
-            guard.check(IntegrationId::new(), "sha256=ab"),
+            guard.check(tenant, id, "sha256=ab"),
+            ReplayVerdict::Replayed
+        );
+        assert_eq!(
+            guard.check(tenant, id, " sha256=AB"),
+            ReplayVerdict::Replayed
+        );
+        assert_eq!(
+            guard.check(tenant, IntegrationId::new(), "sha256=ab"),
             ReplayVerdict::Fresh
         );
+        guard.forget(tenant, id, "sha256=ab");
+        assert_eq!(guard.check(tenant, id, "sha256=ab"), ReplayVerdict::Fresh);
+    }
+
+    #[test]
+    fn one_tenant_filling_its_memory_leaves_other_tenants_protected_and_served() {
+        let guard = ReplayGuard::default();
+        let now = Instant::now();
+        let (victim, victim_hook) = (TenantId::new(), IntegrationId::new());
+        assert_eq!(
+            guard.check_at(victim, victim_hook, "sha256=01", now),
+            ReplayVerdict::Fresh
+        );
+        let (noisy, noisy_hook) = (TenantId::new(), IntegrationId::new());
+        for n in 0..REPLAY_CAPACITY_PER_INTEGRATION {
+            assert_eq!(
+                guard.check_at(noisy, noisy_hook, &format!("sha256={n:x}"), now),
+                ReplayVerdict::Fresh
+            );
+        }
+        // The noisy integration is full and refused; nobody else is.
+        assert_eq!(
+            guard.check_at(noisy, noisy_hook, "sha256=ffffffff", now),
+            ReplayVerdict::Full
+        );
+        assert_eq!(
+            guard.check_at(victim, victim_hook, "sha256=01", now),
+            ReplayVerdict::Replayed
+        );
+        assert_eq!(
+            guard.check_at(victim, victim_hook, "sha256=02", now),
+            ReplayVerdict::Fresh
+        );
+        // Once the noisy signatures expire, they are swept out and the integration is served.
+        let later = now + REPLAY_MEMORY + Duration::from_secs(1);
+        assert_eq!(
+            guard.check_at(noisy, noisy_hook, "sha256=ffffffff", later),
+            ReplayVerdict::Fresh
+        );
+        let memory = guard.memory.lock().unwrap();
+        assert_eq!(
+            memory.parts.get(&(noisy, noisy_hook)).map(HashMap::len),
+            Some(1)
+        );
+        // The sweep also dropped the victim's expired part.
+        assert!(!memory.parts.contains_key(&(victim, victim_hook)));
     }
 }

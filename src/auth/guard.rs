@@ -20,6 +20,7 @@ use actix_web::web::{self, Data};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError};
 use chrono::Utc;
 use futures_util::future::LocalBoxFuture;
+use futures_util::StreamExt as _;
 
 use crate::auth::session::{Session, SessionStage, SessionToken};
 use crate::auth::{second_factor_required, Permission};
@@ -145,21 +146,89 @@ fn is_multipart(request: &HttpRequest) -> bool {
         .is_some_and(|v| v.starts_with("multipart/form-data"))
 }
 
-/// The CSRF token of a multipart upload: the header (script) or the `csrf` query parameter of the
-/// form's action (no script). The body is never read here: it is a file that the handler streams.
-fn submitted_multipart_csrf_token(request: &HttpRequest) -> Option<String> {
+/// A request body as a stream, the form `Payload` takes for a body put back together.
+type BoxedBody = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>>,
+>;
+
+/// The most the first part of a multipart upload (the CSRF field) may take, its boundary and
+/// headers included. The session layer reads no further than this into an upload's body.
+const MAX_CSRF_PART_BYTES: usize = 4096;
+
+/// Reads a multipart body up to the end of its first part (at most [`MAX_CSRF_PART_BYTES`] plus
+/// one network chunk), so that its CSRF field can be checked before the handler streams the file.
+/// Returns the bytes read, which the caller puts back in front of the rest of the body.
+async fn read_first_part(
+    payload: &mut Payload,
+    boundary: &str,
+) -> Result<web::Bytes, actix_web::Error> {
+    let opening = format!("--{boundary}");
+    let closing = format!("\r\n--{boundary}");
+    let mut read = web::BytesMut::new();
+    while read.len() < MAX_CSRF_PART_BYTES {
+        let Some(chunk) = payload.next().await else {
+            break;
+        };
+        read.extend_from_slice(&chunk?);
+        let complete = read.len() > opening.len()
+            && read[opening.len()..]
+                .windows(closing.len())
+                .any(|window| window == closing.as_bytes());
+        if complete {
+            break;
+        }
+    }
+    Ok(read.freeze())
+}
+
+/// The CSRF token of a no-script upload: the value of the body's first part, which must be the
+/// `csrf` field (the form puts its hidden field first, and browsers send fields in form order).
+/// `None` when the first part is anything else or cannot be read whole from `prefix`.
+async fn csrf_field_of_first_part(request: &HttpRequest, prefix: web::Bytes) -> Option<String> {
+    let once =
+        futures_util::stream::once(async move { Ok::<_, actix_web::error::PayloadError>(prefix) });
+    let mut multipart = actix_multipart::Multipart::new(request.headers(), once);
+    let mut field = multipart.next().await?.ok()?;
+    if field.name() != Some(CSRF_FIELD) {
+        return None;
+    }
+    let mut value = Vec::new();
+    while let Some(chunk) = field.next().await {
+        value.extend_from_slice(&chunk.ok()?);
+        if value.len() > MAX_CSRF_PART_BYTES {
+            return None;
+        }
+    }
+    String::from_utf8(value).ok()
+}
+
+/// Checks the CSRF token of a multipart upload without buffering the upload: the `X-CSRF-Token`
+/// header (the progress-bar script), or else the `csrf` field, which must be the body's first
+/// part (no script). Returns the token found and the payload to hand on, whole: what was read of
+/// the first part is put back in front of the unread rest, for the handler to stream.
+async fn submitted_multipart_csrf_token(
+    request: &HttpRequest,
+    mut payload: Payload,
+) -> Result<(Option<String>, Payload), actix_web::Error> {
     if let Some(value) = request
         .headers()
         .get(CSRF_HEADER)
         .and_then(|v| v.to_str().ok())
     {
-        return Some(value.to_owned());
+        return Ok((Some(value.to_owned()), payload));
     }
-    serde_urlencoded::from_str::<Vec<(String, String)>>(request.query_string())
-        .ok()?
-        .into_iter()
-        .find(|(name, _)| name == CSRF_FIELD)
-        .map(|(_, value)| value)
+    let boundary = request.mime_type().ok().flatten().and_then(|mime| {
+        mime.get_param("boundary")
+            .map(|name| name.as_str().to_owned())
+    });
+    let Some(boundary) = boundary else {
+        return Ok((None, payload));
+    };
+    let prefix = read_first_part(&mut payload, &boundary).await?;
+    let token = csrf_field_of_first_part(request, prefix.clone()).await;
+    let whole: BoxedBody =
+        Box::pin(futures_util::stream::once(async move { Ok(prefix) }).chain(payload));
+    Ok((token, Payload::from(whole)))
 }
 
 /// Loads the session and enforces CSRF on every state-changing request.
@@ -195,15 +264,15 @@ pub async fn session_layer(
                 .map(|c| c.value().to_owned()),
         };
         let (http_request, mut payload) = request.into_parts();
-        // A multipart body is an upload: left unread, to be streamed by its handler.
-        let body = if is_multipart(&http_request) {
-            None
+        // A multipart body is an upload: at most its first part is read here, and the whole body
+        // is handed on to be streamed by its handler.
+        let (submitted, body) = if is_multipart(&http_request) {
+            let (token, whole) = submitted_multipart_csrf_token(&http_request, payload).await?;
+            payload = whole;
+            (token, None)
         } else {
-            Some(web::Bytes::from_request(&http_request, &mut payload).await?)
-        };
-        let submitted = match &body {
-            Some(body) => submitted_csrf_token(&http_request, body),
-            None => submitted_multipart_csrf_token(&http_request),
+            let body = web::Bytes::from_request(&http_request, &mut payload).await?;
+            (submitted_csrf_token(&http_request, &body), Some(body))
         };
         let accepted = match (expected, submitted) {
             (Some(expected), Some(submitted)) => {

@@ -17,6 +17,11 @@ use crate::interactions::{AuthorRole, Channel, InteractionRecord, MessageRecord}
 use crate::records::SourceRecord as _;
 
 const ID: &str = "interaction_id";
+/// The most rows (messages) one interaction may have: the interaction schema's own limit.
+pub const MAX_MESSAGES: usize = 10_000;
+/// The most message text one interaction may hold, as a `jsonl` line may. The rows of an
+/// interaction are held in memory until its last row is read, so this bounds them.
+pub const MAX_INTERACTION_TEXT_BYTES: usize = 32 * 1024 * 1024;
 
 const COLUMNS: &[Column] = &[
     required(ID),
@@ -98,6 +103,8 @@ struct Group {
     record: Option<InteractionRecord>,
     /// The line of each message's row.
     lines: Vec<u64>,
+    /// The text bytes of the messages held.
+    text_bytes: usize,
     error: Option<Rejection>,
 }
 
@@ -109,6 +116,7 @@ impl Group {
             first: INTERACTION_COLUMNS.iter().map(|c| row.text(c)).collect(),
             record: None,
             lines: Vec::new(),
+            text_bytes: 0,
             error: None,
         };
         match Self::interaction(row, &group.id) {
@@ -147,14 +155,35 @@ impl Group {
         if self.error.is_none() {
             self.error = Some(rejection);
         }
+        // A rejected interaction's rows are only read past from now on, not held.
+        self.record = None;
+        self.lines = Vec::new();
     }
 
     fn add_message(&mut self, row: &Row) {
         if self.error.is_some() {
             return;
         }
+        if self.lines.len() >= MAX_MESSAGES {
+            let message = format!(
+                "puts interaction {} over {MAX_MESSAGES} rows (messages)",
+                self.id
+            );
+            self.fail(row.reject(ID, message));
+            return;
+        }
         match message(row) {
             Ok(message) => {
+                self.text_bytes += message.text.len();
+                if self.text_bytes > MAX_INTERACTION_TEXT_BYTES {
+                    let message = format!(
+                        "puts interaction {} over {} MiB of text",
+                        self.id,
+                        MAX_INTERACTION_TEXT_BYTES / (1024 * 1024)
+                    );
+                    self.fail(row.reject("text", message));
+                    return;
+                }
                 if let Some(record) = &mut self.record {
                     record.messages.push(message);
                     self.lines.push(row.line);
@@ -344,6 +373,25 @@ mod tests {
                 (8, "role".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn an_interaction_over_the_row_limit_is_rejected_at_the_row_too_many() {
+        let mut body = String::new();
+        for _ in 0..=MAX_MESSAGES {
+            body.push_str("T-1,chat,,,customer,,,2026-10-01T08:00:00Z,Again\n");
+        }
+        body.push_str("T-2,chat,,,customer,,,2026-10-01T08:00:00Z,Hi\n");
+        let results = parse(&body);
+        assert_eq!(results.len(), 2);
+        let error = results[0].as_ref().unwrap_err();
+        // The header is line 1, so row number 10,001 is line 10,002.
+        assert_eq!(
+            (error.line, error.field.as_deref()),
+            (MAX_MESSAGES as u64 + 2, Some(ID))
+        );
+        assert!(error.message.contains("over 10000 rows"), "{error}");
+        assert!(results[1].is_ok());
     }
 
     #[test]

@@ -39,6 +39,11 @@ pub const SOURCE_SYSTEM: &str = "mail";
 
 /// The largest message accepted (attachments included).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// The most messages one thread may hold: the interaction schema's own limit.
+pub const MAX_THREAD_MESSAGES: usize = 10_000;
+/// The most text (new text, quotes and signatures) one thread may hold, as a `jsonl` line may.
+/// An open thread is held in memory until its last message is read, so this bounds it.
+pub const MAX_THREAD_TEXT_BYTES: usize = 32 * 1024 * 1024;
 
 fn reject(line: u64, field: Option<&str>, message: impl Into<String>) -> Rejection {
     Rejection {
@@ -352,6 +357,8 @@ struct ThreadMessage {
 #[derive(Default)]
 struct OpenThread {
     messages: Vec<ThreadMessage>,
+    /// The text bytes of `messages`.
+    text_bytes: usize,
     seen: HashSet<String>,
     attachments: Vec<String>,
     root: Option<Root>,
@@ -387,8 +394,15 @@ impl<R: BufRead> Threads<R> {
                     format!("is a message larger than {MAX_MESSAGE_BYTES} bytes"),
                 )
             });
-        } else if let Err(rejection) = add_message(open, raw, index, is_root) {
-            open.error.get_or_insert(rejection);
+        } else if open.error.is_none() {
+            if let Err(rejection) = add_message(open, raw, index, is_root) {
+                open.error = Some(rejection);
+            }
+        }
+        if open.error.is_some() {
+            // The thread is rejected: nothing more of it needs to be held until its end.
+            open.messages = Vec::new();
+            open.attachments = Vec::new();
         }
         if self.structure.last.get(&thread) != Some(&index) {
             return None;
@@ -451,6 +465,27 @@ fn add_message(
             .filter_map(|part| part.attachment_name())
             .map(str::to_owned),
     );
+    if open.messages.len() >= MAX_THREAD_MESSAGES {
+        return Err(reject(
+            raw.line,
+            Some("References"),
+            format!("puts its thread over {MAX_THREAD_MESSAGES} messages"),
+        ));
+    }
+    let text_bytes = text.len()
+        + quoted.as_ref().map_or(0, String::len)
+        + signature.as_ref().map_or(0, String::len);
+    open.text_bytes += text_bytes;
+    if open.text_bytes > MAX_THREAD_TEXT_BYTES {
+        return Err(reject(
+            raw.line,
+            Some("body"),
+            format!(
+                "puts its thread over {} MiB of text",
+                MAX_THREAD_TEXT_BYTES / (1024 * 1024)
+            ),
+        ));
+    }
     open.messages.push(ThreadMessage {
         line: raw.line,
         from_domain,
@@ -671,6 +706,45 @@ mod tests {
             })
             .collect();
         assert_eq!(errors, [(1, None), (11, Some("Date".to_owned()))]);
+    }
+
+    #[test]
+    fn a_thread_over_the_message_limit_is_rejected_at_the_first_message_too_many() {
+        use std::fmt::Write as _;
+
+        let mut mbox = String::from(concat!(
+            "From a@x Mon Oct  5 09:00:00 2026\n",
+            "From: Ana <ana@customer.example>\nSubject: Loop\nMessage-ID: <root@c.example>\n",
+            "Date: Mon, 5 Oct 2026 09:00:00 +0000\n\nHi\n\n",
+        ));
+        for n in 0..MAX_THREAD_MESSAGES {
+            write!(
+                mbox,
+                "From b@x Mon Oct  5 09:00:00 2026\nFrom: Bot <bot@vendor.example>\n\
+                 In-Reply-To: <root@c.example>\nMessage-ID: <{n}@v.example>\n\
+                 Date: Mon, 5 Oct 2026 09:00:00 +0000\n\nAuto reply {n}\n\n"
+            )
+            .unwrap();
+        }
+        // A separate thread after it is still read.
+        mbox.push_str(concat!(
+            "From c@x Mon Oct  5 09:00:00 2026\n",
+            "From: Bo <bo@b.example>\nSubject: Other\nMessage-ID: <other@b.example>\n",
+            "Date: Mon, 5 Oct 2026 09:00:00 +0000\n\nHello\n",
+        ));
+        let (_dir, path) = write(&mbox);
+        let results = parse(&path);
+        assert_eq!(results.len(), 2);
+        let error = results[0].as_ref().unwrap_err();
+        // The root takes lines 1 to 8 and each reply 8 more: the 10,001st message of the thread
+        // is reply number 10,000.
+        let line = 9 + 8 * (MAX_THREAD_MESSAGES as u64 - 1);
+        assert_eq!(
+            (error.line, error.field.as_deref()),
+            (line, Some("References"))
+        );
+        assert!(error.message.contains("10000 messages"), "{error}");
+        assert!(results[1].is_ok());
     }
 
     #[test]

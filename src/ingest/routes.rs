@@ -147,10 +147,7 @@ async fn list(
                 "Imports",
                 &format!("{base}/imports"),
             )?,
-            upload_action: format!(
-                "{base}/imports?{}",
-                serde_urlencoded::to_string([("csrf", csrf.as_str())]).unwrap_or_default()
-            ),
+            upload_action: format!("{base}/imports"),
             csrf,
             formats: format_choices(),
             max_upload: format!("{} MiB", MAX_UPLOAD_BYTES / (1024 * 1024)),
@@ -367,7 +364,8 @@ async fn read_upload(
                     fields.file = Some((name, spool));
                 }
             }
-            // The CSRF field and anything else: read and ignore.
+            // The CSRF field (checked by the session layer before this handler ran) and anything
+            // else: read and ignore.
             _ => {
                 read_small_field(&mut field).await?;
             }

@@ -6,7 +6,9 @@
 //! A UTF-8 byte-order mark before the header is tolerated. Cells are trimmed; an empty cell is an
 //! absent value. Every table may carry a `source_system` column (default `csv`).
 
-use std::io::BufRead;
+use std::cell::Cell;
+use std::io::{BufRead, Read};
+use std::rc::Rc;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -18,6 +20,48 @@ use crate::records::{FieldProblem, SourceRecord};
 pub const SOURCE_SYSTEM: &str = "source_system";
 /// The source system of rows without a `source_system` column or value.
 pub const DEFAULT_SOURCE_SYSTEM: &str = "csv";
+
+/// The longest row accepted, in bytes: room for a message's 1 MiB of text and its other cells
+/// many times over. The csv reader holds a whole row in memory, so without this a quote left open
+/// would make it read the rest of the file (up to the upload limit) into one cell.
+pub const MAX_ROW_BYTES: usize = 4 * 1024 * 1024;
+
+/// The reader under the csv reader: it counts the bytes taken since the current row began and
+/// fails the read once they pass [`MAX_ROW_BYTES`], so that no row is buffered beyond that (plus
+/// the csv reader's own 8 KiB buffer).
+struct RowBudget<R> {
+    inner: R,
+    /// Bytes read since [`rows`] last finished a row; reset by it.
+    used: Rc<Cell<usize>>,
+}
+
+/// The error [`RowBudget`] fails a read with.
+#[derive(Debug, thiserror::Error)]
+#[error("a row is longer than {MAX_ROW_BYTES} bytes")]
+struct RowTooLong;
+
+impl<R> RowBudget<R> {
+    /// The budgeted reader and the counter that [`rows`] resets at each row.
+    fn over(inner: R) -> (Self, Rc<Cell<usize>>) {
+        let used = Rc::new(Cell::new(0));
+        let budget = Self {
+            inner,
+            used: Rc::clone(&used),
+        };
+        (budget, used)
+    }
+}
+
+impl<R: Read> Read for RowBudget<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        if self.used.get() > MAX_ROW_BYTES {
+            return Err(std::io::Error::other(RowTooLong));
+        }
+        let read = self.inner.read(buffer)?;
+        self.used.set(self.used.get() + read);
+        Ok(read)
+    }
+}
 
 /// One column a table format knows.
 #[derive(Clone, Copy, Debug)]
@@ -158,25 +202,29 @@ pub fn rows(
     reader: Box<dyn BufRead>,
     columns: &'static [Column],
 ) -> Box<dyn Iterator<Item = Result<Row, Rejection>>> {
+    // A final line break makes every record end in one, which `start_line` relies on; after one
+    // that is already there it is a blank line, which is skipped.
+    let (budget, used) = RowBudget::over(reader.chain(&b"\n"[..]));
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         // Records end at a line feed only, so that the line count is exact for CRLF files too
         // (a carriage return before it is white space, trimmed from the last cell).
         .terminator(csv::Terminator::Any(b'\n'))
-        // A final line break makes every record end in one, which `start_line` relies on; after
-        // one that is already there it is a blank line, which is skipped.
-        .from_reader(std::io::Read::chain(reader, &b"\n"[..]));
+        .from_reader(budget);
     let mut record = csv::ByteRecord::new();
     // Where each of the file's columns goes among `columns`.
     let mut mapping: Vec<usize> = Vec::new();
     let mut header_read = false;
     let mut finished = false;
+    // Where the next row starts at the earliest, for a row too long to be read whole.
+    let mut next_line = 1;
     Box::new(std::iter::from_fn(move || {
         if finished {
             return None;
         }
         loop {
+            used.set(0);
             match csv.read_byte_record(&mut record) {
                 Ok(false) => {
                     finished = true;
@@ -190,6 +238,12 @@ pub fn rows(
                     }));
                 }
                 Ok(true) => {}
+                // Nothing after an over-long row can be read reliably (it is usually an open
+                // quote), so the table ends here.
+                Err(_) if used.get() > MAX_ROW_BYTES => {
+                    finished = true;
+                    return Some(Err(row_too_long(next_line)));
+                }
                 Err(error) => {
                     let line = error.position().map_or(0, csv::Position::line);
                     if error.is_io_error() {
@@ -203,6 +257,8 @@ pub fn rows(
                 }
             }
             let line = start_line(&record, &csv);
+            // The next row starts on the line after this one ends (or later, after blank lines).
+            next_line = line + inner_line_breaks(&record) + 1;
             if !header_read {
                 header_read = true;
                 match map_header(&record, columns) {
@@ -256,17 +312,32 @@ pub fn rows(
     }))
 }
 
+fn row_too_long(line: u64) -> Rejection {
+    Rejection {
+        line,
+        field: None,
+        message: format!(
+            "starts a row longer than {} MiB (is a quote left open?); the rest of the file was not read",
+            MAX_ROW_BYTES / (1024 * 1024)
+        ),
+    }
+}
+
+/// The line breaks inside a record's cells.
+fn inner_line_breaks(record: &csv::ByteRecord) -> u64 {
+    record
+        .iter()
+        .map(|cell| (cell.split(|&byte| byte == b'\n').count() - 1) as u64)
+        .sum()
+}
+
 /// The line a record starts on. The csv crate's record position is where reading began, which
 /// is before any blank lines it skipped; counting back from where the record ended is exact: the
 /// end less the line breaks inside its cells, less its own terminating line break.
 fn start_line<R: std::io::Read>(record: &csv::ByteRecord, csv: &csv::Reader<R>) -> u64 {
-    let inner: usize = record
-        .iter()
-        .map(|cell| cell.split(|&byte| byte == b'\n').count() - 1)
-        .sum();
     csv.position()
         .line()
-        .saturating_sub(inner as u64)
+        .saturating_sub(inner_line_breaks(record))
         .saturating_sub(1)
         .max(1)
 }
@@ -363,6 +434,23 @@ mod tests {
 
     fn read(text: &'static str) -> Vec<Result<Row, Rejection>> {
         rows(Box::new(std::io::Cursor::new(text.as_bytes())), COLUMNS).collect()
+    }
+
+    #[test]
+    fn a_row_over_the_limit_is_rejected_at_its_line_without_reading_on() {
+        let mut text = String::from("id,when\nfine,2026-01-02\n\"open quote,");
+        text.push_str(&"x".repeat(MAX_ROW_BYTES + 64 * 1024));
+        text.push_str("\nlater,2026-01-03\n");
+        let rows: Vec<_> =
+            rows(Box::new(std::io::Cursor::new(text.into_bytes())), COLUMNS).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].as_ref().unwrap().get("id"), Some("fine"));
+        let rejection = rows[1].as_ref().unwrap_err();
+        assert_eq!((rejection.line, rejection.field.as_deref()), (3, None));
+        assert!(
+            rejection.message.contains("longer than 4 MiB"),
+            "{rejection}"
+        );
     }
 
     #[test]

@@ -1,26 +1,46 @@
-//! Finding interactions again: the filters of the console's list (and, later, of the API's), and
-//! the interactions that belong to one account. Synchronous, like every domain function; callers
-//! on the web side run them in the blocking pool.
+//! Finding interactions again: the one filter of the console's list and the API's, and the
+//! interactions that belong to one account. Synchronous, like every domain function; callers on
+//! the web side run them in the blocking pool.
 
-use chrono::{DateTime, NaiveDate, Utc};
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
 
 use crate::ids::{RecordId, TenantId};
 use crate::interactions::{Channel, Interaction, InteractionRecord, InteractionStore};
-use crate::records::Page;
+use crate::records::{Order, Page};
 use crate::store::StoreError;
 
-/// What the interactions list narrows by. Text comparisons ignore case; the date range is on the
-/// first message's time and includes both ends.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+/// How a filter's texts (status, account, tag) compare with the record's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TextMatch {
+    /// Exactly as imported: the API's documented behaviour.
+    #[default]
+    Exact,
+    /// Ignoring case and surrounding white space: the console's, for people typing.
+    IgnoreCase,
+}
+
+impl TextMatch {
+    fn same(self, wanted: &str, actual: &str) -> bool {
+        match self {
+            Self::Exact => wanted == actual,
+            Self::IgnoreCase => same(wanted, actual),
+        }
+    }
+}
+
+/// What the console's interactions list and the API's `GET /interactions` narrow by. The time
+/// window is on the first message's time: `since` included, `until` excluded (the console turns
+/// its inclusive `from`/`to` dates into such a window).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InteractionFilter {
     pub channel: Option<Channel>,
     pub status: Option<String>,
     /// The account as the interaction names it (its source id or domain).
     pub account: Option<String>,
     pub tag: Option<String>,
-    pub from: Option<NaiveDate>,
-    pub to: Option<NaiveDate>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub text_match: TextMatch,
 }
 
 fn same(left: &str, right: &str) -> bool {
@@ -37,10 +57,25 @@ pub fn last_message_time(record: &InteractionRecord) -> Option<DateTime<Utc>> {
     record.messages.iter().map(|message| message.sent_at).max()
 }
 
+/// Whether `time` falls in `[since, until)`; a missing time falls in no bounded window.
+pub fn in_window(
+    time: Option<DateTime<Utc>>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> bool {
+    let after_start = since.is_none_or(|since| time.is_some_and(|t| t >= since));
+    let before_end = until.is_none_or(|until| time.is_some_and(|t| t < until));
+    after_start && before_end
+}
+
 impl InteractionFilter {
-    /// True when no filter is set.
+    /// True when no filter is set (whatever the text comparison).
     pub fn is_empty(&self) -> bool {
-        *self == Self::default()
+        *self
+            == Self {
+                text_match: self.text_match,
+                ..Self::default()
+            }
     }
 
     pub fn matches(&self, record: &InteractionRecord) -> bool {
@@ -52,7 +87,7 @@ impl InteractionFilter {
         }
         let text_matches = |wanted: Option<&String>, actual: Option<&String>| match wanted {
             None => true,
-            Some(wanted) => actual.is_some_and(|actual| same(wanted, actual)),
+            Some(wanted) => actual.is_some_and(|actual| self.text_match.same(wanted, actual)),
         };
         if !text_matches(self.status.as_ref(), record.status.as_ref())
             || !text_matches(self.account.as_ref(), record.account.as_ref())
@@ -60,24 +95,23 @@ impl InteractionFilter {
             return false;
         }
         if let Some(tag) = &self.tag {
-            if !record.tags.iter().any(|candidate| same(tag, candidate)) {
+            if !record
+                .tags
+                .iter()
+                .any(|candidate| self.text_match.same(tag, candidate))
+            {
                 return false;
             }
         }
-        if self.from.is_some() || self.to.is_some() {
-            let Some(first) = first_message_time(record).map(|time| time.date_naive()) else {
-                return false;
-            };
-            if self.from.is_some_and(|from| first < from) || self.to.is_some_and(|to| first > to) {
-                return false;
-            }
+        if self.since.is_some() || self.until.is_some() {
+            return in_window(first_message_time(record), self.since, self.until);
         }
         true
     }
 }
 
 /// One page of the tenant's interactions that match `filter`, newest first, starting below
-/// `cursor`. The scan stops once `limit` interactions are found.
+/// `cursor`, through the shared pagination engine ([`crate::records::RecordStore::page`]).
 pub fn list_interactions(
     store: &InteractionStore,
     tenant: TenantId,
@@ -85,7 +119,9 @@ pub fn list_interactions(
     cursor: Option<RecordId>,
     limit: usize,
 ) -> Result<Page<Interaction>, StoreError> {
-    store.page(tenant, cursor, limit, |record| filter.matches(record))
+    store.page(tenant, Order::NewestFirst, cursor, limit, |record| {
+        filter.matches(record)
+    })
 }
 
 /// True when the interaction names the account by one of `keys` (its source id or domain).
@@ -109,8 +145,16 @@ mod tests {
         .unwrap()
     }
 
+    fn day(text: &str) -> DateTime<Utc> {
+        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+    }
+
     #[test]
-    fn filters_narrow_by_each_field_and_ignore_case() {
+    fn filters_narrow_by_each_field_and_ignore_case_when_asked() {
         let record = record();
         assert!(InteractionFilter::default().matches(&record));
         let by = |filter: InteractionFilter| filter.matches(&record);
@@ -119,8 +163,19 @@ mod tests {
             status: Some("open".to_owned()),
             account: Some("ACME.example".to_owned()),
             tag: Some("billing".to_owned()),
-            from: NaiveDate::from_ymd_opt(2026, 1, 2),
-            to: NaiveDate::from_ymd_opt(2026, 1, 2),
+            since: Some(day("2026-01-02")),
+            until: Some(day("2026-01-03")),
+            text_match: TextMatch::IgnoreCase,
+        }));
+        // The API's exact comparison: case counts.
+        assert!(!by(InteractionFilter {
+            status: Some("open".to_owned()),
+            ..InteractionFilter::default()
+        }));
+        assert!(by(InteractionFilter {
+            status: Some("Open".to_owned()),
+            tag: Some("Billing".to_owned()),
+            ..InteractionFilter::default()
         }));
         assert!(!by(InteractionFilter {
             channel: Some(Channel::Email),
@@ -128,12 +183,23 @@ mod tests {
         }));
         assert!(!by(InteractionFilter {
             tag: Some("bug".to_owned()),
+            text_match: TextMatch::IgnoreCase,
+            ..InteractionFilter::default()
+        }));
+        // `until` is excluded, `since` included.
+        assert!(!by(InteractionFilter {
+            since: Some(day("2026-01-03")),
             ..InteractionFilter::default()
         }));
         assert!(!by(InteractionFilter {
-            from: NaiveDate::from_ymd_opt(2026, 1, 3),
+            until: Some(day("2026-01-02")),
             ..InteractionFilter::default()
         }));
+        assert!(InteractionFilter {
+            text_match: TextMatch::IgnoreCase,
+            ..InteractionFilter::default()
+        }
+        .is_empty());
         assert!(belongs_to(&record, &["x", "acme.example"]));
         assert!(!belongs_to(&record, &["other.example"]));
     }

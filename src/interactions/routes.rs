@@ -13,10 +13,10 @@ use crate::context::AppContext;
 use crate::error::AppError;
 use crate::ids::RecordId;
 use crate::interactions::query::{
-    first_message_time, last_message_time, list_interactions, InteractionFilter,
+    first_message_time, last_message_time, list_interactions, InteractionFilter, TextMatch,
 };
 use crate::interactions::{Channel, Interaction};
-use crate::records::PAGE_SIZE;
+use crate::records::{MAX_SCANNED_PER_PAGE, PAGE_SIZE};
 use crate::web::pages::{audit_personal_read, format_time, render, Chrome};
 
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -63,8 +63,16 @@ pub fn parse_cursor(value: &str) -> Result<Option<RecordId>, AppError> {
         .transpose()
 }
 
+/// Midnight UTC of `date`, and of the day after it.
+fn day_start(date: chrono::NaiveDate) -> Option<chrono::DateTime<chrono::Utc>> {
+    date.and_hms_opt(0, 0, 0).map(|time| time.and_utc())
+}
+
 impl ListQuery {
+    /// The shared filter, as people use the form: texts ignore case, and the `from`/`to` dates
+    /// both count, so the window runs from `from`'s midnight to the midnight after `to`.
     fn filter(&self) -> Result<InteractionFilter, AppError> {
+        let to = parse_date("to", &self.to)?;
         Ok(InteractionFilter {
             channel: non_empty(&self.channel)
                 .map(|text| text.parse::<Channel>())
@@ -73,8 +81,9 @@ impl ListQuery {
             status: non_empty(&self.status),
             account: non_empty(&self.account),
             tag: non_empty(&self.tag),
-            from: parse_date("from", &self.from)?,
-            to: parse_date("to", &self.to)?,
+            since: parse_date("from", &self.from)?.and_then(day_start),
+            until: to.and_then(|to| to.succ_opt()).and_then(day_start),
+            text_match: TextMatch::IgnoreCase,
         })
     }
 
@@ -141,6 +150,8 @@ struct ListPage {
     older: Option<String>,
     is_first_page: bool,
     filtered: bool,
+    /// The page stopped after examining this many interactions without filling up.
+    scan_limit: Option<usize>,
 }
 
 async fn list(
@@ -184,6 +195,7 @@ async fn list(
                 .map(|next| format!("{list_url}?{}", query.with_cursor(next))),
             is_first_page: cursor.is_none(),
             filtered: !filter.is_empty(),
+            scan_limit: found.scan_limit_reached.then_some(MAX_SCANNED_PER_PAGE),
             channels: Channel::ALL
                 .iter()
                 .map(|channel| channel.as_str())

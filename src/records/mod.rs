@@ -95,46 +95,92 @@ pub struct Stored<R> {
     pub updated: DateTime<Utc>,
 }
 
-/// One page of a listing, newest first. `next_cursor` is the id of the last record shown when
-/// the page is full: the next page starts below it (and may turn out empty).
+/// The order a listing walks a tenant's records in. Record ids are ULIDs made at first import,
+/// so this is the order of first import.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// The console's lists: the latest first.
+    NewestFirst,
+    /// The API's lists: the order records were first stored in.
+    OldestFirst,
+}
+
+/// One page of a listing.
 #[derive(Clone, Debug)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// Where the next page starts (exclusive); `None` on the last page. It is the last record
+    /// shown when another match follows it, or the last record examined when the scan stopped at
+    /// [`MAX_SCANNED_PER_PAGE`].
     pub next_cursor: Option<RecordId>,
+    /// True when the page stopped because it had examined [`MAX_SCANNED_PER_PAGE`] records, not
+    /// because it was full or the records ran out: it may be short, even empty, with more matches
+    /// further on.
+    pub scan_limit_reached: bool,
 }
 
 /// The page size of the console's listings.
 pub const PAGE_SIZE: usize = 50;
 
+/// Records examined for one page at most. Records are sealed, so filtering means opening each;
+/// a sparse filter over a large tenant answers with what it found so far and a cursor to go on
+/// from, instead of opening the whole tenant in one request.
+pub const MAX_SCANNED_PER_PAGE: usize = 5000;
+
+type Entry<R> = Result<(RecordId, Stored<R>), StoreError>;
+
 impl<R: SourceRecord> RecordStore<R> {
-    /// The newest records that `keep` accepts, starting below `cursor`, at most `limit` of them.
-    /// The scan stops as soon as the page is full; a filter that matches little still reads up to
-    /// the whole collection (there is no secondary index yet).
+    /// The one pagination engine of the console and the API: the records that `keep` accepts,
+    /// in `order`, starting after `cursor`, at most `limit` of them, examining at most
+    /// [`MAX_SCANNED_PER_PAGE`] records. `next_cursor` is set only when there is more to see: a
+    /// full page looks one match ahead (within the same scan bound).
     pub fn page(
         &self,
         tenant: TenantId,
+        order: Order,
         cursor: Option<RecordId>,
         limit: usize,
         mut keep: impl FnMut(&R) -> bool,
     ) -> Result<Page<Stored<R>>, StoreError> {
         let limit = limit.max(1);
-        let mut items = Vec::new();
-        self.for_each_newest_first(tenant, cursor, |stored| {
-            if keep(&stored.record) {
-                items.push(stored);
-            }
-            if items.len() >= limit {
-                std::ops::ControlFlow::Break(())
-            } else {
-                std::ops::ControlFlow::Continue(())
-            }
-        })?;
-        let next_cursor = if items.len() >= limit {
-            items.last().map(|last| last.id)
-        } else {
-            None
+        let records = self.records(tenant)?;
+        let entries: Box<dyn Iterator<Item = Entry<R>> + '_> = match (order, &cursor) {
+            (Order::NewestFirst, _) => Box::new(records.scan_newest_first(cursor.as_ref())),
+            (Order::OldestFirst, Some(after)) => Box::new(records.scan_after(after)),
+            (Order::OldestFirst, None) => Box::new(records.scan()),
         };
-        Ok(Page { items, next_cursor })
+        let mut page = Page {
+            items: Vec::new(),
+            next_cursor: None,
+            scan_limit_reached: false,
+        };
+        let mut scanned = 0usize;
+        for entry in entries {
+            let (id, stored) = entry?;
+            if keep(&stored.record) {
+                if page.items.len() == limit {
+                    page.next_cursor = page.items.last().map(|last: &Stored<R>| last.id);
+                    break;
+                }
+                page.items.push(stored);
+            }
+            scanned += 1;
+            if scanned >= MAX_SCANNED_PER_PAGE {
+                page.next_cursor = Some(id);
+                page.scan_limit_reached = true;
+                break;
+            }
+        }
+        Ok(page)
+    }
+
+    /// An unfiltered console page: the newest records below `cursor`, [`PAGE_SIZE`] of them.
+    pub fn newest_page(
+        &self,
+        tenant: TenantId,
+        cursor: Option<RecordId>,
+    ) -> Result<Page<Stored<R>>, StoreError> {
+        self.page(tenant, Order::NewestFirst, cursor, PAGE_SIZE, |_| true)
     }
 }
 
@@ -241,25 +287,6 @@ impl<R: SourceRecord> RecordStore<R> {
     ) -> Result<(), StoreError> {
         for entry in self.records(tenant)?.scan() {
             visit(entry?.1)?;
-        }
-        Ok(())
-    }
-}
-
-impl<R: SourceRecord> RecordStore<R> {
-    /// Calls `visit` with records newest first (by Rapport id, i.e. first import), starting just
-    /// below `before`, until `visit` breaks. Listing pages stop as soon as their page is full.
-    pub fn for_each_newest_first(
-        &self,
-        tenant: TenantId,
-        before: Option<RecordId>,
-        mut visit: impl FnMut(Stored<R>) -> std::ops::ControlFlow<()>,
-    ) -> Result<(), StoreError> {
-        let records = self.records(tenant)?;
-        for entry in records.scan_newest_first(before.as_ref()) {
-            if visit(entry?.1).is_break() {
-                break;
-            }
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use crate::auth::guard::{client_address, TenantAccess};
 use crate::context::AppContext;
 use crate::error::AppError;
 use crate::interactions::routes::parse_cursor;
-use crate::records::PAGE_SIZE;
+use crate::records::{Order, PAGE_SIZE};
 use crate::signals::KINDS;
 use crate::web::pages::{audit_personal_read, format_time, render, Chrome};
 
@@ -62,11 +62,13 @@ async fn list(
             )));
         }
         let cursor = parse_cursor(&query.cursor)?;
-        let found = context
-            .signals
-            .page(access.tenant.id, cursor, PAGE_SIZE, |record| {
-                kind.is_empty() || record.signal.kind_str() == kind
-            })?;
+        let found = context.signals.page(
+            access.tenant.id,
+            Order::NewestFirst,
+            cursor,
+            PAGE_SIZE,
+            |record| kind.is_empty() || record.signal.kind_str() == kind,
+        )?;
         audit_personal_read(
             &context,
             &access.session,

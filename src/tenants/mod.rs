@@ -17,6 +17,19 @@ use crate::users::Role;
 
 pub use store::TenantStore;
 
+/// Reads a tenant-scoped record through a reference held elsewhere (a user's e-mail entry, an
+/// API key or webhook directory entry, a session): when the tenant no longer exists, its keys are
+/// gone and the store answers `UnknownScope`. That is a dangling reference, not a failure, so the
+/// record is simply absent (a 401 or 404 for whoever followed the reference, never a 500).
+pub fn absent_if_tenant_gone<T>(
+    read: Result<Option<T>, crate::store::StoreError>,
+) -> Result<Option<T>, crate::store::StoreError> {
+    match read {
+        Err(crate::store::StoreError::UnknownScope(crate::store::Scope::Tenant(_))) => Ok(None),
+        other => other,
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {
     #[error("slug {0:?} is invalid: use 2 to 40 lower-case letters, digits and dashes, starting with a letter or digit")]

@@ -479,6 +479,11 @@ async fn operator_user_action(
     let id = user.parse::<UserId>().map_err(|_| AppError::NotFound)?;
     let target = UserRef { tenant, id };
     web::block(move || {
+        // A row of a tenant that no longer exists (a stale page, a deleted tenant) is 404; its
+        // scope is not touched.
+        if let Some(tenant) = tenant {
+            context.tenants.get(tenant)?.ok_or(AppError::NotFound)?;
+        }
         apply_action(
             &context,
             &access.session,

@@ -2,6 +2,7 @@
 
 use crate::ids::{TenantId, UserId};
 use crate::store::{BlindIndex, Collection, Scope, Store, StoreError, WriteSet};
+use crate::tenants::absent_if_tenant_gone;
 use crate::users::{Email, User, UserError, UserRef};
 
 #[derive(Clone)]
@@ -38,8 +39,12 @@ impl UserStore {
         }
     }
 
+    /// The user, or `None` when there is none, also when its tenant no longer exists.
     pub fn get(&self, user: UserRef) -> Result<Option<User>, UserError> {
-        Ok(self.records(user.tenant)?.get(&user.id)?)
+        Ok(absent_if_tenant_gone(
+            self.records(user.tenant)
+                .and_then(|records| records.get(&user.id)),
+        )?)
     }
 
     pub fn find_by_email(&self, email: &Email) -> Result<Option<User>, UserError> {

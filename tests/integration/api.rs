@@ -11,6 +11,7 @@ use rapport::audit::{Actor, AuditAction, AuditView};
 use rapport::tenants::Tenant;
 use rapport::users::Role;
 use reqwest::{Response, StatusCode};
+use secrecy::ExposeSecret as _;
 use serde_json::{json, Value};
 
 use crate::helpers::{cli_instance, free_port, rapport, stderr, stdout, TestApp};
@@ -20,6 +21,8 @@ fn key_for(app: &TestApp, tenant: &Tenant, scopes: &[ApiScope]) -> String {
     keys::create_key(&app.context, &Actor::cli(), None, tenant.id, "test", scopes)
         .unwrap()
         .secret
+        .expose_secret()
+        .to_owned()
 }
 
 fn interaction(source_id: &str, channel: &str, tags: &[&str], sent_at: &str) -> Value {
@@ -453,7 +456,7 @@ async fn webhooks_need_a_fresh_valid_signature_and_map_zendesk_tickets() {
     )
     .unwrap();
     let path = created.integration.webhook_path();
-    let secret = created.secret;
+    let secret = created.secret.expose_secret().to_owned();
     let now = chrono::Utc::now().timestamp();
     let count = || app.context.interactions.count(tenant.id).unwrap();
 
@@ -535,7 +538,7 @@ async fn webhooks_need_a_fresh_valid_signature_and_map_zendesk_tickets() {
         &app,
         &zendesk.integration.webhook_path(),
         now,
-        &sign(&zendesk.secret, now, ticket.as_bytes()),
+        &sign(zendesk.secret.expose_secret(), now, ticket.as_bytes()),
         ticket.as_bytes(),
     )
     .await;
@@ -584,7 +587,7 @@ async fn webhooks_need_a_fresh_valid_signature_and_map_zendesk_tickets() {
             &app,
             &zendesk.integration.webhook_path(),
             later,
-            &sign(&zendesk.secret, later, ticket.as_bytes()),
+            &sign(zendesk.secret.expose_secret(), later, ticket.as_bytes()),
             ticket.as_bytes(),
         )
         .await,
@@ -859,6 +862,20 @@ async fn api_records_keys_and_webhook_secrets_never_reach_the_disk_in_plaintext(
         IntegrationKind::Rapport,
     )
     .unwrap();
+    // Keys and secrets are held in `secrecy` types: zeroed on drop, never printed by `Debug`.
+    let shown_key = keys::create_key(
+        &app.context,
+        &Actor::cli(),
+        None,
+        tenant.id,
+        "debug check",
+        [ApiScope::Read].into_iter().collect(),
+    )
+    .unwrap();
+    for secret in [&created.secret, &shown_key.secret] {
+        let printed = format!("{secret:?}");
+        assert!(!printed.contains(secret.expose_secret()), "{printed}");
+    }
     let now = chrono::Utc::now().timestamp();
     let mut delivered = interaction("w-1", "chat", &[], "2026-01-01T10:00:00Z");
     delivered["subject"] = json!(format!("Webhook {sentinel}"));
@@ -867,7 +884,7 @@ async fn api_records_keys_and_webhook_secrets_never_reach_the_disk_in_plaintext(
         &app,
         &created.integration.webhook_path(),
         now,
-        &sign(&created.secret, now, body.as_bytes()),
+        &sign(created.secret.expose_secret(), now, body.as_bytes()),
         body.as_bytes(),
     )
     .await;
@@ -879,7 +896,7 @@ async fn api_records_keys_and_webhook_secrets_never_reach_the_disk_in_plaintext(
         sentinel.into_bytes(),
         key.into_bytes(),
         secret_part.into_bytes(),
-        created.secret.into_bytes(),
+        created.secret.expose_secret().as_bytes().to_vec(),
     ];
     for file in crate::helpers::files_under(&app.data_dir) {
         let bytes = std::fs::read(&file).unwrap();

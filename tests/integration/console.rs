@@ -382,6 +382,78 @@ async fn account_page_merges_interactions_and_signals_and_lists_are_audited() {
     assert_eq!(reads.iter().filter(|t| *t == "signals list").count(), 2);
 }
 
+#[tokio::test]
+async fn a_sparse_filter_and_the_account_page_stop_at_the_scan_limit_and_say_so() {
+    use rapport::records::MAX_SCANNED_PER_PAGE;
+
+    let app = TestApp::spawn();
+    let tenant = app.create_tenant("acme");
+    app.create_user("ana@acme.example", Role::Analyst, Some(&tenant));
+    // The oldest interaction is the only call, and the only one of account big.example; more
+    // than a scan's worth of chats of another account were imported after it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.jsonl");
+    let line = |id: usize, channel: &str, account: &str| {
+        serde_json::json!({
+            "source_system": "desk", "source_id": format!("S-{id}"), "channel": channel,
+            "subject": format!("Subject {id}"), "account": account,
+            "messages": [{"role": "customer", "sent_at": "2026-10-06T10:00:00Z", "text": "Hello"}]
+        })
+        .to_string()
+    };
+    let mut file = line(0, "call", "big.example") + "\n";
+    for id in 1..=MAX_SCANNED_PER_PAGE + 10 {
+        file.push_str(&line(id, "chat", "other.example"));
+        file.push('\n');
+    }
+    std::fs::write(&path, file).unwrap();
+    import(&app, &tenant, &path);
+    // Signed in after the import, so that no pooled connection sits idle through it.
+    let client = app.signed_in_client("ana@acme.example").await;
+
+    // The filtered page stops after examining the limit: no match yet, a notice, and an Older
+    // link that carries the filter on.
+    let first = page(&app, &client, "/t/acme/interactions?channel=call").await;
+    assert_eq!(interaction_links(&first), 0);
+    assert!(
+        first.contains("looked through 5000 interactions"),
+        "{first}"
+    );
+    let marker = "href=\"/t/acme/interactions?channel=call&#38;cursor=";
+    let start = first.find(marker).expect("an Older link") + "href=\"".len();
+    let older = &first[start..];
+    let older = older[..older.find('"').unwrap()].replace("&#38;", "&");
+    let second = page(&app, &client, &older).await;
+    assert_eq!(interaction_links(&second), 1, "{second}");
+    assert!(second.contains("Subject 0"));
+    assert!(!second.contains("looked through"));
+
+    // The account page reads no more than the limit of each kind, and says so.
+    let (account, _) = app
+        .context
+        .accounts
+        .upsert(
+            tenant.id,
+            AccountRecord {
+                source_system: "crm".to_owned(),
+                source_id: "ACC-BIG".to_owned(),
+                name: "Big Ltd".to_owned(),
+                domain: Some("big.example".to_owned()),
+                plan: None,
+                arr: None,
+                renewal_date: None,
+                owner: None,
+            },
+        )
+        .unwrap();
+    let account_page = page(&app, &client, &format!("/t/acme/accounts/{}", account.id)).await;
+    assert!(
+        account_page.contains("Only the 5000 most recently imported"),
+        "{account_page}"
+    );
+    assert!(!account_page.contains("Subject 0"));
+}
+
 const BOUNDARY: &str = "rapport-test-boundary-81d3";
 
 /// A multipart/form-data body as a browser sends it.
@@ -410,13 +482,24 @@ fn multipart_body(format: &str, skip_invalid: bool, file_name: &str, file: &[u8]
     body
 }
 
+/// The CSRF field as the first part of a multipart body, where the upload form puts it.
+fn csrf_part(token: &str) -> Vec<u8> {
+    format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{token}\r\n")
+        .into_bytes()
+}
+
+/// Posts an upload; with `csrf`, the token goes first in the body, as the no-script form sends it.
 async fn upload(app: &TestApp, client: &Client, csrf: Option<&str>, body: Vec<u8>) -> Response {
-    let path = match csrf {
-        Some(token) => format!("/t/acme/imports?csrf={token}"),
-        None => "/t/acme/imports".to_owned(),
+    let body = match csrf {
+        Some(token) => [csrf_part(token), body].concat(),
+        None => body,
     };
+    post_multipart(app, client, "/t/acme/imports", body).await
+}
+
+async fn post_multipart(app: &TestApp, client: &Client, path: &str, body: Vec<u8>) -> Response {
     client
-        .post(app.url(&path))
+        .post(app.url(path))
         .header(
             "content-type",
             format!("multipart/form-data; boundary={BOUNDARY}"),
@@ -569,6 +652,81 @@ async fn uploads_are_spooled_sealed_imported_and_reported() {
 }
 
 #[tokio::test]
+async fn the_upload_token_travels_first_in_the_form_or_in_the_header_never_in_the_url() {
+    let app = TestApp::spawn();
+    let tenant = app.create_tenant("acme");
+    app.create_user("admin@acme.example", Role::TenantAdmin, Some(&tenant));
+    let admin = app.signed_in_client("admin@acme.example").await;
+    let imports = page(&app, &admin, "/t/acme/imports").await;
+    let token = csrf_in(&imports);
+    // The form posts to a URL without the token, and its hidden token field comes first.
+    assert!(imports.contains("action=\"/t/acme/imports\""), "{imports}");
+    let form = &imports[imports.find("id=\"upload-form\"").unwrap()..];
+    assert!(
+        form.find("name=\"csrf\"").unwrap() < form.find("name=\"format\"").unwrap(),
+        "{form}"
+    );
+    let file = std::fs::read(fixture("interactions.jsonl")).unwrap();
+
+    // A token in the query string no longer counts.
+    let in_url = post_multipart(
+        &app,
+        &admin,
+        &format!("/t/acme/imports?csrf={token}"),
+        multipart_body("jsonl", false, "a.jsonl", &file),
+    )
+    .await;
+    assert_eq!(in_url.status(), StatusCode::FORBIDDEN);
+
+    // The field is only looked for first: after the format it is refused.
+    let mut late = multipart_body("jsonl", false, "a.jsonl", &file);
+    let format_part_end = late
+        .windows(7)
+        .position(|window| window == b"jsonl\r\n")
+        .unwrap()
+        + 7;
+    late.splice(format_part_end..format_part_end, csrf_part(&token));
+    let refused = post_multipart(&app, &admin, "/t/acme/imports", late).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.context.interactions.count(tenant.id).unwrap(), 0);
+
+    // The script's header is accepted without a field in the body.
+    let by_header = admin
+        .post(app.url("/t/acme/imports"))
+        .header("x-csrf-token", &token)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(multipart_body("jsonl", false, "a.jsonl", &file))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_header.status(), StatusCode::SEE_OTHER);
+    let report = finished_import_page(&app, &admin, &location(&by_header)).await;
+    assert!(
+        report.contains("<dd class=\"state\">committed</dd>"),
+        "{report}"
+    );
+
+    // The field first is accepted, and the handler still reads the whole form after it.
+    let by_field = upload(
+        &app,
+        &admin,
+        Some(&token),
+        multipart_body("jsonl", true, "b.jsonl", &file),
+    )
+    .await;
+    assert_eq!(by_field.status(), StatusCode::SEE_OTHER);
+    let report = finished_import_page(&app, &admin, &location(&by_field)).await;
+    assert!(report.contains("b.jsonl"), "{report}");
+    assert!(
+        report.contains("<dd class=\"state\">committed</dd>"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
 async fn an_upload_declared_over_the_limit_is_refused_with_413_before_it_is_read() {
     use reqwest::cookie::CookieStore as _;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -595,10 +753,11 @@ async fn an_upload_declared_over_the_limit_is_refused_with_413_before_it_is_read
         .await
         .unwrap();
     let head = format!(
-        "POST /t/acme/imports?csrf={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {}\r\n\
-         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n--{BOUNDARY}\r\n",
+        "POST /t/acme/imports HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {}\r\n\
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n{}--{BOUNDARY}\r\n",
         cookies.to_str().unwrap(),
         2 * rapport::ingest::routes::MAX_UPLOAD_BYTES,
+        String::from_utf8(csrf_part(&token)).unwrap(),
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut answer = Vec::new();

@@ -219,3 +219,43 @@ async fn unknown_routes_are_404_and_anonymous_posts_are_refused() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_user_row_of_a_tenant_that_no_longer_exists_is_404_not_500() {
+    use rapport::ids::{ApiKeyId, IntegrationId, TenantId, UserId};
+    use rapport::users::UserRef;
+
+    let app = TestApp::spawn();
+    app.create_user("op@example.com", Role::Operator, None);
+    let operator = app.signed_in_client("op@example.com").await;
+    // A row action as a stale directory page would post it, for a tenant id that is gone.
+    let gone = TenantId::new();
+    let response = app
+        .post_form(
+            &operator,
+            &format!("/admin/users/{gone}/{}/disable", UserId::new()),
+            &[],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    // References held elsewhere (e-mail index, key and webhook directories, sessions) that lead
+    // into a tenant without keys read as absent, not as a store failure.
+    let user = UserRef {
+        tenant: Some(gone),
+        id: UserId::new(),
+    };
+    assert!(app.context.users.get(user).unwrap().is_none());
+    assert!(app
+        .context
+        .api_keys
+        .get(gone, ApiKeyId::new())
+        .unwrap()
+        .is_none());
+    assert!(app
+        .context
+        .integrations
+        .get(gone, IntegrationId::new())
+        .unwrap()
+        .is_none());
+}
