@@ -375,10 +375,11 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
     }
 
     fn write_batch(&mut self) -> Result<(), IngestError> {
-        let mut writes = WriteSet::default();
-        let vocabulary = std::mem::take(&mut self.vocabulary);
-        let mut index = self.search.batch_with(self.tenant, vocabulary)?;
+        // Read what each record replaces, then stage the journal first: the batch is applied
+        // tree by tree (see `Store::commit_journaled`), and the journal, applied and flushed
+        // before the rest, is what lets a crash half-way through be rolled back.
         let mut entries = Vec::with_capacity(self.batch.order.len());
+        let mut versions = Vec::with_capacity(self.batch.order.len());
         for key in std::mem::take(&mut self.batch.order) {
             let Some(record) = self.batch.pending.remove(&key) else {
                 continue;
@@ -388,10 +389,29 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
                 None => None,
             };
             let stored = Stored::next_version(previous.as_ref(), record);
+            let is_new = previous.is_none();
+            entries.push(JournalEntry {
+                record: stored.id,
+                source_key: key,
+                written: stored.updated,
+                previous,
+            });
+            versions.push((stored, is_new));
+        }
+        let mut writes = WriteSet::default();
+        self.batches += 1;
+        writes.put(
+            &self.journal,
+            &(self.run, self.batches),
+            &JournalBatch { entries },
+        )?;
+        let vocabulary = std::mem::take(&mut self.vocabulary);
+        let mut index = self.search.batch_with(self.tenant, vocabulary)?;
+        for (stored, is_new) in &versions {
             let texts = stored.record.search_texts();
-            if previous.is_none() {
+            if *is_new {
                 self.imported += 1;
-                writes.claim(&self.sources, &key, &stored.id)?;
+                writes.claim(&self.sources, &stored.record.source_key(), &stored.id)?;
                 if !texts.is_empty() {
                     index.add_new(&mut writes, stored.id, &texts)?;
                 }
@@ -403,22 +423,10 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
                     index.add(&mut writes, stored.id, &texts)?;
                 }
             }
-            writes.put(&self.records, &stored.id, &stored)?;
-            entries.push(JournalEntry {
-                record: stored.id,
-                source_key: key,
-                written: stored.updated,
-                previous,
-            });
+            writes.put(&self.records, &stored.id, stored)?;
         }
         self.vocabulary = index.finish(&mut writes)?;
-        self.batches += 1;
-        writes.put(
-            &self.journal,
-            &(self.run, self.batches),
-            &JournalBatch { entries },
-        )?;
-        self.context.store.commit(writes)?;
+        self.context.store.commit_journaled(writes)?;
         Ok(())
     }
 }
@@ -684,24 +692,33 @@ fn roll_back<R: SourceRecord>(
             let mut writes = WriteSet::default();
             let mut index = search.batch(tenant)?;
             for entry in batch.entries.iter().rev() {
-                let holds_run_version = records
-                    .get(&entry.record)?
+                let current = records.get(&entry.record)?;
+                let holds_run_version = current
+                    .as_ref()
                     .is_some_and(|current| current.updated == entry.written);
-                if !holds_run_version {
-                    continue;
-                }
-                if let Some(previous) = &entry.previous {
-                    writes.put(&records, &entry.record, previous)?;
-                    let texts = previous.record.search_texts();
-                    if texts.is_empty() {
-                        index.retire(&mut writes, entry.record)?;
-                    } else {
-                        index.add(&mut writes, entry.record, &texts)?;
+                match &entry.previous {
+                    Some(previous) if holds_run_version => {
+                        writes.put(&records, &entry.record, previous)?;
+                        let texts = previous.record.search_texts();
+                        if texts.is_empty() {
+                            index.retire(&mut writes, entry.record)?;
+                        } else {
+                            index.add(&mut writes, entry.record, &texts)?;
+                        }
                     }
-                } else {
-                    writes.remove(&records, &entry.record);
-                    writes.release(&sources, &entry.source_key);
-                    index.retire(&mut writes, entry.record)?;
+                    // The run created the record: remove it, and also clean up after a batch
+                    // that a crash cut short (claim or index entries in, record not).
+                    None if holds_run_version || current.is_none() => {
+                        if current.is_some() {
+                            writes.remove(&records, &entry.record);
+                        }
+                        if sources.get(&entry.source_key)? == Some(entry.record) {
+                            writes.release(&sources, &entry.source_key);
+                        }
+                        index.retire(&mut writes, entry.record)?;
+                    }
+                    // Changed since by someone else (or erased): theirs to keep.
+                    _ => {}
                 }
             }
             writes.remove(&journal, &(run, seq));

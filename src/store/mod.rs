@@ -273,6 +273,21 @@ impl Store {
         self.flush()
     }
 
+    /// Commits a large write set whose first staged collection is a journal from which a
+    /// partial application can be undone: the journal is applied and flushed first, then each
+    /// other tree's writes as one atomic batch, then everything is flushed. Much cheaper than
+    /// [`Store::commit`]'s transaction for thousands of writes, but a crash can leave some trees
+    /// written and others not; the journal's owner repairs that (the importer rolls back).
+    /// Hold the scope's writer lock ([`Store::lock_scope`]) around it.
+    pub fn commit_journaled(&self, writes: WriteSet) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.ensure_disk_reserve()?;
+        writes.apply_per_tree(|| self.flush())?;
+        self.flush()
+    }
+
     /// Flushes sled's buffers to the file (see the module comment for what that guarantees).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.shared.db.flush()?;
