@@ -347,3 +347,88 @@ fn rolled_back_imports(instance: &Instance) -> usize {
         .filter(|run| run.state == rapport::ingest::ImportState::RolledBack)
         .count()
 }
+
+/// Serves a file whole on the first read (validation) and cut short on the second (writing), as
+/// a file replaced during an import would be.
+struct ShrinkingSource {
+    whole: PathBuf,
+    short: PathBuf,
+    opened: std::cell::Cell<u32>,
+}
+
+impl rapport::ingest::ImportSource for ShrinkingSource {
+    fn open(&self) -> std::io::Result<(Box<dyn std::io::Read>, u64)> {
+        let count = self.opened.get();
+        self.opened.set(count + 1);
+        let path = if count == 0 { &self.whole } else { &self.short };
+        let file = std::fs::File::open(path)?;
+        let length = file.metadata()?.len();
+        Ok((Box::new(file), length))
+    }
+}
+
+#[test]
+fn a_rolled_back_import_keeps_a_write_made_meanwhile_and_removes_only_its_own() {
+    let instance = instance_with_tenants(&["acme"]);
+    let whole = instance.root.join("whole.jsonl");
+    let short = instance.root.join("short.jsonl");
+    large_file(&whole, 5000);
+    large_file(&short, 4999);
+    let config = rapport::config::Config::load(Path::new(&instance.config)).unwrap();
+    let context =
+        rapport::context::AppContext::open(config, rapport::store::OpenMode::ExistingOnly).unwrap();
+    let tenant = context.tenants.find_by_slug("acme").unwrap().unwrap();
+    let key = |id: &str| format!("bulk\u{0}{id}");
+    let actor = rapport::audit::Actor::cli();
+    let request = rapport::ingest::ImportRequest {
+        actor: &actor,
+        tenant: &tenant,
+        format: rapport::ingest::ImportFormat::Jsonl,
+        path: &whole,
+        skip_invalid: false,
+    };
+    let source = ShrinkingSource {
+        whole: whole.clone(),
+        short,
+        opened: std::cell::Cell::new(0),
+    };
+    // Once the first batch (2,000 records) is committed, an API client updates one of them.
+    let mut api_version = None;
+    let mut progress = |progress: rapport::ingest::Progress| {
+        if progress.pass == 2 && progress.records == 3000 && api_version.is_none() {
+            let mut record = context
+                .interactions
+                .find_by_source(tenant.id, &key("B-5"))
+                .unwrap()
+                .expect("the first batch is committed")
+                .record;
+            record.subject = Some("Changed through the API".to_owned());
+            api_version = Some(context.interactions.upsert(tenant.id, record).unwrap().0);
+        }
+    };
+    let outcome = rapport::ingest::import_from_source(
+        &context,
+        &request,
+        &source,
+        rapport::ids::ImportId::new(),
+        &mut progress,
+    );
+    assert!(outcome.is_err(), "a file that changed must fail the import");
+    let kept = context
+        .interactions
+        .find_by_source(tenant.id, &key("B-5"))
+        .unwrap()
+        .expect("the API's write survives the rollback");
+    assert_eq!(Some(kept), api_version);
+    for gone in ["B-4", "B-6", "B-2500"] {
+        assert!(
+            context
+                .interactions
+                .find_by_source(tenant.id, &key(gone))
+                .unwrap()
+                .is_none(),
+            "{gone} was written by the import and must be rolled back"
+        );
+    }
+    assert_eq!(context.interactions.count(tenant.id).unwrap(), 1);
+}
