@@ -11,6 +11,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 .PHONY: help run test clean-demo
 
+# llama.cpp's CMake builds SSE-only kernels (some 60x slower) when SOURCE_DATE_EPOCH is set, as
+# reproducible-build environments do. .cargo/config.toml also names the kernels; this keeps the two
+# from disagreeing.
+unexport SOURCE_DATE_EPOCH
+
 help:
 	@echo "make run         build and serve a demo instance from ./var (https://127.0.0.1:8443)"
 	echo "make test        formatting, clippy and all tests, as CI runs them"
@@ -18,6 +23,7 @@ help:
 
 run:
 	@CARGO="$(CARGO)" scripts/install-deps.sh
+	scripts/fetch-model.sh
 	$(CARGO) build --release
 	if [[ ! -e var/master.key ]]; then
 	  # A half-initialised var/ would make the next run fail, so remove it unless init completes.
@@ -47,6 +53,8 @@ run:
 test:
 	@echo "==> install-deps --test"
 	CARGO="$(CARGO)" scripts/install-deps.sh --test
+	echo "==> fetch-model (the inference tests use the real default model)"
+	scripts/fetch-model.sh
 	echo "==> cargo fmt --check"
 	$(CARGO) fmt --all -- --check
 	echo "==> cargo clippy"

@@ -24,9 +24,10 @@ esac
 
 # Each entry is "package:command". A package counts as present when dpkg says it is installed or, where
 # a command is named, when that command is on PATH (a toolchain installed some other way is fine).
-# libclang-dev has no command to look for; the chromium pair is checked through dpkg only, because a
+# python3-pip is what scripts/fetch-model.sh downloads the default model with. libclang-dev has no
+# command to look for; the chromium pair is checked through dpkg only, because a
 # chromedriver found elsewhere on PATH rarely matches the packaged browser's version.
-build_deps=(cmake:cmake clang:clang libclang-dev: pkg-config:pkg-config openssl:openssl)
+build_deps=(cmake:cmake clang:clang libclang-dev: pkg-config:pkg-config openssl:openssl python3-pip:pip3)
 test_deps=(chromium: chromium-driver:)
 
 package_installed() {

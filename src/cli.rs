@@ -99,6 +99,32 @@ enum Command {
     /// Find personal data in text.
     #[command(subcommand)]
     Pii(PiiCommand),
+    /// Classify a labelled CSV with a tenant's analysis backend; prints a confusion matrix and,
+    /// as the last line, one JSON object with `accuracy`, `macro_f1`, `items` and `items_per_second`.
+    Eval {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The tenant (slug) whose backend classifies.
+        #[arg(long, value_name = "SLUG")]
+        tenant: String,
+        /// What the labels are.
+        #[arg(long, value_enum)]
+        task: crate::inference::TaskKind,
+        /// The column holding the text.
+        #[arg(long, value_name = "COL")]
+        text_column: String,
+        /// The column holding the expected label.
+        #[arg(long, value_name = "COL")]
+        label_column: String,
+        /// Comma-separated labels to choose from; default: the label column's distinct values.
+        #[arg(long, value_name = "a,b,c", value_delimiter = ',')]
+        labels: Option<Vec<String>>,
+        /// Classify at most this many rows (the first ones).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// The CSV file (with a header row).
+        file: PathBuf,
+    },
     /// Export every interaction of a tenant in the import schema.
     Export {
         #[command(flatten)]
@@ -216,6 +242,22 @@ enum BenchCommand {
         #[arg(long, value_name = "DIR", default_value = ".")]
         dir: PathBuf,
     },
+    /// Measure the default model: raw llama.cpp speed, then the analysis pipeline on synthetic
+    /// short messages (at several batch widths) and six-message conversations, with peak RSS.
+    Analysis {
+        /// Short messages to classify per batch width.
+        #[arg(long, default_value_t = 500)]
+        messages: usize,
+        /// Six-message conversations to classify.
+        #[arg(long, default_value_t = 100)]
+        conversations: usize,
+        /// Batch widths to try, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,16,32")]
+        widths: Vec<usize>,
+        /// Inference threads.
+        #[arg(long, default_value_t = 2)]
+        threads: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -300,6 +342,42 @@ pub fn run() -> ExitCode {
             })
             .map_err(Failure::from)
         }
+        Command::Bench(BenchCommand::Analysis {
+            messages,
+            conversations,
+            widths,
+            threads,
+        }) => {
+            crate::telemetry::init_for_command();
+            crate::inference::bench::analysis(&crate::inference::bench::AnalysisBench {
+                messages,
+                conversations,
+                widths,
+                threads,
+            })
+            .map_err(Failure::from)
+        }
+        Command::Eval {
+            config,
+            tenant,
+            task,
+            text_column,
+            label_column,
+            labels,
+            limit,
+            file,
+        } => eval(
+            &config.path,
+            &tenant,
+            &crate::inference::eval::EvalOptions {
+                task,
+                text_column,
+                label_column,
+                labels,
+                limit,
+                file,
+            },
+        ),
         Command::Apikey(ApikeyCommand::Create {
             config,
             tenant,
@@ -722,6 +800,25 @@ fn import(
         ))),
         state => Err(Failure(format!("the import ended {}", state.as_str()))),
     }
+}
+
+fn eval(config: &Path, slug: &str, options: &crate::inference::eval::EvalOptions) -> Outcome {
+    let context = open(config)?;
+    let tenant = find_tenant(&context, slug)?;
+    let backend =
+        crate::inference::open_tenant_backend(&context.config, &context.store, tenant.id)?;
+    let report = crate::inference::eval::run(backend.as_ref(), options)?;
+    print!("{}", report.matrix.render());
+    println!("backend: {}", report.backend);
+    println!(
+        "{} items, accuracy {:.3}, macro-F1 {:.3}, {:.2} items/s",
+        report.items,
+        report.matrix.accuracy(),
+        report.matrix.macro_f1(),
+        report.items_per_second()
+    );
+    println!("{}", report.summary(options.task));
+    Ok(())
 }
 
 fn export(config: &Path, slug: &str, out: Option<&Path>) -> Outcome {

@@ -35,6 +35,8 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub inference: InferenceConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +86,48 @@ pub struct AuthConfig {
 pub struct LogConfig {
     pub level: String,
     pub format: LogFormat,
+}
+
+/// The local inference engine (llama.cpp) and where model files are found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InferenceConfig {
+    /// CPU threads of the one inference thread's decode calls.
+    pub threads: u32,
+    /// Tokens of KV cache shared by the prompt prefix and every sequence of a batch.
+    pub context_size: u32,
+    /// Texts (sequences) decoded together in one batch.
+    pub batch_width: u32,
+    /// The model cache `scripts/fetch-model.sh` fills; unset means `$RAPPORT_MODEL_CACHE`, else
+    /// `$HOME/.cache/rapport/models`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models_cache_dir: Option<PathBuf>,
+}
+
+impl Default for InferenceConfig {
+    fn default() -> Self {
+        Self {
+            threads: 2,
+            context_size: 4096,
+            batch_width: 8,
+            models_cache_dir: None,
+        }
+    }
+}
+
+impl InferenceConfig {
+    /// The model cache directory, resolved as `scripts/fetch-model.sh` resolves it.
+    pub fn models_cache_dir(&self) -> PathBuf {
+        if let Some(directory) = &self.models_cache_dir {
+            return directory.clone();
+        }
+        if let Some(directory) = std::env::var_os("RAPPORT_MODEL_CACHE").filter(|v| !v.is_empty()) {
+            return PathBuf::from(directory);
+        }
+        std::env::var_os("HOME")
+            .map_or_else(|| PathBuf::from("/var/cache/rapport"), PathBuf::from)
+            .join(".cache/rapport/models")
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +213,13 @@ impl Config {
         if self.auth.lockout_threshold == 0 || self.auth.address_lockout_threshold == 0 {
             problems.push("auth lock-out thresholds must be at least 1".to_owned());
         }
+        if self.inference.threads == 0 || self.inference.batch_width == 0 {
+            problems
+                .push("inference.threads and inference.batch_width must be at least 1".to_owned());
+        }
+        if self.inference.context_size < 512 {
+            problems.push("inference.context_size must be at least 512 tokens".to_owned());
+        }
         if self
             .log
             .level
@@ -227,6 +278,7 @@ pub fn template(values: &TemplateValues<'_>) -> String {
             .to_owned(),
     };
     let auth = AuthConfig::default();
+    let inference = InferenceConfig::default();
     format!(
         r#"# Rapport configuration.
 #
@@ -275,6 +327,19 @@ address_lockout_threshold = {address_threshold}
 level = "info"
 # "text" for people, "json" for log collectors.
 format = "text"
+
+[inference]
+# CPU threads used by the one inference thread (llama.cpp). Several decoding threads on a small
+# machine only compete, so this is the whole budget for analysis.
+threads = {threads}
+# Tokens of KV cache, shared by the cached prompt prefix and every text of a batch.
+context_size = {context_size}
+# Texts decoded together in one batch; `rapport bench analysis` shows which width is fastest here.
+batch_width = {batch_width}
+# Model files are looked for in <data_dir>/models, then /usr/share/rapport/models, then this
+# cache (filled by scripts/fetch-model.sh). Unset, it is $RAPPORT_MODEL_CACHE or
+# $HOME/.cache/rapport/models.
+# models_cache_dir = "/var/cache/rapport/models"
 "#,
         listen = values.listen,
         data_dir = toml_string(values.data_dir),
@@ -288,6 +353,9 @@ format = "text"
         base = auth.lockout_base_seconds,
         max = auth.lockout_max_minutes,
         address_threshold = auth.address_lockout_threshold,
+        threads = inference.threads,
+        context_size = inference.context_size,
+        batch_width = inference.batch_width,
     )
 }
 

@@ -14,6 +14,7 @@ pub mod context;
 pub mod crypto;
 pub mod error;
 pub mod ids;
+pub mod inference;
 pub mod ingest;
 pub mod init;
 pub mod interactions;

@@ -17,6 +17,7 @@ mod csrf;
 mod durability;
 mod formats;
 mod headers;
+mod inference;
 mod ingest;
 mod isolation;
 mod login;

@@ -1,0 +1,306 @@
+//! `rapport bench analysis`: how fast the default model runs here, raw and through Rapport.
+//!
+//! In one run: (a) llama.cpp's raw speed from a minimal direct loop (one prompt decoded as one
+//! batch, then greedy generation one token at a time), and (b) the pipeline (prefix reuse, batched
+//! label scoring) on synthetic short messages at several batch widths and on six-message
+//! conversations. The pipeline's token throughput is compared with the raw prompt speed, since
+//! label scoring is prompt processing. The last line is one JSON object.
+
+use std::num::NonZeroU32;
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+
+use crate::config::InferenceConfig;
+use crate::inference::engine::backend;
+use crate::inference::models::{self, ModelDirectories, PACKAGED_MODELS_DIR};
+use crate::inference::{engine_settings, start_local, Backend, InferenceError, LabelSet, TaskKind};
+
+#[derive(Clone, Debug)]
+pub struct AnalysisBench {
+    pub messages: usize,
+    pub conversations: usize,
+    pub widths: Vec<usize>,
+    pub threads: u32,
+}
+
+const OPENERS: [&str; 8] = [
+    "Hi,",
+    "Hello team,",
+    "Good morning,",
+    "Hey,",
+    "Dear support,",
+    "Hi there,",
+    "Hello,",
+    "Morning,",
+];
+const BODIES: [&str; 12] = [
+    "my card was declined twice today and I am really annoyed",
+    "thank you so much, the refund arrived and everything works now",
+    "can you tell me when my new card will be delivered",
+    "the app crashes every time I try to log in",
+    "great service, the agent solved my problem in minutes",
+    "I was charged twice for the same order",
+    "how do I change the address on my account",
+    "nobody has answered my ticket for a week, this is unacceptable",
+    "the transfer went through quickly, thanks",
+    "what are your opening hours on Sunday",
+    "I lost my phone and need to block my card",
+    "the new dashboard is really easy to use, well done",
+];
+const CLOSERS: [&str; 6] = [
+    "Thanks.",
+    "Regards, Sam",
+    "Please help.",
+    "Cheers",
+    "",
+    "Best wishes",
+];
+
+/// A deterministic sequence of synthetic customer messages (no randomness between runs).
+fn synthetic_messages(count: usize, salt: usize) -> Vec<String> {
+    (0..count)
+        .map(|index| {
+            let mixed = index.wrapping_mul(2_654_435_761).wrapping_add(salt);
+            format!(
+                "{} {} {}",
+                OPENERS[mixed % OPENERS.len()],
+                BODIES[(mixed / 7) % BODIES.len()],
+                CLOSERS[(mixed / 11) % CLOSERS.len()]
+            )
+            .trim()
+            .to_owned()
+        })
+        .collect()
+}
+
+fn synthetic_conversations(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|index| {
+            let messages = synthetic_messages(6, index * 6);
+            messages
+                .iter()
+                .enumerate()
+                .map(|(turn, text)| {
+                    let speaker = if turn % 2 == 0 { "Customer" } else { "Agent" };
+                    format!("{speaker}: {text}")
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
+}
+
+/// Raw llama.cpp speed: prompt tokens per second and generated tokens per second.
+fn raw_speed(path: &std::path::Path, threads: u32) -> Result<(f64, f64), InferenceError> {
+    let engine_error = |error: &dyn std::fmt::Display| InferenceError::Engine(error.to_string());
+    let backend = backend()?;
+    let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+        .map_err(|error| engine_error(&error))?;
+    let threads = i32::try_from(threads).unwrap_or(2);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(2048))
+        .with_n_batch(2048)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut context = model
+        .new_context(backend, params)
+        .map_err(|error| engine_error(&error))?;
+    let text = synthetic_messages(40, 1).join("\n");
+    let mut tokens = model.vocab().tokenize(text.as_bytes(), true, false);
+    tokens.truncate(512);
+    let prompt_tokens = tokens.len();
+    let mut batch = LlamaBatch::new(prompt_tokens, 1);
+    for (position, token) in tokens.iter().enumerate() {
+        let position = i32::try_from(position).map_err(|error| engine_error(&error))?;
+        batch
+            .add(
+                *token,
+                position,
+                &[0],
+                position + 1 == i32::try_from(prompt_tokens).unwrap_or(0),
+            )
+            .map_err(|error| engine_error(&error))?;
+    }
+    let started = Instant::now();
+    context
+        .decode(&mut batch)
+        .map_err(|error| engine_error(&error))?;
+    let prompt_seconds = started.elapsed().as_secs_f64();
+
+    let generate: u32 = 64;
+    let vocabulary = usize::try_from(model.n_vocab()).unwrap_or(0);
+    let mut last_row = batch.n_tokens() - 1;
+    let started = Instant::now();
+    for step in 0..generate {
+        let row = context.get_logits_ith(last_row);
+        let best = row[..vocabulary.min(row.len())]
+            .iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (index, logit)| {
+                if *logit > best.1 {
+                    (index, *logit)
+                } else {
+                    best
+                }
+            })
+            .0;
+        batch.clear();
+        let position =
+            i32::try_from(prompt_tokens + step as usize).map_err(|error| engine_error(&error))?;
+        let token = LlamaToken(i32::try_from(best).map_err(|error| engine_error(&error))?);
+        batch
+            .add(token, position, &[0], true)
+            .map_err(|error| engine_error(&error))?;
+        context
+            .decode(&mut batch)
+            .map_err(|error| engine_error(&error))?;
+        last_row = 0;
+    }
+    let generate_seconds = started.elapsed().as_secs_f64();
+    #[allow(clippy::cast_precision_loss)]
+    Ok((
+        prompt_tokens as f64 / prompt_seconds,
+        f64::from(generate) / generate_seconds,
+    ))
+}
+
+/// One measured pipeline pass.
+struct Pass {
+    items: usize,
+    seconds: f64,
+    tokens: u64,
+}
+
+impl Pass {
+    #[allow(clippy::cast_precision_loss)]
+    fn items_per_second(&self) -> f64 {
+        self.items as f64 / self.seconds
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn tokens_per_second(&self) -> f64 {
+        self.tokens as f64 / self.seconds
+    }
+}
+
+fn pass(backend: &dyn Backend, texts: &[String]) -> Result<Pass, InferenceError> {
+    let labels = LabelSet::sentiment();
+    let started = Instant::now();
+    let mut tokens = 0;
+    for chunk in texts.chunks(64) {
+        tokens += backend
+            .classify(TaskKind::Sentiment, &labels, chunk)?
+            .tokens_decoded;
+    }
+    Ok(Pass {
+        items: texts.len(),
+        seconds: started.elapsed().as_secs_f64(),
+        tokens,
+    })
+}
+
+/// Runs the benchmark and prints its figures; the last line is JSON.
+pub fn analysis(options: &AnalysisBench) -> Result<(), InferenceError> {
+    let config = InferenceConfig {
+        threads: options.threads,
+        ..InferenceConfig::default()
+    };
+    let directories =
+        ModelDirectories::new(vec![PACKAGED_MODELS_DIR.into(), config.models_cache_dir()]);
+    let path = directories
+        .find_by_sha256(models::DEFAULT_MODEL_SHA256)
+        .map_err(|error| {
+            InferenceError::Invalid(format!("{error} (run scripts/fetch-model.sh first)"))
+        })?;
+    println!("model                  {}", path.display());
+    println!("threads                {}", options.threads);
+
+    let (prompt_rate, generate_rate) = raw_speed(&path, options.threads)?;
+    println!("raw prompt             {prompt_rate:.0} tokens/s (512-token batch)");
+    println!("raw generation         {generate_rate:.1} tokens/s (greedy, one token per decode)");
+
+    let mut local = start_local(&path, &[], &engine_settings(&config))?;
+    let messages = synthetic_messages(options.messages, 0);
+    // Warm-up: decodes the prompt prefix once, as a running server would have done long ago.
+    pass(&local, &messages[..messages.len().min(8)])?;
+    let mut by_width = Vec::new();
+    for width in &options.widths {
+        local.engine_mut().set_batch_width(*width)?;
+        let measured = pass(&local, &messages)?;
+        println!(
+            "short messages, width {width:>2}  {:.1} messages/s, {:.0} tokens/s",
+            measured.items_per_second(),
+            measured.tokens_per_second()
+        );
+        by_width.push((*width, measured));
+    }
+    let (best_width, best) = by_width
+        .iter()
+        .max_by(|left, right| {
+            left.1
+                .items_per_second()
+                .total_cmp(&right.1.items_per_second())
+        })
+        .ok_or_else(|| InferenceError::Invalid("no batch width to try".to_owned()))?;
+    local.engine_mut().set_batch_width(*best_width)?;
+    let conversations = synthetic_conversations(options.conversations);
+    let conversation_pass = pass(&local, &conversations)?;
+    println!(
+        "conversations (6 msgs), width {best_width}  {:.1} conversations/s, {:.0} tokens/s",
+        conversation_pass.items_per_second(),
+        conversation_pass.tokens_per_second()
+    );
+    let ratio = best.tokens_per_second() / prompt_rate;
+    let conversation_ratio = conversation_pass.tokens_per_second() / prompt_rate;
+    println!("pipeline / raw         {ratio:.2} (short messages), {conversation_ratio:.2} (conversations)");
+    let rss = peak_rss_mib();
+    println!("peak RSS               {rss} MiB");
+    let round = |value: f64| (value * 100.0).round() / 100.0;
+    let widths: Vec<serde_json::Value> = by_width
+        .iter()
+        .map(|(width, measured)| {
+            serde_json::json!({
+                "width": width,
+                "messages_per_second": round(measured.items_per_second()),
+                "tokens_per_second": round(measured.tokens_per_second()),
+            })
+        })
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "threads": options.threads,
+            "raw_prompt_tokens_per_second": round(prompt_rate),
+            "raw_generated_tokens_per_second": round(generate_rate),
+            "short_messages": options.messages,
+            "best_width": best_width,
+            "messages_per_second": round(best.items_per_second()),
+            "pipeline_tokens_per_second": round(best.tokens_per_second()),
+            "pipeline_vs_raw": round(ratio),
+            "conversations": options.conversations,
+            "conversations_per_second": round(conversation_pass.items_per_second()),
+            "conversation_pipeline_vs_raw": round(conversation_ratio),
+            "widths": widths,
+            "peak_rss_mib": rss,
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Prompts for the local backend, written for a small *base* model.
+//!
+//! A base model does not follow instructions; it continues documents. So each prompt is a short
+//! document of labelled examples (few-shot) whose next line is the label, and the backend scores
+//! every label's likelihood as that continuation instead of asking for an answer. The shared part
+//! (heading and examples) is the *prefix*, decoded once and kept in the KV cache; each text adds
+//! only its own `Message: …` lines. An instruct model would get a chat-template prompt here; the
+//! engine does not care which, since it only sees a prefix, items and choices.
+//!
+//! Changing a prompt changes results: bump [`PROMPT_VERSION`], which stored analyses will record.
+
+use std::fmt::Write as _;
+
+use crate::inference::{LabelSet, TaskKind};
+
+/// Recorded with every analysis, so results from different prompts are never mixed up.
+pub const PROMPT_VERSION: u32 = 1;
+/// A text longer than this keeps its last tokens; the cue after it must stay.
+pub const MAX_ITEM_TOKENS: usize = 384;
+/// The text whose label likelihoods measure a prompt's bias towards each label.
+pub const CONTENT_FREE_TEXT: &str = "N/A";
+/// Characters of a text that reach the tokenizer at most.
+const MAX_ITEM_CHARS: usize = 4000;
+
+/// The shared part of a classification prompt and the continuations to score.
+#[derive(Clone, Debug)]
+pub struct ClassificationPrompt {
+    pub prefix: String,
+    pub choices: Vec<String>,
+}
+
+const SENTIMENT_EXAMPLES: [(&str, &str); 6] = [
+    (
+        "Thanks a lot, the refund arrived and everything works again.",
+        "positive",
+    ),
+    (
+        "I have been waiting two weeks and nobody answers my emails. This is unacceptable.",
+        "negative",
+    ),
+    (
+        "What time does your support line open on Saturdays?",
+        "neutral",
+    ),
+    (
+        "Great service, the agent was quick and very friendly!",
+        "positive",
+    ),
+    (
+        "The app keeps crashing and I lost my order again.",
+        "negative",
+    ),
+    (
+        "Please send the invoice to our accounts address.",
+        "neutral",
+    ),
+];
+
+/// How a label is shown to the model: `card_arrival` reads as `card arrival`.
+pub fn display_label(label: &str) -> String {
+    label.replace(['_', '-'], " ")
+}
+
+/// One text as a prompt item: whitespace collapsed (so it stays one `Message:` line) and capped.
+pub fn item(task: TaskKind, text: &str) -> String {
+    let mut flat = String::with_capacity(text.len().min(MAX_ITEM_CHARS));
+    for word in text.split_whitespace() {
+        if flat.len() + word.len() + 1 > MAX_ITEM_CHARS {
+            break;
+        }
+        if !flat.is_empty() {
+            flat.push(' ');
+        }
+        flat.push_str(word);
+    }
+    let cue = match task {
+        TaskKind::Sentiment => "Sentiment:",
+        TaskKind::Topic => "Topic:",
+    };
+    format!("Message: {flat}\n{cue}")
+}
+
+/// The prefix and choices for classifying into `labels`.
+pub fn classification_prompt(task: TaskKind, labels: &LabelSet) -> ClassificationPrompt {
+    let shown: Vec<String> = labels
+        .as_slice()
+        .iter()
+        .map(|label| display_label(label))
+        .collect();
+    let prefix = match task {
+        TaskKind::Sentiment => {
+            let mut prefix = format!(
+                "Customer messages to a support team, each labelled with its sentiment ({}).\n\n",
+                shown.join(", ")
+            );
+            let is_standard = labels.as_slice() == LabelSet::sentiment().as_slice();
+            for (text, label) in SENTIMENT_EXAMPLES {
+                // The examples only make sense with the standard labels.
+                if is_standard {
+                    let _ = write!(prefix, "Message: {text}\nSentiment: {label}\n\n");
+                }
+            }
+            prefix
+        }
+        TaskKind::Topic => format!(
+            "Customer messages to a support team, each labelled with exactly one topic from this \
+             list: {}.\n\n",
+            shown.join("; ")
+        ),
+    };
+    // A label's likelihood must include its end, or a label that begins another ("card" and "card
+    // arrival") would always win; one newline token ends each. Single-word sentiment labels need no
+    // end marker, which saves a decoding step per text.
+    let needs_end = task == TaskKind::Topic
+        || shown.iter().any(|label| {
+            shown
+                .iter()
+                .any(|other| other != label && other.starts_with(label.as_str()))
+        });
+    let choices = shown
+        .iter()
+        .map(|label| {
+            if needs_end {
+                format!(" {label}\n")
+            } else {
+                format!(" {label}")
+            }
+        })
+        .collect();
+    ClassificationPrompt { prefix, choices }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_stay_on_one_line_and_end_with_the_cue() {
+        let text = item(
+            TaskKind::Sentiment,
+            "line one\n\nSentiment: positive\nline two",
+        );
+        assert_eq!(
+            text,
+            "Message: line one Sentiment: positive line two\nSentiment:"
+        );
+    }
+
+    #[test]
+    fn topic_choices_carry_an_end_so_prefix_labels_do_not_win() {
+        let labels = LabelSet::parse(vec!["card".into(), "card_arrival".into()]).unwrap();
+        let prompt = classification_prompt(TaskKind::Topic, &labels);
+        assert_eq!(prompt.choices, vec![" card\n", " card arrival\n"]);
+        let sentiment = classification_prompt(TaskKind::Sentiment, &LabelSet::sentiment());
+        assert_eq!(
+            sentiment.choices,
+            vec![" positive", " neutral", " negative"]
+        );
+        assert!(sentiment.prefix.contains("Sentiment: negative\n\n"));
+    }
+}

@@ -1,0 +1,129 @@
+//! The inference module's collections: the operator's model approvals (appliance scope) and each
+//! tenant's analysis settings (the tenant's scope).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::TenantId;
+use crate::inference::models::{ModelDirectories, DEFAULT_MODEL_SHA256};
+use crate::inference::{BackendKind, InferenceError};
+use crate::store::{Collection, Scope, Store, StoreError};
+
+const SETTINGS_KEY: &str = "analysis";
+
+/// An operator's approval of one exact model file, by digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelApproval {
+    /// Hex sha256 of the file.
+    pub sha256: String,
+    /// The file's name when it was approved, for people; the digest is what counts.
+    pub file_name: String,
+    /// Who approved it (an operator's e-mail address, or `command line`).
+    pub approved_by: String,
+    pub approved_at: DateTime<Utc>,
+}
+
+/// A tenant's choice of analysis backend.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalysisSettings {
+    pub backend: BackendKind,
+    /// The model (by sha256) of the `local` backend.
+    pub model_sha256: Option<String>,
+}
+
+impl AnalysisSettings {
+    /// What a tenant without stored settings uses: `local` with the default model when that model
+    /// is installed, else `off`.
+    pub fn default_for(directories: &ModelDirectories) -> Self {
+        if directories.default_model_file().is_some() {
+            Self {
+                backend: BackendKind::Local,
+                model_sha256: Some(DEFAULT_MODEL_SHA256.to_owned()),
+            }
+        } else {
+            Self {
+                backend: BackendKind::Off,
+                model_sha256: None,
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ModelApprovals {
+    store: Store,
+}
+
+impl ModelApprovals {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    fn collection(&self) -> Result<Collection<[u8; 32], ModelApproval>, StoreError> {
+        self.store.collection(Scope::Appliance, "model_approvals")
+    }
+
+    /// Records an approval. `sha256` must be 64 hex digits.
+    pub fn approve(&self, approval: &ModelApproval) -> Result<(), InferenceError> {
+        let key = digest_key(&approval.sha256).ok_or_else(|| {
+            InferenceError::Invalid("a model approval needs a 64-digit hex sha256".to_owned())
+        })?;
+        Ok(self.collection()?.insert(&key, approval)?)
+    }
+
+    pub fn list(&self) -> Result<Vec<ModelApproval>, StoreError> {
+        self.collection()?
+            .scan()
+            .map(|entry| entry.map(|(_, approval)| approval))
+            .collect()
+    }
+
+    /// The approved digests (the built-in default is approved on top of these).
+    pub fn approved_digests(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .map(|approval| approval.sha256)
+            .collect())
+    }
+}
+
+fn digest_key(sha256: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(sha256).ok()?;
+    bytes.try_into().ok()
+}
+
+#[derive(Clone)]
+pub struct AnalysisSettingsStore {
+    store: Store,
+}
+
+impl AnalysisSettingsStore {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    fn collection(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Collection<&'static str, AnalysisSettings>, StoreError> {
+        self.store
+            .collection(Scope::Tenant(tenant), "analysis_settings")
+    }
+
+    /// The tenant's stored settings, or the default for a tenant that has none.
+    pub fn get(
+        &self,
+        tenant: TenantId,
+        directories: &ModelDirectories,
+    ) -> Result<AnalysisSettings, StoreError> {
+        Ok(self
+            .collection(tenant)?
+            .get(&SETTINGS_KEY)?
+            .unwrap_or_else(|| AnalysisSettings::default_for(directories)))
+    }
+
+    pub fn save(&self, tenant: TenantId, settings: &AnalysisSettings) -> Result<(), StoreError> {
+        self.collection(tenant)?.insert(&SETTINGS_KEY, settings)
+    }
+}
