@@ -696,8 +696,14 @@ fn roll_back<R: SourceRecord>(
                 let holds_run_version = current
                     .as_ref()
                     .is_some_and(|current| current.updated == entry.written);
+                // A batch that a crash cut short may have indexed the run's version while the
+                // record still holds the previous one: re-index that too.
+                let holds_previous = matches!(
+                    (&current, &entry.previous),
+                    (Some(current), Some(previous)) if current.updated == previous.updated
+                );
                 match &entry.previous {
-                    Some(previous) if holds_run_version => {
+                    Some(previous) if holds_run_version || holds_previous => {
                         writes.put(&records, &entry.record, previous)?;
                         let texts = previous.record.search_texts();
                         if texts.is_empty() {
