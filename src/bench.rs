@@ -216,7 +216,8 @@ fn generate(
     Ok(out.get_ref().metadata()?.len())
 }
 
-fn peak_rss_mib() -> u64 {
+/// The process's peak resident memory so far (`VmHWM`), in MiB; 0 where it cannot be read.
+pub(crate) fn peak_rss_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {

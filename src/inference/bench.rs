@@ -95,19 +95,6 @@ fn synthetic_conversations(count: usize) -> Vec<String> {
         .collect()
 }
 
-fn peak_rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmHWM:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib / 1024)
-}
-
 /// Raw llama.cpp speed: prompt tokens per second and generated tokens per second.
 fn raw_speed(path: &std::path::Path, threads: u32) -> Result<(f64, f64), InferenceError> {
     let engine_error = |error: &dyn std::fmt::Display| InferenceError::Engine(error.to_string());
@@ -271,7 +258,7 @@ pub fn analysis(options: &AnalysisBench) -> Result<(), InferenceError> {
     let ratio = best.tokens_per_second() / prompt_rate;
     let conversation_ratio = conversation_pass.tokens_per_second() / prompt_rate;
     println!("pipeline / raw         {ratio:.2} (short messages), {conversation_ratio:.2} (conversations)");
-    let rss = peak_rss_mib();
+    let rss = crate::bench::peak_rss_mib();
     println!("peak RSS               {rss} MiB");
     let round = |value: f64| (value * 100.0).round() / 100.0;
     let widths: Vec<serde_json::Value> = by_width
