@@ -2,11 +2,11 @@
 //!
 //! An import reads its file twice, streaming (a file of any size never sits in memory): the first
 //! pass validates every record and collects what is wrong with which line and field; the second
-//! writes the valid records in batches, each batch one transaction. Unless `--skip-invalid` is
-//! given, any invalid record means nothing is written. Every batch also writes its undo journal
-//! (each touched record's previous version, or "new") in the same transaction, so an
-//! import cut off by a crash or `kill -9` is rolled back when the database is next opened: an
-//! import commits whole or not at all. Re-importing the same source ids updates, never duplicates.
+//! writes the valid records in batches. Unless `--skip-invalid` is given, any invalid record means
+//! nothing is written. Every batch first writes and flushes its undo journal (each touched
+//! record's previous version, or "new"), then its records and index entries, so an import cut off
+//! by a crash or `kill -9` is rolled back when the database is next opened: an import commits
+//! whole or not at all. Re-importing the same source ids updates, never duplicates.
 
 pub mod accounts;
 pub mod csv_messages;
@@ -37,13 +37,17 @@ use crate::context::AppContext;
 use crate::ids::{ImportId, RecordId, TenantId};
 use crate::interactions::InteractionRecord;
 use crate::records::{RecordKind, RecordStore, SourceRecord, Stored};
-use crate::search::{SearchIndex, Vocabulary};
+use crate::search::{IndexBatch, SearchIndex, Vocabulary};
 use crate::store::{BlindIndex, Collection, Scope, StoreError, WriteSet};
 use crate::tenants::Tenant;
 
-/// Records written per transaction: large enough that a batch's search postings (one chunk per
-/// distinct word) amortise, small enough to keep a batch's memory to a few megabytes.
+/// Records written per commit: enough to amortise a commit's flushes, small enough to keep a
+/// batch's memory to a few megabytes.
 const BATCH_SIZE: usize = 2000;
+/// Search postings an import collects over several commits before it writes them (one chunk per
+/// distinct word): fewer, larger chunks mean far fewer scattered writes into the postings tree.
+/// A batch's records are searchable once their postings are written.
+const POSTINGS_BUDGET_BYTES: usize = 32 * 1024 * 1024;
 /// Rejections kept in an import's report; the count covers all of them.
 const MAX_REPORTED_REJECTIONS: usize = 1000;
 
@@ -317,7 +321,9 @@ struct Writer<'a, R: SourceRecord> {
     sources: BlindIndex<RecordId>,
     journal: Collection<(ImportId, u64), JournalBatch<R>>,
     search: SearchIndex,
-    /// Terms met by earlier batches, with their keyed tokens.
+    /// The search postings collected since they were last written, if any.
+    index: Option<IndexBatch>,
+    /// Terms met by earlier batches, with their keyed tokens (while no index batch is open).
     vocabulary: Vocabulary,
     batches: u64,
     imported: u64,
@@ -336,6 +342,7 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
             sources: store.sources(tenant)?,
             journal: journal::<R>(context, tenant)?,
             search: SearchIndex::new(context.store.clone()),
+            index: None,
             vocabulary: Vocabulary::default(),
             batches: 0,
             imported: 0,
@@ -357,24 +364,25 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
         self.batch.order.push(key.clone());
         self.batch.pending.insert(key, record);
         if self.batch.order.len() >= BATCH_SIZE {
-            self.flush()?;
+            self.flush(false)?;
         }
         Ok(())
     }
 
-    /// Writes the pending batch. Whether each record is new is decided under the tenant's
+    /// Writes the pending batch and, when `last` (or when the postings collected outgrow their
+    /// budget), the search postings. Whether each record is new is decided under the tenant's
     /// writer lock, so a record created meanwhile through the API is updated, not claimed twice.
-    fn flush(&mut self) -> Result<(), IngestError> {
-        if self.batch.order.is_empty() {
+    fn flush(&mut self, last: bool) -> Result<(), IngestError> {
+        if self.batch.order.is_empty() && !(last && self.index.is_some()) {
             return Ok(());
         }
         let store = self.context.store.clone();
         store
             .lock_scope(Scope::Tenant(self.tenant))
-            .run(|| self.write_batch())
+            .run(|| self.write_batch(last))
     }
 
-    fn write_batch(&mut self) -> Result<(), IngestError> {
+    fn write_batch(&mut self, last: bool) -> Result<(), IngestError> {
         // Read what each record replaces, then stage the journal first: the batch is applied
         // tree by tree (see `Store::commit_journaled`), and the journal, applied and flushed
         // before the rest, is what lets a crash half-way through be rolled back.
@@ -405,8 +413,12 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
             &(self.run, self.batches),
             &JournalBatch { entries },
         )?;
-        let vocabulary = std::mem::take(&mut self.vocabulary);
-        let mut index = self.search.batch_with(self.tenant, vocabulary)?;
+        let mut index = if let Some(index) = self.index.take() {
+            index
+        } else {
+            let vocabulary = std::mem::take(&mut self.vocabulary);
+            self.search.batch_with(self.tenant, vocabulary)?
+        };
         for (stored, is_new) in &versions {
             let texts = stored.record.search_texts();
             if *is_new {
@@ -425,7 +437,12 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
             }
             writes.put(&self.records, &stored.id, stored)?;
         }
-        self.vocabulary = index.finish(&mut writes)?;
+        if last || index.pending_bytes() >= POSTINGS_BUDGET_BYTES {
+            self.vocabulary = index.finish(&mut writes)?;
+        } else {
+            index.write_full(&mut writes)?;
+            self.index = Some(index);
+        }
         self.context.store.commit_journaled(writes)?;
         Ok(())
     }
@@ -580,7 +597,7 @@ fn import_kind<R: SourceRecord>(
                 });
             }
         }
-        writer.flush()?;
+        writer.flush(true)?;
         if valid_again == valid {
             Ok(())
         } else {

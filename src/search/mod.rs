@@ -2,9 +2,10 @@
 //!
 //! Words are normalised (lower case, letters and digits, stop words dropped) and replaced by their
 //! HMAC under the tenant's index key, so the index holds keyed tokens, never words. Each indexed
-//! version of an interaction gets a fresh document number (`Store::generate_id`); the postings of
-//! one write batch are grouped per token into one sealed chunk (delta-encoded document numbers
-//! with term frequencies), keyed by token and chunk. A re-imported interaction gets a new
+//! version of an interaction gets a fresh document number (`Store::generate_id`); its postings are
+//! appended to one open chunk per token (delta-encoded document numbers with term frequencies),
+//! sealed and written, keyed by token and the chunk's first document, once the chunk is full or
+//! the index batch ends (see [`IndexBatch`]). A re-imported interaction gets a new
 //! document number and its old one is retired (its mapping deleted), so stale postings are
 //! skipped at query time. Ranking is BM25 over the live documents.
 //!
@@ -41,6 +42,13 @@ const STOP_WORDS: &[&str] = &[
     "with", "you", "your",
 ];
 
+/// The longest stop word, in bytes: longer words skip the search.
+const LONGEST_STOP_WORD: usize = 5;
+
+fn is_stop_word(word: &str) -> bool {
+    word.len() <= LONGEST_STOP_WORD && STOP_WORDS.binary_search(&word).is_ok()
+}
+
 /// The searchable terms of `text`, normalised, in order (with repeats): its words, and each
 /// e-mail address as one more term, so that an address finds its own messages first.
 pub fn words(text: &str) -> Vec<String> {
@@ -52,13 +60,40 @@ pub fn words(text: &str) -> Vec<String> {
 /// Calls `visit` with each searchable term of `text` (see [`words`]), normalised into `scratch`
 /// so that the common case allocates nothing. Indexing and querying both go through here, so a
 /// query's terms always match the indexed ones.
+///
+/// Words are runs of alphanumeric characters. ASCII, the common case, is split byte by byte;
+/// other characters are decoded where they occur, with the same rules.
 pub fn for_each_term(text: &str, scratch: &mut String, mut visit: impl FnMut(&str)) {
-    for word in text.split(|c: char| !c.is_alphanumeric()) {
-        if word.is_empty() {
+    let bytes = text.as_bytes();
+    let mut position = 0;
+    while position < bytes.len() {
+        let start = position;
+        let mut ascii = true;
+        while position < bytes.len() {
+            let byte = bytes[position];
+            if byte.is_ascii() {
+                if !byte.is_ascii_alphanumeric() {
+                    break;
+                }
+                position += 1;
+            } else {
+                match text[position..].chars().next() {
+                    Some(c) if c.is_alphanumeric() => {
+                        ascii = false;
+                        position += c.len_utf8();
+                    }
+                    _ => break,
+                }
+            }
+        }
+        if position == start {
+            // A separator: step over it (a whole character).
+            position += text[position..].chars().next().map_or(1, char::len_utf8);
             continue;
         }
+        let word = &text[start..position];
         scratch.clear();
-        if word.is_ascii() {
+        if ascii {
             if word.len() > MAX_TOKEN_CHARS {
                 continue;
             }
@@ -71,9 +106,7 @@ pub fn for_each_term(text: &str, scratch: &mut String, mut visit: impl FnMut(&st
             scratch.extend(word.chars().flat_map(char::to_lowercase));
         }
         let single = scratch.chars().nth(1).is_none();
-        if (single && !scratch.chars().all(char::is_numeric))
-            || STOP_WORDS.binary_search(&scratch.as_str()).is_ok()
-        {
+        if (single && !scratch.chars().all(char::is_numeric)) || is_stop_word(scratch) {
             continue;
         }
         visit(scratch);
@@ -102,20 +135,40 @@ pub fn for_each_term(text: &str, scratch: &mut String, mut visit: impl FnMut(&st
 struct Postings {
     #[serde(with = "serde_bytes")]
     encoded: Vec<u8>,
+    /// The first and the last document appended (not stored: a chunk is only appended to while
+    /// it is staged; the first is part of its key).
+    #[serde(skip)]
+    first: u64,
+    #[serde(skip)]
+    last: u64,
 }
 
 impl Postings {
+    /// Appends a posting; documents must come in ascending order (an index writer numbers its
+    /// documents from the store's ever-increasing id generator, one after the other).
+    fn push(&mut self, posting: Posting) {
+        debug_assert!(self.encoded.is_empty() || posting.document > self.last);
+        if self.encoded.is_empty() {
+            self.first = posting.document;
+        }
+        let delta = posting.document.saturating_sub(self.last);
+        let mut buffer = [0u8; 10];
+        let written = delta.encode_var(&mut buffer);
+        self.encoded.extend_from_slice(&buffer[..written]);
+        self.encoded.push(posting.frequency);
+        let written = posting.length.encode_var(&mut buffer);
+        self.encoded.extend_from_slice(&buffer[..written]);
+        self.last = posting.document;
+    }
+
+    #[cfg(test)]
     fn encode(mut entries: Vec<Posting>) -> Self {
         entries.sort_unstable_by_key(|posting| posting.document);
-        let mut encoded = Vec::with_capacity(entries.len() * 4);
-        let mut previous = 0u64;
+        let mut postings = Self::default();
         for posting in entries {
-            encoded.extend_from_slice(&(posting.document - previous).encode_var_vec());
-            encoded.push(posting.frequency);
-            encoded.extend_from_slice(&posting.length.encode_var_vec());
-            previous = posting.document;
+            postings.push(posting);
         }
-        Self { encoded }
+        postings
     }
 
     /// Calls `visit` for each posting, without building a list.
@@ -241,8 +294,9 @@ impl SearchIndex {
             trees,
             stats,
             postings: FxHashMap::default(),
+            pending_bytes: 0,
+            full: Vec::new(),
             staged: FxHashMap::default(),
-            chunk: None,
             vocabulary,
             scratch: String::new(),
             document_terms: Vec::new(),
@@ -340,20 +394,30 @@ pub struct Vocabulary {
     tokens: Vec<[u8; 32]>,
 }
 
+/// A token's postings chunk is written once it holds this many bytes (a few thousand documents),
+/// so that frequent words make bounded values and rare ones are collected over many commits.
+const MAX_CHUNK_BYTES: usize = 16 * 1024;
+
 /// Terms a [`Vocabulary`] keeps before it is dropped (about 100 bytes each).
 const MAX_VOCABULARY: usize = 500_000;
 
-/// Index changes staged into one [`WriteSet`]: new versions, retirements, and the totals, written
-/// by [`IndexBatch::finish`]. A record changed twice in one batch keeps only its last version.
+/// Index changes staged into [`WriteSet`]s: new versions, retirements, and the totals. Document
+/// entries go into the write set they are added with; postings are kept until
+/// [`IndexBatch::finish`], so a bulk writer can collect the postings of several commits into
+/// one chunk per token (see [`IndexBatch::pending_bytes`]) — fewer, larger postings values.
+/// A record changed twice while a batch is open keeps only its last version.
 pub struct IndexBatch {
     store: Store,
     trees: Trees,
     stats: Stats,
-    /// Postings by term number (see [`Vocabulary`]).
-    postings: FxHashMap<u32, Vec<Posting>>,
+    /// Postings by term number (see [`Vocabulary`]), encoded as they are added.
+    postings: FxHashMap<u32, Postings>,
+    /// Bytes of encoded postings held, for [`IndexBatch::pending_bytes`].
+    pending_bytes: usize,
     /// Documents created in this batch, by record, with their lengths.
     staged: FxHashMap<RecordId, (u64, u32)>,
-    chunk: Option<u64>,
+    /// Chunks that reached [`MAX_CHUNK_BYTES`], written with the next commit.
+    full: Vec<(u32, Postings)>,
     vocabulary: Vocabulary,
     /// Reused buffers: a normalised word, and one document's term numbers.
     scratch: String,
@@ -364,9 +428,7 @@ impl IndexBatch {
     /// Retires `record`'s indexed version, whether committed or staged in this batch.
     pub fn retire(&mut self, writes: &mut WriteSet, record: RecordId) -> Result<(), StoreError> {
         if let Some((document, length)) = self.staged.remove(&record) {
-            for entries in self.postings.values_mut() {
-                entries.retain(|posting| posting.document != document);
-            }
+            // Its postings stay: a document without an entry is passed over at query time.
             writes.remove(&self.trees.documents, &document);
             self.stats.documents = self.stats.documents.saturating_sub(1);
             self.stats.total_length = self.stats.total_length.saturating_sub(u64::from(length));
@@ -415,7 +477,6 @@ impl IndexBatch {
         texts: &[&str],
     ) -> Result<(), StoreError> {
         let document = self.store.generate_id()?;
-        self.chunk.get_or_insert(document);
         // Each word becomes its term number; sorting groups repeats for counting.
         let Self {
             trees,
@@ -442,11 +503,19 @@ impl IndexBatch {
         document_terms.sort_unstable();
         for run in document_terms.chunk_by(|left, right| left == right) {
             let frequency = u8::try_from(run.len()).unwrap_or(u8::MAX);
-            self.postings.entry(run[0]).or_default().push(Posting {
+            let postings = self.postings.entry(run[0]).or_default();
+            let before = postings.encoded.len();
+            postings.push(Posting {
                 document,
                 frequency,
                 length,
             });
+            self.pending_bytes += postings.encoded.len() - before;
+            if postings.encoded.len() >= MAX_CHUNK_BYTES {
+                let full = std::mem::take(postings);
+                self.pending_bytes -= full.encoded.len();
+                self.full.push((run[0], full));
+            }
         }
         writes.put(
             &self.trees.documents,
@@ -460,25 +529,44 @@ impl IndexBatch {
         Ok(())
     }
 
-    /// Writes the batch's postings (one chunk per token) and the updated totals; returns the
-    /// vocabulary for the writer's next batch.
-    pub fn finish(self, writes: &mut WriteSet) -> Result<Vocabulary, StoreError> {
-        let chunk = match self.chunk {
-            Some(chunk) => chunk,
-            None => self.store.generate_id()?,
-        };
-        for (term, entries) in self.postings {
-            if !entries.is_empty() {
-                let token = self.vocabulary.tokens[term as usize];
-                writes.put(
-                    &self.trees.postings,
-                    &(token, chunk),
-                    &Postings::encode(entries),
-                )?;
+    /// Bytes of postings held for [`IndexBatch::finish`]; a bulk writer finishes the batch
+    /// once this passes its memory budget.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+
+    /// Stages the chunks that are full and the updated totals, for a commit that leaves the batch
+    /// open. The other postings are held: until [`IndexBatch::finish`], the documents added are
+    /// stored, but a search finds them only through their full chunks.
+    pub fn write_full(&mut self, writes: &mut WriteSet) -> Result<(), StoreError> {
+        for (term, postings) in std::mem::take(&mut self.full) {
+            self.put_chunk(writes, term, &postings)?;
+        }
+        writes.put(&self.trees.stats, &STATS_KEY, &self.stats)
+    }
+
+    /// Writes the batch's postings and the updated totals; returns the vocabulary for the
+    /// writer's next batch.
+    pub fn finish(mut self, writes: &mut WriteSet) -> Result<Vocabulary, StoreError> {
+        self.write_full(writes)?;
+        for (term, postings) in &self.postings {
+            if !postings.encoded.is_empty() {
+                self.put_chunk(writes, *term, postings)?;
             }
         }
-        writes.put(&self.trees.stats, &STATS_KEY, &self.stats)?;
         Ok(self.vocabulary)
+    }
+
+    /// A chunk is keyed by its token and its first document, which no other chunk of the token
+    /// shares.
+    fn put_chunk(
+        &self,
+        writes: &mut WriteSet,
+        term: u32,
+        postings: &Postings,
+    ) -> Result<(), StoreError> {
+        let token = self.vocabulary.tokens[term as usize];
+        writes.put(&self.trees.postings, &(token, postings.first), postings)
     }
 }
 
@@ -618,6 +706,159 @@ mod tests {
             with_address,
             ["mail", "tom", "contoso", "example", "tom@contoso.example"]
         );
+    }
+
+    /// The word rules written the plain way (Unicode split, then filters): the fast scanner in
+    /// [`for_each_term`] must agree with it on any text.
+    fn reference_words(text: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for word in text.split(|c: char| !c.is_alphanumeric()) {
+            if word.is_empty() || word.chars().count() > MAX_TOKEN_CHARS {
+                continue;
+            }
+            let lower: String = word.chars().flat_map(char::to_lowercase).collect();
+            let single = lower.chars().nth(1).is_none();
+            if (single && !lower.chars().all(char::is_numeric))
+                || STOP_WORDS.binary_search(&lower.as_str()).is_ok()
+            {
+                continue;
+            }
+            found.push(lower);
+        }
+        found
+    }
+
+    #[test]
+    fn the_fast_scanner_agrees_with_the_plain_rules() {
+        assert!(STOP_WORDS
+            .iter()
+            .all(|word| word.len() <= LONGEST_STOP_WORD));
+        assert!(STOP_WORDS.windows(2).all(|pair| pair[0] < pair[1]));
+        let pieces = [
+            "Card",
+            "declined",
+            "THE",
+            " ",
+            "-",
+            "é",
+            "Zürich",
+            "İstanbul",
+            "ß",
+            "42",
+            "x",
+            "7",
+            "日本語",
+            "🙂",
+            "\u{301}",
+            "a",
+            "\n",
+            "ǅ",
+            "Ⅻ",
+            "٣",
+            "__",
+            "'",
+            "naïve",
+            "ÉTÉ",
+            "thereabouts",
+            "their",
+            "0123456789012345678901234567890123456789",
+            "01234567890123456789012345678901234567890",
+        ];
+        // A fixed pseudo-random walk over the pieces, so the test is reproducible.
+        let mut state = 0x2545_f491_u64;
+        for _ in 0..2000 {
+            let mut text = String::new();
+            for _ in 0..12 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let pick = usize::try_from(state % pieces.len() as u64).unwrap();
+                text.push_str(pieces[pick]);
+                if state % 3 == 0 {
+                    text.push(' ');
+                }
+            }
+            let mut fast = Vec::new();
+            for_each_term(&text, &mut String::new(), |term| {
+                if !term.contains('@') {
+                    fast.push(term.to_owned());
+                }
+            });
+            assert_eq!(fast, reference_words(&text), "text {text:?}");
+        }
+    }
+
+    fn temp_store(dir: &std::path::Path) -> (Store, TenantId) {
+        use crate::store::{MasterKey, OpenMode, StoreSettings};
+        let key_path = dir.join("master.key");
+        MasterKey::create_file(&key_path).unwrap();
+        let store = Store::open(
+            &StoreSettings {
+                data_dir: dir.to_path_buf(),
+                cache_capacity_bytes: 8 * 1024 * 1024,
+                min_free_disk_bytes: 0,
+            },
+            MasterKey::load(&key_path).unwrap(),
+            OpenMode::CreateIfMissing,
+        )
+        .unwrap();
+        let tenant = TenantId::new();
+        let mut writes = WriteSet::default();
+        writes
+            .create_scope_keys(&store, Scope::Tenant(tenant), false)
+            .unwrap();
+        store.commit(writes).unwrap();
+        (store, tenant)
+    }
+
+    #[test]
+    fn postings_held_over_several_commits_are_found_once_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, tenant) = temp_store(dir.path());
+        let index = SearchIndex::new(store.clone());
+        // Enough documents that the frequent word fills three chunks and part of a fourth (each
+        // of its postings takes three bytes), committed in five parts as a bulk import does.
+        let documents = 7 * MAX_CHUNK_BYTES / 6;
+        let records: Vec<RecordId> = (0..documents).map(|_| RecordId::new()).collect();
+        let mut batch = index.batch(tenant).unwrap();
+        let mut rare_seen = false;
+        for (part, records) in records.chunks(documents / 5 + 1).enumerate() {
+            let mut writes = WriteSet::default();
+            for (number, record) in records.iter().enumerate() {
+                let text = if part == 0 && number == 0 {
+                    "refund refund rareword".to_owned()
+                } else {
+                    format!("refund w{part}x{number}")
+                };
+                batch.add_new(&mut writes, *record, &[&text]).unwrap();
+            }
+            batch.write_full(&mut writes).unwrap();
+            store.commit(writes).unwrap();
+            // Full chunks of the frequent word are written as they fill; the rare word is
+            // held until the batch is finished.
+            let (_, rare) = index.search(tenant, "rareword", 10).unwrap();
+            rare_seen |= rare > 0;
+        }
+        assert!(
+            !rare_seen,
+            "a held posting was written before the batch finished"
+        );
+        let (_, frequent) = index.search(tenant, "refund", 10).unwrap();
+        assert!(frequent > 0 && frequent < documents, "{frequent}");
+        let mut writes = WriteSet::default();
+        batch.finish(&mut writes).unwrap();
+        store.commit(writes).unwrap();
+        let (_, frequent) = index.search(tenant, "refund", 10).unwrap();
+        assert_eq!(frequent, documents);
+        let (hits, rare) = index.search(tenant, "rareword", 10).unwrap();
+        assert_eq!((rare, hits[0].record), (1, records[0]));
+        let chunks = index
+            .trees(tenant)
+            .unwrap()
+            .postings
+            .scan_prefix(&index.trees(tenant).unwrap().tokens.pseudonym("refund"))
+            .count();
+        assert_eq!(chunks, 4, "chunks of the frequent word");
     }
 
     #[test]

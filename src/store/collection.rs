@@ -390,6 +390,9 @@ struct PendingWrite {
     operation: Operation,
 }
 
+/// The most bytes [`WriteSet::apply_per_tree`] gives sled in one batch.
+const MAX_SLED_BATCH_BYTES: usize = 1024 * 1024;
+
 /// Writes to several collections and indexes, committed atomically by [`Store::commit`].
 /// Values are sealed when added, so the transaction itself only moves bytes.
 #[derive(Default)]
@@ -521,11 +524,12 @@ impl WriteSet {
     }
 
     /// Applies the writes tree by tree, in the order the trees were first staged, each tree's
-    /// writes as one atomic sled batch, calling `after_first` once the first tree's batch is in.
-    /// Claims are checked before anything is written. Cheaper than [`WriteSet::apply`]'s
-    /// transaction, but **not atomic across trees**: only for a writer that holds the scope's
-    /// writer lock (so nothing claims meanwhile) and stages first a journal from which a partial
-    /// application can be undone (the importer).
+    /// writes as atomic sled batches of at most [`MAX_SLED_BATCH_BYTES`], calling `after_first`
+    /// once the first tree's writes are in. Claims are checked before anything is written.
+    /// Cheaper than [`WriteSet::apply`]'s transaction, and bounded in memory (sled holds what a
+    /// batch replaces until the batch ends), but **not atomic**: only for a writer that holds
+    /// the scope's writer lock (so nothing claims meanwhile) and stages first a journal, small
+    /// enough for one batch, from which a partial application can be undone (the importer).
     pub(super) fn apply_per_tree(
         self,
         after_first: impl FnOnce() -> Result<(), StoreError>,
@@ -539,9 +543,21 @@ impl WriteSet {
                 }
             }
         }
-        let mut batches: Vec<sled::Batch> = vec![sled::Batch::default(); self.trees.len()];
+        // Per tree, its full batches in order, the batch being filled, and its bytes.
+        let mut batches: Vec<(Vec<sled::Batch>, sled::Batch, usize)> =
+            vec![(Vec::new(), sled::Batch::default(), 0); self.trees.len()];
         for write in self.writes {
-            let batch = &mut batches[write.tree];
+            let (full, batch, bytes) = &mut batches[write.tree];
+            let size = write.key.len()
+                + match &write.operation {
+                    Operation::Put(value) | Operation::Claim { value, .. } => value.len(),
+                    Operation::Remove => 0,
+                };
+            if *bytes > 0 && *bytes + size > MAX_SLED_BATCH_BYTES {
+                full.push(std::mem::take(batch));
+                *bytes = 0;
+            }
+            *bytes += size;
             match write.operation {
                 Operation::Put(value) | Operation::Claim { value, .. } => {
                     batch.insert(write.key, value);
@@ -550,8 +566,11 @@ impl WriteSet {
             }
         }
         let mut after_first = Some(after_first);
-        for (tree, batch) in self.trees.iter().zip(batches) {
-            tree.apply_batch(batch)?;
+        for (tree, (full, last, _)) in self.trees.iter().zip(batches) {
+            for batch in full {
+                tree.apply_batch(batch)?;
+            }
+            tree.apply_batch(last)?;
             if let Some(callback) = after_first.take() {
                 callback()?;
             }
