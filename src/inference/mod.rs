@@ -22,6 +22,8 @@ pub mod metrics;
 pub mod models;
 pub mod prompts;
 pub mod remote;
+pub mod routes;
+pub mod settings;
 pub mod store;
 
 use std::fmt;
