@@ -805,8 +805,7 @@ fn import(
 fn eval(config: &Path, slug: &str, options: &crate::inference::eval::EvalOptions) -> Outcome {
     let context = open(config)?;
     let tenant = find_tenant(&context, slug)?;
-    let backend =
-        crate::inference::open_tenant_backend(&context.config, &context.store, tenant.id)?;
+    let backend = crate::inference::open_tenant_backend(&context, &Actor::cli(), &tenant)?;
     let report = crate::inference::eval::run(backend.as_ref(), options)?;
     print!("{}", report.matrix.render());
     println!("backend: {}", report.backend);

@@ -236,6 +236,18 @@ impl From<crate::api::webhooks::IntegrationError> for AppError {
     }
 }
 
+impl From<crate::inference::InferenceError> for AppError {
+    fn from(error: crate::inference::InferenceError) -> Self {
+        use crate::inference::InferenceError;
+        match error {
+            InferenceError::Store(store) => store.into(),
+            InferenceError::Audit(audit) => audit.into(),
+            InferenceError::Setting(problem) => Self::BadRequest(problem.to_string()),
+            other => Self::internal(&other),
+        }
+    }
+}
+
 impl From<actix_web::error::BlockingError> for AppError {
     fn from(error: actix_web::error::BlockingError) -> Self {
         Self::internal(&error)

@@ -71,6 +71,9 @@ pub enum AuditAction {
     ApiKeyRevoked,
     IntegrationCreated,
     IntegrationDisabled,
+    /// A tenant's analysis backend was chosen or its settings changed; the target says which
+    /// backend and, for `remote`, the host and model (never the key).
+    AnalysisSettingsChanged,
 }
 
 impl AuditAction {
@@ -98,6 +101,7 @@ impl AuditAction {
             Self::ApiKeyRevoked => "api_key.revoked",
             Self::IntegrationCreated => "integration.created",
             Self::IntegrationDisabled => "integration.disabled",
+            Self::AnalysisSettingsChanged => "analysis.settings_changed",
         }
     }
 }

@@ -60,6 +60,8 @@ pub enum Permission {
     ImportTenantData,
     /// Manage API keys and webhook integrations.
     ManageIntegrations,
+    /// Choose the tenant's analysis backend (off, local, or a remote endpoint that text is sent to).
+    ManageAnalysis,
 }
 
 impl Role {
@@ -75,6 +77,7 @@ impl Role {
                     | P::ViewTenantData
                     | P::ImportTenantData
                     | P::ManageIntegrations
+                    | P::ManageAnalysis
             ),
             Role::Analyst | Role::QaLead => matches!(permission, P::ViewTenant | P::ViewTenantData),
             Role::PrivacyOfficer => matches!(

@@ -1,12 +1,15 @@
-//! Inference: the analysis backends (llama.cpp on this machine, deterministic analyzers, and later
-//! a remote endpoint), the models they run, and how a tenant chooses between them.
+//! Inference: the analysis backends (llama.cpp on this machine, deterministic analyzers, and an
+//! OpenAI-compatible endpoint in the client's network), the models they run, and how a tenant
+//! chooses between them.
 //!
 //! Callers see one interface, [`Backend`]: classify texts into one label of a set (sentiment,
 //! topics), or generate free text with a token limit. The `local` backend runs llama.cpp on a
 //! dedicated thread ([`engine`]) and classifies by *constrained choice*: it scores the likelihood of
 //! each label after a few-shot prompt, which works on small base models and yields per-label
-//! probabilities. The `off` backend ([`lexicon`]) needs no model. A model file is loaded only when
-//! its sha256 is approved ([`models`]). This is the only module that links `llama-cpp-2`.
+//! probabilities. The `off` backend ([`lexicon`]) needs no model. The `remote` backend ([`remote`])
+//! sends text, redacted of personal data first, to an endpoint the tenant admin chose
+//! ([`settings`], [`routes`]). A model file is loaded only when its sha256 is approved
+//! ([`models`]). This is the only module that links `llama-cpp-2`.
 //!
 //! Model output is untrusted text: it is returned as data, never interpreted, and never logged.
 
@@ -18,14 +21,20 @@ pub mod lexicon;
 pub mod metrics;
 pub mod models;
 pub mod prompts;
+pub mod remote;
+pub mod routes;
+pub mod settings;
 pub mod store;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit::Actor;
+use crate::context::AppContext;
 use crate::inference::engine::{Engine, GenerateRequest, ScoreRequest};
 use crate::store::StoreError;
+use crate::tenants::Tenant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InferenceError {
@@ -41,6 +50,15 @@ pub enum InferenceError {
     Unavailable(BackendKind),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Remote(#[from] remote::RemoteError),
+    /// A setting typed by a tenant admin, naming its field.
+    #[error(transparent)]
+    Setting(#[from] remote::SettingsProblem),
+    #[error(transparent)]
+    Pii(#[from] crate::pii::PiiError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// Which analysis backend a tenant uses.
@@ -51,7 +69,7 @@ pub enum BackendKind {
     Local,
     /// Deterministic analyzers only (a sentiment lexicon and keyword topics).
     Off,
-    /// An OpenAI-compatible endpoint inside the client's network (not built yet).
+    /// An OpenAI-compatible endpoint inside the client's network; text is redacted first.
     Remote,
 }
 
@@ -310,17 +328,29 @@ pub fn start_local(
 }
 
 /// The backend a tenant has chosen (or its default), ready to use. A `local` backend starts its
-/// inference thread and loads the model here, which takes a second or two.
+/// inference thread and loads the model here, which takes a second or two. A `remote` backend
+/// gets the tenant's PII detector, whose known names are its contacts' names (reading them is
+/// audited as a read of personal data by `actor`).
 pub fn open_tenant_backend(
-    config: &crate::config::Config,
-    store: &crate::store::Store,
-    tenant: crate::ids::TenantId,
+    context: &AppContext,
+    actor: &Actor,
+    tenant: &Tenant,
 ) -> Result<Box<dyn Backend>, InferenceError> {
+    let config = &context.config;
+    let store = &context.store;
     let directories = models::ModelDirectories::from_config(config);
-    let settings = store::AnalysisSettingsStore::new(store.clone()).get(tenant, &directories)?;
+    let settings = store::AnalysisSettingsStore::new(store.clone()).get(tenant.id, &directories)?;
     match settings.backend {
         BackendKind::Off => Ok(Box::new(lexicon::OffBackend)),
-        BackendKind::Remote => Err(InferenceError::Unavailable(BackendKind::Remote)),
+        BackendKind::Remote => {
+            let remote = settings.remote.ok_or_else(|| {
+                InferenceError::Invalid(
+                    "the remote backend is chosen but has no endpoint; a tenant admin sets it in the analysis settings".to_owned(),
+                )
+            })?;
+            let detector = crate::pii::tenant_detector(context, actor, tenant)?;
+            Ok(Box::new(remote::RemoteBackend::new(&remote, detector)?))
+        }
         BackendKind::Local => {
             let sha256 = settings
                 .model_sha256

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::TenantId;
 use crate::inference::models::{ModelDirectories, DEFAULT_MODEL_SHA256};
+use crate::inference::remote::RemoteSettings;
 use crate::inference::{BackendKind, InferenceError};
 use crate::store::{Collection, Scope, Store, StoreError};
 
@@ -23,12 +24,17 @@ pub struct ModelApproval {
     pub approved_at: DateTime<Utc>,
 }
 
-/// A tenant's choice of analysis backend.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A tenant's choice of analysis backend. Each backend's section is kept while another backend is
+/// chosen, so that switching back does not lose a remote endpoint's key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AnalysisSettings {
     pub backend: BackendKind,
     /// The model (by sha256) of the `local` backend.
     pub model_sha256: Option<String>,
+    /// The `remote` backend's endpoint. Settings stored before the remote backend existed have
+    /// none (hence `default`).
+    #[serde(default)]
+    pub remote: Option<RemoteSettings>,
 }
 
 impl AnalysisSettings {
@@ -39,11 +45,13 @@ impl AnalysisSettings {
             Self {
                 backend: BackendKind::Local,
                 model_sha256: Some(DEFAULT_MODEL_SHA256.to_owned()),
+                remote: None,
             }
         } else {
             Self {
                 backend: BackendKind::Off,
                 model_sha256: None,
+                remote: None,
             }
         }
     }
@@ -125,5 +133,55 @@ impl AnalysisSettingsStore {
 
     pub fn save(&self, tenant: TenantId, settings: &AnalysisSettings) -> Result<(), StoreError> {
         self.collection(tenant)?.insert(&SETTINGS_KEY, settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::{ExposeSecret as _, SecretString};
+
+    use super::*;
+
+    /// The settings as version 0.1.0 stored them, before the remote backend.
+    #[derive(Serialize)]
+    struct SettingsBeforeRemote {
+        backend: BackendKind,
+        model_sha256: Option<String>,
+    }
+
+    #[test]
+    fn settings_stored_before_the_remote_backend_still_load() {
+        let old = rmp_serde::to_vec_named(&SettingsBeforeRemote {
+            backend: BackendKind::Local,
+            model_sha256: Some(DEFAULT_MODEL_SHA256.to_owned()),
+        })
+        .unwrap();
+        let loaded: AnalysisSettings = rmp_serde::from_slice(&old).unwrap();
+        assert_eq!(loaded.backend, BackendKind::Local);
+        assert_eq!(loaded.model_sha256.as_deref(), Some(DEFAULT_MODEL_SHA256));
+        assert!(loaded.remote.is_none());
+    }
+
+    #[test]
+    fn the_remote_section_and_its_key_round_trip() {
+        let settings = AnalysisSettings {
+            backend: BackendKind::Remote,
+            model_sha256: None,
+            remote: Some(RemoteSettings {
+                base_url: "https://llm.internal".to_owned(),
+                model: "m".to_owned(),
+                api_key: Some(SecretString::from("sk-stored".to_owned())),
+                connect_timeout_secs: 4,
+                request_timeout_secs: 30,
+                retries: 2,
+                ca_certificate_pem: None,
+            }),
+        };
+        let bytes = rmp_serde::to_vec_named(&settings).unwrap();
+        let loaded: AnalysisSettings = rmp_serde::from_slice(&bytes).unwrap();
+        let remote = loaded.remote.unwrap();
+        assert_eq!(remote.api_key.unwrap().expose_secret(), "sk-stored");
+        assert_eq!(remote.retries, 2);
+        assert!(!format!("{settings:?}").contains("sk-stored"));
     }
 }

@@ -138,6 +138,7 @@ struct HomePage {
     role: Role,
     can_manage_users: bool,
     can_view_audit: bool,
+    can_manage_analysis: bool,
     data: DataLinks,
 }
 
@@ -164,6 +165,7 @@ async fn home(
             role,
             can_manage_users: role.grants(Permission::ManageTenantUsers),
             can_view_audit: role.grants(Permission::ViewTenantAudit),
+            can_manage_analysis: role.grants(Permission::ManageAnalysis),
             data: DataLinks {
                 view: role.grants(Permission::ViewTenantData),
                 import: role.grants(Permission::ImportTenantData),

@@ -77,6 +77,9 @@ fn nav_for(session: &RequestSession, tenant: Option<&Tenant>, active: &str) -> V
             links.push((format!("{base}/settings/api-keys"), "API keys"));
             links.push((format!("{base}/settings/integrations"), "Integrations"));
         }
+        if role.grants(Permission::ManageAnalysis) {
+            links.push((format!("{base}/settings/analysis"), "Analysis"));
+        }
     }
     links.push(("/account/password".to_owned(), "Password"));
     links.push(("/account/second-factor".to_owned(), "Two-factor"));

@@ -22,6 +22,7 @@ mod ingest;
 mod isolation;
 mod login;
 mod pii;
+mod remote;
 mod roles;
 mod search;
 mod second_factor;

@@ -57,6 +57,11 @@ const MATRIX: &[(&str, &str, [Expect; 7])] = &[
         [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
     ),
     (
+        "tenant: analysis settings",
+        "/t/acme/settings/analysis",
+        [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
         "tenant: audit",
         "/t/acme/audit",
         [SignIn, Refused, Refused, Refused, Refused, Allowed, Allowed],
@@ -131,6 +136,12 @@ const POST_MATRIX: &[PostCase] = &[
         "create integration",
         "/t/acme/settings/integrations",
         &[("name", "Desk"), ("kind", "rapport")],
+        [Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "analysis settings",
+        "/t/acme/settings/analysis",
+        &[("backend", "off")],
         [Refused, Allowed, Refused, Refused, Refused, Refused],
     ),
 ];
