@@ -71,6 +71,9 @@ pub enum AuditAction {
     ApiKeyRevoked,
     IntegrationCreated,
     IntegrationDisabled,
+    /// Someone asked for an interaction (or a tenant's interactions) to be analysed; the target
+    /// names which.
+    AnalysisRequested,
 }
 
 impl AuditAction {
@@ -98,6 +101,7 @@ impl AuditAction {
             Self::ApiKeyRevoked => "api_key.revoked",
             Self::IntegrationCreated => "integration.created",
             Self::IntegrationDisabled => "integration.disabled",
+            Self::AnalysisRequested => "analysis.requested",
         }
     }
 }

@@ -399,6 +399,7 @@ pub mod policy {
     policy!(ViewTenantData, ViewTenantData);
     policy!(ImportTenantData, ImportTenantData);
     policy!(ManageIntegrations, ManageIntegrations);
+    policy!(RequestAnalysis, RequestAnalysis);
 }
 
 /// A signed-in user whose role grants `P` on the appliance.

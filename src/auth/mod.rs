@@ -60,6 +60,8 @@ pub enum Permission {
     ImportTenantData,
     /// Manage API keys and webhook integrations.
     ManageIntegrations,
+    /// Ask for interactions to be analysed (again) and watch the analysis queue.
+    RequestAnalysis,
 }
 
 impl Role {
@@ -75,8 +77,12 @@ impl Role {
                     | P::ViewTenantData
                     | P::ImportTenantData
                     | P::ManageIntegrations
+                    | P::RequestAnalysis
             ),
-            Role::Analyst | Role::QaLead => matches!(permission, P::ViewTenant | P::ViewTenantData),
+            Role::Analyst | Role::QaLead => matches!(
+                permission,
+                P::ViewTenant | P::ViewTenantData | P::RequestAnalysis
+            ),
             Role::PrivacyOfficer => matches!(
                 permission,
                 P::ViewTenant | P::ViewTenantAudit | P::ViewTenantData

@@ -44,6 +44,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .configure(crate::accounts::routes::routes)
         .configure(crate::signals::routes::routes)
         .configure(crate::ingest::routes::routes)
+        .configure(crate::analysis::routes::routes)
         .configure(crate::api::routes);
 }
 
