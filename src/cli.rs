@@ -827,9 +827,10 @@ fn import(
         "imported {}, updated {}, rejected {}",
         run.imported, run.updated, run.rejected
     );
+    // Standard output keeps only the counts line, which scripts read.
     let queued = crate::analysis::enqueue_after_import(&context, tenant.id, &run);
     if queued > 0 {
-        println!("queued {queued} interaction(s) for analysis");
+        eprintln!("queued {queued} interaction(s) for analysis");
     }
     match run.state {
         ImportState::Committed => Ok(()),

@@ -665,10 +665,12 @@ fn rapport_analyse_queues_and_runs_a_tenants_interactions_with_the_default_model
         None,
     );
     assert!(output.status.success(), "{}", stderr(&output));
+    // The counts line stays alone on standard output; the queue's line goes to standard error.
+    assert_eq!(stdout(&output).trim(), "imported 2, updated 0, rejected 0");
     assert!(
-        stdout(&output).contains("queued 2 interaction(s) for analysis"),
+        stderr(&output).contains("queued 2 interaction(s) for analysis"),
         "{}",
-        stdout(&output)
+        stderr(&output)
     );
 
     // Without --wait the jobs only wait; --all finds nothing new to queue.
