@@ -125,6 +125,11 @@ enum Command {
         /// The CSV file (with a header row).
         file: PathBuf,
     },
+    /// Queue a tenant's interactions for analysis (summary, sentiment, topics) and, with
+    /// --wait, analyse them now with the tenant's backend, printing progress and the queue's
+    /// counts. Without --wait the queued jobs run when `rapport serve` next starts. With neither
+    /// --all nor --interaction, only the jobs already queued are considered.
+    Analyse(AnalyseArgs),
     /// Export every interaction of a tenant in the import schema.
     Export {
         #[command(flatten)]
@@ -139,6 +144,24 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Args)]
+struct AnalyseArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The tenant (slug) whose interactions are analysed.
+    #[arg(long, value_name = "SLUG")]
+    tenant: String,
+    /// Queue every interaction not yet analysed (or queued) at its current version.
+    #[arg(long, conflicts_with = "interaction")]
+    all: bool,
+    /// Queue this interaction (by Rapport id), even when its current version was analysed.
+    #[arg(long, value_name = "ID")]
+    interaction: Option<crate::ids::RecordId>,
+    /// Run the tenant's queued jobs in the foreground until none is left.
+    #[arg(long)]
+    wait: bool,
 }
 
 #[derive(Subcommand)]
@@ -394,6 +417,7 @@ pub fn run() -> ExitCode {
             skip_invalid,
             file,
         } => import(&config.path, &tenant, format, skip_invalid, &file),
+        Command::Analyse(args) => analyse(&args),
         // Only Rapport's own schema can be written; the other formats are read-only.
         Command::Export { format, .. } if format != ImportFormat::Jsonl => Err(Failure(format!(
             "export writes only the jsonl format, not {}",
@@ -458,12 +482,23 @@ fn serve(config_path: &Path) -> Outcome {
     let scheme = if tls { "https" } else { "http" };
     tracing::info!(address = %format!("{scheme}://{listen}"), "rapport is listening");
     let context = actix_web::web::Data::new(context);
-    actix_web::rt::System::new().block_on(async move {
+    // The analysis worker is a thread of its own, outside the async runtime: it blocks on the
+    // store and on the inference thread.
+    let worker = crate::analysis::worker::spawn(context.clone().into_inner())
+        .map_err(|error| Failure(format!("cannot start the analysis worker: {error}")))?;
+    let served = actix_web::rt::System::new().block_on(async move {
         let server = crate::web::serve(context.clone(), listener)?;
         actix_web::rt::spawn(purge_sessions_periodically(context));
         server.await.map_err(Failure::from)
-    })
+    });
+    // The server has stopped (a signal): stop taking jobs, and give the batch in hand a moment.
+    worker.stop(ANALYSIS_STOP_PATIENCE);
+    served
 }
+
+/// How long a stopping server waits for the analysis batch in hand; a batch cut off is
+/// re-queued at the next start.
+const ANALYSIS_STOP_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Expired sessions are removed every ten minutes (the scheduler will own this later).
 async fn purge_sessions_periodically(context: actix_web::web::Data<AppContext>) {
@@ -792,6 +827,11 @@ fn import(
         "imported {}, updated {}, rejected {}",
         run.imported, run.updated, run.rejected
     );
+    // Standard output keeps only the counts line, which scripts read.
+    let queued = crate::analysis::enqueue_after_import(&context, tenant.id, &run);
+    if queued > 0 {
+        eprintln!("queued {queued} interaction(s) for analysis");
+    }
     match run.state {
         ImportState::Committed => Ok(()),
         ImportState::Refused => Err(Failure(format!(
@@ -817,6 +857,68 @@ fn eval(config: &Path, slug: &str, options: &crate::inference::eval::EvalOptions
         report.items_per_second()
     );
     println!("{}", report.summary(options.task));
+    Ok(())
+}
+
+fn analyse(args: &AnalyseArgs) -> Outcome {
+    use crate::analysis::jobs::Priority;
+    let context = open(&args.config.path)?;
+    let tenant = find_tenant(&context, &args.tenant)?;
+    let requested = if args.all {
+        Some((
+            crate::analysis::enqueue_all(&context, tenant.id)?,
+            "all interactions".to_owned(),
+        ))
+    } else if let Some(id) = args.interaction {
+        Some((
+            crate::analysis::enqueue_interaction(&context, tenant.id, id, Priority::Live, true)?,
+            format!("interaction {id}"),
+        ))
+    } else {
+        None
+    };
+    if let Some((enqueued, target)) = requested {
+        context.audit(AuditEvent::new(
+            Some(tenant.id),
+            Actor::cli(),
+            AuditAction::AnalysisRequested,
+            target,
+        ))?;
+        println!(
+            "queued {} of {} interaction(s) for analysis (the others are queued or analysed at their current version)",
+            enqueued.queued, enqueued.considered
+        );
+    }
+    if args.wait {
+        let mut cache = crate::analysis::worker::BackendCache::default();
+        let totals = crate::analysis::worker::run_until_idle(
+            &context,
+            &mut cache,
+            tenant.id,
+            &mut |report, counts| {
+                eprintln!(
+                    "analysed {} (failed {}), {} still queued",
+                    report.done, report.failed, counts.queued
+                );
+            },
+        )?;
+        let seconds = totals.elapsed.as_secs_f64();
+        #[allow(clippy::cast_precision_loss)] // Job counts are far below 2^52.
+        let rate = if seconds > 0.0 {
+            totals.done as f64 / seconds
+        } else {
+            0.0
+        };
+        println!(
+            "analysed {} interaction(s), {} failed attempt(s), in {seconds:.1} s ({rate:.2} interactions/s)",
+            totals.done, totals.failed
+        );
+    }
+    let counts = context.analysis.counts(tenant.id)?;
+    println!(
+        "jobs: queued {}, running {}, done {}, failed {}",
+        counts.queued, counts.running, counts.done, counts.failed
+    );
     Ok(())
 }
 

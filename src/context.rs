@@ -49,6 +49,8 @@ pub struct AppContext {
     pub integrations: crate::api::webhooks::IntegrationStore,
     /// Webhook signatures seen recently, so that a replayed request is refused.
     pub webhook_replays: crate::api::webhooks::ReplayGuard,
+    /// The analysis job queue and the stored analyses.
+    pub analysis: crate::analysis::store::AnalysisStore,
 }
 
 impl AppContext {
@@ -84,6 +86,7 @@ impl AppContext {
             signals: SignalStore::new(store.clone()),
             api_keys: crate::api::keys::ApiKeyStore::new(store.clone()),
             integrations: crate::api::webhooks::IntegrationStore::new(store.clone()),
+            analysis: crate::analysis::store::AnalysisStore::new(store.clone()),
             store,
             audit_log,
             throttle,
@@ -96,6 +99,11 @@ impl AppContext {
         let recovered = crate::ingest::recover_interrupted(&context)?;
         if recovered > 0 {
             tracing::warn!(recovered, "rolled back imports that were interrupted");
+        }
+        // Likewise an analysis job still marked running was cut off: it goes back to its place.
+        let requeued = crate::analysis::requeue_interrupted(&context)?;
+        if requeued > 0 {
+            tracing::warn!(requeued, "re-queued analysis jobs that were interrupted");
         }
         // Upload spools left by a crash cannot be opened (their keys lived in memory): remove them.
         match crate::ingest::spool::purge(&context.config.storage.data_dir) {

@@ -320,6 +320,7 @@ pub fn write_record<R: ApiResource>(
         )
         .client(client),
     )?;
+    crate::analysis::enqueue_written(context, tenant, R::KIND, stored.id, stored.updated);
     Ok((stored, created))
 }
 

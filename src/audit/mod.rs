@@ -74,6 +74,9 @@ pub enum AuditAction {
     /// A tenant's analysis backend was chosen or its settings changed; the target says which
     /// backend and, for `remote`, the host and model (never the key).
     AnalysisSettingsChanged,
+    /// Someone asked for an interaction (or a tenant's interactions) to be analysed; the target
+    /// names which.
+    AnalysisRequested,
 }
 
 impl AuditAction {
@@ -102,6 +105,7 @@ impl AuditAction {
             Self::IntegrationCreated => "integration.created",
             Self::IntegrationDisabled => "integration.disabled",
             Self::AnalysisSettingsChanged => "analysis.settings_changed",
+            Self::AnalysisRequested => "analysis.requested",
         }
     }
 }

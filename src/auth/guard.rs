@@ -400,6 +400,7 @@ pub mod policy {
     policy!(ImportTenantData, ImportTenantData);
     policy!(ManageIntegrations, ManageIntegrations);
     policy!(ManageAnalysis, ManageAnalysis);
+    policy!(RequestAnalysis, RequestAnalysis);
 }
 
 /// A signed-in user whose role grants `P` on the appliance.

@@ -62,6 +62,8 @@ pub enum Permission {
     ManageIntegrations,
     /// Choose the tenant's analysis backend (off, local, or a remote endpoint that text is sent to).
     ManageAnalysis,
+    /// Ask for interactions to be analysed (again) and watch the analysis queue.
+    RequestAnalysis,
 }
 
 impl Role {
@@ -78,8 +80,12 @@ impl Role {
                     | P::ImportTenantData
                     | P::ManageIntegrations
                     | P::ManageAnalysis
+                    | P::RequestAnalysis
             ),
-            Role::Analyst | Role::QaLead => matches!(permission, P::ViewTenant | P::ViewTenantData),
+            Role::Analyst | Role::QaLead => matches!(
+                permission,
+                P::ViewTenant | P::ViewTenantData | P::RequestAnalysis
+            ),
             Role::PrivacyOfficer => matches!(
                 permission,
                 P::ViewTenant | P::ViewTenantAudit | P::ViewTenantData

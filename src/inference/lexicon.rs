@@ -154,6 +154,10 @@ impl Backend for OffBackend {
         "off: sentiment lexicon and keyword topics".to_owned()
     }
 
+    fn model_id(&self) -> String {
+        "lexicon".to_owned()
+    }
+
     fn classify(
         &self,
         task: TaskKind,

@@ -164,6 +164,12 @@ pub trait Backend: Send + Sync {
     /// A short description for people: the backend and, where there is one, the model.
     fn describe(&self) -> String;
 
+    /// What stored provenance names as the model: the model file's sha256 for `local`,
+    /// `lexicon` for the deterministic analyzers.
+    fn model_id(&self) -> String {
+        self.kind().to_string()
+    }
+
     /// Classifies each text into one label of `labels`.
     fn classify(
         &self,
@@ -249,6 +255,10 @@ impl Backend for LocalBackend {
             info.threads,
             info.batch_width
         )
+    }
+
+    fn model_id(&self) -> String {
+        self.engine.info().sha256.clone()
     }
 
     fn classify(

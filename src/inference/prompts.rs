@@ -130,6 +130,41 @@ pub fn classification_prompt(task: TaskKind, labels: &LabelSet) -> Classificatio
     ClassificationPrompt { prefix, choices }
 }
 
+/// Recorded with every generated summary; bump it when [`summary_prompt`] changes.
+pub const SUMMARY_PROMPT_VERSION: u32 = 1;
+
+const SUMMARY_EXAMPLES: [(&str, &str); 3] = [
+    (
+        "Customer: My card was declined twice at the shop today. Can you check what is wrong?\n\
+         Agent: Your card was blocked after a suspicious payment. I have unblocked it now.\n\
+         Customer: Thanks, it works again.",
+        "The card had been blocked after a suspicious payment; the agent unblocked it and it works again.",
+    ),
+    (
+        "Customer: Please send future invoices to our new office at 5 Harbour Street.\n\
+         Agent: Done, the next invoice goes to the new address.",
+        "The customer gave a new invoice address, which the agent updated.",
+    ),
+    (
+        "Customer: The mobile app crashes every time I open the settings page.\n\
+         Agent: We can reproduce it. A fix ships in version 4.2 next week.\n\
+         Customer: OK, I will wait for the update.",
+        "The app crashes on the settings page; the agent confirmed the bug and promised a fix in version 4.2.",
+    ),
+];
+
+/// A few-shot document whose continuation is a one-sentence summary of `conversation` (one
+/// `Role: text` line per message). Generation stops at the blank line that ends an example.
+pub fn summary_prompt(conversation: &str) -> String {
+    let mut prompt =
+        "Customer support conversations, each followed by a one-sentence summary.\n\n".to_owned();
+    for (example, summary) in SUMMARY_EXAMPLES {
+        let _ = write!(prompt, "Conversation:\n{example}\nSummary: {summary}\n\n");
+    }
+    let _ = write!(prompt, "Conversation:\n{conversation}\nSummary:");
+    prompt
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +192,12 @@ mod tests {
             vec![" positive", " neutral", " negative"]
         );
         assert!(sentiment.prefix.contains("Sentiment: negative\n\n"));
+    }
+
+    #[test]
+    fn summary_prompts_end_with_the_cue_after_the_conversation() {
+        let prompt = summary_prompt("Customer: Hello");
+        assert!(prompt.ends_with("Conversation:\nCustomer: Hello\nSummary:"));
+        assert_eq!(prompt.matches("Summary: ").count(), SUMMARY_EXAMPLES.len());
     }
 }

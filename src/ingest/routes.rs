@@ -476,8 +476,9 @@ fn run_upload(context: &AppContext, job: UploadJob) {
     }));
     drop(spool);
     let failure = match result {
-        Ok(Ok(_)) => {
+        Ok(Ok(run)) => {
             live.finish(id);
+            crate::analysis::enqueue_after_import(context, tenant.id, &run);
             return;
         }
         Ok(Err(error)) => error.kind(),

@@ -1,5 +1,5 @@
-//! The interactions list (filters, cursor pagination) and one interaction's thread. Both show
-//! personal data and record the read in the audit log before rendering.
+//! The interactions list (filters, cursor pagination) and one interaction's thread with its
+//! analyses. Both show personal data and record the read in the audit log before rendering.
 
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Query};
@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
+use crate::analysis::routes::{panel, AnalysisPanel};
 use crate::auth::guard::policy::ViewTenantData;
 use crate::auth::guard::{client_address, TenantAccess};
 use crate::context::AppContext;
@@ -216,6 +217,8 @@ pub struct MessageView {
     pub text: String,
     pub quoted: Option<String>,
     pub signature: Option<String>,
+    /// The message's own sentiment, from a current (not stale) analysis.
+    pub sentiment: Option<String>,
 }
 
 #[derive(Template)]
@@ -234,6 +237,7 @@ struct ShowPage {
     ai_tool: String,
     attachments: Vec<String>,
     messages: Vec<MessageView>,
+    analysis: AnalysisPanel,
 }
 
 async fn show(
@@ -249,6 +253,15 @@ async fn show(
             .interactions
             .get(access.tenant.id, id)?
             .ok_or(AppError::NotFound)?;
+        let base = format!("/t/{}", access.tenant.slug);
+        // The analyses are read with the thread, and this one entry records both reads.
+        let mut analysis = panel(
+            &context,
+            &access.session,
+            access.tenant.id,
+            &base,
+            &interaction,
+        )?;
         audit_personal_read(
             &context,
             &access.session,
@@ -256,7 +269,6 @@ async fn show(
             client,
             format!("interaction {id}"),
         )?;
-        let base = format!("/t/{}", access.tenant.slug);
         let record = interaction.record;
         let subject = record.subject.unwrap_or_else(|| "(no subject)".to_owned());
         Ok(ShowPage {
@@ -280,7 +292,8 @@ async fn show(
             messages: record
                 .messages
                 .into_iter()
-                .map(|message| MessageView {
+                .enumerate()
+                .map(|(index, message)| MessageView {
                     role: message.role.label(),
                     role_class: message.role.css_class(),
                     author: message
@@ -291,8 +304,10 @@ async fn show(
                     text: message.text,
                     quoted: message.quoted,
                     signature: message.signature,
+                    sentiment: analysis.message_sentiments.remove(&index),
                 })
                 .collect(),
+            analysis,
             base,
         })
     })

@@ -45,6 +45,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .configure(crate::signals::routes::routes)
         .configure(crate::ingest::routes::routes)
         .configure(crate::inference::routes::routes)
+        .configure(crate::analysis::routes::routes)
         .configure(crate::api::routes);
 }
 

@@ -64,6 +64,9 @@ fn nav_for(session: &RequestSession, tenant: Option<&Tenant>, active: &str) -> V
         if role.grants(Permission::ImportTenantData) {
             links.push((format!("{base}/imports"), "Imports"));
         }
+        if role.grants(Permission::RequestAnalysis) {
+            links.push((format!("{base}/analysis"), "Analysis"));
+        }
         if role.grants(Permission::ManageTenantUsers) {
             links.push((format!("{base}/users"), "Users"));
         }

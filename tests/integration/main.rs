@@ -7,6 +7,7 @@
 
 mod helpers;
 
+mod analysis;
 mod api;
 mod at_rest;
 mod audit;

@@ -1,0 +1,502 @@
+//! Analysis jobs: one per interaction, with the version it is to analyse, the kinds asked for,
+//! its state and its attempts. Every change of state is a pure function here; the store applies
+//! it, together with the queue index and the counts, in one transaction.
+//!
+//! ```text
+//! enqueue ──▶ queued ──claim──▶ running ──complete──▶ done
+//!               ▲                  │ │ └──fail (retryable, attempts left)──▶ queued (at the back)
+//!               │                  │ └──fail (final)──▶ failed
+//!               └── release (shutdown) or requeue on start (cut off) ──┘
+//! ```
+//!
+//! There is at most one job per interaction, so enqueueing the same version twice changes
+//! nothing, and a newer version (or a forced re-analysis) while a job runs marks it to run again
+//! once it finishes instead of starting a second one.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::AnalysisKind;
+use crate::ids::RecordId;
+
+/// Attempts a job gets (including one cut off by a crash) before it is marked failed.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+impl JobState {
+    pub const ALL: [Self; 4] = [Self::Queued, Self::Running, Self::Done, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The first byte of the job's queue-index key; done jobs have no index entry.
+    pub(crate) fn index_code(self) -> Option<u8> {
+        match self {
+            Self::Queued => Some(1),
+            Self::Running => Some(2),
+            Self::Failed => Some(3),
+            Self::Done => None,
+        }
+    }
+}
+
+/// Which jobs go first: interactions that just arrived (API, webhooks) and people's requests
+/// before backfills (imports, `--all`). The number is part of the queue key, so lower sorts first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Live,
+    Backfill,
+}
+
+impl Priority {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Self::Live => 0,
+            Self::Backfill => 1,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Self::Live),
+            1 => Some(Self::Backfill),
+            _ => None,
+        }
+    }
+}
+
+/// Why a job failed, without any content: safe for logs and pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobErrorKind {
+    /// The interaction no longer exists (erased or rolled back).
+    InteractionMissing,
+    /// The backend could not analyse it.
+    Inference,
+    /// The process stopped while the job ran, too many times.
+    Interrupted,
+}
+
+impl JobErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InteractionMissing => "interaction missing",
+            Self::Inference => "inference failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// One interaction's analysis job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub interaction: RecordId,
+    /// The interaction version (its `updated` time) the job is to analyse, at least.
+    pub version: DateTime<Utc>,
+    pub kinds: Vec<AnalysisKind>,
+    pub state: JobState,
+    pub priority: Priority,
+    /// Place in the queue among jobs of the same priority (from `Store::generate_id`).
+    pub position: u64,
+    pub attempts: u32,
+    pub error: Option<JobErrorKind>,
+    /// Asked for again while running (a newer version, more kinds, or a forced re-analysis):
+    /// queued again when the running attempt ends.
+    pub rerun: bool,
+    pub enqueued: DateTime<Utc>,
+    pub started: Option<DateTime<Utc>>,
+    pub finished: Option<DateTime<Utc>>,
+}
+
+/// A request to analyse one interaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnqueueRequest {
+    pub version: DateTime<Utc>,
+    pub kinds: Vec<AnalysisKind>,
+    pub priority: Priority,
+    /// Analyse again even when this version was analysed already.
+    pub force: bool,
+}
+
+/// Counts of a tenant's jobs per state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCounts {
+    pub queued: u64,
+    pub running: u64,
+    pub done: u64,
+    pub failed: u64,
+}
+
+impl JobCounts {
+    pub fn get(&self, state: JobState) -> u64 {
+        match state {
+            JobState::Queued => self.queued,
+            JobState::Running => self.running,
+            JobState::Done => self.done,
+            JobState::Failed => self.failed,
+        }
+    }
+
+    fn slot(&mut self, state: JobState) -> &mut u64 {
+        match state {
+            JobState::Queued => &mut self.queued,
+            JobState::Running => &mut self.running,
+            JobState::Done => &mut self.done,
+            JobState::Failed => &mut self.failed,
+        }
+    }
+
+    /// Records that a job moved from `from` (or was created) to `to`.
+    pub fn record(&mut self, from: Option<JobState>, to: JobState) {
+        if let Some(from) = from {
+            let slot = self.slot(from);
+            *slot = slot.saturating_sub(1);
+        }
+        *self.slot(to) += 1;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.queued + self.running + self.done + self.failed
+    }
+}
+
+fn union(left: &[AnalysisKind], right: &[AnalysisKind]) -> Vec<AnalysisKind> {
+    let mut kinds: Vec<AnalysisKind> = left.iter().chain(right).copied().collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    kinds
+}
+
+fn covers(have: &[AnalysisKind], wanted: &[AnalysisKind]) -> bool {
+    wanted.iter().all(|kind| have.contains(kind))
+}
+
+/// What an enqueue makes of the interaction's job: `None` when nothing needs to change (the
+/// version is queued, running or done already). `position` gives a new place at the back of the
+/// queue; it is called only when the job takes one.
+pub fn enqueue(
+    existing: Option<&Job>,
+    request: &EnqueueRequest,
+    interaction: RecordId,
+    now: DateTime<Utc>,
+    position: impl FnOnce() -> u64,
+) -> Option<Job> {
+    let fresh = |version, kinds: Vec<AnalysisKind>, priority| Job {
+        interaction,
+        version,
+        kinds,
+        state: JobState::Queued,
+        priority,
+        position: position(),
+        attempts: 0,
+        error: None,
+        rerun: false,
+        enqueued: now,
+        started: None,
+        finished: None,
+    };
+    let Some(job) = existing else {
+        return Some(fresh(
+            request.version,
+            union(&request.kinds, &[]),
+            request.priority,
+        ));
+    };
+    let newer = request.version > job.version;
+    let more_kinds = !covers(&job.kinds, &request.kinds);
+    let version = job.version.max(request.version);
+    match job.state {
+        JobState::Queued => {
+            let priority = job.priority.min(request.priority);
+            if !newer && !more_kinds && priority == job.priority {
+                return None;
+            }
+            Some(Job {
+                version,
+                kinds: union(&job.kinds, &request.kinds),
+                priority,
+                ..job.clone()
+            })
+        }
+        JobState::Running => {
+            if !newer && !more_kinds && !request.force {
+                return None;
+            }
+            Some(Job {
+                version,
+                kinds: union(&job.kinds, &request.kinds),
+                priority: job.priority.min(request.priority),
+                rerun: true,
+                ..job.clone()
+            })
+        }
+        JobState::Done => {
+            if !newer && !more_kinds && !request.force {
+                return None;
+            }
+            Some(fresh(
+                version,
+                union(&job.kinds, &request.kinds),
+                request.priority,
+            ))
+        }
+        // A failed job is tried again whenever someone asks: the cause may be gone.
+        JobState::Failed => Some(fresh(
+            version,
+            union(&job.kinds, &request.kinds),
+            request.priority,
+        )),
+    }
+}
+
+/// The worker takes a queued job.
+pub fn claim(job: &Job, now: DateTime<Utc>) -> Job {
+    Job {
+        state: JobState::Running,
+        attempts: job.attempts + 1,
+        error: None,
+        started: Some(now),
+        finished: None,
+        ..job.clone()
+    }
+}
+
+/// How a running attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptEnd {
+    /// Analysed; the analyses read this interaction version.
+    Done { analysed_version: DateTime<Utc> },
+    /// Failed; `retryable` failures go back to the queue while attempts last.
+    Failed { kind: JobErrorKind, retryable: bool },
+    /// Not started after all (the worker is stopping): back to its place, the attempt not counted.
+    Released,
+}
+
+/// The job after its running attempt ended. A job asked for again while it ran (or whose
+/// version moved past what was analysed) is queued again, with fresh attempts.
+pub fn end_attempt(
+    job: &Job,
+    end: AttemptEnd,
+    now: DateTime<Utc>,
+    position: impl FnOnce() -> u64,
+) -> Job {
+    match end {
+        AttemptEnd::Done { analysed_version } => {
+            if job.rerun || job.version > analysed_version {
+                Job {
+                    state: JobState::Queued,
+                    position: position(),
+                    attempts: 0,
+                    error: None,
+                    rerun: false,
+                    enqueued: now,
+                    finished: Some(now),
+                    ..job.clone()
+                }
+            } else {
+                Job {
+                    state: JobState::Done,
+                    version: analysed_version.max(job.version),
+                    error: None,
+                    finished: Some(now),
+                    ..job.clone()
+                }
+            }
+        }
+        AttemptEnd::Failed { kind, retryable } => {
+            if (retryable && job.attempts < MAX_ATTEMPTS) || job.rerun {
+                Job {
+                    state: JobState::Queued,
+                    position: position(),
+                    error: Some(kind),
+                    attempts: if job.rerun { 0 } else { job.attempts },
+                    rerun: false,
+                    finished: Some(now),
+                    ..job.clone()
+                }
+            } else {
+                Job {
+                    state: JobState::Failed,
+                    error: Some(kind),
+                    finished: Some(now),
+                    ..job.clone()
+                }
+            }
+        }
+        AttemptEnd::Released => Job {
+            state: JobState::Queued,
+            attempts: job.attempts.saturating_sub(1),
+            started: None,
+            ..job.clone()
+        },
+    }
+}
+
+/// A job found running when the database opens was cut off: it keeps its place in the queue,
+/// unless it has used up its attempts (a job that takes the process down every time must not
+/// do so forever).
+pub fn interrupted(job: &Job, now: DateTime<Utc>) -> Job {
+    if job.attempts >= MAX_ATTEMPTS {
+        Job {
+            state: JobState::Failed,
+            error: Some(JobErrorKind::Interrupted),
+            finished: Some(now),
+            ..job.clone()
+        }
+    } else {
+        Job {
+            state: JobState::Queued,
+            started: None,
+            ..job.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(version: DateTime<Utc>, force: bool) -> EnqueueRequest {
+        EnqueueRequest {
+            version,
+            kinds: AnalysisKind::ALL.to_vec(),
+            priority: Priority::Backfill,
+            force,
+        }
+    }
+
+    fn time(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn the_same_version_twice_is_one_job() {
+        let id = RecordId::new();
+        let first = enqueue(None, &request(time(0), false), id, time(1), || 7).unwrap();
+        assert_eq!(first.state, JobState::Queued);
+        assert_eq!(first.position, 7);
+        assert!(enqueue(Some(&first), &request(time(0), false), id, time(2), || 8).is_none());
+        // Running or done, the same version is not queued again either.
+        let running = claim(&first, time(3));
+        assert!(enqueue(Some(&running), &request(time(0), false), id, time(4), || 9).is_none());
+        let done = end_attempt(
+            &running,
+            AttemptEnd::Done {
+                analysed_version: time(0),
+            },
+            time(5),
+            || 10,
+        );
+        assert_eq!(done.state, JobState::Done);
+        assert!(enqueue(Some(&done), &request(time(0), false), id, time(6), || 11).is_none());
+        // A forced request or a newer version is.
+        let forced = enqueue(Some(&done), &request(time(0), true), id, time(7), || 12).unwrap();
+        assert_eq!((forced.state, forced.position), (JobState::Queued, 12));
+        let newer = enqueue(Some(&done), &request(time(9), false), id, time(8), || 13).unwrap();
+        assert_eq!(newer.version, time(9));
+    }
+
+    #[test]
+    fn a_newer_version_while_running_runs_again_afterwards() {
+        let id = RecordId::new();
+        let job = claim(
+            &enqueue(None, &request(time(0), false), id, time(1), || 1).unwrap(),
+            time(2),
+        );
+        let marked = enqueue(Some(&job), &request(time(5), false), id, time(3), || 2).unwrap();
+        assert_eq!(marked.state, JobState::Running);
+        assert!(marked.rerun);
+        let ended = end_attempt(
+            &marked,
+            AttemptEnd::Done {
+                analysed_version: time(0),
+            },
+            time(4),
+            || 3,
+        );
+        assert_eq!(ended.state, JobState::Queued);
+        assert_eq!(
+            (ended.version, ended.position, ended.attempts),
+            (time(5), 3, 0)
+        );
+    }
+
+    #[test]
+    fn failures_retry_a_bounded_number_of_times() {
+        let id = RecordId::new();
+        let mut job = enqueue(None, &request(time(0), false), id, time(0), || 1).unwrap();
+        let failure = AttemptEnd::Failed {
+            kind: JobErrorKind::Inference,
+            retryable: true,
+        };
+        for attempt in 1..=MAX_ATTEMPTS {
+            job = end_attempt(&claim(&job, time(1)), failure, time(2), || 5);
+            assert_eq!(job.attempts, attempt);
+            let expected = if attempt < MAX_ATTEMPTS {
+                JobState::Queued
+            } else {
+                JobState::Failed
+            };
+            assert_eq!(job.state, expected);
+        }
+        assert_eq!(job.error, Some(JobErrorKind::Inference));
+        // A final failure does not retry at all.
+        let fresh = enqueue(Some(&job), &request(time(0), false), id, time(3), || 6).unwrap();
+        let final_failure = AttemptEnd::Failed {
+            kind: JobErrorKind::InteractionMissing,
+            retryable: false,
+        };
+        assert_eq!(
+            end_attempt(&claim(&fresh, time(4)), final_failure, time(5), || 7).state,
+            JobState::Failed
+        );
+    }
+
+    #[test]
+    fn cut_off_jobs_keep_their_place_until_their_attempts_are_spent() {
+        let id = RecordId::new();
+        let job = enqueue(None, &request(time(0), false), id, time(0), || 4).unwrap();
+        let running = claim(&job, time(1));
+        let requeued = interrupted(&running, time(2));
+        assert_eq!((requeued.state, requeued.position), (JobState::Queued, 4));
+        let mut spent = running.clone();
+        spent.attempts = MAX_ATTEMPTS;
+        let failed = interrupted(&spent, time(3));
+        assert_eq!(failed.state, JobState::Failed);
+        assert_eq!(failed.error, Some(JobErrorKind::Interrupted));
+        let released = end_attempt(&running, AttemptEnd::Released, time(4), || 99);
+        assert_eq!(
+            (released.state, released.attempts, released.position),
+            (JobState::Queued, 0, 4)
+        );
+    }
+
+    #[test]
+    fn counts_follow_transitions() {
+        let mut counts = JobCounts::default();
+        counts.record(None, JobState::Queued);
+        counts.record(Some(JobState::Queued), JobState::Running);
+        counts.record(Some(JobState::Running), JobState::Done);
+        counts.record(None, JobState::Queued);
+        assert_eq!(
+            (counts.queued, counts.running, counts.done, counts.failed),
+            (1, 0, 1, 0)
+        );
+        assert_eq!(counts.total(), 2);
+    }
+}

@@ -1,0 +1,512 @@
+//! The analysis module's collections, all in the tenant's scope and sealed like every record:
+//!
+//! - `analysis_jobs`: interaction id → [`Job`] (one per interaction);
+//! - `analysis_queue`: the queue index, state ‖ priority ‖ position ‖ interaction id → nothing,
+//!   for queued, running and failed jobs, so the worker reads the next jobs in order by key and
+//!   the start-up re-queue finds running jobs without reading the others;
+//! - `analysis_counts`: `counts` → [`JobCounts`], kept exact by changing it in the same
+//!   transaction as every job;
+//! - `analyses`: interaction id ‖ kind → [`Analysis`];
+//! - `analysis_topics`: `topics` → the tenant's topic labels (absent: [`DEFAULT_TOPICS`]).
+//!
+//! Every change of a job (enqueue, claim, end of an attempt, re-queue) runs under one mutex, from
+//! its first read to its commit, and commits the job, its index entry and the counts together.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::jobs::{self, AttemptEnd, EnqueueRequest, Job, JobCounts, JobState, Priority};
+use crate::analysis::{Analysis, AnalysisError, AnalysisKind, DEFAULT_TOPICS};
+use crate::ids::{RecordId, TenantId};
+use crate::inference::LabelSet;
+use crate::store::{Collection, RecordKey, Scope, Store, StoreError, WriteSet};
+
+/// Enqueue requests committed together, at most.
+pub const ENQUEUE_CHUNK: usize = 1000;
+const COUNTS_KEY: &str = "counts";
+const TOPICS_KEY: &str = "topics";
+
+/// A job's entry in the queue index. Keys hold no content: a state, a priority, a sequence
+/// number and a record id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct QueueKey {
+    state: u8,
+    priority: u8,
+    position: u64,
+    interaction: RecordId,
+}
+
+impl QueueKey {
+    fn of(job: &Job) -> Option<Self> {
+        Some(Self {
+            state: job.state.index_code()?,
+            priority: job.priority.code(),
+            position: job.position,
+            interaction: job.interaction,
+        })
+    }
+}
+
+impl RecordKey for QueueKey {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        let mut key = Vec::with_capacity(26);
+        key.push(self.state);
+        key.push(self.priority);
+        key.extend_from_slice(&self.position.to_be_bytes());
+        key.extend_from_slice(&self.interaction.to_bytes());
+        key
+    }
+
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        let (&state, rest) = bytes.split_first()?;
+        let (&priority, rest) = rest.split_first()?;
+        let (position, id) = rest.split_at_checked(8)?;
+        Priority::from_code(priority)?;
+        Some(Self {
+            state,
+            priority,
+            position: u64::from_be_bytes(position.try_into().ok()?),
+            interaction: RecordId::from_bytes(id.try_into().ok()?),
+        })
+    }
+}
+
+/// An analysis's key: the interaction, then the kind, so one interaction's analyses share a prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AnalysisKey {
+    interaction: RecordId,
+    kind: AnalysisKind,
+}
+
+impl RecordKey for AnalysisKey {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        let mut key = self.interaction.to_bytes().to_vec();
+        key.push(self.kind.code());
+        key
+    }
+
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        let (id, kind) = bytes.split_at_checked(16)?;
+        let [kind] = kind else { return None };
+        Some(Self {
+            interaction: RecordId::from_bytes(id.try_into().ok()?),
+            kind: AnalysisKind::from_code(*kind)?,
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct TopicList {
+    labels: Vec<String>,
+}
+
+/// Wakes the worker when work arrives, instead of having it poll.
+#[derive(Debug, Default)]
+struct Wake {
+    pending: Mutex<bool>,
+    signal: Condvar,
+}
+
+/// How a job's running attempt ended, with what it produced.
+#[derive(Debug)]
+pub struct Finished {
+    /// The job as claimed.
+    pub job: Job,
+    pub end: AttemptEnd,
+    /// Stored with the job's end (only for `Done`).
+    pub analyses: Vec<Analysis>,
+}
+
+/// The analysis trees of every tenant. Cheap to clone; clones share the lock and the wake-up.
+#[derive(Clone)]
+pub struct AnalysisStore {
+    store: Store,
+    lock: Arc<Mutex<()>>,
+    wake: Arc<Wake>,
+}
+
+impl AnalysisStore {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            lock: Arc::default(),
+            wake: Arc::default(),
+        }
+    }
+
+    fn jobs(&self, tenant: TenantId) -> Result<Collection<RecordId, Job>, StoreError> {
+        self.store
+            .collection(Scope::Tenant(tenant), "analysis_jobs")
+    }
+
+    fn queue(&self, tenant: TenantId) -> Result<Collection<QueueKey, ()>, StoreError> {
+        self.store
+            .collection(Scope::Tenant(tenant), "analysis_queue")
+    }
+
+    fn counts_collection(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Collection<&'static str, JobCounts>, StoreError> {
+        self.store
+            .collection(Scope::Tenant(tenant), "analysis_counts")
+    }
+
+    fn results(&self, tenant: TenantId) -> Result<Collection<AnalysisKey, Analysis>, StoreError> {
+        self.store.collection(Scope::Tenant(tenant), "analyses")
+    }
+
+    fn topic_list(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Collection<&'static str, TopicList>, StoreError> {
+        self.store
+            .collection(Scope::Tenant(tenant), "analysis_topics")
+    }
+
+    /// Runs `work` holding the queue's lock. A poisoned lock only means another thread panicked
+    /// between its read and its commit; the store holds nothing half-written.
+    fn locked<T>(&self, work: impl FnOnce() -> T) -> T {
+        let _held = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        work()
+    }
+
+    fn next_position(&self) -> Result<u64, StoreError> {
+        self.store.generate_id()
+    }
+
+    /// Stages `job` replacing `previous`: the job, its queue-index entry and the counts.
+    fn stage(
+        &self,
+        tenant: TenantId,
+        writes: &mut WriteSet,
+        counts: &mut JobCounts,
+        previous: Option<&Job>,
+        job: &Job,
+    ) -> Result<(), StoreError> {
+        let queue = self.queue(tenant)?;
+        let old_key = previous.and_then(QueueKey::of);
+        let new_key = QueueKey::of(job);
+        if old_key != new_key {
+            if let Some(key) = old_key {
+                writes.remove(&queue, &key);
+            }
+            if let Some(key) = new_key {
+                writes.put(&queue, &key, &())?;
+            }
+        }
+        writes.put(&self.jobs(tenant)?, &job.interaction, job)?;
+        counts.record(previous.map(|previous| previous.state), job.state);
+        Ok(())
+    }
+
+    fn commit(
+        &self,
+        tenant: TenantId,
+        mut writes: WriteSet,
+        counts: &JobCounts,
+    ) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        writes.put(&self.counts_collection(tenant)?, &COUNTS_KEY, counts)?;
+        self.store.commit(writes)
+    }
+
+    /// Applies each request to its interaction's job (see [`jobs::enqueue`]), committing
+    /// [`ENQUEUE_CHUNK`] at a time. Returns how many jobs were created or changed, and wakes
+    /// the worker when there were any.
+    pub fn enqueue(
+        &self,
+        tenant: TenantId,
+        requests: &[(RecordId, EnqueueRequest)],
+    ) -> Result<usize, StoreError> {
+        let mut changed = 0;
+        for chunk in requests.chunks(ENQUEUE_CHUNK) {
+            changed += self.locked(|| -> Result<usize, StoreError> {
+                let jobs = self.jobs(tenant)?;
+                let mut counts = self.counts(tenant)?;
+                let mut writes = WriteSet::default();
+                // A chunk may name an interaction twice; the second request sees the first.
+                let mut staged: HashMap<RecordId, Job> = HashMap::new();
+                let mut changed = 0;
+                for (id, request) in chunk {
+                    let existing = match staged.get(id) {
+                        Some(job) => Some(job.clone()),
+                        None => jobs.get(id)?,
+                    };
+                    // Ids are cheap, so one is taken whether or not the job needs a new place.
+                    let position = self.next_position()?;
+                    let Some(job) =
+                        jobs::enqueue(existing.as_ref(), request, *id, Utc::now(), || position)
+                    else {
+                        continue;
+                    };
+                    self.stage(tenant, &mut writes, &mut counts, existing.as_ref(), &job)?;
+                    staged.insert(*id, job);
+                    changed += 1;
+                }
+                self.commit(tenant, writes, &counts)?;
+                Ok(changed)
+            })?;
+        }
+        if changed > 0 {
+            self.wake();
+        }
+        Ok(changed)
+    }
+
+    /// Takes up to `limit` queued jobs, most urgent and oldest first, and marks them running.
+    pub fn claim(&self, tenant: TenantId, limit: usize) -> Result<Vec<Job>, StoreError> {
+        self.locked(|| {
+            let queue = self.queue(tenant)?;
+            let jobs = self.jobs(tenant)?;
+            let queued_code = JobState::Queued.index_code().unwrap_or_default();
+            let keys: Vec<QueueKey> = queue
+                .keys_with_prefix(&[queued_code])
+                .take(limit)
+                .collect::<Result<_, _>>()?;
+            let mut counts = self.counts(tenant)?;
+            let mut writes = WriteSet::default();
+            let mut claimed = Vec::with_capacity(keys.len());
+            let now = Utc::now();
+            for key in keys {
+                let job = jobs.get(&key.interaction)?;
+                let Some(job) = job.filter(|job| QueueKey::of(job) == Some(key)) else {
+                    // An index entry that does not match its job is garbage; drop it.
+                    writes.remove(&queue, &key);
+                    continue;
+                };
+                let running = jobs::claim(&job, now);
+                self.stage(tenant, &mut writes, &mut counts, Some(&job), &running)?;
+                claimed.push(running);
+            }
+            self.commit(tenant, writes, &counts)?;
+            Ok(claimed)
+        })
+    }
+
+    /// Ends running attempts: stores what they produced and moves each job on (see
+    /// [`jobs::end_attempt`]), all in one transaction. A job changed meanwhile by an enqueue
+    /// (a newer version, a forced request) is read again first, so that request is not lost.
+    pub fn finish(&self, tenant: TenantId, finished: Vec<Finished>) -> Result<(), StoreError> {
+        if finished.is_empty() {
+            return Ok(());
+        }
+        let requeued = self.locked(|| -> Result<bool, StoreError> {
+            let jobs = self.jobs(tenant)?;
+            let results = self.results(tenant)?;
+            let mut counts = self.counts(tenant)?;
+            let mut writes = WriteSet::default();
+            let now = Utc::now();
+            let mut requeued = false;
+            for item in finished {
+                let current = jobs.get(&item.job.interaction)?;
+                // Only a job still running this attempt is moved on; anything else (removed,
+                // or already moved by a re-queue) is left as it is.
+                let Some(current) = current.filter(|job| {
+                    job.state == JobState::Running && job.started == item.job.started
+                }) else {
+                    continue;
+                };
+                let position = self.next_position()?;
+                let ended = jobs::end_attempt(&current, item.end, now, || position);
+                requeued |= ended.state == JobState::Queued;
+                if matches!(item.end, AttemptEnd::Done { .. }) {
+                    for analysis in &item.analyses {
+                        let key = AnalysisKey {
+                            interaction: analysis.interaction,
+                            kind: analysis.kind(),
+                        };
+                        writes.put(&results, &key, analysis)?;
+                    }
+                }
+                self.stage(tenant, &mut writes, &mut counts, Some(&current), &ended)?;
+            }
+            self.commit(tenant, writes, &counts)?;
+            Ok(requeued)
+        })?;
+        if requeued {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// Puts the tenant's running jobs back in the queue at their places (see
+    /// [`jobs::interrupted`]). Returns how many were found.
+    pub fn requeue_interrupted(&self, tenant: TenantId) -> Result<usize, StoreError> {
+        self.locked(|| {
+            let queue = self.queue(tenant)?;
+            let jobs = self.jobs(tenant)?;
+            let running_code = JobState::Running.index_code().unwrap_or_default();
+            let keys: Vec<QueueKey> = queue
+                .keys_with_prefix(&[running_code])
+                .collect::<Result<_, _>>()?;
+            let mut counts = self.counts(tenant)?;
+            let mut writes = WriteSet::default();
+            let now = Utc::now();
+            for key in &keys {
+                match jobs.get(&key.interaction)? {
+                    Some(job) => {
+                        let next = jobs::interrupted(&job, now);
+                        self.stage(tenant, &mut writes, &mut counts, Some(&job), &next)?;
+                    }
+                    None => writes.remove(&queue, key),
+                }
+            }
+            self.commit(tenant, writes, &counts)?;
+            Ok(keys.len())
+        })
+    }
+
+    /// The tenant's job counts per state.
+    pub fn counts(&self, tenant: TenantId) -> Result<JobCounts, StoreError> {
+        Ok(self
+            .counts_collection(tenant)?
+            .get(&COUNTS_KEY)?
+            .unwrap_or_default())
+    }
+
+    /// The interaction's job, if it ever had one.
+    pub fn job(&self, tenant: TenantId, interaction: RecordId) -> Result<Option<Job>, StoreError> {
+        self.jobs(tenant)?.get(&interaction)
+    }
+
+    /// Jobs in `state` (not `done`, which has no index), in queue order, at most `limit`.
+    pub fn jobs_in_state(
+        &self,
+        tenant: TenantId,
+        state: JobState,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        let Some(code) = state.index_code() else {
+            return Ok(Vec::new());
+        };
+        let jobs = self.jobs(tenant)?;
+        let mut found = Vec::new();
+        for key in self.queue(tenant)?.keys_with_prefix(&[code]).take(limit) {
+            if let Some(job) = jobs.get(&key?.interaction)? {
+                found.push(job);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The interaction's stored analyses, in kind order.
+    pub fn analyses(
+        &self,
+        tenant: TenantId,
+        interaction: RecordId,
+    ) -> Result<Vec<Analysis>, StoreError> {
+        self.results(tenant)?
+            .scan_prefix(&interaction.to_bytes())
+            .map(|entry| entry.map(|(_, analysis)| analysis))
+            .collect()
+    }
+
+    /// Stores one analysis directly, outside any job (tests, and imports of analyses later).
+    pub fn put_analysis(&self, tenant: TenantId, analysis: &Analysis) -> Result<(), StoreError> {
+        let key = AnalysisKey {
+            interaction: analysis.interaction,
+            kind: analysis.kind(),
+        };
+        self.results(tenant)?.insert(&key, analysis)
+    }
+
+    /// The tenant's topic labels, or [`DEFAULT_TOPICS`] when it has stored none.
+    pub fn topics(&self, tenant: TenantId) -> Result<LabelSet, AnalysisError> {
+        let stored = self.topic_list(tenant)?.get(&TOPICS_KEY)?;
+        let labels = match stored {
+            Some(list) if !list.labels.is_empty() => list.labels,
+            _ => DEFAULT_TOPICS
+                .iter()
+                .map(|label| (*label).to_owned())
+                .collect(),
+        };
+        Ok(LabelSet::parse(labels)?)
+    }
+
+    /// Replaces the tenant's topic labels (validated as a label set: non-empty, distinct).
+    pub fn save_topics(
+        &self,
+        tenant: TenantId,
+        labels: Vec<String>,
+    ) -> Result<LabelSet, AnalysisError> {
+        let set = LabelSet::parse(labels)?;
+        self.topic_list(tenant)?.insert(
+            &TOPICS_KEY,
+            &TopicList {
+                labels: set.as_slice().to_vec(),
+            },
+        )?;
+        Ok(set)
+    }
+
+    /// Tells a waiting worker that there is work.
+    pub fn wake(&self) {
+        let mut pending = self
+            .wake
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *pending = true;
+        self.wake.signal.notify_all();
+    }
+
+    /// Waits until [`AnalysisStore::wake`] is called or `timeout` passes.
+    pub fn wait_for_work(&self, timeout: Duration) {
+        let pending = self
+            .wake
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (mut pending, _) = self
+            .wake
+            .signal
+            .wait_timeout_while(pending, timeout, |pending| !*pending)
+            .unwrap_or_else(PoisonError::into_inner);
+        *pending = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_keys_sort_by_state_then_priority_then_position() {
+        let id = RecordId::new();
+        let key = |state, priority: Priority, position| QueueKey {
+            state,
+            priority: priority.code(),
+            position,
+            interaction: id,
+        };
+        let mut keys = [
+            key(1, Priority::Backfill, 1),
+            key(1, Priority::Live, 9),
+            key(2, Priority::Live, 0),
+            key(1, Priority::Live, 3),
+        ];
+        keys.sort_by_key(RecordKey::to_key_bytes);
+        let order: Vec<(u8, u8, u64)> = keys
+            .iter()
+            .map(|key| (key.state, key.priority, key.position))
+            .collect();
+        assert_eq!(order, [(1, 0, 3), (1, 0, 9), (1, 1, 1), (2, 0, 0)]);
+        let bytes = keys[0].to_key_bytes();
+        assert_eq!(QueueKey::from_key_bytes(&bytes), Some(keys[0]));
+        let analysis = AnalysisKey {
+            interaction: id,
+            kind: AnalysisKind::Topics,
+        };
+        assert_eq!(
+            AnalysisKey::from_key_bytes(&analysis.to_key_bytes()),
+            Some(analysis)
+        );
+    }
+}
