@@ -19,6 +19,7 @@
 //! import that committed, and a record written through the API or a webhook.
 
 pub mod jobs;
+pub mod lead;
 pub mod pipeline;
 pub mod progress;
 pub mod routes;
@@ -73,16 +74,19 @@ pub enum AnalysisKind {
     Summary,
     Sentiment,
     Topics,
+    /// Lead qualification: sales chats only.
+    Lead,
 }
 
 impl AnalysisKind {
-    pub const ALL: [Self; 3] = [Self::Summary, Self::Sentiment, Self::Topics];
+    pub const ALL: [Self; 4] = [Self::Summary, Self::Sentiment, Self::Topics, Self::Lead];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Summary => "summary",
             Self::Sentiment => "sentiment",
             Self::Topics => "topics",
+            Self::Lead => "lead",
         }
     }
 
@@ -92,6 +96,7 @@ impl AnalysisKind {
             Self::Summary => 1,
             Self::Sentiment => 2,
             Self::Topics => 3,
+            Self::Lead => 4,
         }
     }
 
@@ -191,6 +196,8 @@ pub enum AnalysisResult {
         labels: Vec<String>,
         probabilities: Vec<LabelProbability>,
     },
+    /// A sales chat's intent, stated facts and score (see [`lead`]).
+    Lead(lead::LeadQualification),
 }
 
 impl AnalysisResult {
@@ -199,6 +206,7 @@ impl AnalysisResult {
             Self::Summary { .. } => AnalysisKind::Summary,
             Self::Sentiment { .. } => AnalysisKind::Sentiment,
             Self::Topics { .. } => AnalysisKind::Topics,
+            Self::Lead(_) => AnalysisKind::Lead,
         }
     }
 }

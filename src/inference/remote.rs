@@ -944,6 +944,7 @@ impl RemoteBackend {
         let mut instruction = match task {
             TaskKind::Sentiment => Redactor::fixed(SENTIMENT_INSTRUCTION),
             TaskKind::Topic => Redactor::fixed(TOPIC_INSTRUCTION),
+            TaskKind::LeadIntent => Redactor::fixed(LEAD_INTENT_INSTRUCTION),
         };
         for label in &sent_labels {
             instruction.0.push_str("\n- ");
@@ -967,6 +968,7 @@ impl RemoteBackend {
     }
 }
 
+const LEAD_INTENT_INSTRUCTION: &str = "You classify a website visitor's messages in a sales chat by what the visitor wants. Read the messages and answer with exactly one label from the list below, written as it appears there, and nothing else.\nLabels:";
 const SENTIMENT_INSTRUCTION: &str = "You classify customer-service messages by sentiment. Read the customer's message and answer with exactly one label from the list below, written as it appears there, and nothing else.\nLabels:";
 const TOPIC_INSTRUCTION: &str = "You classify customer-service messages by topic. Read the customer's message and answer with exactly one label from the list below, written as it appears there, and nothing else.\nLabels:";
 
