@@ -27,6 +27,28 @@ use crate::inference::models::ModelDirectories;
 use crate::inference::store::AnalysisSettingsStore;
 use crate::inference::{self, Backend, InferenceError};
 
+/// Whether the model of a `local` backend is approved now (other backends load no model).
+fn local_model_still_approved(
+    context: &AppContext,
+    settings: &crate::inference::store::AnalysisSettings,
+) -> Result<bool, InferenceError> {
+    if settings.backend != inference::BackendKind::Local {
+        return Ok(true);
+    }
+    let sha256 = settings
+        .model_sha256
+        .as_deref()
+        .unwrap_or(inference::models::DEFAULT_MODEL_SHA256);
+    if sha256 == inference::models::DEFAULT_MODEL_SHA256 {
+        return Ok(true);
+    }
+    Ok(
+        crate::inference::store::ModelApprovals::new(context.store.clone())
+            .get(sha256)?
+            .is_some(),
+    )
+}
+
 /// Backends kept loaded at most (each `local` one holds a model in memory).
 const MAX_BACKENDS: usize = 2;
 /// Jobs taken in one batch at most, whatever the engine's batch width.
@@ -71,6 +93,12 @@ impl BackendCache {
         let encoded = rmp_serde::to_vec_named(&settings)
             .map_err(|error| InferenceError::Invalid(error.to_string()))?;
         let settings_digest = crate::crypto::sha256(&[&encoded]);
+        // A model whose approval the operator revoked is not used again, even loaded: its entry
+        // goes, and opening it anew is refused as not approved.
+        if !local_model_still_approved(context, &settings)? {
+            self.entries
+                .retain(|entry| entry.settings_digest != settings_digest);
+        }
         if let Some(entry) = self
             .entries
             .iter_mut()

@@ -77,6 +77,11 @@ pub enum AuditAction {
     /// Someone asked for an interaction (or a tenant's interactions) to be analysed; the target
     /// names which.
     AnalysisRequested,
+    /// An operator approved a model file for loading; the target names its sha256 and file.
+    ModelApproved,
+    /// An operator revoked a model's approval; the target names its sha256 and any tenants that
+    /// still used it.
+    ModelRevoked,
 }
 
 impl AuditAction {
@@ -106,6 +111,8 @@ impl AuditAction {
             Self::IntegrationDisabled => "integration.disabled",
             Self::AnalysisSettingsChanged => "analysis.settings_changed",
             Self::AnalysisRequested => "analysis.requested",
+            Self::ModelApproved => "model.approved",
+            Self::ModelRevoked => "model.revoked",
         }
     }
 }
