@@ -479,3 +479,43 @@ async fn the_models_page_is_the_operators_and_escapes_header_strings() {
         models::approve_for_loading(&hostile, &approvals.approved_digests().unwrap()).unwrap_err();
     assert!(matches!(error, ModelError::NotApproved { .. }), "{error}");
 }
+
+/// The analysis worker keeps loaded backends; one whose model is revoked is not used again.
+#[tokio::test]
+async fn the_worker_drops_a_loaded_model_once_it_is_revoked() {
+    let app = TestApp::spawn();
+    let tenant = app.create_tenant("acme");
+    // The default model with a few bytes after its tensor data: llama.cpp loads it, but its
+    // digest is another one, which only an operator's approval makes loadable.
+    let default = models::ModelDirectories::from_config(&app.context.config)
+        .find_by_sha256(DEFAULT_MODEL_SHA256)
+        .unwrap();
+    let variant = models_dir(&app).join("gemma-variant.gguf");
+    std::fs::create_dir_all(models_dir(&app)).unwrap();
+    let mut bytes = std::fs::read(default).unwrap();
+    bytes.extend_from_slice(&[0_u8; 64]);
+    std::fs::write(&variant, bytes).unwrap();
+    let variant_sha = models::sha256_file(&variant).unwrap();
+    let operator = Actor {
+        user: None,
+        label: "op@example.com".to_owned(),
+    };
+    rapport::inference::catalogue::approve_file(&app.context, &operator, None, &variant).unwrap();
+    use_local_model(&app.context, "acme", &variant_sha);
+
+    let mut cache = rapport::analysis::worker::BackendCache::default();
+    let backend = cache.backend_for(&app.context, tenant.id).unwrap();
+    assert_eq!(backend.model_id(), variant_sha);
+    drop(backend);
+
+    rapport::inference::catalogue::revoke(&app.context, &operator, None, &variant_sha, true)
+        .unwrap();
+    let error = cache
+        .backend_for(&app.context, tenant.id)
+        .err()
+        .expect("the revoked model was still used");
+    assert!(
+        matches!(error, InferenceError::Model(ModelError::NotApproved { .. })),
+        "{error}"
+    );
+}
