@@ -84,6 +84,11 @@ pub enum AuditAction {
     /// An interaction's text (redacted of PII) was sent to a tenant's remote analysis endpoint;
     /// the target names the interaction and the endpoint.
     AnalysisSentRemote,
+    /// An operator approved a model file for loading; the target names its sha256 and file.
+    ModelApproved,
+    /// An operator revoked a model's approval; the target names its sha256 and any tenants that
+    /// still used it.
+    ModelRevoked,
 }
 
 impl AuditAction {
@@ -116,6 +121,8 @@ impl AuditAction {
             Self::AnalysisCancelled => "analysis.cancelled",
             Self::AnalysisTopicsChanged => "analysis.topics_changed",
             Self::AnalysisSentRemote => "analysis.sent_remote",
+            Self::ModelApproved => "model.approved",
+            Self::ModelRevoked => "model.revoked",
         }
     }
 }
