@@ -31,10 +31,10 @@ struct Cli {
 }
 
 #[derive(Args, Clone)]
-struct ConfigArg {
+pub(crate) struct ConfigArg {
     /// Path of the configuration file.
     #[arg(long = "config", env = "RAPPORT_CONFIG", default_value = config::DEFAULT_CONFIG_PATH, value_name = "PATH")]
-    path: PathBuf,
+    pub(crate) path: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -144,6 +144,9 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Rotate the master key or a tenant's data key (the server must be stopped).
+    #[command(subcommand)]
+    Keys(crate::rotation::KeysCommand),
 }
 
 #[derive(Args)]
@@ -429,6 +432,7 @@ pub fn run() -> ExitCode {
             format: _,
             out,
         } => export(&config.path, &tenant, out.as_deref()),
+        Command::Keys(command) => crate::rotation::run(command).map_err(Failure),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -127,6 +127,8 @@ pub struct AnalysisStore {
     store: Store,
     lock: Arc<Mutex<()>>,
     wake: Arc<Wake>,
+    /// Jobs that ended done since the process started (all tenants), for `/metrics`.
+    completed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl AnalysisStore {
@@ -135,6 +137,7 @@ impl AnalysisStore {
             store,
             lock: Arc::default(),
             wake: Arc::default(),
+            completed: Arc::default(),
         }
     }
 
@@ -297,6 +300,7 @@ impl AnalysisStore {
         if finished.is_empty() {
             return Ok(());
         }
+        let mut completed = 0u64;
         let requeued = self.locked(|| -> Result<bool, StoreError> {
             let jobs = self.jobs(tenant)?;
             let results = self.results(tenant)?;
@@ -316,6 +320,7 @@ impl AnalysisStore {
                 let position = self.next_position()?;
                 let ended = jobs::end_attempt(&current, item.end, now, || position);
                 requeued |= ended.state == JobState::Queued;
+                completed += u64::from(ended.state == JobState::Done);
                 if matches!(item.end, AttemptEnd::Done { .. }) {
                     for analysis in &item.analyses {
                         let key = AnalysisKey {
@@ -330,6 +335,8 @@ impl AnalysisStore {
             self.commit(tenant, writes, &counts)?;
             Ok(requeued)
         })?;
+        self.completed
+            .fetch_add(completed, std::sync::atomic::Ordering::Relaxed);
         if requeued {
             self.wake();
         }
@@ -361,6 +368,11 @@ impl AnalysisStore {
             self.commit(tenant, writes, &counts)?;
             Ok(keys.len())
         })
+    }
+
+    /// Jobs that ended done since the process started, in every tenant.
+    pub fn completed_total(&self) -> u64 {
+        self.completed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The tenant's job counts per state.

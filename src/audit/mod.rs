@@ -77,6 +77,11 @@ pub enum AuditAction {
     /// Someone asked for an interaction (or a tenant's interactions) to be analysed; the target
     /// names which.
     AnalysisRequested,
+    /// The master key was replaced (`rapport keys rotate-master`); the target holds the old and
+    /// new fingerprints, never key bytes.
+    KeysMasterRotated,
+    /// A tenant's data key rotation started, resumed or completed (`rapport keys rotate-tenant`).
+    KeysTenantRotated,
 }
 
 impl AuditAction {
@@ -106,6 +111,8 @@ impl AuditAction {
             Self::IntegrationDisabled => "integration.disabled",
             Self::AnalysisSettingsChanged => "analysis.settings_changed",
             Self::AnalysisRequested => "analysis.requested",
+            Self::KeysMasterRotated => "keys.master_rotated",
+            Self::KeysTenantRotated => "keys.tenant_rotated",
         }
     }
 }
