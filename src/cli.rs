@@ -551,6 +551,12 @@ fn check(config_path: &Path) -> ExitCode {
                     notes.push("TLS is off: plain HTTP (only behind a local TLS proxy)".to_owned());
                 }
             }
+            if config.metrics.enabled {
+                match crate::metrics::Metrics::from_config(&config.metrics) {
+                    Ok(_) => notes.push("metrics are on and the token file is usable".to_owned()),
+                    Err(error) => problems.push(error.to_string()),
+                }
+            }
             if problems.is_empty() {
                 match AppContext::open(config, OpenMode::ExistingOnly) {
                     Ok(context) => {

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use rapport::users::Role;
 use reqwest::StatusCode;
 
-use crate::helpers::TestApp;
+use crate::helpers::{cli_instance, free_port, rapport, stderr, stdout, TestApp};
 
 const TOKEN: &str = "4f1d0c6a9b2e47d8a3c5e6f708192a3b-scrape";
 const SLUG: &str = "zebra-secret-slug";
@@ -86,10 +86,7 @@ async fn metrics_need_the_token_and_count_requests_by_route_family() {
             "{name} missing:\n{first}"
         );
     }
-    assert!(
-        value(&first, "rapport_database_size_bytes") > 0,
-        "{first}"
-    );
+    assert!(value(&first, "rapport_database_size_bytes") > 0, "{first}");
     assert!(first.contains("rapport_analysis_queue_depth{state=\"queued\"} 0"));
     assert!(first.contains("rapport_backup_age_seconds NaN"), "{first}");
 
@@ -155,4 +152,61 @@ async fn metrics_are_off_by_default() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert!(!response.text().await.unwrap().contains("rapport_http"));
+}
+
+#[test]
+fn a_bad_metrics_setting_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = cli_instance(dir.path(), free_port());
+    let original = std::fs::read_to_string(&config).unwrap();
+    let token = dir.path().join("metrics-token");
+    let check = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        rapport(&["check", "--config", config.to_str().unwrap()], None)
+    };
+
+    // Enabled without a token file: the configuration itself is refused.
+    let output = check(&original.replace("enabled = false", "enabled = true"));
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("metrics.token_file"),
+        "{}",
+        stderr(&output)
+    );
+
+    let enabled = original.replace(
+        "enabled = false",
+        &format!("enabled = true\ntoken_file = {:?}", token.to_str().unwrap()),
+    );
+    // A missing file, a short token, a world-readable file: each named.
+    let output = check(&enabled);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("metrics-token"),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::write(&token, "too-short\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let output = check(&enabled);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("at least 32 characters"),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = check(&enabled);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("chmod 600"), "{}", stderr(&output));
+
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let output = check(&enabled);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("metrics are on"),
+        "{}",
+        stdout(&output)
+    );
 }
