@@ -475,6 +475,8 @@ fn serve(config_path: &Path) -> Outcome {
     if let Some(tls) = &config.server.tls {
         crate::web::tls::server_config(tls)?;
     }
+    // A bad metrics token file stops the start before the database is opened, like bad TLS files.
+    crate::metrics::Metrics::from_config(&config.metrics)?;
     let listen = config.server.listen;
     let tls = config.server.tls.is_some();
     let context = AppContext::open(config, OpenMode::ExistingOnly)?;

@@ -200,6 +200,14 @@ fn a_bad_metrics_setting_is_a_clear_error() {
     let output = check(&enabled);
     assert!(!output.status.success());
     assert!(stderr(&output).contains("chmod 600"), "{}", stderr(&output));
+    // The server refuses to start with it, naming the file.
+    let served = rapport(&["serve", "--config", config.to_str().unwrap()], None);
+    assert!(!served.status.success());
+    assert!(
+        stderr(&served).contains("metrics-token"),
+        "{}",
+        stderr(&served)
+    );
 
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o640)).unwrap();
     let output = check(&enabled);
