@@ -31,10 +31,10 @@ struct Cli {
 }
 
 #[derive(Args, Clone)]
-struct ConfigArg {
+pub(crate) struct ConfigArg {
     /// Path of the configuration file.
     #[arg(long = "config", env = "RAPPORT_CONFIG", default_value = config::DEFAULT_CONFIG_PATH, value_name = "PATH")]
-    path: PathBuf,
+    pub(crate) path: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -147,6 +147,9 @@ enum Command {
     /// List, approve and revoke the GGUF models the `local` backend may load.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Rotate the master key or a tenant's data key (the server must be stopped).
+    #[command(subcommand)]
+    Keys(crate::rotation::KeysCommand),
 }
 
 #[derive(Subcommand)]
@@ -474,6 +477,7 @@ pub fn run() -> ExitCode {
             out,
         } => export(&config.path, &tenant, out.as_deref()),
         Command::Model(command) => model(command),
+        Command::Keys(command) => crate::rotation::run(command).map_err(Failure),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -516,6 +520,8 @@ fn serve(config_path: &Path) -> Outcome {
     if let Some(tls) = &config.server.tls {
         crate::web::tls::server_config(tls)?;
     }
+    // A bad metrics token file stops the start before the database is opened, like bad TLS files.
+    crate::metrics::Metrics::from_config(&config.metrics)?;
     let listen = config.server.listen;
     let tls = config.server.tls.is_some();
     let context = AppContext::open(config, OpenMode::ExistingOnly)?;
@@ -590,6 +596,12 @@ fn check(config_path: &Path) -> ExitCode {
                 },
                 None => {
                     notes.push("TLS is off: plain HTTP (only behind a local TLS proxy)".to_owned());
+                }
+            }
+            if config.metrics.enabled {
+                match crate::metrics::Metrics::from_config(&config.metrics) {
+                    Ok(_) => notes.push("metrics are on and the token file is usable".to_owned()),
+                    Err(error) => problems.push(error.to_string()),
                 }
             }
             if problems.is_empty() {

@@ -89,6 +89,11 @@ pub enum AuditAction {
     /// An operator revoked a model's approval; the target names its sha256 and any tenants that
     /// still used it.
     ModelRevoked,
+    /// The master key was replaced (`rapport keys rotate-master`); the target holds the old and
+    /// new fingerprints, never key bytes.
+    KeysMasterRotated,
+    /// A tenant's data key rotation started, resumed or completed (`rapport keys rotate-tenant`).
+    KeysTenantRotated,
 }
 
 impl AuditAction {
@@ -123,6 +128,8 @@ impl AuditAction {
             Self::AnalysisSentRemote => "analysis.sent_remote",
             Self::ModelApproved => "model.approved",
             Self::ModelRevoked => "model.revoked",
+            Self::KeysMasterRotated => "keys.master_rotated",
+            Self::KeysTenantRotated => "keys.tenant_rotated",
         }
     }
 }
