@@ -21,6 +21,7 @@ pub mod init;
 pub mod interactions;
 pub mod metrics;
 pub mod pii;
+pub mod privacy;
 pub mod records;
 pub mod rotation;
 pub mod search;

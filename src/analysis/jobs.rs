@@ -92,6 +92,8 @@ pub enum JobErrorKind {
     Interrupted,
     /// Someone cancelled it while it waited in the queue.
     Cancelled,
+    /// A customer in it restricted or objected to processing (see `crate::privacy`).
+    SubjectRestricted,
 }
 
 impl JobErrorKind {
@@ -101,6 +103,7 @@ impl JobErrorKind {
             Self::Inference => "inference failed",
             Self::Interrupted => "interrupted",
             Self::Cancelled => "cancelled",
+            Self::SubjectRestricted => "subject restricted",
         }
     }
 }

@@ -28,6 +28,7 @@ use crate::ids::TenantId;
 use crate::inference::models::{ModelDirectories, DEFAULT_MODEL_SHA256};
 use crate::inference::store::{AnalysisSettingsStore, ModelApprovals};
 use crate::inference::{self, Backend, BackendKind, InferenceError};
+use crate::privacy::Restrictions;
 
 /// Local models kept loaded at most (each holds a model in memory).
 const MAX_LOCAL_BACKENDS: usize = 2;
@@ -267,8 +268,21 @@ fn run_claimed(
 ) -> Result<Vec<Finished>, AnalysisError> {
     let mut finished = Vec::with_capacity(claimed.len());
     let mut loaded = Vec::new();
+    let restrictions = Restrictions::new(context.store.clone());
     for job in claimed {
         match context.interactions.get(tenant, job.interaction)? {
+            // A customer in it restricted or objected to processing: nothing is analysed (or
+            // sent anywhere), and the job says why.
+            Some(interaction) if restrictions.covers(tenant, &interaction.record)? => {
+                finished.push(Finished {
+                    job: job.clone(),
+                    end: AttemptEnd::Failed {
+                        kind: JobErrorKind::SubjectRestricted,
+                        retryable: false,
+                    },
+                    analyses: Vec::new(),
+                });
+            }
             Some(interaction) => {
                 let existing = context.analysis.analyses(tenant, job.interaction)?;
                 loaded.push((job, interaction, existing));

@@ -94,6 +94,11 @@ pub enum AuditAction {
     KeysMasterRotated,
     /// A tenant's data key rotation started, resumed or completed (`rapport keys rotate-tenant`).
     KeysTenantRotated,
+    /// A privacy officer recorded a subject's restriction of processing or objection; the
+    /// target names the subject by a keyed token, never the address.
+    PrivacyRestricted,
+    /// A privacy officer lifted a subject's restriction.
+    PrivacyRestrictionLifted,
 }
 
 impl AuditAction {
@@ -130,6 +135,8 @@ impl AuditAction {
             Self::ModelRevoked => "model.revoked",
             Self::KeysMasterRotated => "keys.master_rotated",
             Self::KeysTenantRotated => "keys.tenant_rotated",
+            Self::PrivacyRestricted => "privacy.restricted",
+            Self::PrivacyRestrictionLifted => "privacy.restriction_lifted",
         }
     }
 }

@@ -401,6 +401,7 @@ pub mod policy {
     policy!(ManageIntegrations, ManageIntegrations);
     policy!(ManageAnalysis, ManageAnalysis);
     policy!(RequestAnalysis, RequestAnalysis);
+    policy!(ManagePrivacy, ManagePrivacy);
 }
 
 /// A signed-in user whose role grants `P` on the appliance.

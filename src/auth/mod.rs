@@ -64,6 +64,8 @@ pub enum Permission {
     ManageAnalysis,
     /// Ask for interactions to be analysed (again) and watch the analysis queue.
     RequestAnalysis,
+    /// Record and lift data subjects' restrictions of processing and objections.
+    ManagePrivacy,
 }
 
 impl Role {
@@ -88,7 +90,7 @@ impl Role {
             ),
             Role::PrivacyOfficer => matches!(
                 permission,
-                P::ViewTenant | P::ViewTenantAudit | P::ViewTenantData
+                P::ViewTenant | P::ViewTenantAudit | P::ViewTenantData | P::ManagePrivacy
             ),
             Role::Auditor => matches!(permission, P::ViewTenant | P::ViewTenantAudit),
         }

@@ -48,6 +48,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .configure(crate::ingest::routes::routes)
         .configure(crate::inference::routes::routes)
         .configure(crate::analysis::routes::routes)
+        .configure(crate::privacy::routes::routes)
         .configure(crate::api::routes)
         .configure(crate::metrics::routes);
 }

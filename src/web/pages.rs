@@ -68,6 +68,9 @@ fn nav_for(session: &RequestSession, tenant: Option<&Tenant>, active: &str) -> V
         if role.grants(Permission::RequestAnalysis) {
             links.push((format!("{base}/analysis"), "Analysis"));
         }
+        if role.grants(Permission::ManagePrivacy) {
+            links.push((format!("{base}/privacy/restrictions"), "Restrictions"));
+        }
         if role.grants(Permission::ManageTenantUsers) {
             links.push((format!("{base}/users"), "Users"));
         }

@@ -26,6 +26,7 @@ mod login;
 mod metrics;
 mod models;
 mod pii;
+mod privacy;
 mod remote;
 mod roles;
 mod search;

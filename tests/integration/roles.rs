@@ -67,6 +67,21 @@ const MATRIX: &[(&str, &str, [Expect; 7])] = &[
         [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
     ),
     (
+        "tenant: topics",
+        "/t/acme/settings/topics",
+        [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "tenant: analysis queue",
+        "/t/acme/analysis",
+        [SignIn, Refused, Allowed, Allowed, Allowed, Refused, Refused],
+    ),
+    (
+        "tenant: privacy restrictions",
+        "/t/acme/privacy/restrictions",
+        [SignIn, Refused, Refused, Refused, Refused, Allowed, Refused],
+    ),
+    (
         "tenant: audit",
         "/t/acme/audit",
         [SignIn, Refused, Refused, Refused, Refused, Allowed, Allowed],
@@ -148,6 +163,28 @@ const POST_MATRIX: &[PostCase] = &[
         "/t/acme/settings/analysis",
         &[("backend", "off")],
         [Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "topic list",
+        "/t/acme/settings/topics",
+        &[("topics", "billing\nshipping")],
+        [Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "cancel queued analysis",
+        "/t/acme/analysis/cancel",
+        &[],
+        [Refused, Allowed, Allowed, Allowed, Refused, Refused],
+    ),
+    (
+        "record a restriction",
+        "/t/acme/privacy/restrictions",
+        &[
+            ("email", "subject@example.org"),
+            ("kind", "objection"),
+            ("reason", "DSR-1"),
+        ],
+        [Refused, Refused, Refused, Refused, Allowed, Refused],
     ),
 ];
 
