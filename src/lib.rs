@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod init;
 pub mod interactions;
 pub mod pii;
+pub mod qa;
 pub mod records;
 pub mod search;
 pub mod signals;

@@ -71,16 +71,19 @@ pub enum AnalysisKind {
     Summary,
     Sentiment,
     Topics,
+    /// The QA scorecard ([`crate::qa`]).
+    Qa,
 }
 
 impl AnalysisKind {
-    pub const ALL: [Self; 3] = [Self::Summary, Self::Sentiment, Self::Topics];
+    pub const ALL: [Self; 4] = [Self::Summary, Self::Sentiment, Self::Topics, Self::Qa];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Summary => "summary",
             Self::Sentiment => "sentiment",
             Self::Topics => "topics",
+            Self::Qa => "qa",
         }
     }
 
@@ -90,6 +93,7 @@ impl AnalysisKind {
             Self::Summary => 1,
             Self::Sentiment => 2,
             Self::Topics => 3,
+            Self::Qa => 4,
         }
     }
 
@@ -189,6 +193,8 @@ pub enum AnalysisResult {
         labels: Vec<String>,
         probabilities: Vec<LabelProbability>,
     },
+    /// The QA scorecard's per-criterion scores with evidence, and the overall score.
+    Qa(crate::qa::QaResult),
 }
 
 impl AnalysisResult {
@@ -197,6 +203,7 @@ impl AnalysisResult {
             Self::Summary { .. } => AnalysisKind::Summary,
             Self::Sentiment { .. } => AnalysisKind::Sentiment,
             Self::Topics { .. } => AnalysisKind::Topics,
+            Self::Qa(_) => AnalysisKind::Qa,
         }
     }
 }

@@ -45,7 +45,7 @@ pub struct ProvenanceView {
 }
 
 impl ProvenanceView {
-    fn of(analysis: &Analysis, current_version: chrono::DateTime<chrono::Utc>) -> Self {
+    pub fn of(analysis: &Analysis, current_version: chrono::DateTime<chrono::Utc>) -> Self {
         let provenance = &analysis.provenance;
         Self {
             line: format!(
@@ -202,6 +202,8 @@ pub fn panel(
                     provenance,
                 });
             }
+            // The scorecard has its own section (`crate::qa::routes::scorecard_panel`).
+            AnalysisResult::Qa(_) => {}
         }
     }
     Ok(panel)

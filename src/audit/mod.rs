@@ -77,6 +77,10 @@ pub enum AuditAction {
     /// Someone asked for an interaction (or a tenant's interactions) to be analysed; the target
     /// names which.
     AnalysisRequested,
+    /// A QA lead overrode a QA criterion's score; the target names the interaction and criterion.
+    QaOverridden,
+    /// A tenant's QA scorecard was changed.
+    QaScorecardChanged,
 }
 
 impl AuditAction {
@@ -106,6 +110,8 @@ impl AuditAction {
             Self::IntegrationDisabled => "integration.disabled",
             Self::AnalysisSettingsChanged => "analysis.settings_changed",
             Self::AnalysisRequested => "analysis.requested",
+            Self::QaOverridden => "qa.overridden",
+            Self::QaScorecardChanged => "qa.scorecard_changed",
         }
     }
 }

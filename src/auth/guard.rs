@@ -401,6 +401,8 @@ pub mod policy {
     policy!(ManageIntegrations, ManageIntegrations);
     policy!(ManageAnalysis, ManageAnalysis);
     policy!(RequestAnalysis, RequestAnalysis);
+    policy!(ReviewQa, ReviewQa);
+    policy!(ManageScorecards, ManageScorecards);
 }
 
 /// A signed-in user whose role grants `P` on the appliance.

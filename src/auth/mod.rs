@@ -64,6 +64,10 @@ pub enum Permission {
     ManageAnalysis,
     /// Ask for interactions to be analysed (again) and watch the analysis queue.
     RequestAnalysis,
+    /// Override a QA criterion's AI score, with a comment (QA leads).
+    ReviewQa,
+    /// Edit the tenant's QA scorecard and re-score after a change.
+    ManageScorecards,
 }
 
 impl Role {
@@ -81,10 +85,19 @@ impl Role {
                     | P::ManageIntegrations
                     | P::ManageAnalysis
                     | P::RequestAnalysis
+                    | P::ManageScorecards
             ),
-            Role::Analyst | Role::QaLead => matches!(
+            Role::Analyst => matches!(
                 permission,
                 P::ViewTenant | P::ViewTenantData | P::RequestAnalysis
+            ),
+            Role::QaLead => matches!(
+                permission,
+                P::ViewTenant
+                    | P::ViewTenantData
+                    | P::RequestAnalysis
+                    | P::ReviewQa
+                    | P::ManageScorecards
             ),
             Role::PrivacyOfficer => matches!(
                 permission,

@@ -89,6 +89,9 @@ impl fmt::Display for BackendKind {
 pub enum TaskKind {
     Sentiment,
     Topic,
+    /// One QA criterion of one conversation: the text ends with the criterion's question, the
+    /// labels are the scale's (`yes`/`no`/`n/a`, or points and `n/a`).
+    QaCriterion,
 }
 
 /// The sentiment labels, in the order every sentiment result lists them.

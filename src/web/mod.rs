@@ -46,6 +46,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .configure(crate::ingest::routes::routes)
         .configure(crate::inference::routes::routes)
         .configure(crate::analysis::routes::routes)
+        .configure(crate::qa::routes::routes)
         .configure(crate::api::routes);
 }
 

@@ -253,7 +253,8 @@ fn a_job_left_running_is_requeued_when_the_appliance_opens_again_and_then_comple
     let totals = run_queue(&context, tenant);
     assert_eq!((totals.done, totals.failed), (2, 0));
     assert_eq!(counts(&context, tenant), (0, 0, 2, 0));
-    assert_eq!(context.analysis.analyses(tenant, id).unwrap().len(), 3);
+    // Summary, sentiment, topics and the QA scorecard.
+    assert_eq!(context.analysis.analyses(tenant, id).unwrap().len(), 4);
 }
 
 #[test]
@@ -385,7 +386,8 @@ fn the_default_model_summarises_and_labels_an_interaction_with_its_sha256() {
         totals.elapsed.as_secs_f64()
     );
     let analyses = context.analysis.analyses(tenant.id, stored.id).unwrap();
-    assert_eq!(analyses.len(), 3);
+    // Summary, sentiment, topics and the QA scorecard.
+    assert_eq!(analyses.len(), 4);
     for analysis in &analyses {
         assert_eq!(analysis.provenance.backend, BackendKind::Local);
         assert_eq!(analysis.provenance.model, DEFAULT_MODEL_SHA256);

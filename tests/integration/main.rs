@@ -23,6 +23,7 @@ mod ingest;
 mod isolation;
 mod login;
 mod pii;
+mod qa;
 mod remote;
 mod roles;
 mod search;
