@@ -22,6 +22,14 @@ pub const CONTENT_FREE_TEXT: &str = "N/A";
 /// Characters of a text that reach the tokenizer at most.
 const MAX_ITEM_CHARS: usize = 4000;
 
+/// The content-free text of a task, as [`item`] takes it.
+pub fn content_free(task: TaskKind) -> String {
+    match task {
+        TaskKind::Sentiment | TaskKind::Topic => CONTENT_FREE_TEXT.to_owned(),
+        TaskKind::QaCriterion => qa_text(CONTENT_FREE_TEXT, CONTENT_FREE_TEXT),
+    }
+}
+
 /// The shared part of a classification prompt and the continuations to score.
 #[derive(Clone, Debug)]
 pub struct ClassificationPrompt {
@@ -307,6 +315,11 @@ mod tests {
         assert!(prompt.prefix.contains("from 1 (poor) to 5 (excellent)"));
         assert!(prompt.prefix.contains("Answer: 5\n\n") && prompt.prefix.contains("Answer: 1\n\n"));
         assert!(!prompt.prefix.contains("Answer: yes"));
+        // The content-free item that calibrates QA choices keeps the item's shape.
+        assert_eq!(
+            item(TaskKind::QaCriterion, &content_free(TaskKind::QaCriterion)),
+            "Conversation: N/A\nQuestion: N/A\nAnswer:"
+        );
     }
 
     #[test]

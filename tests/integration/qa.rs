@@ -599,6 +599,12 @@ fn the_default_model_scores_qa_with_quotes_from_the_conversation() {
     assert_eq!(result.criteria.len(), 8);
     assert_quotes_are_substrings(&stored.record, &result);
     for score in &result.criteria {
+        eprintln!(
+            "  {}: {} ({:.0} %)",
+            score.criterion,
+            score.scale.describe(score.points),
+            score.confidence * 100.0
+        );
         assert!((0.0..=1.0).contains(&score.confidence), "{score:?}");
         let total: f32 = score.probabilities.iter().map(|p| p.probability).sum();
         assert!((total - 1.0).abs() < 1e-3, "{score:?}");

@@ -62,6 +62,16 @@ const MATRIX: &[(&str, &str, [Expect; 7])] = &[
         [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
     ),
     (
+        "tenant: QA page",
+        "/t/acme/qa",
+        [SignIn, Refused, Allowed, Allowed, Allowed, Allowed, Refused],
+    ),
+    (
+        "tenant: scorecard editor",
+        "/t/acme/settings/scorecard",
+        [SignIn, Refused, Allowed, Refused, Allowed, Refused, Refused],
+    ),
+    (
         "tenant: audit",
         "/t/acme/audit",
         [SignIn, Refused, Refused, Refused, Refused, Allowed, Allowed],
@@ -143,6 +153,12 @@ const POST_MATRIX: &[PostCase] = &[
         "/t/acme/settings/analysis",
         &[("backend", "off")],
         [Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "QA re-score",
+        "/t/acme/settings/scorecard/rescore",
+        &[("scope", "7")],
+        [Refused, Allowed, Refused, Allowed, Refused, Refused],
     ),
 ];
 
