@@ -162,6 +162,10 @@ struct AnalyseArgs {
     /// Run the tenant's queued jobs in the foreground until none is left.
     #[arg(long)]
     wait: bool,
+    /// Cancel the tenant's queued jobs (they are listed as failed, `cancelled`; running ones
+    /// finish).
+    #[arg(long, conflicts_with_all = ["all", "interaction", "wait"])]
+    cancel: bool,
 }
 
 #[derive(Subcommand)]
@@ -864,6 +868,10 @@ fn analyse(args: &AnalyseArgs) -> Outcome {
     use crate::analysis::jobs::Priority;
     let context = open(&args.config.path)?;
     let tenant = find_tenant(&context, &args.tenant)?;
+    if args.cancel {
+        let cancelled = crate::analysis::cancel_queued(&context, &Actor::cli(), None, tenant.id)?;
+        println!("cancelled {cancelled} queued job(s)");
+    }
     let requested = if args.all {
         Some((
             crate::analysis::enqueue_all(&context, tenant.id)?,
@@ -896,9 +904,23 @@ fn analyse(args: &AnalyseArgs) -> Outcome {
             &mut cache,
             tenant.id,
             &mut |report, counts| {
+                let progress = crate::analysis::progress::Progress::new(
+                    counts,
+                    context.analysis.per_minute(tenant.id),
+                );
+                let pace = match (progress.per_minute, progress.eta) {
+                    (Some(rate), Some(eta)) => format!(
+                        ", {rate:.1}/min, about {} left",
+                        crate::analysis::progress::describe_duration(eta)
+                    ),
+                    _ => String::new(),
+                };
                 eprintln!(
-                    "analysed {} (failed {}), {} still queued",
-                    report.done, report.failed, counts.queued
+                    "analysed {} (failed {}), {} still queued, {} % of all jobs finished{pace}",
+                    report.done,
+                    report.failed,
+                    counts.queued,
+                    progress.percent()
                 );
             },
         )?;

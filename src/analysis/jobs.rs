@@ -90,6 +90,8 @@ pub enum JobErrorKind {
     Inference,
     /// The process stopped while the job ran, too many times.
     Interrupted,
+    /// Someone cancelled it while it waited in the queue.
+    Cancelled,
 }
 
 impl JobErrorKind {
@@ -98,6 +100,7 @@ impl JobErrorKind {
             Self::InteractionMissing => "interaction missing",
             Self::Inference => "inference failed",
             Self::Interrupted => "interrupted",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -287,8 +290,11 @@ pub enum AttemptEnd {
     Released,
 }
 
-/// The job after its running attempt ended. A job asked for again while it ran (or whose
-/// version moved past what was analysed) is queued again, with fresh attempts.
+/// The job after its running attempt ended. A job asked for again while it ran (a newer version
+/// or a forced request marks it `rerun`) is queued again, with fresh attempts. A job whose version
+/// is ahead of what was analysed without being marked was asked for a write that was rolled back
+/// since (an import undone): that version will never be read, so the job is done, not re-queued
+/// for ever.
 pub fn end_attempt(
     job: &Job,
     end: AttemptEnd,
@@ -297,7 +303,7 @@ pub fn end_attempt(
 ) -> Job {
     match end {
         AttemptEnd::Done { analysed_version } => {
-            if job.rerun || job.version > analysed_version {
+            if job.rerun {
                 Job {
                     state: JobState::Queued,
                     position: position(),
@@ -367,6 +373,18 @@ pub fn interrupted(job: &Job, now: DateTime<Utc>) -> Job {
     }
 }
 
+/// A queued job that someone cancelled: it leaves the queue as failed with `cancelled`, so the
+/// Analysis page lists it and Re-analyse (or a new version of the interaction) queues it again.
+/// Only a queued job can be cancelled; a running one finishes its short batch.
+pub fn cancel(job: &Job, now: DateTime<Utc>) -> Option<Job> {
+    (job.state == JobState::Queued).then(|| Job {
+        state: JobState::Failed,
+        error: Some(JobErrorKind::Cancelled),
+        finished: Some(now),
+        ..job.clone()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,6 +451,52 @@ mod tests {
         assert_eq!(
             (ended.version, ended.position, ended.attempts),
             (time(5), 3, 0)
+        );
+    }
+
+    #[test]
+    fn a_version_rolled_back_before_it_was_read_ends_the_job() {
+        let id = RecordId::new();
+        // Queued for version 5, but an import rollback took the record back to version 1.
+        let job = claim(
+            &enqueue(None, &request(time(5), false), id, time(6), || 1).unwrap(),
+            time(7),
+        );
+        let ended = end_attempt(
+            &job,
+            AttemptEnd::Done {
+                analysed_version: time(1),
+            },
+            time(8),
+            || panic!("a rolled-back version must not take a new place in the queue"),
+        );
+        assert_eq!(ended.state, JobState::Done);
+        assert_eq!(ended.version, time(5));
+        // The next real write (later than the rolled-back one) queues it again.
+        let next = enqueue(Some(&ended), &request(time(9), false), id, time(9), || 2).unwrap();
+        assert_eq!((next.state, next.version), (JobState::Queued, time(9)));
+    }
+
+    #[test]
+    fn only_a_queued_job_is_cancelled_and_asking_again_queues_it() {
+        let id = RecordId::new();
+        let queued = enqueue(None, &request(time(0), false), id, time(1), || 1).unwrap();
+        let cancelled = cancel(&queued, time(2)).unwrap();
+        assert_eq!(cancelled.state, JobState::Failed);
+        assert_eq!(cancelled.error, Some(JobErrorKind::Cancelled));
+        assert!(cancel(&claim(&queued, time(2)), time(3)).is_none());
+        assert!(cancel(&cancelled, time(3)).is_none());
+        let again = enqueue(
+            Some(&cancelled),
+            &request(time(0), false),
+            id,
+            time(4),
+            || 2,
+        )
+        .unwrap();
+        assert_eq!(
+            (again.state, again.error, again.position),
+            (JobState::Queued, None, 2)
         );
     }
 

@@ -20,8 +20,10 @@
 
 pub mod jobs;
 pub mod pipeline;
+pub mod progress;
 pub mod routes;
 pub mod store;
+pub mod topics;
 pub mod worker;
 
 use std::fmt;
@@ -281,13 +283,61 @@ pub fn enqueue_interaction(
 /// Queues every interaction of the tenant that is not analysed (or queued) at its current
 /// version. Reads the whole tenant, so it is for backfills: `rapport analyse --all`.
 pub fn enqueue_all(context: &AppContext, tenant: TenantId) -> Result<Enqueued, AnalysisError> {
-    enqueue_where(context, tenant, Priority::Backfill, |_| true)
+    enqueue_where(context, tenant, Priority::Backfill, false, |_| true)
+}
+
+/// Which interactions a re-analysis after a taxonomy change covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReanalysisScope {
+    All,
+    /// Interactions updated on or after this day (UTC).
+    UpdatedSince(chrono::NaiveDate),
+}
+
+impl std::fmt::Display for ReanalysisScope {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::All => formatter.write_str("all interactions"),
+            Self::UpdatedSince(day) => write!(formatter, "interactions updated since {day}"),
+        }
+    }
+}
+
+/// Queues the interactions in `scope` again even where their current version was analysed (a
+/// backfill, behind live arrivals), after a taxonomy change: analyses whose inputs, model and
+/// prompt are unchanged are kept and only re-stamped, so only what the change affects is
+/// computed again. Audited as `analysis.requested` with the scope.
+pub fn reanalyse_scope(
+    context: &AppContext,
+    actor: &Actor,
+    client: Option<String>,
+    tenant: TenantId,
+    scope: ReanalysisScope,
+) -> Result<Enqueued, AnalysisError> {
+    let since = match scope {
+        ReanalysisScope::All => None,
+        ReanalysisScope::UpdatedSince(day) => Some(day.and_time(chrono::NaiveTime::MIN).and_utc()),
+    };
+    let enqueued = enqueue_where(context, tenant, Priority::Backfill, true, |version| {
+        since.is_none_or(|since| version >= since)
+    })?;
+    context.audit(
+        AuditEvent::new(
+            Some(tenant),
+            actor.clone(),
+            AuditAction::AnalysisRequested,
+            scope.to_string(),
+        )
+        .client(client),
+    )?;
+    Ok(enqueued)
 }
 
 fn enqueue_where(
     context: &AppContext,
     tenant: TenantId,
     priority: Priority,
+    force: bool,
     keep: impl Fn(DateTime<Utc>) -> bool,
 ) -> Result<Enqueued, AnalysisError> {
     let mut report = Enqueued::default();
@@ -300,7 +350,7 @@ fn enqueue_where(
                     version: interaction.updated,
                     kinds: AnalysisKind::ALL.to_vec(),
                     priority,
-                    force: false,
+                    force,
                 },
             ));
         }
@@ -329,7 +379,7 @@ pub fn enqueue_after_import(context: &AppContext, tenant: TenantId, run: &Import
         return 0;
     }
     let since = run.started;
-    match enqueue_where(context, tenant, Priority::Backfill, |version| {
+    match enqueue_where(context, tenant, Priority::Backfill, false, |version| {
         version >= since
     }) {
         Ok(report) => report.queued,
@@ -386,11 +436,34 @@ pub fn request_reanalysis(
     Ok(enqueued)
 }
 
+/// Someone cancels every queued job of the tenant (the Analysis page's Cancel button,
+/// `rapport analyse --cancel`): they leave the queue as failed with `cancelled`, and the
+/// cancellation is audited with the number of jobs. Running jobs finish their batch.
+pub fn cancel_queued(
+    context: &AppContext,
+    actor: &Actor,
+    client: Option<String>,
+    tenant: TenantId,
+) -> Result<usize, AnalysisError> {
+    let cancelled = context.analysis.cancel_queued(tenant)?;
+    context.audit(
+        AuditEvent::new(
+            Some(tenant),
+            actor.clone(),
+            AuditAction::AnalysisCancelled,
+            format!("{cancelled} queued jobs"),
+        )
+        .client(client),
+    )?;
+    Ok(cancelled)
+}
+
 /// What the Analysis page shows: the tenant's job counts, its backend choice, its topic list and
 /// its failed jobs (at most `failed_limit`). Ids, counts and labels only: no tenant content.
 #[derive(Clone, Debug)]
 pub struct QueueStatus {
     pub counts: jobs::JobCounts,
+    pub progress: progress::Progress,
     pub backend: BackendKind,
     pub model_sha256: Option<String>,
     pub topics: Vec<String>,
@@ -405,8 +478,10 @@ pub fn queue_status(
     let directories = crate::inference::models::ModelDirectories::from_config(&context.config);
     let settings = crate::inference::store::AnalysisSettingsStore::new(context.store.clone())
         .get(tenant, &directories)?;
+    let counts = context.analysis.counts(tenant)?;
     Ok(QueueStatus {
-        counts: context.analysis.counts(tenant)?,
+        counts,
+        progress: progress::Progress::new(&counts, context.analysis.per_minute(tenant)),
         backend: settings.backend,
         model_sha256: settings.model_sha256,
         topics: context.analysis.topics(tenant)?.as_slice().to_vec(),

@@ -6,15 +6,20 @@
 use std::collections::HashMap;
 
 use actix_web::http::StatusCode;
-use actix_web::web::{self, Data};
+use actix_web::web::{self, Data, Form};
 use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
+use serde::Deserialize;
 
 use crate::analysis::jobs::{Job, JobState, MAX_ATTEMPTS};
+use crate::analysis::progress::describe_duration;
+use crate::analysis::topics::{change_topics, parse_topic_lines, MAX_TOPICS, MAX_TOPIC_CHARS};
 use crate::analysis::{
-    queue_status, request_reanalysis, Analysis, AnalysisError, AnalysisResult, LabelScores,
+    cancel_queued, queue_status, request_reanalysis, Analysis, AnalysisError, AnalysisResult,
+    LabelScores,
 };
-use crate::auth::guard::policy::RequestAnalysis;
+use crate::analysis::{reanalyse_scope, ReanalysisScope, DEFAULT_TOPICS};
+use crate::auth::guard::policy::{ManageAnalysis, RequestAnalysis};
 use crate::auth::guard::{client_address, RequestSession, TenantAccess};
 use crate::auth::session::FlashKind;
 use crate::auth::Permission;
@@ -22,11 +27,19 @@ use crate::context::AppContext;
 use crate::error::AppError;
 use crate::ids::{RecordId, TenantId};
 use crate::interactions::Interaction;
+use crate::tenants::Tenant;
 use crate::web::pages::{format_time, push_flash, render, Chrome, Reply};
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/t/{tenant}/analysis", web::get().to(status))
+        .route("/t/{tenant}/analysis/cancel", web::post().to(cancel))
+        .route("/t/{tenant}/settings/topics", web::get().to(topics_show))
+        .route("/t/{tenant}/settings/topics", web::post().to(topics_save))
+        .route(
+            "/t/{tenant}/settings/topics/reanalyse",
+            web::post().to(topics_reanalyse),
+        )
         .route(
             "/t/{tenant}/interactions/{id}/reanalyse",
             web::post().to(reanalyse),
@@ -259,6 +272,12 @@ struct StatusPage {
     states: Vec<StateRow>,
     total: u64,
     busy: bool,
+    /// Jobs finished (done or failed) and the per cent that is of all jobs.
+    finished: u64,
+    percent: u64,
+    /// The measured rate and the ETA, or why there is none yet.
+    pace: String,
+    cancel_url: Option<String>,
     backend: String,
     topics: Vec<String>,
     failed: Vec<FailedRow>,
@@ -291,6 +310,10 @@ async fn status(
                 .collect(),
             total: status.counts.total(),
             busy: status.counts.queued + status.counts.running > 0,
+            finished: status.progress.finished,
+            percent: status.progress.percent(),
+            pace: describe_pace(&status.progress),
+            cancel_url: (status.counts.queued > 0).then(|| format!("{base}/analysis/cancel")),
             backend: match status.model_sha256 {
                 Some(sha256) => format!("{} (model sha256 {sha256})", status.backend),
                 None => status.backend.to_string(),
@@ -311,6 +334,238 @@ async fn status(
     })
     .await??;
     render(&page, StatusCode::OK)
+}
+
+/// The rate and ETA line under the progress bar.
+fn describe_pace(progress: &crate::analysis::progress::Progress) -> String {
+    match (progress.per_minute, progress.eta) {
+        (Some(rate), Some(eta)) => format!(
+            "{rate:.1} interactions per minute; the {} waiting take about {}.",
+            progress.remaining,
+            describe_duration(eta)
+        ),
+        (Some(rate), None) => format!("{rate:.1} interactions per minute recently."),
+        (None, _) if progress.remaining > 0 => format!(
+            "{} waiting; the rate is shown once the worker has finished a batch.",
+            progress.remaining
+        ),
+        (None, _) => "Nothing is waiting.".to_owned(),
+    }
+}
+
+async fn cancel(
+    request: HttpRequest,
+    context: Data<AppContext>,
+    access: TenantAccess<RequestAnalysis>,
+) -> Result<Reply, AppError> {
+    let client = client_address(&request).map(|address| address.to_string());
+    web::block(move || -> Result<Reply, AppError> {
+        let cancelled = cancel_queued(
+            &context,
+            &access.session.user.actor(),
+            client,
+            access.tenant.id,
+        )?;
+        push_flash(
+            &context,
+            &access.session,
+            FlashKind::Success,
+            format!(
+                "{cancelled} queued jobs cancelled. They are listed as failed (cancelled); Re-analyse on an interaction, or rapport analyse --all, queues them again."
+            ),
+        )?;
+        Ok(Reply::SeeOther(format!(
+            "/t/{}/analysis",
+            access.tenant.slug
+        )))
+    })
+    .await?
+}
+
+#[derive(Template)]
+#[template(path = "analysis/topics.html")]
+struct TopicsPage {
+    chrome: Chrome,
+    base: String,
+    /// The text area: the stored list, or what was typed when it was refused.
+    text: String,
+    uses_default: bool,
+    max_topics: usize,
+    max_chars: usize,
+    error: Option<String>,
+    /// The day field of the re-analysis form, as typed.
+    since: String,
+}
+
+fn topics_base(tenant: &Tenant) -> String {
+    format!("/t/{}/settings/topics", tenant.slug)
+}
+
+fn topics_page(
+    context: &AppContext,
+    session: &RequestSession,
+    tenant: &Tenant,
+    typed: Option<String>,
+    error: Option<String>,
+    since: String,
+) -> Result<TopicsPage, AppError> {
+    let base = topics_base(tenant);
+    let current = context.analysis.topics(tenant.id)?;
+    let uses_default = current.as_slice() == DEFAULT_TOPICS;
+    Ok(TopicsPage {
+        chrome: Chrome::for_session(context, session, Some(tenant), "Topics", &base)?,
+        base,
+        text: typed.unwrap_or_else(|| current.as_slice().join("\n")),
+        uses_default,
+        max_topics: MAX_TOPICS,
+        max_chars: MAX_TOPIC_CHARS,
+        error,
+        since,
+    })
+}
+
+async fn topics_show(
+    context: Data<AppContext>,
+    access: TenantAccess<ManageAnalysis>,
+) -> Result<HttpResponse, AppError> {
+    let page = web::block(move || {
+        topics_page(
+            &context,
+            &access.session,
+            &access.tenant,
+            None,
+            None,
+            String::new(),
+        )
+    })
+    .await??;
+    render(&page, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+struct TopicsFields {
+    #[serde(default)]
+    topics: String,
+    /// Present when the "Restore the default list" button was pressed.
+    #[serde(default)]
+    restore_default: Option<String>,
+}
+
+async fn topics_save(
+    request: HttpRequest,
+    context: Data<AppContext>,
+    access: TenantAccess<ManageAnalysis>,
+    form: Form<TopicsFields>,
+) -> Result<Reply, AppError> {
+    let client = client_address(&request).map(|address| address.to_string());
+    let fields = form.into_inner();
+    web::block(move || -> Result<Reply, AppError> {
+        let labels = if fields.restore_default.is_some() {
+            Ok(DEFAULT_TOPICS.iter().map(|label| (*label).to_owned()).collect())
+        } else {
+            parse_topic_lines(&fields.topics)
+        };
+        match labels {
+            Ok(labels) => {
+                let set = change_topics(
+                    &context,
+                    &access.session.user.actor(),
+                    client,
+                    access.tenant.id,
+                    labels,
+                )?;
+                push_flash(
+                    &context,
+                    &access.session,
+                    FlashKind::Success,
+                    format!(
+                        "Topic list saved ({} topics). New analyses use it; to label interactions analysed before, re-analyse them below.",
+                        set.len()
+                    ),
+                )?;
+                Ok(Reply::SeeOther(topics_base(&access.tenant)))
+            }
+            Err(problem) => {
+                let page = topics_page(
+                    &context,
+                    &access.session,
+                    &access.tenant,
+                    Some(fields.topics),
+                    Some(problem.to_string()),
+                    String::new(),
+                )?;
+                Reply::page(&page, StatusCode::UNPROCESSABLE_ENTITY)
+            }
+        }
+    })
+    .await?
+}
+
+#[derive(Deserialize)]
+struct ScopeFields {
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    since: String,
+}
+
+/// The re-analysis scope as posted: `all`, or `since` with a day `YYYY-MM-DD`.
+fn parse_scope(fields: &ScopeFields) -> Result<ReanalysisScope, String> {
+    match fields.scope.as_str() {
+        "all" => Ok(ReanalysisScope::All),
+        "since" => chrono::NaiveDate::parse_from_str(fields.since.trim(), "%Y-%m-%d")
+            .map(ReanalysisScope::UpdatedSince)
+            .map_err(|_| "Updated since: give a day as YYYY-MM-DD".to_owned()),
+        _ => Err("Scope: choose all interactions or those updated since a day".to_owned()),
+    }
+}
+
+async fn topics_reanalyse(
+    request: HttpRequest,
+    context: Data<AppContext>,
+    access: TenantAccess<ManageAnalysis>,
+    form: Form<ScopeFields>,
+) -> Result<Reply, AppError> {
+    let client = client_address(&request).map(|address| address.to_string());
+    let fields = form.into_inner();
+    web::block(move || -> Result<Reply, AppError> {
+        match parse_scope(&fields) {
+            Ok(scope) => {
+                let enqueued = reanalyse_scope(
+                    &context,
+                    &access.session.user.actor(),
+                    client,
+                    access.tenant.id,
+                    scope,
+                )?;
+                push_flash(
+                    &context,
+                    &access.session,
+                    FlashKind::Success,
+                    format!(
+                        "{} of {} interactions queued for analysis ({scope}). Results whose inputs did not change are kept.",
+                        enqueued.queued, enqueued.considered
+                    ),
+                )?;
+                Ok(Reply::SeeOther(format!(
+                    "/t/{}/analysis",
+                    access.tenant.slug
+                )))
+            }
+            Err(message) => {
+                let page = topics_page(
+                    &context,
+                    &access.session,
+                    &access.tenant,
+                    None,
+                    Some(message),
+                    fields.since,
+                )?;
+                Reply::page(&page, StatusCode::UNPROCESSABLE_ENTITY)
+            }
+        }
+    })
+    .await?
 }
 
 impl From<AnalysisError> for AppError {

@@ -14,12 +14,15 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::jobs::{self, AttemptEnd, EnqueueRequest, Job, JobCounts, JobState, Priority};
+use crate::analysis::jobs::{
+    self, AttemptEnd, EnqueueRequest, Job, JobCounts, JobErrorKind, JobState, Priority,
+};
+use crate::analysis::progress::Meters;
 use crate::analysis::{Analysis, AnalysisError, AnalysisKind, DEFAULT_TOPICS};
 use crate::ids::{RecordId, TenantId};
 use crate::inference::LabelSet;
@@ -127,6 +130,7 @@ pub struct AnalysisStore {
     store: Store,
     lock: Arc<Mutex<()>>,
     wake: Arc<Wake>,
+    meters: Arc<Meters>,
 }
 
 impl AnalysisStore {
@@ -135,7 +139,20 @@ impl AnalysisStore {
             store,
             lock: Arc::default(),
             wake: Arc::default(),
+            meters: Arc::default(),
         }
+    }
+
+    /// Records a batch of the tenant's that started at `started` and finished `jobs` jobs, for
+    /// the rate the Analysis page shows (in memory only).
+    pub fn record_batch(&self, tenant: TenantId, started: Instant, jobs: u64) {
+        self.meters.record(tenant, started, jobs);
+    }
+
+    /// The tenant's measured rate in jobs per minute (see
+    /// [`crate::analysis::progress::Progress`]); `None` until a batch of this process has ended.
+    pub fn per_minute(&self, tenant: TenantId) -> Option<f64> {
+        self.meters.per_minute(tenant)
     }
 
     fn jobs(&self, tenant: TenantId) -> Result<Collection<RecordId, Job>, StoreError> {
@@ -316,14 +333,31 @@ impl AnalysisStore {
                 let position = self.next_position()?;
                 let ended = jobs::end_attempt(&current, item.end, now, || position);
                 requeued |= ended.state == JobState::Queued;
-                if matches!(item.end, AttemptEnd::Done { .. }) {
-                    for analysis in &item.analyses {
-                        let key = AnalysisKey {
-                            interaction: analysis.interaction,
-                            kind: analysis.kind(),
-                        };
-                        writes.put(&results, &key, analysis)?;
+                match item.end {
+                    AttemptEnd::Done { .. } => {
+                        for analysis in &item.analyses {
+                            let key = AnalysisKey {
+                                interaction: analysis.interaction,
+                                kind: analysis.kind(),
+                            };
+                            writes.put(&results, &key, analysis)?;
+                        }
                     }
+                    // The interaction is gone (an import that created it was rolled back):
+                    // what was derived from it goes with it, in the same commit.
+                    AttemptEnd::Failed {
+                        kind: JobErrorKind::InteractionMissing,
+                        ..
+                    } => {
+                        for kind in AnalysisKind::ALL {
+                            let key = AnalysisKey {
+                                interaction: current.interaction,
+                                kind,
+                            };
+                            writes.remove(&results, &key);
+                        }
+                    }
+                    AttemptEnd::Failed { .. } | AttemptEnd::Released => {}
                 }
                 self.stage(tenant, &mut writes, &mut counts, Some(&current), &ended)?;
             }
@@ -334,6 +368,51 @@ impl AnalysisStore {
             self.wake();
         }
         Ok(())
+    }
+
+    /// Cancels every queued job of the tenant (see [`jobs::cancel`]), [`ENQUEUE_CHUNK`] jobs per
+    /// commit so that a million queued jobs never make one huge write; each job is either still
+    /// queued or cancelled, never half-changed. Running jobs finish. Returns how many were
+    /// cancelled.
+    pub fn cancel_queued(&self, tenant: TenantId) -> Result<usize, StoreError> {
+        let mut cancelled = 0;
+        loop {
+            let (seen, changed) = self.locked(|| -> Result<(usize, usize), StoreError> {
+                let queue = self.queue(tenant)?;
+                let jobs = self.jobs(tenant)?;
+                let queued_code = JobState::Queued.index_code().unwrap_or_default();
+                let keys: Vec<QueueKey> = queue
+                    .keys_with_prefix(&[queued_code])
+                    .take(ENQUEUE_CHUNK)
+                    .collect::<Result<_, _>>()?;
+                let mut counts = self.counts(tenant)?;
+                let mut writes = WriteSet::default();
+                let now = Utc::now();
+                let mut changed = 0;
+                for key in &keys {
+                    let job = jobs
+                        .get(&key.interaction)?
+                        .filter(|job| QueueKey::of(job) == Some(*key));
+                    match job
+                        .as_ref()
+                        .and_then(|job| Some((job, jobs::cancel(job, now)?)))
+                    {
+                        Some((job, next)) => {
+                            self.stage(tenant, &mut writes, &mut counts, Some(job), &next)?;
+                            changed += 1;
+                        }
+                        // An index entry that does not match its job is garbage; drop it.
+                        None => writes.remove(&queue, key),
+                    }
+                }
+                self.commit(tenant, writes, &counts)?;
+                Ok((keys.len(), changed))
+            })?;
+            cancelled += changed;
+            if seen == 0 {
+                return Ok(cancelled);
+            }
+        }
     }
 
     /// Puts the tenant's running jobs back in the queue at their places (see

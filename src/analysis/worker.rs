@@ -4,8 +4,9 @@
 //! The thread is a plain OS thread, not a task on the async runtime: it blocks on the store and
 //! on the inference thread. It goes round the tenants that have queued jobs, takes one batch
 //! (the engine's batch width) from each in turn, and sleeps until an enqueue wakes it when there
-//! is nothing to do. Backends are kept in a [`BackendCache`] keyed by the tenant's analysis
-//! settings, so a model is loaded once and shared by every tenant that uses it, not per job.
+//! is nothing to do. Backends are kept in a [`BackendCache`]: a `local` model is loaded once and
+//! shared by every tenant that chose it, a `remote` backend is its tenant's own (its PII detector
+//! knows that tenant's contacts) and is rebuilt every minute so new contacts are redacted too.
 //!
 //! Stopping: the thread stops taking jobs; the batch in hand finishes its classifications, and
 //! jobs whose summaries were not reached go back to their places in the queue. A job cut off by
@@ -21,14 +22,18 @@ use crate::analysis::jobs::{AttemptEnd, Job, JobCounts, JobErrorKind};
 use crate::analysis::pipeline::{self, Item, ItemOutcome};
 use crate::analysis::store::Finished;
 use crate::analysis::AnalysisError;
+use crate::audit::{Actor, AuditAction, AuditEvent};
 use crate::context::AppContext;
 use crate::ids::TenantId;
-use crate::inference::models::ModelDirectories;
-use crate::inference::store::AnalysisSettingsStore;
-use crate::inference::{self, Backend, InferenceError};
+use crate::inference::models::{ModelDirectories, DEFAULT_MODEL_SHA256};
+use crate::inference::store::{AnalysisSettingsStore, ModelApprovals};
+use crate::inference::{self, Backend, BackendKind, InferenceError};
 
-/// Backends kept loaded at most (each `local` one holds a model in memory).
-const MAX_BACKENDS: usize = 2;
+/// Local models kept loaded at most (each holds a model in memory).
+const MAX_LOCAL_BACKENDS: usize = 2;
+/// How long a `remote` backend is reused before it is built again, so that its PII detector
+/// learns the tenant's new contacts' names within this time.
+const REMOTE_REFRESH: Duration = Duration::from_secs(60);
 /// Jobs taken in one batch at most, whatever the engine's batch width.
 const MAX_BATCH: usize = 64;
 /// How long a tenant whose backend cannot be opened is left alone.
@@ -36,13 +41,38 @@ const BACKEND_BACKOFF: Duration = Duration::from_secs(60);
 /// How long the idle worker sleeps before looking again without being woken.
 const IDLE_WAIT: Duration = Duration::from_secs(30);
 
+/// What a loaded backend can be shared by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum BackendKey {
+    /// The deterministic analyzers: the same for every tenant.
+    Off,
+    /// One model file, shared by every tenant that chose it.
+    Local { sha256: String },
+    /// One tenant's endpoint. Never shared: its PII detector knows that tenant's contacts.
+    Remote {
+        tenant: TenantId,
+        settings: [u8; 32],
+    },
+}
+
 struct CachedBackend {
-    settings_digest: [u8; 32],
+    key: BackendKey,
     backend: Arc<dyn Backend>,
+    opened: Instant,
     last_used: Instant,
 }
 
-/// Loaded backends, keyed by a digest of the analysis settings that chose them.
+impl CachedBackend {
+    fn is_fresh(&self, now: Instant) -> bool {
+        match self.key {
+            BackendKey::Remote { .. } => now.duration_since(self.opened) < REMOTE_REFRESH,
+            BackendKey::Off | BackendKey::Local { .. } => true,
+        }
+    }
+}
+
+/// Loaded backends. A `local` model is loaded once and shared by the tenants that chose it; a
+/// `remote` backend belongs to its tenant and is rebuilt after [`REMOTE_REFRESH`].
 #[derive(Default)]
 pub struct BackendCache {
     entries: Vec<CachedBackend>,
@@ -59,7 +89,8 @@ impl std::fmt::Debug for BackendCache {
 
 impl BackendCache {
     /// The tenant's backend, loaded on first use. Settings that change (another model, another
-    /// backend) give another key, so the next batch uses the new choice.
+    /// backend, another endpoint) give another key, so the next batch uses the new choice; a
+    /// model whose approval was revoked is dropped and refused.
     pub fn backend_for(
         &mut self,
         context: &AppContext,
@@ -68,16 +99,55 @@ impl BackendCache {
         let directories = ModelDirectories::from_config(&context.config);
         let settings =
             AnalysisSettingsStore::new(context.store.clone()).get(tenant, &directories)?;
-        let encoded = rmp_serde::to_vec_named(&settings)
-            .map_err(|error| InferenceError::Invalid(error.to_string()))?;
-        let settings_digest = crate::crypto::sha256(&[&encoded]);
-        if let Some(entry) = self
-            .entries
-            .iter_mut()
-            .find(|entry| entry.settings_digest == settings_digest)
-        {
-            entry.last_used = Instant::now();
+        let key = match settings.backend {
+            BackendKind::Off => BackendKey::Off,
+            BackendKind::Local => {
+                let sha256 = settings
+                    .model_sha256
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_MODEL_SHA256.to_owned());
+                let approved = ModelApprovals::new(context.store.clone()).approved_digests()?;
+                if !approved.contains(&sha256) {
+                    // Revoked since it was loaded: unload it now; opening it below refuses it.
+                    self.entries.retain(|entry| {
+                        entry.key
+                            != BackendKey::Local {
+                                sha256: sha256.clone(),
+                            }
+                    });
+                }
+                BackendKey::Local { sha256 }
+            }
+            BackendKind::Remote => {
+                let encoded = rmp_serde::to_vec_named(&settings.remote)
+                    .map_err(|error| InferenceError::Invalid(error.to_string()))?;
+                BackendKey::Remote {
+                    tenant,
+                    settings: crate::crypto::sha256(&[&encoded]),
+                }
+            }
+        };
+        let now = Instant::now();
+        self.entries.retain(|entry| entry.is_fresh(now));
+        if let Some(entry) = self.entries.iter_mut().find(|entry| entry.key == key) {
+            entry.last_used = now;
             return Ok(Arc::clone(&entry.backend));
+        }
+        // A model to load makes room first: two models in memory at most, never three.
+        if matches!(key, BackendKey::Local { .. }) {
+            let is_local = |entry: &CachedBackend| matches!(entry.key, BackendKey::Local { .. });
+            if self.entries.iter().filter(|entry| is_local(entry)).count() >= MAX_LOCAL_BACKENDS {
+                if let Some(oldest) = self
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, entry)| is_local(entry))
+                    .min_by_key(|(_, entry)| entry.last_used)
+                    .map(|(index, _)| index)
+                {
+                    self.entries.swap_remove(oldest);
+                }
+            }
         }
         let record = context
             .tenants
@@ -86,26 +156,21 @@ impl BackendCache {
             .ok_or_else(|| InferenceError::Invalid("the tenant no longer exists".to_owned()))?;
         let backend: Arc<dyn Backend> = Arc::from(inference::open_tenant_backend(
             context,
-            &crate::audit::Actor::system(),
+            &Actor::system(),
             &record,
         )?);
-        if self.entries.len() >= MAX_BACKENDS {
-            if let Some(oldest) = self
-                .entries
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, entry)| entry.last_used)
-                .map(|(index, _)| index)
-            {
-                self.entries.swap_remove(oldest);
-            }
-        }
         self.entries.push(CachedBackend {
-            settings_digest,
+            key,
             backend: Arc::clone(&backend),
-            last_used: Instant::now(),
+            opened: now,
+            last_used: now,
         });
         Ok(backend)
+    }
+
+    /// How many backends are loaded (tests and the debug view).
+    pub fn loaded(&self) -> usize {
+        self.entries.len()
     }
 }
 
@@ -135,6 +200,7 @@ pub fn process_batch(
 ) -> Result<BatchReport, AnalysisError> {
     let backend = cache.backend_for(context, tenant)?;
     let topics = context.analysis.topics(tenant)?;
+    let started = Instant::now();
     let claimed = context.analysis.claim(tenant, batch_size(context))?;
     if claimed.is_empty() {
         return Ok(BatchReport::default());
@@ -153,24 +219,37 @@ pub fn process_batch(
                     AttemptEnd::Released => report.released += 1,
                 }
             }
-            context.analysis.finish(tenant, finished)?;
+            if let Err(error) = context.analysis.finish(tenant, finished) {
+                // Recording the results failed (nothing of it was written): the jobs go back
+                // to their places rather than stay "running" until the next start.
+                release(context, tenant, claimed);
+                return Err(error.into());
+            }
+            context
+                .analysis
+                .record_batch(tenant, started, (report.done + report.failed) as u64);
             Ok(report)
         }
         Err(error) => {
             // Reading the batch failed (the store): give the jobs back untouched, then report.
-            let released = claimed
-                .into_iter()
-                .map(|job| Finished {
-                    job,
-                    end: AttemptEnd::Released,
-                    analyses: Vec::new(),
-                })
-                .collect();
-            if let Err(release_error) = context.analysis.finish(tenant, released) {
-                tracing::warn!(tenant = %tenant, error = %release_error, "claimed analysis jobs not released; they are re-queued at the next start");
-            }
+            release(context, tenant, claimed);
             Err(error)
         }
+    }
+}
+
+/// Gives claimed jobs back to the queue at their places, their attempts not counted.
+fn release(context: &AppContext, tenant: TenantId, claimed: Vec<Job>) {
+    let released = claimed
+        .into_iter()
+        .map(|job| Finished {
+            job,
+            end: AttemptEnd::Released,
+            analyses: Vec::new(),
+        })
+        .collect();
+    if let Err(release_error) = context.analysis.finish(tenant, released) {
+        tracing::warn!(tenant = %tenant, error = %release_error, "claimed analysis jobs not released; they are re-queued at the next start");
     }
 }
 
@@ -199,6 +278,23 @@ fn run_claimed(
                 analyses: Vec::new(),
             }),
         }
+    }
+    if backend.kind() == BackendKind::Remote && !loaded.is_empty() {
+        // Text about to leave the appliance (redacted, but still the tenant's conversations):
+        // each interaction is recorded first, and nothing is sent if the record cannot be made.
+        let destination = backend.describe();
+        let events = loaded
+            .iter()
+            .map(|(job, _, _)| {
+                AuditEvent::new(
+                    Some(tenant),
+                    Actor::system(),
+                    AuditAction::AnalysisSentRemote,
+                    format!("interaction {} to {destination}", job.interaction),
+                )
+            })
+            .collect();
+        context.audit_all(events)?;
     }
     let items: Vec<Item<'_>> = loaded
         .iter()

@@ -77,6 +77,13 @@ pub enum AuditAction {
     /// Someone asked for an interaction (or a tenant's interactions) to be analysed; the target
     /// names which.
     AnalysisRequested,
+    /// Someone cancelled a tenant's queued analysis jobs; the target says how many.
+    AnalysisCancelled,
+    /// A tenant admin changed the tenant's topic list; the target says how many topics.
+    AnalysisTopicsChanged,
+    /// An interaction's text (redacted of PII) was sent to a tenant's remote analysis endpoint;
+    /// the target names the interaction and the endpoint.
+    AnalysisSentRemote,
     /// A QA lead overrode a QA criterion's score; the target names the interaction and criterion.
     QaOverridden,
     /// A tenant's QA scorecard was changed.
@@ -110,6 +117,9 @@ impl AuditAction {
             Self::IntegrationDisabled => "integration.disabled",
             Self::AnalysisSettingsChanged => "analysis.settings_changed",
             Self::AnalysisRequested => "analysis.requested",
+            Self::AnalysisCancelled => "analysis.cancelled",
+            Self::AnalysisTopicsChanged => "analysis.topics_changed",
+            Self::AnalysisSentRemote => "analysis.sent_remote",
             Self::QaOverridden => "qa.overridden",
             Self::QaScorecardChanged => "qa.scorecard_changed",
         }

@@ -1155,6 +1155,15 @@ impl Backend for RemoteBackend {
         )
     }
 
+    /// The endpoint's host and model name with the prompt version: a result is reused only while
+    /// all three are unchanged, so moving to another server or model re-analyses.
+    fn model_id(&self) -> String {
+        format!(
+            "remote:{}/{}#{REMOTE_PROMPT_VERSION}",
+            self.host, self.model
+        )
+    }
+
     /// One request per text, in order. Probabilities come from the endpoint's log-probabilities
     /// of the reply's first token when it returns them; otherwise the named label gets 1.
     fn classify(

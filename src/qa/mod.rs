@@ -26,8 +26,10 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::jobs::{EnqueueRequest, Priority};
-use crate::analysis::{Analysis, AnalysisKind, AnalysisResult, Enqueued, LabelProbability};
+use crate::analysis::{
+    Analysis, AnalysisError, AnalysisKind, AnalysisResult, Enqueued, LabelProbability,
+    ReanalysisScope,
+};
 use crate::audit::{Actor, AuditAction, AuditError, AuditEvent};
 use crate::context::AppContext;
 use crate::ids::{RecordId, TenantId};
@@ -596,6 +598,8 @@ pub enum QaError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Scorecard(#[from] ScorecardProblem),
+    #[error(transparent)]
+    Analysis(#[from] AnalysisError),
     #[error("{0}")]
     Invalid(String),
     #[error("this interaction has no QA score yet")]
@@ -741,9 +745,10 @@ impl RescoreScope {
     }
 }
 
-/// Queues the interactions of `scope` for QA scoring again (forced, behind live work), and
-/// audits the request. Other kinds of analysis ride along and are reused when their inputs have
-/// not changed; QA's input digest holds the scorecard, so a changed scorecard scores again.
+/// Queues the interactions of `scope` to be analysed again, behind live work, through
+/// [`crate::analysis::reanalyse_scope`] (audited there as `analysis.requested`). The other kinds
+/// of analysis are reused where their inputs have not changed; QA's input digest holds the
+/// scorecard, so a changed scorecard scores again and an unchanged one keeps its scores.
 pub fn rescore(
     context: &AppContext,
     actor: &Actor,
@@ -751,48 +756,15 @@ pub fn rescore(
     tenant: TenantId,
     scope: RescoreScope,
 ) -> Result<Enqueued, QaError> {
-    let since = match scope {
-        RescoreScope::RecentDays(days) => {
-            Some(Utc::now() - chrono::Duration::days(i64::from(days)))
-        }
-        RescoreScope::All => None,
+    let scope = match scope {
+        RescoreScope::RecentDays(days) => ReanalysisScope::UpdatedSince(
+            (Utc::now() - chrono::Duration::days(i64::from(days))).date_naive(),
+        ),
+        RescoreScope::All => ReanalysisScope::All,
     };
-    let mut report = Enqueued::default();
-    let mut pending = Vec::new();
-    let flush = |pending: &mut Vec<(RecordId, EnqueueRequest)>, report: &mut Enqueued| {
-        report.considered += pending.len();
-        report.queued += context.analysis.enqueue(tenant, pending)?;
-        pending.clear();
-        Ok::<(), StoreError>(())
-    };
-    context.interactions.for_each(tenant, |interaction| {
-        if since.is_none_or(|since| interaction.updated >= since) {
-            pending.push((
-                interaction.id,
-                EnqueueRequest {
-                    version: interaction.updated,
-                    kinds: vec![AnalysisKind::Qa],
-                    priority: Priority::Backfill,
-                    force: true,
-                },
-            ));
-        }
-        if pending.len() >= crate::analysis::store::ENQUEUE_CHUNK {
-            flush(&mut pending, &mut report)?;
-        }
-        Ok(())
-    })?;
-    flush(&mut pending, &mut report)?;
-    context.audit(
-        AuditEvent::new(
-            Some(tenant),
-            actor.clone(),
-            AuditAction::AnalysisRequested,
-            format!("QA re-scoring of {}", scope.describe()),
-        )
-        .client(client),
-    )?;
-    Ok(report)
+    Ok(crate::analysis::reanalyse_scope(
+        context, actor, client, tenant, scope,
+    )?)
 }
 
 /// The QA page's filters.

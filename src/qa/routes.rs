@@ -53,6 +53,7 @@ impl From<QaError> for AppError {
         match error {
             QaError::Store(store) => store.into(),
             QaError::Audit(audit) => audit.into(),
+            QaError::Analysis(analysis) => analysis.into(),
             QaError::NotFound => Self::NotFound,
             QaError::NotScored => Self::Conflict(error.to_string()),
             QaError::Invalid(message) => Self::BadRequest(message),

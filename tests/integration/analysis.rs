@@ -369,6 +369,66 @@ fn a_committed_import_queues_what_it_wrote_once() {
 }
 
 #[test]
+fn a_job_whose_interaction_is_gone_fails_and_takes_its_analyses_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let context = open_context(&init_instance(dir.path()));
+    let tenant = create_tenant(&context, "acme");
+    use_off_backend(&context, tenant.id);
+    let stored = write(&context, tenant.id, record("G-1", "Hello"));
+    run_queue(&context, tenant.id);
+    // Analyses and a queued job for an interaction that no longer exists (as after an import
+    // that created it was rolled back).
+    let mut ghost = stored.clone();
+    ghost.id = RecordId::new();
+    for analysis in hostile_analyses(&ghost) {
+        context.analysis.put_analysis(tenant.id, &analysis).unwrap();
+    }
+    assert_eq!(
+        context
+            .analysis
+            .analyses(tenant.id, ghost.id)
+            .unwrap()
+            .len(),
+        2
+    );
+    let request = rapport::analysis::jobs::EnqueueRequest {
+        version: ghost.updated,
+        kinds: AnalysisKind::ALL.to_vec(),
+        priority: Priority::Live,
+        force: true,
+    };
+    assert_eq!(
+        context
+            .analysis
+            .enqueue(tenant.id, &[(ghost.id, request)])
+            .unwrap(),
+        1
+    );
+    let totals = run_queue(&context, tenant.id);
+    assert_eq!(totals.failed, 1);
+    let job = context.analysis.job(tenant.id, ghost.id).unwrap().unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(
+        job.error,
+        Some(rapport::analysis::jobs::JobErrorKind::InteractionMissing)
+    );
+    assert!(context
+        .analysis
+        .analyses(tenant.id, ghost.id)
+        .unwrap()
+        .is_empty());
+    // The interaction that exists keeps its analyses.
+    assert_eq!(
+        context
+            .analysis
+            .analyses(tenant.id, stored.id)
+            .unwrap()
+            .len(),
+        AnalysisKind::ALL.len()
+    );
+}
+
+#[test]
 fn the_default_model_summarises_and_labels_an_interaction_with_its_sha256() {
     let dir = tempfile::tempdir().unwrap();
     let context = open_context(&init_instance(dir.path()));
@@ -632,6 +692,285 @@ async fn the_interaction_page_shows_analyses_escaped_with_provenance_and_guards_
     );
     let response = app.post_form(&auditor, &reanalyse, &[]).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_analysis_page_shows_progress_and_cancels_the_queued_jobs() {
+    let app = TestApp::spawn();
+    let tenant = app.create_tenant("acme");
+    app.create_user("analyst@acme.example", Role::Analyst, Some(&tenant));
+    app.create_user("auditor@acme.example", Role::Auditor, Some(&tenant));
+    use_off_backend(&app.context, tenant.id);
+    let mut ids = Vec::new();
+    // More than one batch (the default batch width is 8).
+    let total: u64 = 12;
+    for number in 0..total {
+        let text = format!("My order number {number} never arrived.");
+        ids.push(
+            write(
+                &app.context,
+                tenant.id,
+                record(&format!("P-{number}"), &text),
+            )
+            .id,
+        );
+    }
+    // One batch of the worker (as `serve` runs it): its jobs count as finished, and the rate
+    // and ETA come from it.
+    let context = app.context.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let mut cache = BackendCache::default();
+        let report = worker::process_batch(&context, &mut cache, tenant.id, &|| false).unwrap();
+        (report, context.analysis.per_minute(tenant.id))
+    })
+    .await
+    .unwrap();
+    let (report, rate) = report;
+    assert!(
+        report.done >= 1 && (report.done as u64) < total,
+        "{report:?}"
+    );
+    assert!(rate.is_some_and(|rate| rate > 0.0), "{rate:?}");
+    let done = report.done as u64;
+    assert_eq!(counts(&app.context, tenant.id), (total - done, 0, done, 0));
+
+    let analyst = app.signed_in_client("analyst@acme.example").await;
+    let page = app
+        .get(&analyst, "/t/acme/analysis")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!(
+            "<progress id=\"analysis-progress\" max=\"{total}\" value=\"{done}\">"
+        )),
+        "{page}"
+    );
+    assert!(page.contains("interactions per minute; the "), "{page}");
+    assert!(
+        page.contains("action=\"/t/acme/analysis/cancel\""),
+        "{page}"
+    );
+
+    // Cancel: refused without a CSRF token and to a role without the permission.
+    let response = analyst
+        .post(app.url("/t/acme/analysis/cancel"))
+        .form(&[("x", "y")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let auditor = app.signed_in_client("auditor@acme.example").await;
+    let response = app
+        .post_form(&auditor, "/t/acme/analysis/cancel", &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(counts(&app.context, tenant.id), (total - done, 0, done, 0));
+
+    let response = app
+        .post_form(&analyst, "/t/acme/analysis/cancel", &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/t/acme/analysis");
+    assert_eq!(counts(&app.context, tenant.id), (0, 0, done, total - done));
+    let page = app
+        .get(&analyst, "/t/acme/analysis")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("queued jobs cancelled"), "{page}");
+    assert_eq!(
+        page.matches("<td>cancelled</td>").count() as u64,
+        total - done,
+        "{page}"
+    );
+    assert!(!page.contains("/analysis/cancel\""), "{page}");
+    let entries = app
+        .context
+        .audit_log
+        .entries(AuditView::Tenant(tenant.id), None, 10_000)
+        .unwrap();
+    assert!(entries
+        .iter()
+        .any(|entry| entry.event.action == AuditAction::AnalysisCancelled
+            && entry.event.target == format!("{} queued jobs", total - done)
+            && entry.event.actor.label == "analyst@acme.example"));
+
+    // A cancelled job is queued again when someone asks, and then runs.
+    let cancelled = *ids
+        .iter()
+        .find(|id| {
+            app.context
+                .analysis
+                .job(tenant.id, **id)
+                .unwrap()
+                .unwrap()
+                .state
+                == JobState::Failed
+        })
+        .unwrap();
+    let response = app
+        .post_form(
+            &analyst,
+            &format!("/t/acme/interactions/{cancelled}/reanalyse"),
+            &[],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let context = app.context.clone();
+    tokio::task::spawn_blocking(move || run_queue(&context, tenant.id))
+        .await
+        .unwrap();
+    assert_eq!(
+        app.context
+            .analysis
+            .job(tenant.id, cancelled)
+            .unwrap()
+            .unwrap()
+            .state,
+        JobState::Done
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_admin_edits_the_topic_list_and_re_analyses_a_chosen_scope() {
+    let app = TestApp::spawn();
+    let tenant = app.create_tenant("acme");
+    app.create_user("admin@acme.example", Role::TenantAdmin, Some(&tenant));
+    app.create_user("analyst@acme.example", Role::Analyst, Some(&tenant));
+    use_off_backend(&app.context, tenant.id);
+    let stored = write(
+        &app.context,
+        tenant.id,
+        record("T-1", "The shipping of my parcel is late."),
+    );
+    let context = app.context.clone();
+    tokio::task::spawn_blocking(move || run_queue(&context, tenant.id))
+        .await
+        .unwrap();
+    let sentiment_created =
+        analysis_of(&app.context, tenant.id, stored.id, AnalysisKind::Sentiment)
+            .provenance
+            .created;
+    let path = "/t/acme/settings/topics";
+    let admin = app.signed_in_client("admin@acme.example").await;
+    let analyst = app.signed_in_client("analyst@acme.example").await;
+    assert_eq!(
+        app.get(&analyst, path).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let response = app.post_form(&analyst, path, &[("topics", "x")]).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let page = app.get(&admin, path).await.text().await.unwrap();
+    assert!(page.contains("uses the default list"), "{page}");
+    assert!(page.contains("refund_request"), "{page}");
+
+    // Refused: a repeated label (the line is named, nothing stored) and a missing CSRF token.
+    let response = app
+        .post_form(&admin, path, &[("topics", "shipping\nbilling\nShipping")])
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("Topics, line 3: repeats"), "{page}");
+    assert!(page.contains("shipping\nbilling\nShipping"), "{page}");
+    let response = admin
+        .post(app.url(path))
+        .form(&[("topics", "shipping")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.context.analysis.topics(tenant.id).unwrap().as_slice(),
+        DEFAULT_TOPICS
+    );
+
+    let response = app
+        .post_form(&admin, path, &[("topics", " shipping \n\nbilling\n")])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.context.analysis.topics(tenant.id).unwrap().as_slice(),
+        ["shipping", "billing"]
+    );
+    let entries = app
+        .context
+        .audit_log
+        .entries(AuditView::Tenant(tenant.id), None, 10_000)
+        .unwrap();
+    assert!(entries.iter().any(
+        |entry| entry.event.action == AuditAction::AnalysisTopicsChanged
+            && entry.event.target == "2 topics"
+            && entry.event.actor.label == "admin@acme.example"
+    ));
+
+    // Re-analysis of a scope: a bad day is named; a day after the write queues nothing; all
+    // interactions queues it again, and only the topics are computed anew.
+    let reanalyse = "/t/acme/settings/topics/reanalyse";
+    let response = app
+        .post_form(
+            &admin,
+            reanalyse,
+            &[("scope", "since"), ("since", "23/11/2026")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("Updated since: give a day as YYYY-MM-DD"));
+    let response = app
+        .post_form(
+            &admin,
+            reanalyse,
+            &[("scope", "since"), ("since", "2999-01-01")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(counts(&app.context, tenant.id), (0, 0, 1, 0));
+    let response = app.post_form(&admin, reanalyse, &[("scope", "all")]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/t/acme/analysis");
+    assert_eq!(counts(&app.context, tenant.id), (1, 0, 0, 0));
+    let entries = app
+        .context
+        .audit_log
+        .entries(AuditView::Tenant(tenant.id), None, 10_000)
+        .unwrap();
+    assert!(entries
+        .iter()
+        .any(|entry| entry.event.action == AuditAction::AnalysisRequested
+            && entry.event.target == "all interactions"));
+    let context = app.context.clone();
+    tokio::task::spawn_blocking(move || run_queue(&context, tenant.id))
+        .await
+        .unwrap();
+    let topics = analysis_of(&app.context, tenant.id, stored.id, AnalysisKind::Topics);
+    let AnalysisResult::Topics { labels, .. } = &topics.result else {
+        panic!("{topics:?}")
+    };
+    assert_eq!(labels.first().map(String::as_str), Some("shipping"));
+    assert!(
+        labels
+            .iter()
+            .all(|label| label == "shipping" || label == "billing"),
+        "{labels:?}"
+    );
+    let sentiment = analysis_of(&app.context, tenant.id, stored.id, AnalysisKind::Sentiment);
+    assert_eq!(sentiment.provenance.created, sentiment_created);
+
+    // Restoring the default list.
+    let response = app
+        .post_form(&admin, path, &[("topics", ""), ("restore_default", "1")])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.context.analysis.topics(tenant.id).unwrap().as_slice(),
+        DEFAULT_TOPICS
+    );
 }
 
 #[test]

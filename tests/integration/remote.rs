@@ -9,8 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rapport::analysis::worker::BackendCache;
 use rapport::audit::{Actor, AuditAction, AuditView};
-use rapport::inference::remote::{RemoteBackend, RemoteError, RemoteInput, RemoteSettings};
+use rapport::inference::remote::{
+    RemoteBackend, RemoteError, RemoteInput, RemoteSettings, REMOTE_PROMPT_VERSION,
+};
 use rapport::inference::settings::{self, AnalysisChoice};
 use rapport::inference::store::AnalysisSettingsStore;
 use rapport::inference::{
@@ -352,6 +355,126 @@ async fn text_leaves_redacted_with_the_tenants_contacts_and_the_reply_is_restore
     assert_eq!(reply, format!("Echo: {PERSONAL}"));
 }
 
+#[tokio::test]
+async fn the_worker_never_shares_one_tenants_remote_backend_with_another() {
+    let app = TestApp::spawn();
+    let acme = app.create_tenant("acme");
+    let globex = app.create_tenant("globex");
+    let endpoint = FakeEndpoint::start(vec![Answer::Echo]);
+    // The same endpoint, model and key for both: only the tenant differs, and with it the
+    // contacts that its PII detector must know.
+    for tenant in [&acme, &globex] {
+        settings::choose_backend(
+            &app.context,
+            Actor::cli(),
+            None,
+            tenant,
+            &AnalysisChoice {
+                backend: "remote".to_owned(),
+                model_sha256: String::new(),
+                remote: RemoteInput {
+                    base_url: endpoint.base_url.clone(),
+                    model: "test-model".to_owned(),
+                    api_key: Some(SecretString::from(API_KEY.to_owned())),
+                    ca_certificate_pem: endpoint.ca_pem.clone(),
+                    ..RemoteInput::default()
+                },
+            },
+        )
+        .unwrap();
+    }
+    let context = app.context.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut cache = BackendCache::default();
+        let for_globex = cache.backend_for(&context, globex.id).unwrap();
+        let for_acme = cache.backend_for(&context, acme.id).unwrap();
+        assert!(!Arc::ptr_eq(&for_globex, &for_acme));
+        assert_eq!(cache.loaded(), 2);
+        // Within the refresh time a tenant's own backend is reused.
+        let again = cache.backend_for(&context, acme.id).unwrap();
+        assert!(Arc::ptr_eq(&for_acme, &again));
+        assert_eq!(cache.loaded(), 2);
+    })
+    .await
+    .unwrap();
+    assert!(endpoint.received().is_empty());
+}
+
+#[tokio::test]
+async fn the_worker_records_each_interaction_it_sends_out_and_sends_it_redacted() {
+    let app = TestApp::spawn();
+    let tenant = app.create_tenant("acme");
+    let endpoint = FakeEndpoint::start(vec![Answer::Echo]);
+    settings::choose_backend(
+        &app.context,
+        Actor::cli(),
+        None,
+        &tenant,
+        &AnalysisChoice {
+            backend: "remote".to_owned(),
+            model_sha256: String::new(),
+            remote: RemoteInput {
+                base_url: endpoint.base_url.clone(),
+                model: "test-model".to_owned(),
+                api_key: Some(SecretString::from(API_KEY.to_owned())),
+                ca_certificate_pem: endpoint.ca_pem.clone(),
+                retries: "0".to_owned(),
+                ..RemoteInput::default()
+            },
+        },
+    )
+    .unwrap();
+    let record: rapport::interactions::InteractionRecord = serde_json::from_value(json!({
+        "source_system": "livechat", "source_id": "R-1", "channel": "chat",
+        "messages": [{"role": "customer", "sent_at": "2026-10-06T10:00:00Z",
+                      "text": "Please write to jo.kim@example.org about my refund."}]
+    }))
+    .unwrap();
+    let stored = rapport::api::resources::write_record(
+        &app.context,
+        &Actor::cli(),
+        None,
+        tenant.id,
+        "api",
+        record,
+    )
+    .unwrap()
+    .0;
+    let context = app.context.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut cache = BackendCache::default();
+        rapport::analysis::worker::process_batch(&context, &mut cache, tenant.id, &|| false)
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let received = endpoint.received();
+    assert!(!received.is_empty());
+    assert!(
+        received.iter().all(|sent| !sent.body.contains("jo.kim")),
+        "{received:?}"
+    );
+    let entries = app
+        .context
+        .audit_log
+        .entries(AuditView::Tenant(tenant.id), None, 10_000)
+        .unwrap();
+    let sent: Vec<_> = entries
+        .iter()
+        .filter(|entry| entry.event.action == AuditAction::AnalysisSentRemote)
+        .collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0]
+            .event
+            .target
+            .starts_with(&format!("interaction {} to remote: 127.0.0.1:", stored.id)),
+        "{}",
+        sent[0].event.target
+    );
+    assert!(!sent[0].event.target.contains("jo.kim"));
+}
+
 #[test]
 fn classification_reads_the_label_and_logprobs_when_the_endpoint_sends_them() {
     let with_logprobs = json!({
@@ -542,6 +665,33 @@ fn a_certificate_from_another_ca_is_refused_without_retries() {
     // One handshake only: a certificate does not get better by asking again. (The server saw the
     // connection before it sent the certificate the client refused.)
     assert_eq!(endpoint.connections.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn provenance_names_the_endpoint_and_the_model_so_a_change_re_analyses() {
+    let endpoint = FakeEndpoint::start(vec![ok("never")]);
+    let settings = endpoint.settings(0, 10);
+    let first = RemoteBackend::new(&settings, Detector::default()).unwrap();
+    let mut other_model = settings.clone();
+    other_model.model = "another-model".to_owned();
+    let second = RemoteBackend::new(&other_model, Detector::default()).unwrap();
+    assert!(
+        first.model_id().starts_with("remote:127.0.0.1:"),
+        "{}",
+        first.model_id()
+    );
+    assert!(
+        first.model_id().contains(&settings.model),
+        "{}",
+        first.model_id()
+    );
+    assert!(
+        first.model_id().ends_with(REMOTE_PROMPT_VERSION),
+        "{}",
+        first.model_id()
+    );
+    assert_ne!(first.model_id(), second.model_id());
+    assert!(endpoint.received().is_empty());
 }
 
 #[tokio::test]
