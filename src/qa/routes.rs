@@ -133,6 +133,8 @@ pub struct OverrideView {
 pub struct ChoiceView {
     pub value: String,
     pub label: String,
+    /// The criterion's effective score: the override form starts from it.
+    pub selected: bool,
 }
 
 pub struct CriterionView {
@@ -152,6 +154,22 @@ pub struct CriterionView {
     pub overridden: Option<OverrideView>,
     pub effective: String,
     pub choices: Vec<ChoiceView>,
+}
+
+/// The override form's choices: the scale's labels, the effective score selected.
+fn choices(scale: Scale, effective: Option<u8>) -> Vec<ChoiceView> {
+    scale
+        .labels()
+        .into_iter()
+        .map(|label| {
+            let points = scale.parse_points(&label).unwrap_or(None);
+            ChoiceView {
+                label: scale.describe(points),
+                selected: points == effective,
+                value: label,
+            }
+        })
+        .collect()
 }
 
 /// The Scorecard section of the interaction page (`templates/qa/scorecard.html`).
@@ -208,7 +226,9 @@ pub fn scorecard_panel(
                 .or_default()
                 .push((evidence.start, evidence.end));
         }
-        let overridden = override_for(score, &overrides).map(|entry| view_of(entry, score.scale));
+        let current = override_for(score, &overrides);
+        let effective_points = current.map_or(score.points, |entry| entry.points);
+        let overridden = current.map(|entry| view_of(entry, score.scale));
         criteria.push(CriterionView {
             id: score.criterion.clone(),
             name: score.name.clone(),
@@ -232,17 +252,7 @@ pub fn scorecard_panel(
                 |view| view.score.clone(),
             ),
             overridden,
-            choices: score
-                .scale
-                .labels()
-                .into_iter()
-                .map(|label| ChoiceView {
-                    label: score
-                        .scale
-                        .describe(score.scale.parse_points(&label).unwrap_or(None)),
-                    value: label,
-                })
-                .collect(),
+            choices: choices(score.scale, effective_points),
         });
     }
     let scales: HashMap<&str, Scale> = result
