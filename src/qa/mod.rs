@@ -1110,6 +1110,62 @@ mod tests {
         assert_eq!(card.validate().unwrap_err().field, "weight");
     }
 
+    #[test]
+    fn filters_keep_by_agent_kind_agent_score_and_auto_fail() {
+        let result = |kind, agent: &str| QaResult {
+            criteria: Vec::new(),
+            overall: None,
+            auto_fail: false,
+            agent: Some(agent.to_owned()),
+            agent_kind: kind,
+        };
+        let scored = |score, auto_fail| Overall {
+            score: Some(score),
+            auto_fail,
+        };
+        let mixed = result(AgentKind::Mixed, "Sam Hill");
+        let ai = result(AgentKind::Ai, "Rappy");
+        let human_only = QaFilter {
+            agent_kind: Some(AgentKind::Human),
+            ..QaFilter::default()
+        };
+        assert!(human_only.keeps(&mixed, &scored(50.0, false)));
+        assert!(!human_only.keeps(&ai, &scored(50.0, false)));
+        let ai_only = QaFilter {
+            agent_kind: Some(AgentKind::Ai),
+            ..QaFilter::default()
+        };
+        assert!(
+            ai_only.keeps(&mixed, &scored(50.0, false)) && ai_only.keeps(&ai, &scored(1.0, false))
+        );
+        let by_agent = QaFilter {
+            agent: Some(" sam HILL ".to_owned()),
+            ..QaFilter::default()
+        };
+        assert!(by_agent.keeps(&mixed, &scored(50.0, false)));
+        assert!(!by_agent.keeps(&ai, &scored(50.0, false)));
+        let range = QaFilter {
+            min_score: Some(40.0),
+            max_score: Some(60.0),
+            ..QaFilter::default()
+        };
+        assert!(range.keeps(&ai, &scored(60.0, false)));
+        assert!(!range.keeps(&ai, &scored(60.1, false)));
+        // No score (nothing applied) is outside any range.
+        let unscored = Overall {
+            score: None,
+            auto_fail: false,
+        };
+        assert!(!range.keeps(&ai, &unscored));
+        assert!(QaFilter::default().keeps(&ai, &unscored));
+        let failed_only = QaFilter {
+            auto_fail_only: true,
+            ..QaFilter::default()
+        };
+        assert!(failed_only.keeps(&ai, &scored(0.0, true)));
+        assert!(!failed_only.keeps(&ai, &scored(0.0, false)));
+    }
+
     fn record(messages: &serde_json::Value) -> InteractionRecord {
         serde_json::from_value(serde_json::json!({
             "source_system": "desk", "source_id": "1", "channel": "chat", "messages": messages
