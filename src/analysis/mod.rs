@@ -19,6 +19,7 @@
 //! import that committed, and a record written through the API or a webhook.
 
 pub mod jobs;
+pub mod lead;
 pub mod pipeline;
 pub mod progress;
 pub mod routes;
@@ -73,18 +74,27 @@ pub enum AnalysisKind {
     Summary,
     Sentiment,
     Topics,
+    /// Lead qualification: sales chats only.
+    Lead,
     /// The QA scorecard ([`crate::qa`]).
     Qa,
 }
 
 impl AnalysisKind {
-    pub const ALL: [Self; 4] = [Self::Summary, Self::Sentiment, Self::Topics, Self::Qa];
+    pub const ALL: [Self; 5] = [
+        Self::Summary,
+        Self::Sentiment,
+        Self::Topics,
+        Self::Lead,
+        Self::Qa,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Summary => "summary",
             Self::Sentiment => "sentiment",
             Self::Topics => "topics",
+            Self::Lead => "lead",
             Self::Qa => "qa",
         }
     }
@@ -95,7 +105,8 @@ impl AnalysisKind {
             Self::Summary => 1,
             Self::Sentiment => 2,
             Self::Topics => 3,
-            Self::Qa => 4,
+            Self::Lead => 4,
+            Self::Qa => 5,
         }
     }
 
@@ -195,6 +206,8 @@ pub enum AnalysisResult {
         labels: Vec<String>,
         probabilities: Vec<LabelProbability>,
     },
+    /// A sales chat's intent, stated facts and score (see [`lead`]).
+    Lead(lead::LeadQualification),
     /// The QA scorecard's per-criterion scores with evidence, and the overall score.
     Qa(crate::qa::QaResult),
 }
@@ -205,6 +218,7 @@ impl AnalysisResult {
             Self::Summary { .. } => AnalysisKind::Summary,
             Self::Sentiment { .. } => AnalysisKind::Sentiment,
             Self::Topics { .. } => AnalysisKind::Topics,
+            Self::Lead(_) => AnalysisKind::Lead,
             Self::Qa(_) => AnalysisKind::Qa,
         }
     }

@@ -15,7 +15,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use crate::analysis::{
-    Analysis, AnalysisKind, AnalysisResult, LabelProbability, LabelScores, MessageSentiment,
+    lead, Analysis, AnalysisKind, AnalysisResult, LabelProbability, LabelScores, MessageSentiment,
     Provenance,
 };
 use crate::inference::prompts::{self, PROMPT_VERSION, SUMMARY_PROMPT_VERSION};
@@ -68,6 +68,8 @@ pub struct Inputs {
     pub topic_text: String,
     /// One `Role: text` line per message, for the summary.
     pub conversation: String,
+    /// Only sales chats are qualified as leads.
+    pub is_sales_chat: bool,
 }
 
 fn flatten(text: &str, max_chars: usize) -> String {
@@ -139,6 +141,7 @@ impl Inputs {
             messages,
             topic_text,
             conversation: bounded_conversation(&lines),
+            is_sales_chat: record.channel == crate::interactions::Channel::SalesChat,
         }
     }
 
@@ -154,6 +157,7 @@ impl Inputs {
             AnalysisKind::Topics => std::iter::once(self.topic_text.as_str())
                 .chain(topics.as_slice().iter().map(String::as_str))
                 .collect(),
+            AnalysisKind::Lead => vec![self.overall.as_str()],
         };
         // Each text is length-prefixed, so moving a boundary between texts changes the digest.
         let mut material = kind.as_str().as_bytes().to_vec();
@@ -325,6 +329,7 @@ fn prompt_version(kind: AnalysisKind) -> u32 {
         AnalysisKind::Summary => SUMMARY_PROMPT_VERSION,
         AnalysisKind::Qa => prompts::QA_PROMPT_VERSION,
         AnalysisKind::Sentiment | AnalysisKind::Topics => PROMPT_VERSION,
+        AnalysisKind::Lead => lead::LEAD_PROMPT_VERSION,
     }
 }
 
@@ -334,6 +339,8 @@ fn analyzer(backend: BackendKind, kind: AnalysisKind) -> &'static str {
         (BackendKind::Off, AnalysisKind::Sentiment) => "lexicon",
         (BackendKind::Off, AnalysisKind::Topics) => "keyword topics",
         (BackendKind::Off, AnalysisKind::Qa) => "qa keyword checks",
+        (BackendKind::Off, AnalysisKind::Lead) => "keyword intent and fact patterns",
+        (_, AnalysisKind::Lead) => "label scoring and grammar-constrained extraction",
         (_, AnalysisKind::Summary) => "few-shot generation",
         (_, _) => "label scoring",
     }
@@ -352,6 +359,7 @@ pub fn analyse_batch(
     let mut batch = Batch::plan(backend, topics, scorecard, items);
     batch.score_sentiment()?;
     batch.score_topics()?;
+    batch.qualify_leads()?;
     batch.score_qa(scorecard)?;
     Ok(batch.summarise(stop))
 }
@@ -389,6 +397,10 @@ impl<'a> Batch<'a> {
         let mut pending: Vec<Vec<(AnalysisKind, String)>> = vec![Vec::new(); items.len()];
         for (index, item) in items.iter().enumerate() {
             for kind in item.kinds {
+                if *kind == AnalysisKind::Lead && !inputs[index].is_sales_chat {
+                    // Not a sales chat: there is no lead to qualify.
+                    continue;
+                }
                 let digest = if *kind == AnalysisKind::Qa {
                     crate::qa::scoring::input_digest(&item.interaction.record, scorecard)
                 } else {
@@ -548,6 +560,63 @@ impl<'a> Batch<'a> {
                 AnalysisKind::Qa,
                 AnalysisResult::Qa(result),
                 share,
+                digest,
+            );
+        }
+        Ok(())
+    }
+
+    /// Sales chats: every intent in one `classify` call, then each chat's stated facts (one short
+    /// grammar-constrained generation each with a model, patterns without one).
+    fn qualify_leads(&mut self) -> Result<(), InferenceError> {
+        let wanting = self.wanting(AnalysisKind::Lead);
+        if wanting.is_empty() {
+            return Ok(());
+        }
+        let labels = LabelSet::parse(
+            lead::INTENT_LABELS
+                .iter()
+                .map(|label| (*label).to_owned())
+                .collect(),
+        )?;
+        let texts: Vec<String> = wanting
+            .iter()
+            .map(|(index, _)| self.inputs[*index].overall.clone())
+            .collect();
+        let started = Instant::now();
+        let classified = self
+            .backend
+            .classify(TaskKind::LeadIntent, &labels, &texts)?;
+        check_count(&classified, texts.len())?;
+        let share = elapsed_ms(started) / count(wanting.len());
+        for ((index, digest), classification) in wanting.into_iter().zip(&classified.results) {
+            let started = Instant::now();
+            let visitor = &self.inputs[index].overall;
+            let facts = if self.maker.backend == BackendKind::Off {
+                lead::pattern_facts(visitor)
+            } else {
+                match self.backend.generate_structured(
+                    &lead::facts_prompt(visitor),
+                    lead::FACTS_GRAMMAR,
+                    lead::FACTS_MAX_TOKENS,
+                ) {
+                    Ok(answer) => lead::checked_facts(&answer, visitor),
+                    // The intent stands without the facts; the chat is qualified on what is known.
+                    Err(_) => lead::checked_facts("", visitor),
+                }
+            };
+            let intent = LabelScores::from_classification(&labels, classification);
+            let score = lead::score(&intent, &facts);
+            let result = AnalysisResult::Lead(lead::LeadQualification {
+                intent,
+                facts,
+                score,
+            });
+            self.store(
+                index,
+                AnalysisKind::Lead,
+                result,
+                share + elapsed_ms(started),
                 digest,
             );
         }

@@ -110,11 +110,22 @@ pub struct TopicsView {
     pub provenance: ProvenanceView,
 }
 
+pub struct LeadView {
+    pub score: u8,
+    pub intent: String,
+    pub confidence: String,
+    pub budget: String,
+    pub company_size: String,
+    pub timeline: String,
+    pub provenance: ProvenanceView,
+}
+
 /// The Analysis section of the interaction page (`templates/analysis/panel.html`).
 pub struct AnalysisPanel {
     pub summary: Option<SummaryView>,
     pub sentiment: Option<SentimentView>,
     pub topics: Option<TopicsView>,
+    pub lead: Option<LeadView>,
     /// The job's state, when it has not simply finished.
     pub job: Option<String>,
     /// Where the Re-analyse button posts, for roles that may use it.
@@ -125,7 +136,10 @@ pub struct AnalysisPanel {
 
 impl AnalysisPanel {
     pub fn is_empty(&self) -> bool {
-        self.summary.is_none() && self.sentiment.is_none() && self.topics.is_none()
+        self.summary.is_none()
+            && self.sentiment.is_none()
+            && self.topics.is_none()
+            && self.lead.is_none()
     }
 }
 
@@ -162,6 +176,7 @@ pub fn panel(
         summary: None,
         sentiment: None,
         topics: None,
+        lead: None,
         job: job.as_ref().and_then(job_line),
         reanalyse_url: session
             .user
@@ -196,6 +211,24 @@ pub fn panel(
                     label: overall.label.clone(),
                     confidence: percent(overall.confidence),
                     probabilities: score_views(overall),
+                    provenance,
+                });
+            }
+            AnalysisResult::Lead(lead) => {
+                panel.lead = Some(LeadView {
+                    score: lead.score,
+                    intent: lead.intent.label.replace('_', " "),
+                    confidence: percent(lead.intent.confidence),
+                    budget: lead
+                        .facts
+                        .budget
+                        .clone()
+                        .unwrap_or_else(|| "not stated".to_owned()),
+                    company_size: lead
+                        .facts
+                        .company_size
+                        .map_or_else(|| "not stated".to_owned(), |size| format!("{size} people")),
+                    timeline: lead.facts.timeline.replace('_', " "),
                     provenance,
                 });
             }

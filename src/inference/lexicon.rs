@@ -141,6 +141,85 @@ pub fn topic_scores(text: &str, labels: &LabelSet) -> Vec<f32> {
         .collect()
 }
 
+/// Phrases that point to each lead intent; a label without phrases (or unknown) scores 0, and
+/// `just_browsing` wins when nothing matches.
+const LEAD_INTENT_PHRASES: [(&str, &[&str]); 5] = [
+    (
+        "ready_to_buy",
+        &[
+            "buy",
+            "purchase",
+            "order form",
+            "sign up",
+            "contract",
+            "invoice us",
+            "subscribe",
+        ],
+    ),
+    (
+        "evaluating",
+        &[
+            "demo",
+            "trial",
+            "compare",
+            "comparing",
+            "evaluate",
+            "alternative",
+            "pilot",
+        ],
+    ),
+    (
+        "pricing_question",
+        &["price", "pricing", "cost", "how much", "quote", "discount"],
+    ),
+    (
+        "just_browsing",
+        &["just looking", "browsing", "looking around", "curious"],
+    ),
+    (
+        "support_request",
+        &[
+            "locked",
+            "not working",
+            "broken",
+            "error",
+            "my account",
+            "bug",
+            "refund",
+        ],
+    ),
+];
+
+fn lead_intent_scores(text: &str, labels: &LabelSet) -> Vec<f32> {
+    let lowered = text.to_lowercase();
+    let mut scores: Vec<f32> = labels
+        .as_slice()
+        .iter()
+        .map(|label| {
+            let phrases = LEAD_INTENT_PHRASES
+                .iter()
+                .find(|(name, _)| name == label)
+                .map_or(&[][..], |(_, phrases)| *phrases);
+            #[allow(clippy::cast_precision_loss)] // A handful of phrases.
+            let found = phrases
+                .iter()
+                .filter(|phrase| lowered.contains(*phrase))
+                .count() as f32;
+            found * 3.0
+        })
+        .collect();
+    if scores.iter().all(|score| *score == 0.0) {
+        if let Some(index) = labels
+            .as_slice()
+            .iter()
+            .position(|label| label == "just_browsing")
+        {
+            scores[index] = 1.0;
+        }
+    }
+    scores
+}
+
 /// The deterministic backend.
 #[derive(Debug, Default)]
 pub struct OffBackend;
@@ -195,6 +274,7 @@ impl Backend for OffBackend {
                         .into_iter()
                         .map(|share| share * 4.0)
                         .collect(),
+                    TaskKind::LeadIntent => lead_intent_scores(text, labels),
                     // The lexicon cannot judge a QA criterion from the text alone: `n/a` when the
                     // set has it (QA's keyword checks run in `crate::qa` instead), else the first.
                     TaskKind::QaCriterion => labels

@@ -89,8 +89,14 @@ impl fmt::Display for BackendKind {
 pub enum TaskKind {
     Sentiment,
     Topic,
+    /// What a sales-chat visitor wants (see `analysis::lead`).
+    #[value(name = "lead-intent")]
+    #[serde(rename = "lead_intent")]
+    LeadIntent,
     /// One QA criterion of one conversation: the text ends with the criterion's question, the
     /// labels are the scale's (`yes`/`no`/`n/a`, or points and `n/a`).
+    #[value(name = "qa-criterion")]
+    #[serde(rename = "qa_criterion")]
     QaCriterion,
 }
 
@@ -183,6 +189,20 @@ pub trait Backend: Send + Sync {
 
     /// Generates at most `max_tokens` tokens of free text after `prompt`, stopping at a blank line.
     fn generate(&self, prompt: &str, max_tokens: u32) -> Result<String, InferenceError>;
+
+    /// Generates at most `max_tokens` tokens after `prompt` that follow `grammar` (GBNF, root rule
+    /// `root`), where a structure is needed. The `local` backend enforces the grammar while it
+    /// decodes; a backend that cannot (a remote endpoint) generates freely, so callers always
+    /// parse and check what comes back.
+    fn generate_structured(
+        &self,
+        prompt: &str,
+        grammar: &str,
+        max_tokens: u32,
+    ) -> Result<String, InferenceError> {
+        let _ = grammar;
+        self.generate(prompt, max_tokens)
+    }
 }
 
 /// Turns per-label log-likelihoods into a [`Classification`]: a softmax over the label set.
@@ -317,6 +337,22 @@ impl Backend for LocalBackend {
             prompt: prompt.to_owned(),
             max_tokens,
             stop: vec!["\n\n".to_owned()],
+            grammar: None,
+        })?;
+        Ok(output.text)
+    }
+
+    fn generate_structured(
+        &self,
+        prompt: &str,
+        grammar: &str,
+        max_tokens: u32,
+    ) -> Result<String, InferenceError> {
+        let output = self.engine.generate(GenerateRequest {
+            prompt: prompt.to_owned(),
+            max_tokens,
+            stop: Vec::new(),
+            grammar: Some(grammar.to_owned()),
         })?;
         Ok(output.text)
     }

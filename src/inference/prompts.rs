@@ -25,7 +25,9 @@ const MAX_ITEM_CHARS: usize = 4000;
 /// The content-free text of a task, as [`item`] takes it.
 pub fn content_free(task: TaskKind) -> String {
     match task {
-        TaskKind::Sentiment | TaskKind::Topic => CONTENT_FREE_TEXT.to_owned(),
+        TaskKind::Sentiment | TaskKind::Topic | TaskKind::LeadIntent => {
+            CONTENT_FREE_TEXT.to_owned()
+        }
         TaskKind::QaCriterion => qa_text(CONTENT_FREE_TEXT, CONTENT_FREE_TEXT),
     }
 }
@@ -64,6 +66,29 @@ const SENTIMENT_EXAMPLES: [(&str, &str); 6] = [
     ),
 ];
 
+const LEAD_INTENT_EXAMPLES: [(&str, &str); 5] = [
+    (
+        "We want to sign up 30 seats today, can you send the order form?",
+        "ready_to_buy",
+    ),
+    (
+        "We are comparing you with two other tools, could we get a demo next week?",
+        "evaluating",
+    ),
+    (
+        "How much does the business plan cost per user?",
+        "pricing_question",
+    ),
+    (
+        "Just having a look around, what does your product do?",
+        "just_browsing",
+    ),
+    (
+        "I am a customer and my account is locked, can you help?",
+        "support_request",
+    ),
+];
+
 /// How a label is shown to the model: `card_arrival` reads as `card arrival`.
 pub fn display_label(label: &str) -> String {
     label.replace(['_', '-'], " ")
@@ -89,6 +114,7 @@ pub fn item(task: TaskKind, text: &str) -> String {
     match task {
         TaskKind::Sentiment => format!("Message: {}\nSentiment:", flat(text, MAX_ITEM_CHARS)),
         TaskKind::Topic => format!("Message: {}\nTopic:", flat(text, MAX_ITEM_CHARS)),
+        TaskKind::LeadIntent => format!("Message: {}\nIntent:", flat(text, MAX_ITEM_CHARS)),
         TaskKind::QaCriterion => {
             let (conversation, question) = text.rsplit_once('\n').unwrap_or((text, ""));
             let question = flat(question, MAX_ITEM_CHARS / 4);
@@ -205,12 +231,30 @@ pub fn classification_prompt(task: TaskKind, labels: &LabelSet) -> Classificatio
              list: {}.\n\n",
             shown.join("; ")
         ),
+        TaskKind::LeadIntent => {
+            let mut prefix = format!(
+                "Visitors' messages in a website's sales chat, each labelled with what the visitor \
+                 wants ({}).\n\n",
+                shown.join(", ")
+            );
+            let is_standard = labels.as_slice() == crate::analysis::lead::INTENT_LABELS;
+            for (text, label) in LEAD_INTENT_EXAMPLES {
+                if is_standard {
+                    let _ = write!(
+                        prefix,
+                        "Message: {text}\nIntent: {}\n\n",
+                        display_label(label)
+                    );
+                }
+            }
+            prefix
+        }
         TaskKind::QaCriterion => qa_prefix(labels),
     };
     // A label's likelihood must include its end, or a label that begins another ("card" and "card
     // arrival") would always win; one newline token ends each. Single-word sentiment labels need no
     // end marker, which saves a decoding step per text.
-    let needs_end = task == TaskKind::Topic
+    let needs_end = matches!(task, TaskKind::Topic | TaskKind::LeadIntent)
         || shown.iter().any(|label| {
             shown
                 .iter()

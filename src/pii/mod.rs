@@ -9,7 +9,7 @@
 //! into personal data, and its text is personal data. Errors name lines and fields, never text.
 
 mod checks;
-mod patterns;
+pub(crate) mod patterns;
 pub mod redact;
 pub mod scan;
 

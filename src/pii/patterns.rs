@@ -14,14 +14,15 @@ use regex::{Regex, RegexBuilder};
 use super::checks;
 use super::{Finding, PiiError, PiiType};
 
-/// Compiles one of the constant patterns below; a unit test compiles every one of them.
-pub(super) fn pattern(source: &str) -> Regex {
+/// Compiles one of the crate's constant patterns (these below, and the lead patterns in
+/// `analysis::lead`); a unit test compiles every one of them.
+pub(crate) fn pattern(source: &str) -> Regex {
     Regex::new(source).unwrap_or_else(|error| invalid_pattern(&error))
 }
 
 #[allow(clippy::panic)] // The patterns are constants, each compiled by a unit test; this cannot run.
 fn invalid_pattern(error: &regex::Error) -> Regex {
-    panic!("a built-in PII pattern does not compile: {error}")
+    panic!("a built-in pattern does not compile: {error}")
 }
 
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {

@@ -424,8 +424,103 @@ fn a_job_whose_interaction_is_gone_fails_and_takes_its_analyses_with_it() {
             .analyses(tenant.id, stored.id)
             .unwrap()
             .len(),
-        AnalysisKind::ALL.len()
+        3,
+        "summary, sentiment and topics (it is not a sales chat)"
     );
+}
+
+fn sales_chat(source_id: &str, text: &str) -> InteractionRecord {
+    serde_json::from_value(serde_json::json!({
+        "source_system": "website", "source_id": source_id, "channel": "sales-chat",
+        "messages": [
+            {"role": "customer", "sent_at": "2026-10-06T10:00:00Z", "text": text},
+            {"role": "ai-agent", "sent_at": "2026-10-06T10:00:05Z", "text": "Happy to help! I will pass this to our sales team."}
+        ]
+    }))
+    .unwrap()
+}
+
+fn lead_of(
+    context: &AppContext,
+    tenant: TenantId,
+    id: RecordId,
+) -> analysis::lead::LeadQualification {
+    match analysis_of(context, tenant, id, AnalysisKind::Lead).result {
+        AnalysisResult::Lead(lead) => lead,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sales_chats_are_qualified_as_leads_and_other_interactions_are_not() {
+    let app = TestApp::spawn();
+    let tenant = app.create_tenant("acme");
+    app.create_user("analyst@acme.example", Role::Analyst, Some(&tenant));
+    use_off_backend(&app.context, tenant.id);
+    let hot = write(
+        &app.context,
+        tenant.id,
+        sales_chat(
+            "S-1",
+            "We want to buy 200 seats for our 1,500 employees and sign the contract today. Budget is $90k a year.",
+        ),
+    );
+    let cold = write(
+        &app.context,
+        tenant.id,
+        sales_chat("S-2", "Just looking around, what does your product do?"),
+    );
+    let support = write(
+        &app.context,
+        tenant.id,
+        record("C-1", "My order never arrived."),
+    );
+    let context = app.context.clone();
+    tokio::task::spawn_blocking(move || run_queue(&context, tenant.id))
+        .await
+        .unwrap();
+
+    let lead = lead_of(&app.context, tenant.id, hot.id);
+    assert_eq!(lead.intent.label, "ready_to_buy");
+    assert_eq!(lead.facts.budget.as_deref(), Some("$90k a year"));
+    assert_eq!(lead.facts.company_size, Some(1500));
+    assert_eq!(lead.facts.timeline, "now");
+    assert!(lead.score >= 80, "{lead:?}");
+    let cold_lead = lead_of(&app.context, tenant.id, cold.id);
+    assert_eq!(cold_lead.intent.label, "just_browsing");
+    assert_eq!(cold_lead.facts.budget, None);
+    assert!(cold_lead.score < 20, "{cold_lead:?}");
+    assert!(lead.score > cold_lead.score);
+    let provenance = analysis_of(&app.context, tenant.id, hot.id, AnalysisKind::Lead).provenance;
+    assert_eq!(provenance.analyzer, "keyword intent and fact patterns");
+    assert_eq!(
+        provenance.prompt_version,
+        analysis::lead::LEAD_PROMPT_VERSION
+    );
+    // A support chat has every other analysis but no lead, and its job is done.
+    let kinds: Vec<AnalysisKind> = app
+        .context
+        .analysis
+        .analyses(tenant.id, support.id)
+        .unwrap()
+        .iter()
+        .map(Analysis::kind)
+        .collect();
+    assert!(!kinds.contains(&AnalysisKind::Lead), "{kinds:?}");
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    assert_eq!(counts(&app.context, tenant.id), (0, 0, 3, 0));
+
+    let analyst = app.signed_in_client("analyst@acme.example").await;
+    let page = app
+        .get(&analyst, &format!("/t/acme/interactions/{}", hot.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Lead qualification"), "{page}");
+    assert!(page.contains(&format!("{} / 100", lead.score)), "{page}");
+    assert!(page.contains("1500 people"), "{page}");
+    assert!(page.contains("ready to buy"), "{page}");
 }
 
 #[test]
@@ -487,6 +582,40 @@ fn the_default_model_summarises_and_labels_an_interaction_with_its_sha256() {
             .all(|label| DEFAULT_TOPICS.contains(&label.as_str())),
         "{labels:?}"
     );
+
+    // A sales chat: its intent by label scoring, its facts by grammar-constrained generation,
+    // kept only where the visitor wrote them.
+    let visitor = "We are 40 people and want to start next month. Our budget is $500 per month.";
+    let chat = write(&context, tenant.id, sales_chat("S-1", visitor));
+    let totals = run_queue(&context, tenant.id);
+    assert_eq!((totals.done, totals.failed), (1, 0));
+    let lead = lead_of(&context, tenant.id, chat.id);
+    eprintln!("default model, lead qualification: {lead:?}");
+    assert!(
+        analysis::lead::INTENT_LABELS.contains(&lead.intent.label.as_str()),
+        "{lead:?}"
+    );
+    assert!(lead.intent.confidence > 0.0 && lead.intent.confidence <= 1.0);
+    if let Some(budget) = &lead.facts.budget {
+        assert!(
+            visitor.to_lowercase().contains(&budget.to_lowercase()),
+            "{lead:?}"
+        );
+    }
+    if let Some(size) = lead.facts.company_size {
+        assert_eq!(size, 40, "{lead:?}");
+    }
+    assert!(
+        analysis::lead::TIMELINE_LABELS.contains(&lead.facts.timeline.as_str()),
+        "{lead:?}"
+    );
+    assert!(lead.score <= 100);
+    let provenance = analysis_of(&context, tenant.id, chat.id, AnalysisKind::Lead).provenance;
+    assert_eq!(
+        provenance.analyzer,
+        "label scoring and grammar-constrained extraction"
+    );
+    assert_eq!(provenance.model, DEFAULT_MODEL_SHA256);
 }
 
 /// A stored analysis whose text and labels carry markup, as untrusted model output may.

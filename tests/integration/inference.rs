@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use rapport::config::InferenceConfig;
-use rapport::inference::engine::EngineSettings;
+use rapport::inference::engine::{EngineSettings, GenerateRequest};
 use rapport::inference::models::{self, ModelDirectories, ModelError, DEFAULT_MODEL_SHA256};
 use rapport::inference::{start_local, Backend, LabelSet, TaskKind};
 
@@ -115,6 +115,53 @@ fn default_model_loads_and_classifies_unambiguous_messages() {
     let text = backend.generate("The capital of France is", 8).unwrap();
     assert!(!text.is_empty());
     assert!(text.split_whitespace().count() <= 8, "{text:?}");
+}
+
+#[test]
+fn generation_follows_a_grammar_and_a_bad_grammar_is_an_error_not_an_abort() {
+    let backend = start_local(&default_model(), &[], &settings()).unwrap();
+    let request = |prompt: &str, grammar: &str| GenerateRequest {
+        prompt: prompt.to_owned(),
+        max_tokens: 24,
+        stop: Vec::new(),
+        grammar: Some(grammar.to_owned()),
+    };
+    // The model's own next token (" Paris") breaks this grammar: the whole vocabulary is then
+    // filtered, and the output is one of the two words the grammar allows, and nothing after.
+    let output = backend
+        .engine()
+        .generate(request(
+            "The capital of France is",
+            r#"root ::= "yes" | "no""#,
+        ))
+        .unwrap();
+    assert!(output.text == "yes" || output.text == "no", "{output:?}");
+    assert!(output.grammar_fallbacks >= 1, "{output:?}");
+
+    // A JSON shape: what comes back parses, with the one key the grammar names.
+    let grammar = r#"root ::= "{\"budget\": " ( "null" | "\"" [0-9$,. a-z]{1,24} "\"" ) "}""#;
+    let text = backend
+        .generate_structured(
+            "Customer: We can spend about $20,000 a year on this.\nThe budget as JSON: ",
+            grammar,
+            40,
+        )
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|error| {
+        panic!("{error}: {text:?}");
+    });
+    let budget = &value["budget"];
+    assert!(budget.is_null() || budget.is_string(), "{value}");
+    assert_eq!(value.as_object().unwrap().len(), 1, "{value}");
+
+    // A grammar llama.cpp cannot parse is this request's error; the engine goes on serving.
+    let error = backend
+        .engine()
+        .generate(request("Hello", r#"root ::= "unterminated"#))
+        .unwrap_err();
+    assert!(error.to_string().contains("grammar"), "{error}");
+    let after = backend.generate("The capital of France is", 4).unwrap();
+    assert!(!after.is_empty());
 }
 
 #[test]
