@@ -424,8 +424,8 @@ fn a_job_whose_interaction_is_gone_fails_and_takes_its_analyses_with_it() {
             .analyses(tenant.id, stored.id)
             .unwrap()
             .len(),
-        3,
-        "summary, sentiment and topics (it is not a sales chat)"
+        4,
+        "summary, sentiment, topics and QA (it is not a sales chat)"
     );
 }
 
@@ -507,7 +507,8 @@ async fn sales_chats_are_qualified_as_leads_and_other_interactions_are_not() {
         .map(Analysis::kind)
         .collect();
     assert!(!kinds.contains(&AnalysisKind::Lead), "{kinds:?}");
-    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    // Summary, sentiment, topics and the QA scorecard.
+    assert_eq!(kinds.len(), 4, "{kinds:?}");
     assert_eq!(counts(&app.context, tenant.id), (0, 0, 3, 0));
 
     let analyst = app.signed_in_client("analyst@acme.example").await;
