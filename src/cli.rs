@@ -31,10 +31,10 @@ struct Cli {
 }
 
 #[derive(Args, Clone)]
-struct ConfigArg {
+pub(crate) struct ConfigArg {
     /// Path of the configuration file.
     #[arg(long = "config", env = "RAPPORT_CONFIG", default_value = config::DEFAULT_CONFIG_PATH, value_name = "PATH")]
-    path: PathBuf,
+    pub(crate) path: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -143,6 +143,49 @@ enum Command {
         /// Write to this new file (mode 0600) instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+    /// List, approve and revoke the GGUF models the `local` backend may load.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Rotate the master key or a tenant's data key (the server must be stopped).
+    #[command(subcommand)]
+    Keys(crate::rotation::KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// List every GGUF file in the model directories: its metadata, sha256, whether it is
+    /// approved, and the tenants using it.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Approve one exact model file (by digest) for loading, after reading its header.
+    Approve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The sha256 of a file in one of the model directories.
+        #[arg(
+            long,
+            value_name = "HEX",
+            required_unless_present = "file",
+            conflicts_with = "file"
+        )]
+        sha256: Option<String>,
+        /// A model file anywhere; its digest is approved.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// Revoke a model's approval; it is no longer loaded. The default model cannot be revoked.
+    Revoke {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_name = "HEX")]
+        sha256: String,
+        /// Revoke it even though tenants use it (their local analysis then fails until a tenant
+        /// admin chooses another model).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -433,6 +476,8 @@ pub fn run() -> ExitCode {
             format: _,
             out,
         } => export(&config.path, &tenant, out.as_deref()),
+        Command::Model(command) => model(command),
+        Command::Keys(command) => crate::rotation::run(command).map_err(Failure),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -475,6 +520,8 @@ fn serve(config_path: &Path) -> Outcome {
     if let Some(tls) = &config.server.tls {
         crate::web::tls::server_config(tls)?;
     }
+    // A bad metrics token file stops the start before the database is opened, like bad TLS files.
+    crate::metrics::Metrics::from_config(&config.metrics)?;
     let listen = config.server.listen;
     let tls = config.server.tls.is_some();
     let context = AppContext::open(config, OpenMode::ExistingOnly)?;
@@ -549,6 +596,12 @@ fn check(config_path: &Path) -> ExitCode {
                 },
                 None => {
                     notes.push("TLS is off: plain HTTP (only behind a local TLS proxy)".to_owned());
+                }
+            }
+            if config.metrics.enabled {
+                match crate::metrics::Metrics::from_config(&config.metrics) {
+                    Ok(_) => notes.push("metrics are on and the token file is usable".to_owned()),
+                    Err(error) => problems.push(error.to_string()),
                 }
             }
             if problems.is_empty() {
@@ -1013,5 +1066,152 @@ fn audit_verify(config_path: &Path) -> Outcome {
         "audit log intact: {} entries in {} segment(s)",
         report.entries, report.segments
     );
+    Ok(())
+}
+
+fn model(command: ModelCommand) -> Outcome {
+    use crate::inference::catalogue::{self, DigestCache};
+    match command {
+        ModelCommand::List { config } => {
+            let context = open(&config.path)?;
+            let listed = catalogue::catalogue(&context, &DigestCache::default())?;
+            model_table(&listed)?;
+        }
+        ModelCommand::Approve {
+            config,
+            sha256,
+            file,
+        } => {
+            let context = open(&config.path)?;
+            let approved = match (file, sha256) {
+                (Some(file), _) => catalogue::approve_file(&context, &Actor::cli(), None, &file)?,
+                (None, Some(sha256)) => catalogue::approve_digest(
+                    &context,
+                    &Actor::cli(),
+                    None,
+                    &DigestCache::default(),
+                    &sha256,
+                )?,
+                (None, None) => return Err(Failure("give --sha256 or --file".to_owned())),
+            };
+            if approved.newly {
+                println!(
+                    "approved model sha256 {} ({})",
+                    approved.sha256,
+                    approved.path.display()
+                );
+            } else {
+                println!(
+                    "model sha256 {} ({}) was already approved",
+                    approved.sha256,
+                    approved.path.display()
+                );
+            }
+        }
+        ModelCommand::Revoke {
+            config,
+            sha256,
+            force,
+        } => {
+            let context = open(&config.path)?;
+            let revoked = catalogue::revoke(&context, &Actor::cli(), None, &sha256, force)?;
+            println!(
+                "revoked model sha256 {} ({}); it is no longer loaded",
+                revoked.approval.sha256, revoked.approval.file_name
+            );
+            if !revoked.tenants.is_empty() {
+                let slugs: Vec<&str> = revoked
+                    .tenants
+                    .iter()
+                    .map(|tenant| tenant.slug.as_str())
+                    .collect();
+                eprintln!(
+                    "warning: tenant(s) {} used it; their local analysis fails until a tenant admin chooses another model",
+                    slugs.join(", ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Header strings (and file names) are untrusted: control characters would rewrite the terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// Prints the catalogue: one line per file, then a line per file whose header could not be read,
+/// and the approved digests whose file was not found.
+fn model_table(listed: &crate::inference::catalogue::Catalogue) -> Outcome {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<36} {:<40} {:<12} {:>9} {:<8} {:>8} {:>10} {:<64} {:<12} TENANTS",
+        "FILE", "DIR", "ARCH", "PARAMS", "QUANT", "CONTEXT", "SIZE", "SHA256", "APPROVED"
+    )?;
+    for entry in &listed.models {
+        let architecture = printable(&entry.architecture());
+        writeln!(
+            out,
+            "{:<36} {:<40} {:<12} {:>9} {:<8} {:>8} {:>10} {:<64} {:<12} {}",
+            printable(&entry.file_name),
+            entry.directory.display(),
+            if entry.header.is_some() {
+                architecture
+            } else {
+                "-".to_owned()
+            },
+            entry.parameters(),
+            entry.quantisation(),
+            entry.context_length(),
+            entry.size(),
+            if entry.sha256.is_some() {
+                entry.sha256_text()
+            } else {
+                "-"
+            },
+            entry.approval.label(),
+            if entry.tenants.is_empty() {
+                "-".to_owned()
+            } else {
+                entry.tenant_slugs()
+            }
+        )?;
+    }
+    for entry in &listed.models {
+        if let Some(problem) = &entry.problem {
+            writeln!(out, "unreadable: {}", printable(problem))?;
+        }
+        if !entry.same_digest_elsewhere.is_empty() {
+            let others: Vec<String> = entry
+                .same_digest_elsewhere
+                .iter()
+                .map(|path| path.display().to_string())
+                .collect();
+            writeln!(
+                out,
+                "same sha256: {} is also at {}",
+                entry.path.display(),
+                others.join(", ")
+            )?;
+        }
+    }
+    for approval in &listed.approved_not_found {
+        writeln!(
+            out,
+            "approved but not installed: sha256 {} ({})",
+            approval.sha256, approval.file_name
+        )?;
+    }
+    if listed.models.is_empty() {
+        let searched: Vec<String> = listed
+            .directories
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect();
+        writeln!(out, "no .gguf files in {}", searched.join(", "))?;
+    }
     Ok(())
 }

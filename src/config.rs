@@ -37,6 +37,19 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub inference: InferenceConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// The Prometheus endpoint `/metrics`: off unless enabled, and then only for a scraper that
+/// presents the bearer token held in `token_file`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// A file holding the bearer token (at least 32 characters; mode 0600 or 0640).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,6 +233,12 @@ impl Config {
         if self.inference.context_size < 512 {
             problems.push("inference.context_size must be at least 512 tokens".to_owned());
         }
+        if self.metrics.enabled && self.metrics.token_file.is_none() {
+            problems.push(
+                "metrics.enabled = true needs metrics.token_file, a file holding the bearer token that scrapers present"
+                    .to_owned(),
+            );
+        }
         if self
             .log
             .level
@@ -340,6 +359,14 @@ batch_width = {batch_width}
 # cache (filled by scripts/fetch-model.sh). Unset, it is $RAPPORT_MODEL_CACHE or
 # $HOME/.cache/rapport/models.
 # models_cache_dir = "/var/cache/rapport/models"
+
+[metrics]
+# Serve Prometheus metrics at /metrics (request counts and latencies by route family, analysis
+# queue, database size; never tenant names or content). Off: /metrics answers 404.
+enabled = false
+# Scrapers must send "Authorization: Bearer <token>", the token being this file's contents (at
+# least 32 characters, e.g. from `openssl rand -hex 32`; mode 0600 or 0640). Needed when enabled.
+# token_file = "/etc/rapport/metrics-token"
 "#,
         listen = values.listen,
         data_dir = toml_string(values.data_dir),
@@ -403,6 +430,27 @@ mod tests {
         let error = Config::load(&path).unwrap_err().to_string();
         assert!(error.contains("wokers"), "{error}");
         assert!(error.contains("rapport.toml"), "{error}");
+    }
+
+    #[test]
+    fn enabled_metrics_without_a_token_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rapport.toml");
+        let text = packaged_template().replace("enabled = false", "enabled = true");
+        std::fs::write(&path, text).unwrap();
+        let error = Config::load(&path).unwrap_err().to_string();
+        assert!(error.contains("metrics.token_file"), "{error}");
+        let text = packaged_template().replace(
+            "enabled = false",
+            "enabled = true\ntoken_file = \"/etc/rapport/metrics-token\"",
+        );
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load(&path).unwrap();
+        assert!(config.metrics.enabled);
+        let text = packaged_template().replace("enabled = false", "enabled = \"yes\"");
+        std::fs::write(&path, text).unwrap();
+        let error = Config::load(&path).unwrap_err().to_string();
+        assert!(error.contains("metrics.enabled"), "{error}");
     }
 
     #[test]

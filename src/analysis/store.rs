@@ -131,6 +131,8 @@ pub struct AnalysisStore {
     lock: Arc<Mutex<()>>,
     wake: Arc<Wake>,
     meters: Arc<Meters>,
+    /// Jobs that ended done since the process started (all tenants), for `/metrics`.
+    completed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl AnalysisStore {
@@ -140,6 +142,7 @@ impl AnalysisStore {
             lock: Arc::default(),
             wake: Arc::default(),
             meters: Arc::default(),
+            completed: Arc::default(),
         }
     }
 
@@ -314,6 +317,7 @@ impl AnalysisStore {
         if finished.is_empty() {
             return Ok(());
         }
+        let mut completed = 0u64;
         let requeued = self.locked(|| -> Result<bool, StoreError> {
             let jobs = self.jobs(tenant)?;
             let results = self.results(tenant)?;
@@ -333,6 +337,7 @@ impl AnalysisStore {
                 let position = self.next_position()?;
                 let ended = jobs::end_attempt(&current, item.end, now, || position);
                 requeued |= ended.state == JobState::Queued;
+                completed += u64::from(ended.state == JobState::Done);
                 match item.end {
                     AttemptEnd::Done { .. } => {
                         for analysis in &item.analyses {
@@ -364,6 +369,8 @@ impl AnalysisStore {
             self.commit(tenant, writes, &counts)?;
             Ok(requeued)
         })?;
+        self.completed
+            .fetch_add(completed, std::sync::atomic::Ordering::Relaxed);
         if requeued {
             self.wake();
         }
@@ -440,6 +447,11 @@ impl AnalysisStore {
             self.commit(tenant, writes, &counts)?;
             Ok(keys.len())
         })
+    }
+
+    /// Jobs that ended done since the process started, in every tenant.
+    pub fn completed_total(&self) -> u64 {
+        self.completed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The tenant's job counts per state.

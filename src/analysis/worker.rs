@@ -106,8 +106,12 @@ impl BackendCache {
                     .model_sha256
                     .clone()
                     .unwrap_or_else(|| DEFAULT_MODEL_SHA256.to_owned());
-                let approved = ModelApprovals::new(context.store.clone()).approved_digests()?;
-                if !approved.contains(&sha256) {
+                // The default model is approved from the start, whatever is stored.
+                let approved = sha256 == DEFAULT_MODEL_SHA256
+                    || ModelApprovals::new(context.store.clone())
+                        .get(&sha256)?
+                        .is_some();
+                if !approved {
                     // Revoked since it was loaded: unload it now; opening it below refuses it.
                     self.entries.retain(|entry| {
                         entry.key

@@ -84,6 +84,16 @@ pub enum AuditAction {
     /// An interaction's text (redacted of PII) was sent to a tenant's remote analysis endpoint;
     /// the target names the interaction and the endpoint.
     AnalysisSentRemote,
+    /// An operator approved a model file for loading; the target names its sha256 and file.
+    ModelApproved,
+    /// An operator revoked a model's approval; the target names its sha256 and any tenants that
+    /// still used it.
+    ModelRevoked,
+    /// The master key was replaced (`rapport keys rotate-master`); the target holds the old and
+    /// new fingerprints, never key bytes.
+    KeysMasterRotated,
+    /// A tenant's data key rotation started, resumed or completed (`rapport keys rotate-tenant`).
+    KeysTenantRotated,
     /// A QA lead overrode a QA criterion's score; the target names the interaction and criterion.
     QaOverridden,
     /// A tenant's QA scorecard was changed.
@@ -120,6 +130,10 @@ impl AuditAction {
             Self::AnalysisCancelled => "analysis.cancelled",
             Self::AnalysisTopicsChanged => "analysis.topics_changed",
             Self::AnalysisSentRemote => "analysis.sent_remote",
+            Self::ModelApproved => "model.approved",
+            Self::ModelRevoked => "model.revoked",
+            Self::KeysMasterRotated => "keys.master_rotated",
+            Self::KeysTenantRotated => "keys.tenant_rotated",
             Self::QaOverridden => "qa.overridden",
             Self::QaScorecardChanged => "qa.scorecard_changed",
         }

@@ -14,6 +14,7 @@
 //! Model output is untrusted text: it is returned as data, never interpreted, and never logged.
 
 pub mod bench;
+pub mod catalogue;
 pub mod engine;
 pub mod eval;
 pub mod gguf;

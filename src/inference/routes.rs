@@ -1,6 +1,9 @@
 //! The tenant admin's analysis settings page, `/t/{tenant}/settings/analysis`: which backend the
 //! tenant uses (off, local with a model, or a remote endpoint), and a connection test for the
 //! remote one. The API key is write-only: the page says whether one is set, never what it is.
+//!
+//! And the operator's model catalogue, `/admin/models`: the installed GGUF files with their
+//! metadata, digests, approval and the tenants using them, with Approve and Revoke buttons.
 
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Form};
@@ -9,11 +12,12 @@ use askama::Template;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::auth::guard::policy::ManageAnalysis;
-use crate::auth::guard::{client_address, RequestSession, TenantAccess};
+use crate::auth::guard::policy::{ManageAnalysis, ManageAppliance};
+use crate::auth::guard::{client_address, Authorized, RequestSession, TenantAccess};
 use crate::auth::session::FlashKind;
 use crate::context::AppContext;
 use crate::error::AppError;
+use crate::inference::catalogue::{self, Catalogue, CatalogueError, DigestCache};
 use crate::inference::remote::RemoteInput;
 use crate::inference::settings::{self, AnalysisChoice, ModelChoice};
 use crate::inference::store::AnalysisSettings;
@@ -28,7 +32,10 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route(
             "/t/{tenant}/settings/analysis/test",
             web::post().to(test_connection),
-        );
+        )
+        .route("/admin/models", web::get().to(models_show))
+        .route("/admin/models/approve", web::post().to(models_approve))
+        .route("/admin/models/revoke", web::post().to(models_revoke));
 }
 
 /// The form as posted. Every field is optional so that a missing one is reported by
@@ -318,6 +325,158 @@ async fn test_connection(
             notice,
         )?;
         Reply::page(&page, status)
+    })
+    .await?
+}
+
+#[derive(Template)]
+#[template(path = "inference/models.html")]
+struct ModelsPage {
+    chrome: Chrome,
+    catalogue: Catalogue,
+    error: Option<String>,
+}
+
+const MODELS_PATH: &str = "/admin/models";
+
+/// The catalogue page. Blocking: it may hash new or changed model files.
+fn models_page(
+    context: &AppContext,
+    session: &RequestSession,
+    error: Option<String>,
+) -> Result<ModelsPage, AppError> {
+    Ok(ModelsPage {
+        chrome: Chrome::for_session(context, session, None, "Models", MODELS_PATH)?,
+        catalogue: catalogue::catalogue(context, DigestCache::shared())
+            .map_err(catalogue_failure)?,
+        error,
+    })
+}
+
+/// A failure that is not a refusal to show on the page.
+fn catalogue_failure(error: CatalogueError) -> AppError {
+    match error {
+        CatalogueError::Store(error) => error.into(),
+        CatalogueError::Audit(error) => error.into(),
+        CatalogueError::Inference(error) => error.into(),
+        CatalogueError::Tenant(error) => error.into(),
+        other => AppError::internal(&other),
+    }
+}
+
+/// The status of a refused approval or revocation, or `None` for a failure of the appliance.
+fn refusal_status(error: &CatalogueError) -> Option<StatusCode> {
+    match error {
+        CatalogueError::InvalidDigest(_) | CatalogueError::Unreadable(_) => {
+            Some(StatusCode::UNPROCESSABLE_ENTITY)
+        }
+        CatalogueError::NotFound { .. } => Some(StatusCode::NOT_FOUND),
+        CatalogueError::DefaultModel
+        | CatalogueError::NotApproved(_)
+        | CatalogueError::InUse { .. }
+        | CatalogueError::Changed { .. } => Some(StatusCode::CONFLICT),
+        CatalogueError::Store(_)
+        | CatalogueError::Audit(_)
+        | CatalogueError::Inference(_)
+        | CatalogueError::Tenant(_) => None,
+    }
+}
+
+/// After an approval or revocation: back to the list with a message, or the page again with the
+/// refusal.
+fn models_reply(
+    context: &AppContext,
+    session: &RequestSession,
+    result: Result<String, CatalogueError>,
+) -> Result<Reply, AppError> {
+    match result {
+        Ok(message) => {
+            push_flash(context, session, FlashKind::Success, message)?;
+            Ok(Reply::SeeOther(MODELS_PATH.to_owned()))
+        }
+        Err(error) => match refusal_status(&error) {
+            Some(status) => {
+                let page = models_page(context, session, Some(error.to_string()))?;
+                Reply::page(&page, status)
+            }
+            None => Err(catalogue_failure(error)),
+        },
+    }
+}
+
+async fn models_show(
+    context: Data<AppContext>,
+    access: Authorized<ManageAppliance>,
+) -> Result<HttpResponse, AppError> {
+    let page = web::block(move || models_page(&context, &access.session, None)).await??;
+    render(&page, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+struct ApproveFields {
+    #[serde(default)]
+    sha256: String,
+}
+
+async fn models_approve(
+    request: HttpRequest,
+    context: Data<AppContext>,
+    access: Authorized<ManageAppliance>,
+    form: Form<ApproveFields>,
+) -> Result<Reply, AppError> {
+    let client = client_address(&request).map(|ip| ip.to_string());
+    web::block(move || {
+        let session = &access.session;
+        let result = catalogue::approve_digest(
+            &context,
+            &session.user.actor(),
+            client,
+            DigestCache::shared(),
+            &form.sha256,
+        )
+        .map(|approved| {
+            if approved.newly {
+                format!("Model sha256 {} approved.", approved.sha256)
+            } else {
+                format!("Model sha256 {} was already approved.", approved.sha256)
+            }
+        });
+        models_reply(&context, session, result)
+    })
+    .await?
+}
+
+#[derive(Deserialize)]
+struct RevokeFields {
+    #[serde(default)]
+    sha256: String,
+    #[serde(default)]
+    force: Option<String>,
+}
+
+async fn models_revoke(
+    request: HttpRequest,
+    context: Data<AppContext>,
+    access: Authorized<ManageAppliance>,
+    form: Form<RevokeFields>,
+) -> Result<Reply, AppError> {
+    let client = client_address(&request).map(|ip| ip.to_string());
+    web::block(move || {
+        let session = &access.session;
+        let result = catalogue::revoke(
+            &context,
+            &session.user.actor(),
+            client,
+            &form.sha256,
+            form.force.is_some(),
+        )
+        .map(|revoked| {
+            format!(
+                "Model sha256 {} revoked; it is no longer loaded.",
+                revoked.approval.sha256
+            )
+        });
+        models_reply(&context, session, result)
     })
     .await?
 }

@@ -73,9 +73,7 @@ impl ModelApprovals {
 
     /// Records an approval. `sha256` must be 64 hex digits.
     pub fn approve(&self, approval: &ModelApproval) -> Result<(), InferenceError> {
-        let key = digest_key(&approval.sha256).ok_or_else(|| {
-            InferenceError::Invalid("a model approval needs a 64-digit hex sha256".to_owned())
-        })?;
+        let key = digest_key(&approval.sha256).ok_or_else(invalid_digest)?;
         Ok(self.collection()?.insert(&key, approval)?)
     }
 
@@ -86,6 +84,24 @@ impl ModelApprovals {
             .collect()
     }
 
+    /// The approval of `sha256`, if there is one.
+    pub fn get(&self, sha256: &str) -> Result<Option<ModelApproval>, InferenceError> {
+        let key = digest_key(sha256).ok_or_else(invalid_digest)?;
+        Ok(self.collection()?.get(&key)?)
+    }
+
+    /// Removes the approval of `sha256`, durably, and returns it; `None` when it was not approved.
+    /// The built-in default's digest is approved whatever is stored, so callers refuse to revoke it.
+    pub fn revoke(&self, sha256: &str) -> Result<Option<ModelApproval>, InferenceError> {
+        let key = digest_key(sha256).ok_or_else(invalid_digest)?;
+        let collection = self.collection()?;
+        let Some(approval) = collection.get(&key)? else {
+            return Ok(None);
+        };
+        collection.remove(&key)?;
+        Ok(Some(approval))
+    }
+
     /// The approved digests (the built-in default is approved on top of these).
     pub fn approved_digests(&self) -> Result<Vec<String>, StoreError> {
         Ok(self
@@ -94,6 +110,10 @@ impl ModelApprovals {
             .map(|approval| approval.sha256)
             .collect())
     }
+}
+
+fn invalid_digest() -> InferenceError {
+    InferenceError::Invalid("a model approval needs a 64-digit hex sha256".to_owned())
 }
 
 fn digest_key(sha256: &str) -> Option<[u8; 32]> {

@@ -66,3 +66,14 @@ pub(super) fn open(
     let aad = associated_data(scope, collection, record_key, header);
     crypto::open(key, &aad, body).map_err(|_| unsealable())
 }
+
+/// The id of the data key that sealed `sealed`, read from its clear header; `None` for bytes that
+/// are not a sealed value (an empty value, another format).
+pub(super) fn key_id_of(sealed: &[u8]) -> Option<KeyId> {
+    if sealed.len() < HEADER_LEN || sealed[0] != FORMAT_V1 {
+        return None;
+    }
+    let mut id_bytes = [0u8; 16];
+    id_bytes.copy_from_slice(&sealed[1..HEADER_LEN]);
+    Some(KeyId::from_bytes(id_bytes))
+}

@@ -48,6 +48,11 @@ pub enum KeyError {
 pub struct MasterKey {
     key: SecretKey,
     source: PathBuf,
+    /// The configured key file (the source too, unless a systemd credential was read): where a
+    /// master key rotation leaves its pending key, `<file>.new`.
+    configured: PathBuf,
+    /// Read from `$CREDENTIALS_DIRECTORY` rather than the configured file.
+    credential: bool,
 }
 
 impl MasterKey {
@@ -56,11 +61,47 @@ impl MasterKey {
         let credential = std::env::var_os("CREDENTIALS_DIRECTORY")
             .map(|dir| PathBuf::from(dir).join(CREDENTIAL_NAME))
             .filter(|candidate| candidate.is_file());
-        match credential {
+        let mut key = match &credential {
             // systemd owns the credential's permissions, so only its contents are checked.
-            Some(credential_path) => Self::read(&credential_path, false),
-            None => Self::read(path, true),
+            Some(credential_path) => Self::read(credential_path, false)?,
+            None => Self::read(path, true)?,
+        };
+        key.configured = path.to_path_buf();
+        key.credential = credential.is_some();
+        Ok(key)
+    }
+
+    /// Reads `path` itself (mode 0600 or stricter), never the systemd credential: a key given to
+    /// `rapport keys rotate-master --new-key-file`, or a rotation's pending key.
+    pub fn load_file(path: &Path) -> Result<Self, KeyError> {
+        Self::read(path, true)
+    }
+
+    /// A fresh random key, not yet written anywhere; `configured` is the key file it is meant for.
+    pub fn generate(configured: &Path) -> Self {
+        Self {
+            key: SecretKey::generate(),
+            source: pending_path(configured),
+            configured: configured.to_path_buf(),
+            credential: false,
         }
+    }
+
+    /// Whether the key was read from `$CREDENTIALS_DIRECTORY` rather than the configured file.
+    pub fn from_credential(&self) -> bool {
+        self.credential
+    }
+
+    /// The configured key file this key belongs to.
+    pub fn configured_file(&self) -> &Path {
+        &self.configured
+    }
+
+    /// Writes this key to a new file `path` (mode 0600, refusing an existing file), `fsync`s it
+    /// and its directory, so that the name and the bytes survive a crash.
+    pub fn write_new_file(&self, path: &Path) -> Result<(), KeyError> {
+        write_key_file(path, &self.key)?;
+        sync_parent(path)
     }
 
     fn read(path: &Path, check_mode: bool) -> Result<Self, KeyError> {
@@ -90,30 +131,14 @@ impl MasterKey {
         Ok(Self {
             key,
             source: path.to_path_buf(),
+            configured: path.to_path_buf(),
+            credential: false,
         })
     }
 
     /// Writes a new random key to `path` with mode 0600; never replaces an existing file.
     pub fn create_file(path: &Path) -> Result<(), KeyError> {
-        let key = SecretKey::generate();
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|source| match source.kind() {
-                std::io::ErrorKind::AlreadyExists => KeyError::Exists(path.to_path_buf()),
-                _ => KeyError::Write {
-                    path: path.to_path_buf(),
-                    source,
-                },
-            })?;
-        file.write_all(key.expose_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|source| KeyError::Write {
-                path: path.to_path_buf(),
-                source,
-            })
+        write_key_file(path, &SecretKey::generate())
     }
 
     /// Where the key was read from, for messages.
@@ -129,6 +154,11 @@ impl MasterKey {
         id
     }
 
+    /// The fingerprint in hex, as audit entries and messages show it (never the key itself).
+    pub fn fingerprint_hex(&self) -> String {
+        hex::encode(self.fingerprint())
+    }
+
     pub(crate) fn wrap(&self, record: &WrappedKeyHeader, key: &SecretKey) -> Vec<u8> {
         crypto::seal(&self.key, &record.associated_data(), key.expose_bytes())
     }
@@ -141,6 +171,49 @@ impl MasterKey {
         let bytes = crypto::open(&self.key, &record.associated_data(), wrapped)?;
         SecretKey::from_slice(&bytes)
     }
+}
+
+/// Where `rapport keys rotate-master` writes the new key before the database is re-wrapped under
+/// it: `<configured file>.new`, renamed over the configured file once the re-wrap is committed.
+pub fn pending_path(configured: &Path) -> PathBuf {
+    let mut name = configured.as_os_str().to_owned();
+    name.push(".new");
+    PathBuf::from(name)
+}
+
+fn write_key_file(path: &Path, key: &SecretKey) -> Result<(), KeyError> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::AlreadyExists => KeyError::Exists(path.to_path_buf()),
+            _ => KeyError::Write {
+                path: path.to_path_buf(),
+                source,
+            },
+        })?;
+    file.write_all(key.expose_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|source| KeyError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// `fsync`s the directory holding `path`, so that a new or renamed name in it is durable.
+pub fn sync_parent(path: &Path) -> Result<(), KeyError> {
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    fs::File::open(parent)
+        .and_then(|directory| directory.sync_all())
+        .map_err(|source| KeyError::Write {
+            path: parent.to_path_buf(),
+            source,
+        })
 }
 
 /// A key file holds the 32 raw bytes, or 64 hex digits (as `systemd-creds` tooling often prefers).

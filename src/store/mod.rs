@@ -14,6 +14,7 @@
 mod codec;
 mod collection;
 pub mod keys;
+mod rotation;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,6 +29,7 @@ use crate::ids::{KeyId, TenantId};
 pub use collection::{BlindIndex, Collection, RecordKey, WriteSet};
 pub use keys::{KeyError, MasterKey};
 use keys::{KeyPurpose, ScopeKeys, WrappedKey, WrappedKeyHeader};
+pub use rotation::{KeyUsage, MasterRotation, ResealProgress, ResealReport};
 
 const META_TREE: &str = "meta";
 const KEYS_TREE: &str = "keys";
@@ -47,6 +49,12 @@ pub enum StoreError {
     NotInitialised(PathBuf),
     #[error("the master key from {key} does not match the database in {data_dir}")]
     WrongMasterKey { key: PathBuf, data_dir: PathBuf },
+    #[error("a master key rotation was interrupted: the database in {data_dir} is wrapped under the new key in {pending}, not under {key}; run `rapport keys rotate-master` again to finish it (it moves {pending} to {key})")]
+    RotationUnfinished {
+        key: PathBuf,
+        pending: PathBuf,
+        data_dir: PathBuf,
+    },
     #[error("only {available_mib} MiB of disk space are free in {dir}, below the {reserve_mib} MiB reserve; writes are refused until space is freed")]
     DiskFull {
         dir: PathBuf,
@@ -146,7 +154,8 @@ pub(crate) struct Shared {
     writers: std::sync::Mutex<HashMap<Scope, Arc<std::sync::Mutex<()>>>>,
     data_dir: PathBuf,
     min_free_disk_bytes: u64,
-    master: MasterKey,
+    /// Replaced only by [`Store::rotate_master`].
+    master: RwLock<Arc<MasterKey>>,
     scopes: RwLock<HashMap<Scope, Arc<ScopeKeys>>>,
 }
 
@@ -182,7 +191,7 @@ impl Store {
                 db,
                 data_dir: settings.data_dir.clone(),
                 min_free_disk_bytes: settings.min_free_disk_bytes,
-                master,
+                master: RwLock::new(Arc::new(master)),
                 writers: std::sync::Mutex::new(HashMap::new()),
                 scopes: RwLock::new(HashMap::new()),
             }),
@@ -211,19 +220,32 @@ impl Store {
             CANARY_PLAINTEXT,
         );
         meta.insert(META_CANARY, canary)?;
-        meta.insert(META_MASTER, &self.shared.master.fingerprint()[..])?;
+        meta.insert(META_MASTER, &self.master().fingerprint()[..])?;
         meta.insert(META_FORMAT, &[STORE_FORMAT_VERSION][..])?;
         self.shared.db.flush()?;
         Ok(())
     }
 
     fn verify_master_key(&self, meta: &sled::Tree) -> Result<(), StoreError> {
+        let master = self.master();
         let wrong_key = || StoreError::WrongMasterKey {
-            key: self.shared.master.source().to_path_buf(),
+            key: master.source().to_path_buf(),
             data_dir: self.shared.data_dir.clone(),
         };
         let fingerprint = meta.get(META_MASTER)?.ok_or_else(wrong_key)?;
-        if fingerprint.as_ref() != self.shared.master.fingerprint() {
+        if fingerprint.as_ref() != master.fingerprint() {
+            // A rotation cut off between its re-wrap and the rename of its key file leaves the
+            // new key beside the configured one: say so instead of only "wrong key".
+            let pending = keys::pending_path(master.configured_file());
+            if let Ok(candidate) = MasterKey::load_file(&pending) {
+                if fingerprint.as_ref() == candidate.fingerprint() {
+                    return Err(StoreError::RotationUnfinished {
+                        key: master.configured_file().to_path_buf(),
+                        pending,
+                        data_dir: self.shared.data_dir.clone(),
+                    });
+                }
+            }
             return Err(wrong_key());
         }
         let keys = self.scope_keys(Scope::Appliance).map_err(|_| wrong_key())?;
@@ -380,12 +402,11 @@ impl Store {
             if record.header.scope != scope {
                 continue;
             }
-            let key = self
-                .shared
-                .master
+            let master = self.master();
+            let key = master
                 .unwrap(&record.header, &record.wrapped)
                 .map_err(|_| StoreError::WrongMasterKey {
-                    key: self.shared.master.source().to_path_buf(),
+                    key: master.source().to_path_buf(),
                     data_dir: self.shared.data_dir.clone(),
                 })?;
             match record.header.purpose {
@@ -406,8 +427,12 @@ impl Store {
         })
     }
 
-    pub(crate) fn master(&self) -> &MasterKey {
-        &self.shared.master
+    pub(crate) fn master(&self) -> Arc<MasterKey> {
+        // A poisoned lock only means a panic elsewhere; the key in it is whole.
+        match self.shared.master.read() {
+            Ok(master) => Arc::clone(&master),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
     }
 
     pub(crate) fn keys_tree(&self) -> Result<sled::Tree, StoreError> {

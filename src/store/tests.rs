@@ -232,3 +232,123 @@ fn a_second_opener_is_told_the_database_is_in_use() {
     assert!(matches!(error, StoreError::Locked(_)), "{error}");
     assert!(error.to_string().contains("stop `rapport serve` first"));
 }
+
+#[test]
+fn after_a_master_rotation_only_the_new_key_opens_and_new_scopes_use_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let new_path = dir.path().join("new.key");
+    MasterKey::create_file(&new_path).unwrap();
+    let id = UserId::new();
+    let (before, after) = {
+        let store = new_store(dir.path());
+        let before = add_tenant(&store);
+        store
+            .collection::<UserId, String>(before, "users")
+            .unwrap()
+            .insert(&id, &"before".to_owned())
+            .unwrap();
+        let rotation = store
+            .rotate_master(MasterKey::load_file(&new_path).unwrap())
+            .unwrap();
+        // Appliance data, index and audit keys, and the tenant's data and index keys.
+        assert_eq!(rotation.wrapped_keys, 5);
+        assert_ne!(rotation.old_fingerprint, rotation.new_fingerprint);
+        // A scope created after the rotation is wrapped under the new key by the same handle.
+        let after = add_tenant(&store);
+        store
+            .collection::<UserId, String>(after, "users")
+            .unwrap()
+            .insert(&id, &"after".to_owned())
+            .unwrap();
+        (before, after)
+    };
+    let old = Store::open(
+        &settings(dir.path()),
+        MasterKey::load(&dir.path().join("master.key")).unwrap(),
+        OpenMode::ExistingOnly,
+    );
+    assert!(matches!(old, Err(StoreError::WrongMasterKey { .. })));
+    let store = Store::open(
+        &settings(dir.path()),
+        MasterKey::load(&new_path).unwrap(),
+        OpenMode::ExistingOnly,
+    )
+    .unwrap();
+    for (scope, expected) in [(before, "before"), (after, "after")] {
+        let users = store.collection::<UserId, String>(scope, "users").unwrap();
+        assert_eq!(users.get(&id).unwrap().as_deref(), Some(expected));
+    }
+}
+
+#[test]
+fn resealing_moves_every_value_to_the_new_key_and_skips_values_already_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let tenant = add_tenant(&store);
+    let other = add_tenant(&store);
+    let ids: Vec<UserId> = (0..1200).map(|_| UserId::new()).collect();
+    let users = store.collection::<UserId, String>(tenant, "users").unwrap();
+    let mut writes = WriteSet::default();
+    for (n, id) in ids.iter().enumerate() {
+        writes.put(&users, id, &format!("user {n}")).unwrap();
+    }
+    store.commit(writes).unwrap();
+    store
+        .collection::<UserId, String>(other, "users")
+        .unwrap()
+        .insert(&ids[0], &"other".to_owned())
+        .unwrap();
+    let old_key = store.data_key_usage(tenant).unwrap().current;
+    let other_before = store.data_key_usage(other).unwrap();
+
+    let new_key = store.add_data_key(tenant).unwrap();
+    // A record written after the new key exists is sealed under it, and the re-seal skips it.
+    let late = UserId::new();
+    store
+        .collection::<UserId, String>(tenant, "users")
+        .unwrap()
+        .insert(&late, &"late".to_owned())
+        .unwrap();
+    let usage = store.data_key_usage(tenant).unwrap();
+    assert_eq!(usage.current, new_key);
+    assert_eq!(usage.older, vec![old_key]);
+    assert_eq!(usage.outdated(), 1200);
+    assert_eq!(usage.count(new_key), 1);
+    // Nothing is retired while a value still uses the old key.
+    assert!(store.retire_unused_data_keys(tenant).unwrap().is_empty());
+
+    let mut steps = Vec::new();
+    let report = store
+        .reseal_scope(tenant, Some(700), |step| steps.push(step.resealed))
+        .unwrap();
+    assert_eq!(report.resealed, 700);
+    assert!(!report.complete);
+    // Batches are bounded: 512, then the 188 left of the budget.
+    assert_eq!(steps, vec![512, 700]);
+    assert_eq!(store.data_key_usage(tenant).unwrap().count(old_key), 500);
+
+    let report = store.reseal_scope(tenant, None, |_| {}).unwrap();
+    assert_eq!(report.resealed, 500);
+    assert!(report.complete);
+    assert_eq!(
+        store.retire_unused_data_keys(tenant).unwrap(),
+        vec![old_key]
+    );
+    let usage = store.data_key_usage(tenant).unwrap();
+    assert!(usage.older.is_empty());
+    assert_eq!(usage.count(new_key), 1201);
+    let users = store.collection::<UserId, String>(tenant, "users").unwrap();
+    assert_eq!(users.get(&late).unwrap().as_deref(), Some("late"));
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(users.get(id).unwrap(), Some(format!("user {n}")));
+    }
+    // Another tenant's values and keys are untouched, and the appliance's key is never retired.
+    let other_after = store.data_key_usage(other).unwrap();
+    assert_eq!(other_after.current, other_before.current);
+    assert_eq!(other_after.values, other_before.values);
+    store.add_data_key(Scope::Appliance).unwrap();
+    assert!(store
+        .retire_unused_data_keys(Scope::Appliance)
+        .unwrap()
+        .is_empty());
+}

@@ -28,6 +28,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// Registers every route. Each handler's guard type states who may call it.
@@ -47,7 +49,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .configure(crate::inference::routes::routes)
         .configure(crate::analysis::routes::routes)
         .configure(crate::qa::routes::routes)
-        .configure(crate::api::routes);
+        .configure(crate::api::routes)
+        .configure(crate::metrics::routes);
 }
 
 fn security_headers(tls: bool) -> DefaultHeaders {
@@ -85,7 +88,15 @@ async fn access_log(
     let pattern = request
         .match_pattern()
         .unwrap_or_else(|| "(unmatched)".to_owned());
+    let metrics = request.app_data::<Data<crate::metrics::Metrics>>().cloned();
     let response = next.call(request).await?;
+    if let Some(metrics) = metrics {
+        metrics.observe_request(
+            (pattern != "(unmatched)").then_some(pattern.as_str()),
+            response.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+    }
     tracing::info!(
         method = %method,
         route = %pattern,
@@ -107,9 +118,13 @@ pub fn serve(context: Data<AppContext>, listener: TcpListener) -> Result<Server,
     let address = listener
         .local_addr()
         .map_or_else(|_| "the listener".to_owned(), |a| a.to_string());
+    let metrics = Data::new(crate::metrics::Metrics::from_config(
+        &context.config.metrics,
+    )?);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(context.clone())
+            .app_data(metrics.clone())
             .app_data(web::FormConfig::default().limit(FORM_LIMIT_BYTES))
             .app_data(web::PayloadConfig::new(FORM_LIMIT_BYTES))
             .wrap(from_fn(session_layer))

@@ -47,6 +47,7 @@ fn nav_for(session: &RequestSession, tenant: Option<&Tenant>, active: &str) -> V
     if role.grants(Permission::ManageAppliance) {
         links.push(("/admin/tenants".to_owned(), "Tenants"));
         links.push(("/admin/users".to_owned(), "Users"));
+        links.push(("/admin/models".to_owned(), "Models"));
     }
     if role.grants(Permission::ViewApplianceAudit) {
         links.push(("/admin/audit".to_owned(), "Audit log"));

@@ -525,6 +525,22 @@ async fn sales_chats_are_qualified_as_leads_and_other_interactions_are_not() {
 }
 
 #[test]
+fn the_default_model_is_loaded_once_and_shared_by_tenants_and_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let context = open_context(&init_instance(dir.path()));
+    let acme = create_tenant(&context, "acme");
+    let globex = create_tenant(&context, "globex");
+    let mut cache = BackendCache::default();
+    let first = cache.backend_for(&context, acme.id).unwrap();
+    assert_eq!(first.kind(), BackendKind::Local);
+    let again = cache.backend_for(&context, acme.id).unwrap();
+    let other = cache.backend_for(&context, globex.id).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first, &again));
+    assert!(std::sync::Arc::ptr_eq(&first, &other));
+    assert_eq!(cache.loaded(), 1);
+}
+
+#[test]
 fn the_default_model_summarises_and_labels_an_interaction_with_its_sha256() {
     let dir = tempfile::tempdir().unwrap();
     let context = open_context(&init_instance(dir.path()));

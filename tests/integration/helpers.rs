@@ -40,7 +40,17 @@ impl TestApp {
         Self::spawn_with(false)
     }
 
+    /// The server over TLS, with `configure` applied to its configuration first (it gets the
+    /// configuration and the temporary directory, for files the configuration names).
+    pub fn spawn_configured(configure: impl FnOnce(&mut Config, &Path)) -> Self {
+        Self::spawn_inner(true, configure)
+    }
+
     fn spawn_with(tls: bool) -> Self {
+        Self::spawn_inner(tls, |_, _| {})
+    }
+
+    fn spawn_inner(tls: bool, configure: impl FnOnce(&mut Config, &Path)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("etc").join("rapport.toml");
         let data_dir = dir.path().join("data");
@@ -58,6 +68,7 @@ impl TestApp {
         let port = listener.local_addr().unwrap().port();
         config.server.listen = listener.local_addr().unwrap();
         config.server.workers = 2;
+        configure(&mut config, dir.path());
         let certificate =
             config.server.tls.as_ref().map(|tls| {
                 reqwest::Certificate::from_pem(&std::fs::read(&tls.cert).unwrap()).unwrap()

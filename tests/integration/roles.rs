@@ -27,6 +27,11 @@ const MATRIX: &[(&str, &str, [Expect; 7])] = &[
         [SignIn, Allowed, Refused, Refused, Refused, Refused, Refused],
     ),
     (
+        "appliance: models",
+        "/admin/models",
+        [SignIn, Allowed, Refused, Refused, Refused, Refused, Refused],
+    ),
+    (
         "appliance: audit",
         "/admin/audit",
         [SignIn, Allowed, Refused, Refused, Refused, Refused, Refused],
