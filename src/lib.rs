@@ -22,6 +22,7 @@ pub mod interactions;
 pub mod metrics;
 pub mod pii;
 pub mod privacy;
+pub mod qa;
 pub mod records;
 pub mod rotation;
 pub mod search;

@@ -76,10 +76,18 @@ pub enum AnalysisKind {
     Topics,
     /// Lead qualification: sales chats only.
     Lead,
+    /// The QA scorecard ([`crate::qa`]).
+    Qa,
 }
 
 impl AnalysisKind {
-    pub const ALL: [Self; 4] = [Self::Summary, Self::Sentiment, Self::Topics, Self::Lead];
+    pub const ALL: [Self; 5] = [
+        Self::Summary,
+        Self::Sentiment,
+        Self::Topics,
+        Self::Lead,
+        Self::Qa,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -87,6 +95,7 @@ impl AnalysisKind {
             Self::Sentiment => "sentiment",
             Self::Topics => "topics",
             Self::Lead => "lead",
+            Self::Qa => "qa",
         }
     }
 
@@ -97,6 +106,7 @@ impl AnalysisKind {
             Self::Sentiment => 2,
             Self::Topics => 3,
             Self::Lead => 4,
+            Self::Qa => 5,
         }
     }
 
@@ -198,6 +208,8 @@ pub enum AnalysisResult {
     },
     /// A sales chat's intent, stated facts and score (see [`lead`]).
     Lead(lead::LeadQualification),
+    /// The QA scorecard's per-criterion scores with evidence, and the overall score.
+    Qa(crate::qa::QaResult),
 }
 
 impl AnalysisResult {
@@ -207,6 +219,7 @@ impl AnalysisResult {
             Self::Sentiment { .. } => AnalysisKind::Sentiment,
             Self::Topics { .. } => AnalysisKind::Topics,
             Self::Lead(_) => AnalysisKind::Lead,
+            Self::Qa(_) => AnalysisKind::Qa,
         }
     }
 }

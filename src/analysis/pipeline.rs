@@ -148,7 +148,9 @@ impl Inputs {
     /// SHA-256 (hex) of what `kind` reads; `topics` are part of what the topic analyzer reads.
     fn digest(&self, kind: AnalysisKind, topics: &LabelSet) -> String {
         let texts: Vec<&str> = match kind {
-            AnalysisKind::Summary => vec![self.conversation.as_str()],
+            // QA reads more (authors, the scorecard) and uses its own digest
+            // (`crate::qa::scoring::input_digest`); this one is never asked for.
+            AnalysisKind::Summary | AnalysisKind::Qa => vec![self.conversation.as_str()],
             AnalysisKind::Sentiment => std::iter::once(self.overall.as_str())
                 .chain(self.messages.iter().map(|(_, text)| text.as_str()))
                 .collect(),
@@ -325,6 +327,7 @@ impl Maker {
 fn prompt_version(kind: AnalysisKind) -> u32 {
     match kind {
         AnalysisKind::Summary => SUMMARY_PROMPT_VERSION,
+        AnalysisKind::Qa => prompts::QA_PROMPT_VERSION,
         AnalysisKind::Sentiment | AnalysisKind::Topics => PROMPT_VERSION,
         AnalysisKind::Lead => lead::LEAD_PROMPT_VERSION,
     }
@@ -335,6 +338,7 @@ fn analyzer(backend: BackendKind, kind: AnalysisKind) -> &'static str {
         (BackendKind::Off, AnalysisKind::Summary) => "extractive",
         (BackendKind::Off, AnalysisKind::Sentiment) => "lexicon",
         (BackendKind::Off, AnalysisKind::Topics) => "keyword topics",
+        (BackendKind::Off, AnalysisKind::Qa) => "qa keyword checks",
         (BackendKind::Off, AnalysisKind::Lead) => "keyword intent and fact patterns",
         (_, AnalysisKind::Lead) => "label scoring and grammar-constrained extraction",
         (_, AnalysisKind::Summary) => "few-shot generation",
@@ -344,16 +348,19 @@ fn analyzer(backend: BackendKind, kind: AnalysisKind) -> &'static str {
 
 /// Analyses `items` with `backend`. A failed classification fails the whole batch (the caller
 /// retries its jobs); a failed summary fails its item. `stop` is asked between summaries.
+/// `scorecard` is the tenant's QA scorecard.
 pub fn analyse_batch(
     backend: &dyn Backend,
     topics: &LabelSet,
+    scorecard: &crate::qa::Scorecard,
     items: &[Item<'_>],
     stop: &dyn Fn() -> bool,
 ) -> Result<Vec<ItemOutcome>, InferenceError> {
-    let mut batch = Batch::plan(backend, topics, items);
+    let mut batch = Batch::plan(backend, topics, scorecard, items);
     batch.score_sentiment()?;
     batch.score_topics()?;
     batch.qualify_leads()?;
+    batch.score_qa(scorecard)?;
     Ok(batch.summarise(stop))
 }
 
@@ -371,7 +378,12 @@ struct Batch<'a> {
 
 impl<'a> Batch<'a> {
     /// Reads the inputs and reuses every stored result whose inputs have not changed.
-    fn plan(backend: &'a dyn Backend, topics: &'a LabelSet, items: &'a [Item<'a>]) -> Self {
+    fn plan(
+        backend: &'a dyn Backend,
+        topics: &'a LabelSet,
+        scorecard: &crate::qa::Scorecard,
+        items: &'a [Item<'a>],
+    ) -> Self {
         let maker = Maker {
             backend: backend.kind(),
             description: backend.describe(),
@@ -389,7 +401,11 @@ impl<'a> Batch<'a> {
                     // Not a sales chat: there is no lead to qualify.
                     continue;
                 }
-                let digest = inputs[index].digest(*kind, topics);
+                let digest = if *kind == AnalysisKind::Qa {
+                    crate::qa::scoring::input_digest(&item.interaction.record, scorecard)
+                } else {
+                    inputs[index].digest(*kind, topics)
+                };
                 let version = item.interaction.updated;
                 match maker.reusable(
                     item.existing,
@@ -521,6 +537,31 @@ impl<'a> Batch<'a> {
                 probabilities: scores.probabilities,
             };
             self.store(index, AnalysisKind::Topics, result, share, digest);
+        }
+        Ok(())
+    }
+
+    /// The QA scorecard: at most one call per scale in use, for the batch ([`crate::qa::scoring`]).
+    fn score_qa(&mut self, scorecard: &crate::qa::Scorecard) -> Result<(), InferenceError> {
+        let wanting = self.wanting(AnalysisKind::Qa);
+        if wanting.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<&InteractionRecord> = wanting
+            .iter()
+            .map(|(index, _)| &self.items[*index].interaction.record)
+            .collect();
+        let started = Instant::now();
+        let results = crate::qa::scoring::score_batch(self.backend, scorecard, &records)?;
+        let share = elapsed_ms(started) / count(wanting.len());
+        for ((index, digest), result) in wanting.into_iter().zip(results) {
+            self.store(
+                index,
+                AnalysisKind::Qa,
+                AnalysisResult::Qa(result),
+                share,
+                digest,
+            );
         }
         Ok(())
     }
@@ -732,11 +773,12 @@ mod tests {
             kinds: &AnalysisKind::ALL,
             existing: &[],
         };
-        let outcomes = analyse_batch(&OffBackend, &topics, &[item], &|| false).unwrap();
+        let card = crate::qa::Scorecard::builtin();
+        let outcomes = analyse_batch(&OffBackend, &topics, &card, &[item], &|| false).unwrap();
         let [ItemOutcome::Done(analyses)] = outcomes.as_slice() else {
             panic!("{outcomes:?}");
         };
-        assert_eq!(analyses.len(), 3);
+        assert_eq!(analyses.len(), 4);
         for analysis in analyses {
             assert_eq!(analysis.provenance.model, "lexicon");
             assert_eq!(analysis.provenance.interaction_version, stored.updated);
@@ -757,11 +799,11 @@ mod tests {
             kinds: &AnalysisKind::ALL,
             existing: analyses,
         };
-        let outcomes = analyse_batch(&OffBackend, &topics, &[item], &|| false).unwrap();
+        let outcomes = analyse_batch(&OffBackend, &topics, &card, &[item], &|| false).unwrap();
         let [ItemOutcome::Done(again)] = outcomes.as_slice() else {
             panic!("{outcomes:?}");
         };
-        assert_eq!(again.len(), 3);
+        assert_eq!(again.len(), 4);
         for new in again {
             let old = analyses
                 .iter()

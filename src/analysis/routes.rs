@@ -58,7 +58,7 @@ pub struct ProvenanceView {
 }
 
 impl ProvenanceView {
-    fn of(analysis: &Analysis, current_version: chrono::DateTime<chrono::Utc>) -> Self {
+    pub fn of(analysis: &Analysis, current_version: chrono::DateTime<chrono::Utc>) -> Self {
         let provenance = &analysis.provenance;
         Self {
             line: format!(
@@ -248,6 +248,8 @@ pub fn panel(
                     provenance,
                 });
             }
+            // The scorecard has its own section (`crate::qa::routes::scorecard_panel`).
+            AnalysisResult::Qa(_) => {}
         }
     }
     Ok(panel)

@@ -499,6 +499,35 @@ impl AnalysisStore {
             .collect()
     }
 
+    /// The interactions with a stored analysis of `kind`, newest first (record ids are
+    /// time-ordered). Reads keys only: no value is opened.
+    pub fn interactions_with(
+        &self,
+        tenant: TenantId,
+        kind: AnalysisKind,
+    ) -> Result<Vec<RecordId>, StoreError> {
+        let mut ids = Vec::new();
+        for key in self.results(tenant)?.keys_with_prefix(&[]) {
+            let key = key?;
+            if key.kind == kind {
+                ids.push(key.interaction);
+            }
+        }
+        ids.reverse();
+        Ok(ids)
+    }
+
+    /// One stored analysis of the interaction.
+    pub fn analysis(
+        &self,
+        tenant: TenantId,
+        interaction: RecordId,
+        kind: AnalysisKind,
+    ) -> Result<Option<Analysis>, StoreError> {
+        self.results(tenant)?
+            .get(&AnalysisKey { interaction, kind })
+    }
+
     /// Stores one analysis directly, outside any job (tests, and imports of analyses later).
     pub fn put_analysis(&self, tenant: TenantId, analysis: &Analysis) -> Result<(), StoreError> {
         let key = AnalysisKey {

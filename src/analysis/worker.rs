@@ -322,7 +322,8 @@ fn run_claimed(
             existing,
         })
         .collect();
-    match pipeline::analyse_batch(backend, topics, &items, stop) {
+    let scorecard = crate::qa::store::QaStore::new(context.store.clone()).scorecard(tenant)?;
+    match pipeline::analyse_batch(backend, topics, &scorecard, &items, stop) {
         Ok(outcomes) => {
             for ((job, interaction, _), outcome) in loaded.iter().zip(outcomes) {
                 let (end, analyses) = match outcome {

@@ -99,6 +99,10 @@ pub enum AuditAction {
     PrivacyRestricted,
     /// A privacy officer lifted a subject's restriction.
     PrivacyRestrictionLifted,
+    /// A QA lead overrode a QA criterion's score; the target names the interaction and criterion.
+    QaOverridden,
+    /// A tenant's QA scorecard was changed.
+    QaScorecardChanged,
 }
 
 impl AuditAction {
@@ -137,6 +141,8 @@ impl AuditAction {
             Self::KeysTenantRotated => "keys.tenant_rotated",
             Self::PrivacyRestricted => "privacy.restricted",
             Self::PrivacyRestrictionLifted => "privacy.restriction_lifted",
+            Self::QaOverridden => "qa.overridden",
+            Self::QaScorecardChanged => "qa.scorecard_changed",
         }
     }
 }

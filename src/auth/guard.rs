@@ -402,6 +402,8 @@ pub mod policy {
     policy!(ManageAnalysis, ManageAnalysis);
     policy!(RequestAnalysis, RequestAnalysis);
     policy!(ManagePrivacy, ManagePrivacy);
+    policy!(ReviewQa, ReviewQa);
+    policy!(ManageScorecards, ManageScorecards);
 }
 
 /// A signed-in user whose role grants `P` on the appliance.

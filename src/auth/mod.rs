@@ -66,6 +66,10 @@ pub enum Permission {
     RequestAnalysis,
     /// Record and lift data subjects' restrictions of processing and objections.
     ManagePrivacy,
+    /// Override a QA criterion's AI score, with a comment (QA leads).
+    ReviewQa,
+    /// Edit the tenant's QA scorecard and re-score after a change.
+    ManageScorecards,
 }
 
 impl Role {
@@ -83,10 +87,19 @@ impl Role {
                     | P::ManageIntegrations
                     | P::ManageAnalysis
                     | P::RequestAnalysis
+                    | P::ManageScorecards
             ),
-            Role::Analyst | Role::QaLead => matches!(
+            Role::Analyst => matches!(
                 permission,
                 P::ViewTenant | P::ViewTenantData | P::RequestAnalysis
+            ),
+            Role::QaLead => matches!(
+                permission,
+                P::ViewTenant
+                    | P::ViewTenantData
+                    | P::RequestAnalysis
+                    | P::ReviewQa
+                    | P::ManageScorecards
             ),
             Role::PrivacyOfficer => matches!(
                 permission,

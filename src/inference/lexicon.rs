@@ -275,6 +275,13 @@ impl Backend for OffBackend {
                         .map(|share| share * 4.0)
                         .collect(),
                     TaskKind::LeadIntent => lead_intent_scores(text, labels),
+                    // The lexicon cannot judge a QA criterion from the text alone: `n/a` when the
+                    // set has it (QA's keyword checks run in `crate::qa` instead), else the first.
+                    TaskKind::QaCriterion => labels
+                        .as_slice()
+                        .iter()
+                        .map(|label| if label == "n/a" { 1.0 } else { 0.0 })
+                        .collect(),
                 };
                 classification_from_scores(labels, &scores)
             })

@@ -94,6 +94,11 @@ pub enum TaskKind {
     #[value(name = "lead-intent")]
     #[serde(rename = "lead_intent")]
     LeadIntent,
+    /// One QA criterion of one conversation: the text ends with the criterion's question, the
+    /// labels are the scale's (`yes`/`no`/`n/a`, or points and `n/a`).
+    #[value(name = "qa-criterion")]
+    #[serde(rename = "qa_criterion")]
+    QaCriterion,
 }
 
 /// The sentiment labels, in the order every sentiment result lists them.
@@ -296,10 +301,11 @@ impl Backend for LocalBackend {
         let mut items: Vec<String> = texts.iter().map(|text| prompts::item(task, text)).collect();
         // Zero-shot topics are calibrated against a content-free message: a small model prefers
         // some labels whatever the text (the first listed, the shortest), and subtracting that
-        // prior is what makes its choice depend on the text (contextual calibration).
-        let calibrate = task == TaskKind::Topic;
+        // prior is what makes its choice depend on the text (contextual calibration). QA criteria
+        // too: uncalibrated, the default model answers `no` and `1` to nearly every question.
+        let calibrate = matches!(task, TaskKind::Topic | TaskKind::QaCriterion);
         if calibrate {
-            items.push(prompts::item(task, prompts::CONTENT_FREE_TEXT));
+            items.push(prompts::item(task, &prompts::content_free(task)));
         }
         let mut output = self.engine.score(ScoreRequest {
             prefix: prompt.prefix,

@@ -22,6 +22,16 @@ pub const CONTENT_FREE_TEXT: &str = "N/A";
 /// Characters of a text that reach the tokenizer at most.
 const MAX_ITEM_CHARS: usize = 4000;
 
+/// The content-free text of a task, as [`item`] takes it.
+pub fn content_free(task: TaskKind) -> String {
+    match task {
+        TaskKind::Sentiment | TaskKind::Topic | TaskKind::LeadIntent => {
+            CONTENT_FREE_TEXT.to_owned()
+        }
+        TaskKind::QaCriterion => qa_text(CONTENT_FREE_TEXT, CONTENT_FREE_TEXT),
+    }
+}
+
 /// The shared part of a classification prompt and the continuations to score.
 #[derive(Clone, Debug)]
 pub struct ClassificationPrompt {
@@ -84,11 +94,10 @@ pub fn display_label(label: &str) -> String {
     label.replace(['_', '-'], " ")
 }
 
-/// One text as a prompt item: whitespace collapsed (so it stays one `Message:` line) and capped.
-pub fn item(task: TaskKind, text: &str) -> String {
-    let mut flat = String::with_capacity(text.len().min(MAX_ITEM_CHARS));
+fn flat(text: &str, max_chars: usize) -> String {
+    let mut flat = String::with_capacity(text.len().min(max_chars));
     for word in text.split_whitespace() {
-        if flat.len() + word.len() + 1 > MAX_ITEM_CHARS {
+        if flat.len() + word.len() + 1 > max_chars {
             break;
         }
         if !flat.is_empty() {
@@ -96,12 +105,103 @@ pub fn item(task: TaskKind, text: &str) -> String {
         }
         flat.push_str(word);
     }
-    let cue = match task {
-        TaskKind::Sentiment => "Sentiment:",
-        TaskKind::Topic => "Topic:",
-        TaskKind::LeadIntent => "Intent:",
+    flat
+}
+
+/// One text as a prompt item: whitespace collapsed (so it stays one `Message:` line) and capped.
+/// A QA text ([`qa_text`]) keeps its two lines, the conversation and the question.
+pub fn item(task: TaskKind, text: &str) -> String {
+    match task {
+        TaskKind::Sentiment => format!("Message: {}\nSentiment:", flat(text, MAX_ITEM_CHARS)),
+        TaskKind::Topic => format!("Message: {}\nTopic:", flat(text, MAX_ITEM_CHARS)),
+        TaskKind::LeadIntent => format!("Message: {}\nIntent:", flat(text, MAX_ITEM_CHARS)),
+        TaskKind::QaCriterion => {
+            let (conversation, question) = text.rsplit_once('\n').unwrap_or((text, ""));
+            let question = flat(question, MAX_ITEM_CHARS / 4);
+            let conversation = flat(conversation, MAX_ITEM_CHARS - question.len());
+            format!("{conversation}\n{question}\nAnswer:")
+        }
+    }
+}
+
+/// Recorded with every QA analysis; bump it when the QA prompt or its examples change.
+pub const QA_PROMPT_VERSION: u32 = 1;
+
+/// The text of one QA criterion of one conversation: `Conversation: …` then `Question: …`.
+pub fn qa_text(conversation: &str, question: &str) -> String {
+    format!(
+        "Conversation: {}\nQuestion: {}",
+        flat(conversation, MAX_ITEM_CHARS),
+        flat(question, MAX_ITEM_CHARS / 4)
+    )
+}
+
+/// QA examples: a conversation, a question, and whether the answer is the best point (`High`),
+/// the lowest (`Low`), or not applicable.
+#[derive(Clone, Copy)]
+enum QaAnswer {
+    High,
+    Low,
+    NotApplicable,
+}
+
+const QA_EXAMPLES: [(&str, &str, QaAnswer); 5] = [
+    (
+        "Customer: My parcel has not arrived. Agent: Hello Maria, thanks for reaching out! I am sorry about the delay. I have sent a replacement today. Have a nice day!",
+        "Did the agent greet the customer at the start?",
+        QaAnswer::High,
+    ),
+    (
+        "Customer: Can I change my plan? Agent: no. read the faq",
+        "Was the agent's tone polite and professional?",
+        QaAnswer::Low,
+    ),
+    (
+        "Customer: My parcel has not arrived. Agent: Hello Maria, thanks for reaching out! I am sorry about the delay. I have sent a replacement today. Have a nice day!",
+        "Did the agent offer a solution to the customer's problem?",
+        QaAnswer::High,
+    ),
+    (
+        "Customer: Thanks, all good now, just wanted to say that. Agent: Great to hear!",
+        "Did the agent offer a solution to the customer's problem?",
+        QaAnswer::NotApplicable,
+    ),
+    (
+        "Customer: The app crashes when I log in. Agent: ok",
+        "Did the agent show empathy for the customer's situation?",
+        QaAnswer::Low,
+    ),
+];
+
+fn qa_prefix(labels: &LabelSet) -> String {
+    let shown = labels.as_slice();
+    let points: Vec<u8> = shown
+        .iter()
+        .filter_map(|label| label.parse().ok())
+        .collect();
+    let (high, low) = match (points.iter().max(), points.iter().min()) {
+        (Some(high), Some(low)) => (high.to_string(), low.to_string()),
+        _ => ("yes".to_owned(), "no".to_owned()),
     };
-    format!("Message: {flat}\n{cue}")
+    let mut prefix = if points.is_empty() {
+        "Customer support conversations, each followed by a question about the agent and the answer: yes, no, or n/a when it does not apply.\n\n".to_owned()
+    } else {
+        format!(
+            "Customer support conversations, each followed by a question about the agent and a rating from {low} (poor) to {high} (excellent), or n/a when it does not apply.\n\n"
+        )
+    };
+    for (conversation, question, answer) in QA_EXAMPLES {
+        let answer = match answer {
+            QaAnswer::High => high.as_str(),
+            QaAnswer::Low => low.as_str(),
+            QaAnswer::NotApplicable => "n/a",
+        };
+        let _ = write!(
+            prefix,
+            "Conversation: {conversation}\nQuestion: {question}\nAnswer: {answer}\n\n"
+        );
+    }
+    prefix
 }
 
 /// The prefix and choices for classifying into `labels`.
@@ -149,6 +249,7 @@ pub fn classification_prompt(task: TaskKind, labels: &LabelSet) -> Classificatio
             }
             prefix
         }
+        TaskKind::QaCriterion => qa_prefix(labels),
     };
     // A label's likelihood must include its end, or a label that begins another ("card" and "card
     // arrival") would always win; one newline token ends each. Single-word sentiment labels need no
@@ -234,6 +335,35 @@ mod tests {
             vec![" positive", " neutral", " negative"]
         );
         assert!(sentiment.prefix.contains("Sentiment: negative\n\n"));
+    }
+
+    #[test]
+    fn qa_items_keep_the_question_on_its_own_line() {
+        let text = qa_text("Customer: hi\n Agent: hello", "Did the agent\ngreet?");
+        assert_eq!(
+            text,
+            "Conversation: Customer: hi Agent: hello\nQuestion: Did the agent greet?"
+        );
+        assert_eq!(
+            item(TaskKind::QaCriterion, &text),
+            "Conversation: Customer: hi Agent: hello\nQuestion: Did the agent greet?\nAnswer:"
+        );
+        let binary = LabelSet::parse(vec!["yes".into(), "no".into(), "n/a".into()]).unwrap();
+        let prompt = classification_prompt(TaskKind::QaCriterion, &binary);
+        assert_eq!(prompt.choices, vec![" yes", " no", " n/a"]);
+        assert!(prompt.prefix.contains("Answer: yes\n\n"));
+        assert!(prompt.prefix.contains("Answer: n/a\n\n"));
+        let five =
+            LabelSet::parse(["5", "4", "3", "2", "1", "n/a"].map(str::to_owned).to_vec()).unwrap();
+        let prompt = classification_prompt(TaskKind::QaCriterion, &five);
+        assert!(prompt.prefix.contains("from 1 (poor) to 5 (excellent)"));
+        assert!(prompt.prefix.contains("Answer: 5\n\n") && prompt.prefix.contains("Answer: 1\n\n"));
+        assert!(!prompt.prefix.contains("Answer: yes"));
+        // The content-free item that calibrates QA choices keeps the item's shape.
+        assert_eq!(
+            item(TaskKind::QaCriterion, &content_free(TaskKind::QaCriterion)),
+            "Conversation: N/A\nQuestion: N/A\nAnswer:"
+        );
     }
 
     #[test]

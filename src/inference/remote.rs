@@ -945,6 +945,7 @@ impl RemoteBackend {
             TaskKind::Sentiment => Redactor::fixed(SENTIMENT_INSTRUCTION),
             TaskKind::Topic => Redactor::fixed(TOPIC_INSTRUCTION),
             TaskKind::LeadIntent => Redactor::fixed(LEAD_INTENT_INSTRUCTION),
+            TaskKind::QaCriterion => Redactor::fixed(QA_INSTRUCTION),
         };
         for label in &sent_labels {
             instruction.0.push_str("\n- ");
@@ -970,6 +971,7 @@ impl RemoteBackend {
 
 const LEAD_INTENT_INSTRUCTION: &str = "You classify a website visitor's messages in a sales chat by what the visitor wants. Read the messages and answer with exactly one label from the list below, written as it appears there, and nothing else.\nLabels:";
 const SENTIMENT_INSTRUCTION: &str = "You classify customer-service messages by sentiment. Read the customer's message and answer with exactly one label from the list below, written as it appears there, and nothing else.\nLabels:";
+const QA_INSTRUCTION: &str = "You review customer-service conversations for quality. Read the conversation and answer its question about the agent with exactly one label from the list below (yes or no, or a rating where the highest number is best; n/a when the question does not apply), written as it appears there, and nothing else.\nLabels:";
 const TOPIC_INSTRUCTION: &str = "You classify customer-service messages by topic. Read the customer's message and answer with exactly one label from the list below, written as it appears there, and nothing else.\nLabels:";
 
 fn parse_chat_response(bytes: &[u8]) -> Option<ChatReply> {

@@ -17,6 +17,7 @@ use crate::interactions::query::{
     first_message_time, last_message_time, list_interactions, InteractionFilter, TextMatch,
 };
 use crate::interactions::{Channel, Interaction};
+use crate::qa::routes::{scorecard_panel, segments, ScorecardPanel, Segment};
 use crate::records::{MAX_SCANNED_PER_PAGE, PAGE_SIZE};
 use crate::web::pages::{audit_personal_read, format_time, render, Chrome};
 
@@ -214,7 +215,8 @@ pub struct MessageView {
     pub role_class: &'static str,
     pub author: String,
     pub time: String,
-    pub text: String,
+    /// The text, split where QA evidence quotes it (marked segments).
+    pub segments: Vec<Segment>,
     pub quoted: Option<String>,
     pub signature: Option<String>,
     /// The message's own sentiment, from a current (not stale) analysis.
@@ -238,6 +240,7 @@ struct ShowPage {
     attachments: Vec<String>,
     messages: Vec<MessageView>,
     analysis: AnalysisPanel,
+    scorecard: Option<ScorecardPanel>,
 }
 
 async fn show(
@@ -262,6 +265,14 @@ async fn show(
             &base,
             &interaction,
         )?;
+        let scorecard = scorecard_panel(
+            &context,
+            &access.session,
+            access.tenant.id,
+            &base,
+            &interaction,
+        )?;
+        let no_highlights = Vec::new();
         audit_personal_read(
             &context,
             &access.session,
@@ -301,13 +312,20 @@ async fn show(
                         .or(message.author_email)
                         .unwrap_or_else(|| "(unknown author)".to_owned()),
                     time: format_time(message.sent_at),
-                    text: message.text,
+                    segments: segments(
+                        &message.text,
+                        scorecard
+                            .as_ref()
+                            .and_then(|panel| panel.highlights.get(&index))
+                            .unwrap_or(&no_highlights),
+                    ),
                     quoted: message.quoted,
                     signature: message.signature,
                     sentiment: analysis.message_sentiments.remove(&index),
                 })
                 .collect(),
             analysis,
+            scorecard,
             base,
         })
     })

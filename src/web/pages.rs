@@ -87,6 +87,12 @@ fn nav_for(session: &RequestSession, tenant: Option<&Tenant>, active: &str) -> V
         if role.grants(Permission::ManageAnalysis) {
             links.push((format!("{base}/settings/analysis"), "Analysis"));
         }
+        if role.grants(Permission::ViewTenantData) {
+            links.push((format!("{base}/qa"), "QA"));
+        }
+        if role.grants(Permission::ManageScorecards) {
+            links.push((format!("{base}/settings/scorecard"), "Scorecard"));
+        }
     }
     links.push(("/account/password".to_owned(), "Password"));
     links.push(("/account/second-factor".to_owned(), "Two-factor"));

@@ -253,7 +253,8 @@ fn a_job_left_running_is_requeued_when_the_appliance_opens_again_and_then_comple
     let totals = run_queue(&context, tenant);
     assert_eq!((totals.done, totals.failed), (2, 0));
     assert_eq!(counts(&context, tenant), (0, 0, 2, 0));
-    assert_eq!(context.analysis.analyses(tenant, id).unwrap().len(), 3);
+    // Summary, sentiment, topics and the QA scorecard.
+    assert_eq!(context.analysis.analyses(tenant, id).unwrap().len(), 4);
 }
 
 #[test]
@@ -423,8 +424,8 @@ fn a_job_whose_interaction_is_gone_fails_and_takes_its_analyses_with_it() {
             .analyses(tenant.id, stored.id)
             .unwrap()
             .len(),
-        3,
-        "summary, sentiment and topics (it is not a sales chat)"
+        4,
+        "summary, sentiment, topics and QA (it is not a sales chat)"
     );
 }
 
@@ -506,7 +507,8 @@ async fn sales_chats_are_qualified_as_leads_and_other_interactions_are_not() {
         .map(Analysis::kind)
         .collect();
     assert!(!kinds.contains(&AnalysisKind::Lead), "{kinds:?}");
-    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    // Summary, sentiment, topics and the QA scorecard.
+    assert_eq!(kinds.len(), 4, "{kinds:?}");
     assert_eq!(counts(&app.context, tenant.id), (0, 0, 3, 0));
 
     let analyst = app.signed_in_client("analyst@acme.example").await;
@@ -556,7 +558,8 @@ fn the_default_model_summarises_and_labels_an_interaction_with_its_sha256() {
         totals.elapsed.as_secs_f64()
     );
     let analyses = context.analysis.analyses(tenant.id, stored.id).unwrap();
-    assert_eq!(analyses.len(), 3);
+    // Summary, sentiment, topics and the QA scorecard.
+    assert_eq!(analyses.len(), 4);
     for analysis in &analyses {
         assert_eq!(analysis.provenance.backend, BackendKind::Local);
         assert_eq!(analysis.provenance.model, DEFAULT_MODEL_SHA256);

@@ -27,6 +27,7 @@ mod metrics;
 mod models;
 mod pii;
 mod privacy;
+mod qa;
 mod remote;
 mod roles;
 mod search;

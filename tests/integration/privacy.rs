@@ -161,7 +161,8 @@ async fn a_restricted_subject_is_not_analysed_until_the_restriction_is_lifted() 
             .analyses(tenant.id, other.id)
             .unwrap()
             .len(),
-        3
+        4,
+        "summary, sentiment, topics and QA"
     );
 
     // Audited: the change names the subject by token only; the page's read is recorded.
@@ -225,7 +226,8 @@ async fn a_restricted_subject_is_not_analysed_until_the_restriction_is_lifted() 
             .analyses(tenant.id, restricted.id)
             .unwrap()
             .len(),
-        3
+        4,
+        "summary, sentiment, topics and QA"
     );
     let entries = app
         .context

@@ -82,6 +82,16 @@ const MATRIX: &[(&str, &str, [Expect; 7])] = &[
         [SignIn, Refused, Refused, Refused, Refused, Allowed, Refused],
     ),
     (
+        "tenant: QA page",
+        "/t/acme/qa",
+        [SignIn, Refused, Allowed, Allowed, Allowed, Allowed, Refused],
+    ),
+    (
+        "tenant: scorecard editor",
+        "/t/acme/settings/scorecard",
+        [SignIn, Refused, Allowed, Refused, Allowed, Refused, Refused],
+    ),
+    (
         "tenant: audit",
         "/t/acme/audit",
         [SignIn, Refused, Refused, Refused, Refused, Allowed, Allowed],
@@ -185,6 +195,12 @@ const POST_MATRIX: &[PostCase] = &[
             ("reason", "DSR-1"),
         ],
         [Refused, Refused, Refused, Refused, Allowed, Refused],
+    ),
+    (
+        "QA re-score",
+        "/t/acme/settings/scorecard/rescore",
+        &[("scope", "7")],
+        [Refused, Allowed, Refused, Allowed, Refused, Refused],
     ),
 ];
 
