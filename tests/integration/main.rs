@@ -22,6 +22,7 @@ mod inference;
 mod ingest;
 mod isolation;
 mod login;
+mod packaging;
 mod pii;
 mod remote;
 mod roles;
