@@ -489,8 +489,16 @@ fn serve(config_path: &Path) -> Outcome {
     let served = actix_web::rt::System::new().block_on(async move {
         let server = crate::web::serve(context.clone(), listener)?;
         actix_web::rt::spawn(purge_sessions_periodically(context));
+        // The server runs as a task of its own and is polled once (the yield) before READY=1: its
+        // first poll starts the workers and takes over SIGTERM, which until then would kill the
+        // process outright instead of stopping it gracefully.
+        let running = actix_web::rt::spawn(server);
+        tokio::task::yield_now().await;
         notify_systemd(&[sd_notify::NotifyState::Ready]);
-        let result = server.await.map_err(Failure::from);
+        let result = match running.await {
+            Ok(result) => result.map_err(Failure::from),
+            Err(error) => Err(Failure(format!("the web server stopped: {error}"))),
+        };
         notify_systemd(&[sd_notify::NotifyState::Stopping]);
         result
     });

@@ -134,8 +134,9 @@ fn serve_tells_systemd_it_is_ready_once_it_answers_and_when_it_stops() {
         .unwrap();
 
     let ready = receive(&socket, Duration::from_secs(60));
-    // READY=1 comes after the port is bound and the database open: a connection succeeds now.
-    let connected = std::net::TcpStream::connect(("127.0.0.1", port));
+    // READY=1 comes after the port is bound and the database open: a connection succeeds now. It
+    // is closed at once, or the graceful shutdown below would wait for it.
+    let connected = std::net::TcpStream::connect(("127.0.0.1", port)).map(drop);
     let stop = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status()
