@@ -2,25 +2,32 @@
 # Installs the system packages Rapport needs to build (and, with --test, to run its browser tests).
 #
 #   scripts/install-deps.sh          build dependencies only
-#   scripts/install-deps.sh --test   also chromium and chromedriver for the headless end-to-end tests
+#   scripts/install-deps.sh --test   also chromium and chromedriver for the headless end-to-end tests,
+#                                    and systemd-analyze for the unit file's tests
+#   scripts/install-deps.sh --package   also lintian, rpmlint, and cargo-deb and cargo-generate-rpm
+#                                    (pinned versions, from crates.io) for scripts/package.sh
 #
-# Idempotent and silent when everything is already present: it asks dpkg (or PATH) first and only
-# calls apt-get, with a single `apt-get update`, when something is missing.
+# The flags combine. Idempotent and silent when everything is already present: it asks dpkg (or
+# PATH, or cargo) first and only calls apt-get, with a single `apt-get update`, when something is
+# missing.
 set -euo pipefail
 
 want_test_tools=false
-case "${1:-}" in
-    "") ;;
-    --test) want_test_tools=true ;;
-    -h | --help)
-        sed -n '2,8s/^# \{0,1\}//p' "$0"
-        exit 0
-        ;;
-    *)
-        echo "install-deps: unknown argument '$1' (expected nothing or --test)" >&2
-        exit 2
-        ;;
-esac
+want_package_tools=false
+for argument in "$@"; do
+    case "$argument" in
+        --test) want_test_tools=true ;;
+        --package) want_package_tools=true ;;
+        -h | --help)
+            sed -n '2,12s/^# \{0,1\}//p' "$0"
+            exit 0
+            ;;
+        *)
+            echo "install-deps: unknown argument '$argument' (expected --test and/or --package)" >&2
+            exit 2
+            ;;
+    esac
+done
 
 # Each entry is "package:command". A package counts as present when dpkg says it is installed or, where
 # a command is named, when that command is on PATH (a toolchain installed some other way is fine).
@@ -28,7 +35,10 @@ esac
 # command to look for; the chromium pair is checked through dpkg only, because a
 # chromedriver found elsewhere on PATH rarely matches the packaged browser's version.
 build_deps=(cmake:cmake clang:clang libclang-dev: pkg-config:pkg-config openssl:openssl python3-pip:pip3)
-test_deps=(chromium: chromium-driver:)
+test_deps=(chromium: chromium-driver: systemd:systemd-analyze)
+# rpmlint reads packages through rpm; strip, python3 and xz are what scripts/package.sh uses besides
+# the cargo tools below.
+package_deps=(lintian:lintian rpmlint:rpmlint rpm:rpm binutils:strip python3:python3 xz-utils:xz)
 
 package_installed() {
     [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == "install ok installed" ]]
@@ -53,6 +63,9 @@ check() {
 check "${build_deps[@]}"
 if [[ "$want_test_tools" == true ]]; then
     check "${test_deps[@]}"
+fi
+if [[ "$want_package_tools" == true ]]; then
+    check "${package_deps[@]}"
 fi
 
 if ((${#missing[@]} > 0)); then
@@ -88,4 +101,18 @@ if ! command -v "$cargo_command" >/dev/null 2>&1; then
         echo "install-deps: install Rust with rustup (https://rustup.rs), then open a new shell." >&2
     fi
     exit 1
+fi
+
+# The packaging tools, pinned: their metadata formats change between releases. `cargo install
+# --locked` builds them with the versions of their dependencies they were released with.
+if [[ "$want_package_tools" == true ]]; then
+    for tool in cargo-deb@3.8.0 cargo-generate-rpm@0.21.1; do
+        name="${tool%@*}"
+        version="${tool#*@}"
+        if "$cargo_command" "${name#cargo-}" --version 2>/dev/null | grep -qF "$version"; then
+            continue
+        fi
+        echo "install-deps: installing $name $version from crates.io"
+        "$cargo_command" install --quiet --locked --version "=$version" "$name"
+    done
 fi

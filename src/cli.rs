@@ -540,11 +540,31 @@ fn serve(config_path: &Path) -> Outcome {
     let served = actix_web::rt::System::new().block_on(async move {
         let server = crate::web::serve(context.clone(), listener)?;
         actix_web::rt::spawn(purge_sessions_periodically(context));
-        server.await.map_err(Failure::from)
+        // The server runs as a task of its own and is polled once (the yield) before READY=1: its
+        // first poll starts the workers and takes over SIGTERM, which until then would kill the
+        // process outright instead of stopping it gracefully.
+        let running = actix_web::rt::spawn(server);
+        tokio::task::yield_now().await;
+        notify_systemd(&[sd_notify::NotifyState::Ready]);
+        let result = match running.await {
+            Ok(result) => result.map_err(Failure::from),
+            Err(error) => Err(Failure(format!("the web server stopped: {error}"))),
+        };
+        notify_systemd(&[sd_notify::NotifyState::Stopping]);
+        result
     });
     // The server has stopped (a signal): stop taking jobs, and give the batch in hand a moment.
     worker.stop(ANALYSIS_STOP_PATIENCE);
     served
+}
+
+/// Tells systemd (`Type=notify`) how the service is doing. The database is open, the keys are
+/// loaded and the port is bound before READY=1 is sent, so a unit ordered after rapport.service
+/// finds it serving. Without `$NOTIFY_SOCKET` (not started by systemd) this does nothing.
+fn notify_systemd(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(error) = sd_notify::notify(states) {
+        tracing::warn!(%error, "could not notify systemd");
+    }
 }
 
 /// How long a stopping server waits for the analysis batch in hand; a batch cut off is

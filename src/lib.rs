@@ -12,6 +12,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod cpu;
 pub mod crypto;
 pub mod error;
 pub mod ids;

@@ -7,5 +7,10 @@
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
+    // Before llama.cpp is touched: its AVX2 kernels would die of SIGILL on an older CPU.
+    if let Err(message) = rapport::cpu::check() {
+        eprintln!("error: {message}");
+        return std::process::ExitCode::FAILURE;
+    }
     rapport::cli::run()
 }

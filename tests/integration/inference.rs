@@ -230,43 +230,20 @@ fn a_model_whose_sha256_is_not_approved_is_refused() {
 #[test]
 fn llama_cpp_was_built_with_avx2_kernels() {
     // The test binary lives in <target>/<profile>/deps/; build scripts' outputs in <profile>/build/.
+    // scripts/package.sh runs the same check on the build it packages.
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let mut caches: Vec<PathBuf> = std::fs::read_dir(profile_dir.join("build"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|entry| {
-            entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with("llama-cpp-sys-2-")
-        })
-        .map(|entry| entry.path().join("out/build/CMakeCache.txt"))
-        .filter(|path| path.is_file())
-        .collect();
+    let output = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/check-simd-kernels.sh"
+    ))
+    .arg(profile_dir)
+    .output()
+    .unwrap();
     assert!(
-        !caches.is_empty(),
-        "no llama.cpp CMakeCache.txt under {}",
-        profile_dir.display()
-    );
-    caches.sort_by_key(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok());
-    let newest = caches.last().unwrap();
-    let cache = std::fs::read_to_string(newest).unwrap();
-    let enabled = |name: &str| {
-        cache.lines().any(|line| {
-            line.split_once('=').is_some_and(|(key, value)| {
-                key.split(':').next() == Some(name)
-                    && matches!(
-                        value.trim().to_ascii_uppercase().as_str(),
-                        "ON" | "TRUE" | "1"
-                    )
-            })
-        })
-    };
-    assert!(
-        enabled("GGML_AVX2") || enabled("GGML_NATIVE"),
-        "{} builds llama.cpp without AVX2 kernels (SSE only, some 60x slower): is SOURCE_DATE_EPOCH set?",
-        newest.display()
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
     );
 }
 

