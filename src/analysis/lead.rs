@@ -62,11 +62,7 @@ pub struct LeadQualification {
 
 /// The few-shot prompt that the facts' JSON continues. `visitor_text` is what the visitor wrote.
 pub fn facts_prompt(visitor_text: &str) -> String {
-    let flat: String = visitor_text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    let flat: String = flat.chars().take(1200).collect();
+    let flat = crate::analysis::pipeline::flatten(visitor_text, 1200);
     format!(
         "Sales chats, each followed by the facts the visitor stated, as JSON (null when not stated).\n\n\
          Chat: We are a team of 40 and want to switch by next month. Our budget is around $500 per month.\n\

@@ -72,7 +72,9 @@ pub struct Inputs {
     pub is_sales_chat: bool,
 }
 
-fn flatten(text: &str, max_chars: usize) -> String {
+/// `text` on one line: whitespace runs collapsed to single spaces, cut after the last whole word
+/// that fits `max_chars` characters. Prompts use it so that a text stays one prompt line.
+pub(crate) fn flatten(text: &str, max_chars: usize) -> String {
     let mut flat = String::new();
     for word in text.split_whitespace() {
         if flat.chars().count() + word.chars().count() + 1 > max_chars {

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::analysis::pipeline::flatten;
 use crate::analysis::LabelProbability;
 use crate::inference::{prompts, Backend, BackendKind, InferenceError, LabelSet, TaskKind};
 use crate::interactions::{AuthorRole, InteractionRecord};
@@ -25,20 +26,6 @@ const MAX_CONVERSATION_CHARS: usize = 1000;
 const REASONING_QUOTE_CHARS: usize = 80;
 /// The probability a keyword check gives its choice: predictable, not certain.
 const KEYWORD_CONFIDENCE: f32 = 0.6;
-
-fn flatten(text: &str, max_chars: usize) -> String {
-    let mut flat = String::new();
-    for word in text.split_whitespace() {
-        if flat.chars().count() + word.chars().count() + 1 > max_chars {
-            break;
-        }
-        if !flat.is_empty() {
-            flat.push(' ');
-        }
-        flat.push_str(word);
-    }
-    flat
-}
 
 /// The conversation as the QA prompt shows it: `Customer:` and `Agent:` turns (AI agents are
 /// agents here, so they are judged the same way), internal notes left out, and when too long the
