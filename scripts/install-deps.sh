@@ -38,7 +38,10 @@ build_deps=(cmake:cmake clang:clang libclang-dev: pkg-config:pkg-config openssl:
 test_deps=(chromium: chromium-driver: systemd:systemd-analyze)
 # rpmlint reads packages through rpm; strip, python3 and xz are what scripts/package.sh uses besides
 # the cargo tools below.
-package_deps=(lintian:lintian rpmlint:rpmlint rpm:rpm binutils:strip python3:python3 xz-utils:xz)
+# packaging/install-test.sh installs the .deb with dpkg (which does not resolve dependencies: the
+# package's own, adduser, must be there) and signs in with curl; ps checks the server's user.
+package_deps=(lintian:lintian rpmlint:rpmlint rpm:rpm binutils:strip python3:python3 xz-utils:xz
+    adduser:adduser curl:curl procps:ps)
 
 package_installed() {
     [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == "install ok installed" ]]

@@ -361,6 +361,11 @@ impl AnalysisStore {
                             };
                             writes.remove(&results, &key);
                         }
+                        crate::qa::store::QaStore::new(self.store.clone()).stage_removal(
+                            tenant,
+                            current.interaction,
+                            &mut writes,
+                        )?;
                     }
                     AttemptEnd::Failed { .. } | AttemptEnd::Released => {}
                 }

@@ -78,6 +78,18 @@ impl QaStore {
             .unwrap_or_default())
     }
 
+    /// Stages the removal of the interaction's overrides into `writes`: what was derived from an
+    /// interaction that no longer exists goes in the same commit as its analyses.
+    pub fn stage_removal(
+        &self,
+        tenant: TenantId,
+        interaction: RecordId,
+        writes: &mut crate::store::WriteSet,
+    ) -> Result<(), StoreError> {
+        writes.remove(&self.override_logs(tenant)?, &interaction);
+        Ok(())
+    }
+
     /// Adds an override to the interaction's log (earlier ones are kept).
     pub fn add_override(
         &self,

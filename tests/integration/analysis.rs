@@ -391,6 +391,20 @@ fn a_job_whose_interaction_is_gone_fails_and_takes_its_analyses_with_it() {
             .len(),
         2
     );
+    let qa = rapport::qa::store::QaStore::new(context.store.clone());
+    qa.add_override(
+        tenant.id,
+        ghost.id,
+        rapport::qa::Override {
+            criterion: "greeting".to_owned(),
+            points: Some(1),
+            comment: "The customer, Jo Kim, was greeted.".to_owned(),
+            by: "qa@acme.example".to_owned(),
+            at: chrono::Utc::now(),
+        },
+    )
+    .unwrap();
+    assert_eq!(qa.overrides(tenant.id, ghost.id).unwrap().len(), 1);
     let request = rapport::analysis::jobs::EnqueueRequest {
         version: ghost.updated,
         kinds: AnalysisKind::ALL.to_vec(),
@@ -417,6 +431,7 @@ fn a_job_whose_interaction_is_gone_fails_and_takes_its_analyses_with_it() {
         .analyses(tenant.id, ghost.id)
         .unwrap()
         .is_empty());
+    assert!(qa.overrides(tenant.id, ghost.id).unwrap().is_empty());
     // The interaction that exists keeps its analyses.
     assert_eq!(
         context
