@@ -59,9 +59,7 @@ test:
 	echo "==> cargo fmt --check"
 	$(CARGO) fmt --all -- --check
 	echo "==> cargo clippy"
-	# Under the test profile clippy shares the build-script runs (llama.cpp's CMake build) with
-	# `cargo test`, so llama.cpp compiles once instead of twice (about 4 minutes on 2 cores).
-	$(CARGO) clippy --all-targets --locked --profile test -- -D warnings
+	$(CARGO) clippy --all-targets --locked -- -D warnings
 	echo "==> cargo test"
 	$(CARGO) test --locked
 	# The packages are built from the binary cargo test just built (a release build would compile
