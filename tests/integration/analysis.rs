@@ -23,7 +23,10 @@ use rapport::tenants::{self, Tenant};
 use rapport::users::Role;
 use reqwest::StatusCode;
 
-use crate::helpers::{cli_instance, free_port, location, rapport, stderr, stdout, TestApp};
+use crate::helpers::{
+    cli_instance, escaped, free_port, location, rapport, run_queue, stderr, stdout,
+    use_off_backend, write_interaction, TestApp,
+};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -52,19 +55,6 @@ fn open_context(config_path: &Path) -> AppContext {
     AppContext::open(config, OpenMode::ExistingOnly).unwrap()
 }
 
-fn use_off_backend(context: &AppContext, tenant: TenantId) {
-    AnalysisSettingsStore::new(context.store.clone())
-        .save(
-            tenant,
-            &AnalysisSettings {
-                backend: BackendKind::Off,
-                model_sha256: None,
-                remote: None,
-            },
-        )
-        .unwrap();
-}
-
 fn record(source_id: &str, text: &str) -> InteractionRecord {
     serde_json::from_value(serde_json::json!({
         "source_system": "livechat", "source_id": source_id, "channel": "chat",
@@ -76,18 +66,6 @@ fn record(source_id: &str, text: &str) -> InteractionRecord {
         ]
     }))
     .unwrap()
-}
-
-/// Writes `record` as the API does (create or update by source id, audited, queued).
-fn write(context: &AppContext, tenant: TenantId, record: InteractionRecord) -> Interaction {
-    rapport::api::resources::write_record(context, &Actor::cli(), None, tenant, "api", record)
-        .unwrap()
-        .0
-}
-
-fn run_queue(context: &AppContext, tenant: TenantId) -> worker::Totals {
-    let mut cache = BackendCache::default();
-    worker::run_until_idle(context, &mut cache, tenant, &mut |_, _| {}).unwrap()
 }
 
 fn counts(context: &AppContext, tenant: TenantId) -> (u64, u64, u64, u64) {
@@ -122,7 +100,7 @@ fn an_off_backend_job_stores_every_analysis_with_lexicon_provenance() {
     use_off_backend(&context, tenant.id);
     // Written through the API path, which queues it; queuing the same version again (twice,
     // from two enqueue points) does not make a second job.
-    let stored = write(
+    let stored = write_interaction(
         &context,
         tenant.id,
         record("C-1", "My blender arrived broken, I want a refund."),
@@ -224,8 +202,8 @@ fn a_job_left_running_is_requeued_when_the_appliance_opens_again_and_then_comple
         let context = open_context(&config_path);
         let tenant = create_tenant(&context, "acme");
         use_off_backend(&context, tenant.id);
-        let first = write(&context, tenant.id, record("C-1", "Where is my order?"));
-        write(
+        let first = write_interaction(&context, tenant.id, record("C-1", "Where is my order?"));
+        write_interaction(
             &context,
             tenant.id,
             record("C-2", "The app keeps crashing."),
@@ -263,7 +241,7 @@ fn a_new_interaction_version_makes_the_analysis_stale_and_queues_it_again() {
     let context = open_context(&init_instance(dir.path()));
     let tenant = create_tenant(&context, "acme");
     use_off_backend(&context, tenant.id);
-    let first = write(
+    let first = write_interaction(
         &context,
         tenant.id,
         record("C-1", "Thanks, everything works."),
@@ -274,7 +252,7 @@ fn a_new_interaction_version_makes_the_analysis_stale_and_queues_it_again() {
     assert_eq!(first_message_sentiment(&before), "positive");
 
     // The same source id with new text: a new version, queued by the write.
-    let second = write(
+    let second = write_interaction(
         &context,
         tenant.id,
         record("C-1", "It broke again, this is terrible."),
@@ -374,7 +352,7 @@ fn a_job_whose_interaction_is_gone_fails_and_takes_its_analyses_with_it() {
     let context = open_context(&init_instance(dir.path()));
     let tenant = create_tenant(&context, "acme");
     use_off_backend(&context, tenant.id);
-    let stored = write(&context, tenant.id, record("G-1", "Hello"));
+    let stored = write_interaction(&context, tenant.id, record("G-1", "Hello"));
     run_queue(&context, tenant.id);
     // Analyses and a queued job for an interaction that no longer exists (as after an import
     // that created it was rolled back).
@@ -472,7 +450,7 @@ async fn sales_chats_are_qualified_as_leads_and_other_interactions_are_not() {
     let tenant = app.create_tenant("acme");
     app.create_user("analyst@acme.example", Role::Analyst, Some(&tenant));
     use_off_backend(&app.context, tenant.id);
-    let hot = write(
+    let hot = write_interaction(
         &app.context,
         tenant.id,
         sales_chat(
@@ -480,12 +458,12 @@ async fn sales_chats_are_qualified_as_leads_and_other_interactions_are_not() {
             "We want to buy 200 seats for our 1,500 employees and sign the contract today. Budget is $90k a year.",
         ),
     );
-    let cold = write(
+    let cold = write_interaction(
         &app.context,
         tenant.id,
         sales_chat("S-2", "Just looking around, what does your product do?"),
     );
-    let support = write(
+    let support = write_interaction(
         &app.context,
         tenant.id,
         record("C-1", "My order never arrived."),
@@ -561,7 +539,7 @@ fn the_default_model_summarises_and_labels_an_interaction_with_its_sha256() {
     let context = open_context(&init_instance(dir.path()));
     let tenant = create_tenant(&context, "acme");
     // No settings stored: a new tenant uses the local backend with the default model.
-    let stored = write(
+    let stored = write_interaction(
         &context,
         tenant.id,
         record("C-1", "My blender arrived broken and I want my money back."),
@@ -618,7 +596,7 @@ fn the_default_model_summarises_and_labels_an_interaction_with_its_sha256() {
     // A sales chat: its intent by label scoring, its facts by grammar-constrained generation,
     // kept only where the visitor wrote them.
     let visitor = "We are 40 people and want to start next month. Our budget is $500 per month.";
-    let chat = write(&context, tenant.id, sales_chat("S-1", visitor));
+    let chat = write_interaction(&context, tenant.id, sales_chat("S-1", visitor));
     let totals = run_queue(&context, tenant.id);
     assert_eq!((totals.done, totals.failed), (1, 0));
     let lead = lead_of(&context, tenant.id, chat.id);
@@ -688,15 +666,6 @@ fn hostile_analyses(interaction: &Interaction) -> Vec<Analysis> {
             provenance,
         },
     ]
-}
-
-/// Text as the templates escape it (askama writes numeric character references).
-fn escaped(text: &str) -> String {
-    text.replace('&', "&#38;")
-        .replace('<', "&#60;")
-        .replace('>', "&#62;")
-        .replace('"', "&#34;")
-        .replace('\'', "&#39;")
 }
 
 #[tokio::test]
@@ -868,7 +837,7 @@ async fn the_analysis_page_shows_progress_and_cancels_the_queued_jobs() {
     for number in 0..total {
         let text = format!("My order number {number} never arrived.");
         ids.push(
-            write(
+            write_interaction(
                 &app.context,
                 tenant.id,
                 record(&format!("P-{number}"), &text),
@@ -1002,7 +971,7 @@ async fn a_tenant_admin_edits_the_topic_list_and_re_analyses_a_chosen_scope() {
     app.create_user("admin@acme.example", Role::TenantAdmin, Some(&tenant));
     app.create_user("analyst@acme.example", Role::Analyst, Some(&tenant));
     use_off_backend(&app.context, tenant.id);
-    let stored = write(
+    let stored = write_interaction(
         &app.context,
         tenant.id,
         record("T-1", "The shipping of my parcel is late."),
@@ -1234,8 +1203,8 @@ fn the_background_worker_runs_what_arrives_and_a_stopping_batch_gives_its_jobs_b
     use_off_backend(&context, tenant.id);
 
     // A batch told to stop before its summaries gives every job back, attempt uncounted.
-    let first = write(&context, tenant.id, record("C-1", "Where is my order?"));
-    write(
+    let first = write_interaction(&context, tenant.id, record("C-1", "Where is my order?"));
+    write_interaction(
         &context,
         tenant.id,
         record("C-2", "The app keeps crashing."),
@@ -1263,11 +1232,11 @@ fn the_background_worker_runs_what_arrives_and_a_stopping_batch_gives_its_jobs_b
         counts(&context, tenant.id)
     };
     assert_eq!(wait_for(2), (0, 0, 2, 0));
-    write(&context, tenant.id, record("C-3", "Thanks, all good now."));
+    write_interaction(&context, tenant.id, record("C-3", "Thanks, all good now."));
     assert_eq!(wait_for(3), (0, 0, 3, 0));
     handle.stop(std::time::Duration::from_secs(10));
     // Stopped: nothing more is taken.
-    write(&context, tenant.id, record("C-4", "Another question."));
+    write_interaction(&context, tenant.id, record("C-4", "Another question."));
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(counts(&context, tenant.id), (1, 0, 3, 0));
 }

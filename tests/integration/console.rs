@@ -17,7 +17,7 @@ use rapport::tenants::Tenant;
 use rapport::users::Role;
 use reqwest::{Client, Response, StatusCode};
 
-use crate::helpers::{csrf_in, files_under, location, TestApp};
+use crate::helpers::{csrf_in, escaped, files_under, location, TestApp};
 
 const SCRIPT_TEXT: &str = "Hi <script>alert(1)</script> there";
 
@@ -65,15 +65,6 @@ async fn page(app: &TestApp, client: &Client, path: &str) -> String {
     let response = app.get(client, path).await;
     assert_eq!(response.status(), StatusCode::OK, "GET {path}");
     response.text().await.unwrap()
-}
-
-/// Text as the templates escape it (askama writes numeric character references).
-fn escaped(text: &str) -> String {
-    text.replace('&', "&#38;")
-        .replace('<', "&#60;")
-        .replace('>', "&#62;")
-        .replace('"', "&#34;")
-        .replace('\'', "&#39;")
 }
 
 fn interaction_links(page: &str) -> usize {

@@ -295,3 +295,46 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Chooses the `off` backend (deterministic analyzers) for `tenant`: fast analysis tests.
+pub fn use_off_backend(context: &AppContext, tenant: rapport::ids::TenantId) {
+    rapport::inference::store::AnalysisSettingsStore::new(context.store.clone())
+        .save(
+            tenant,
+            &rapport::inference::store::AnalysisSettings {
+                backend: rapport::inference::BackendKind::Off,
+                model_sha256: None,
+                remote: None,
+            },
+        )
+        .unwrap();
+}
+
+/// Writes `record` as the API does (create or update by source id, audited, queued).
+pub fn write_interaction(
+    context: &AppContext,
+    tenant: rapport::ids::TenantId,
+    record: rapport::interactions::InteractionRecord,
+) -> rapport::interactions::Interaction {
+    rapport::api::resources::write_record(context, &Actor::cli(), None, tenant, "api", record)
+        .unwrap()
+        .0
+}
+
+/// Runs the tenant's analysis queue in the foreground until nothing is queued.
+pub fn run_queue(
+    context: &AppContext,
+    tenant: rapport::ids::TenantId,
+) -> rapport::analysis::worker::Totals {
+    let mut cache = rapport::analysis::worker::BackendCache::default();
+    rapport::analysis::worker::run_until_idle(context, &mut cache, tenant, &mut |_, _| {}).unwrap()
+}
+
+/// Text as the templates escape it (askama writes numeric character references).
+pub fn escaped(text: &str) -> String {
+    text.replace('&', "&#38;")
+        .replace('<', "&#60;")
+        .replace('>', "&#62;")
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;")
+}

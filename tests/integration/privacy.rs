@@ -4,17 +4,16 @@
 
 use rapport::analysis::jobs::{JobErrorKind, JobState};
 use rapport::analysis::worker::{self, BackendCache};
-use rapport::audit::{Actor, AuditAction, AuditView};
-use rapport::context::AppContext;
+use rapport::audit::{AuditAction, AuditView};
 use rapport::ids::TenantId;
 use rapport::inference::store::{AnalysisSettings, AnalysisSettingsStore};
 use rapport::inference::BackendKind;
-use rapport::interactions::{Interaction, InteractionRecord};
+use rapport::interactions::InteractionRecord;
 use rapport::privacy::Restrictions;
 use rapport::users::Role;
 use reqwest::StatusCode;
 
-use crate::helpers::{location, TestApp};
+use crate::helpers::{location, write_interaction, TestApp};
 
 fn chat(source_id: &str, email: &str) -> InteractionRecord {
     serde_json::from_value(serde_json::json!({
@@ -26,12 +25,6 @@ fn chat(source_id: &str, email: &str) -> InteractionRecord {
         ]
     }))
     .unwrap()
-}
-
-fn write(context: &AppContext, tenant: TenantId, record: InteractionRecord) -> Interaction {
-    rapport::api::resources::write_record(context, &Actor::cli(), None, tenant, "api", record)
-        .unwrap()
-        .0
 }
 
 async fn run_queue(app: &TestApp, tenant: TenantId) {
@@ -131,8 +124,8 @@ async fn a_restricted_subject_is_not_analysed_until_the_restriction_is_lifted() 
     assert!(page.contains("DSR-7 &#60;b&#62;"), "{page}");
 
     // The subject's interaction is skipped; someone else's is analysed.
-    let restricted = write(&app.context, tenant.id, chat("R-1", "JO.KIM@example.org"));
-    let other = write(&app.context, tenant.id, chat("R-2", "ana@example.org"));
+    let restricted = write_interaction(&app.context, tenant.id, chat("R-1", "JO.KIM@example.org"));
+    let other = write_interaction(&app.context, tenant.id, chat("R-2", "ana@example.org"));
     run_queue(&app, tenant.id).await;
     let job = app
         .context

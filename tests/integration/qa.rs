@@ -4,13 +4,11 @@
 //! AI result is kept, auto-fail, a scorecard change that re-scores, the editor's validation, and
 //! who may do what.
 
-use rapport::analysis::worker::{self, BackendCache};
 use rapport::analysis::{Analysis, AnalysisKind, AnalysisResult};
 use rapport::audit::{Actor, AuditAction, AuditView};
 use rapport::context::AppContext;
 use rapport::ids::TenantId;
 use rapport::inference::models::DEFAULT_MODEL_SHA256;
-use rapport::inference::store::{AnalysisSettings, AnalysisSettingsStore};
 use rapport::inference::BackendKind;
 use rapport::interactions::{Interaction, InteractionRecord};
 use rapport::qa::evidence::conversation_text;
@@ -19,20 +17,7 @@ use rapport::qa::{QaResult, Scorecard};
 use rapport::users::Role;
 use reqwest::StatusCode;
 
-use crate::helpers::TestApp;
-
-fn use_off_backend(context: &AppContext, tenant: TenantId) {
-    AnalysisSettingsStore::new(context.store.clone())
-        .save(
-            tenant,
-            &AnalysisSettings {
-                backend: BackendKind::Off,
-                model_sha256: None,
-                remote: None,
-            },
-        )
-        .unwrap();
-}
+use crate::helpers::{escaped, run_queue, use_off_backend, write_interaction, TestApp};
 
 fn message(role: &str, author: &str, minute: u32, text: &str) -> serde_json::Value {
     serde_json::json!({"role": role, "author_name": author,
@@ -67,17 +52,6 @@ fn curt(source_id: &str) -> InteractionRecord {
         ]
     }))
     .unwrap()
-}
-
-fn write(context: &AppContext, tenant: TenantId, record: InteractionRecord) -> Interaction {
-    rapport::api::resources::write_record(context, &Actor::cli(), None, tenant, "api", record)
-        .unwrap()
-        .0
-}
-
-fn run_queue(context: &AppContext, tenant: TenantId) -> worker::Totals {
-    let mut cache = BackendCache::default();
-    worker::run_until_idle(context, &mut cache, tenant, &mut |_, _| {}).unwrap()
 }
 
 fn qa_of(
@@ -127,15 +101,6 @@ fn assert_quotes_are_substrings(record: &InteractionRecord, result: &QaResult) -
     quotes
 }
 
-/// Text as the templates escape it (askama writes numeric character references).
-fn escaped(text: &str) -> String {
-    text.replace('&', "&#38;")
-        .replace('<', "&#60;")
-        .replace('>', "&#62;")
-        .replace('"', "&#34;")
-        .replace('\'', "&#39;")
-}
-
 /// The effective score the QA page shows in the row of `subject`.
 fn listed_score(page: &str, subject: &str) -> String {
     let row_start = page
@@ -153,7 +118,7 @@ async fn the_off_backend_scores_a_conversation_with_quotes_marked_in_the_thread(
     let tenant = app.create_tenant("acme");
     use_off_backend(&app.context, tenant.id);
     app.create_user("analyst@acme.example", Role::Analyst, Some(&tenant));
-    let stored = write(&app.context, tenant.id, polite("C-1"));
+    let stored = write_interaction(&app.context, tenant.id, polite("C-1"));
     let totals = run_queue(&app.context, tenant.id);
     assert_eq!((totals.done, totals.failed), (1, 0));
 
@@ -219,7 +184,7 @@ async fn an_override_changes_the_reported_score_and_the_ai_result_is_kept() {
     use_off_backend(&app.context, tenant.id);
     app.create_user("lead@acme.example", Role::QaLead, Some(&tenant));
     app.create_user("analyst@acme.example", Role::Analyst, Some(&tenant));
-    let stored = write(&app.context, tenant.id, curt("C-2"));
+    let stored = write_interaction(&app.context, tenant.id, curt("C-2"));
     run_queue(&app.context, tenant.id);
     let (_, before) = qa_of(&app.context, tenant.id, &stored);
     let greeting = before
@@ -359,8 +324,8 @@ async fn a_critical_criterion_fails_the_interaction_and_a_scorecard_change_resco
     use_off_backend(&app.context, tenant.id);
     app.create_user("admin@acme.example", Role::TenantAdmin, Some(&tenant));
     app.create_user("lead@acme.example", Role::QaLead, Some(&tenant));
-    let rude = write(&app.context, tenant.id, curt("C-3"));
-    let kind = write(&app.context, tenant.id, polite("C-4"));
+    let rude = write_interaction(&app.context, tenant.id, curt("C-3"));
+    let kind = write_interaction(&app.context, tenant.id, polite("C-4"));
     run_queue(&app.context, tenant.id);
     let (first, before) = qa_of(&app.context, tenant.id, &rude);
     assert!(!before.auto_fail);
@@ -584,7 +549,7 @@ fn the_default_model_scores_qa_with_quotes_from_the_conversation() {
         rapport::tenants::create_tenant(&context, Actor::cli(), None, "acme", "Acme").unwrap();
     // No settings stored: the local backend with the default model. The write queues every
     // kind of analysis; QA is one more classification step of the same batch.
-    let stored = write(&context, tenant.id, polite("C-5"));
+    let stored = write_interaction(&context, tenant.id, polite("C-5"));
     let started = std::time::Instant::now();
     let totals = run_queue(&context, tenant.id);
     assert_eq!(totals.failed, 0);
