@@ -174,6 +174,30 @@ impl FakeEndpoint {
         .unwrap()
     }
 
+    /// Makes this endpoint `tenant`'s analysis backend, as a tenant admin's form would, with
+    /// `retries` retries.
+    fn choose_for(&self, app: &TestApp, tenant: &rapport::tenants::Tenant, retries: u32) {
+        settings::choose_backend(
+            &app.context,
+            Actor::cli(),
+            None,
+            tenant,
+            &AnalysisChoice {
+                backend: "remote".to_owned(),
+                model_sha256: String::new(),
+                remote: RemoteInput {
+                    base_url: self.base_url.clone(),
+                    model: "test-model".to_owned(),
+                    api_key: Some(SecretString::from(API_KEY.to_owned())),
+                    ca_certificate_pem: self.ca_pem.clone(),
+                    retries: retries.to_string(),
+                    ..RemoteInput::default()
+                },
+            },
+        )
+        .unwrap();
+    }
+
     fn backend(&self, retries: u32, request_timeout_secs: u32) -> RemoteBackend {
         RemoteBackend::new(
             &self.settings(retries, request_timeout_secs),
@@ -295,24 +319,7 @@ async fn text_leaves_redacted_with_the_tenants_contacts_and_the_reply_is_restore
     assert_eq!(run.state, ImportState::Committed);
 
     let endpoint = FakeEndpoint::start(vec![Answer::Echo]);
-    settings::choose_backend(
-        &app.context,
-        Actor::cli(),
-        None,
-        &tenant,
-        &AnalysisChoice {
-            backend: "remote".to_owned(),
-            model_sha256: String::new(),
-            remote: RemoteInput {
-                base_url: endpoint.base_url.clone(),
-                model: "test-model".to_owned(),
-                api_key: Some(SecretString::from(API_KEY.to_owned())),
-                ca_certificate_pem: endpoint.ca_pem.clone(),
-                ..RemoteInput::default()
-            },
-        },
-    )
-    .unwrap();
+    endpoint.choose_for(&app, &tenant, 3);
 
     let context = app.context.clone();
     let reply = tokio::task::spawn_blocking(move || {
@@ -364,24 +371,7 @@ async fn the_worker_never_shares_one_tenants_remote_backend_with_another() {
     // The same endpoint, model and key for both: only the tenant differs, and with it the
     // contacts that its PII detector must know.
     for tenant in [&acme, &globex] {
-        settings::choose_backend(
-            &app.context,
-            Actor::cli(),
-            None,
-            tenant,
-            &AnalysisChoice {
-                backend: "remote".to_owned(),
-                model_sha256: String::new(),
-                remote: RemoteInput {
-                    base_url: endpoint.base_url.clone(),
-                    model: "test-model".to_owned(),
-                    api_key: Some(SecretString::from(API_KEY.to_owned())),
-                    ca_certificate_pem: endpoint.ca_pem.clone(),
-                    ..RemoteInput::default()
-                },
-            },
-        )
-        .unwrap();
+        endpoint.choose_for(&app, tenant, 3);
     }
     let context = app.context.clone();
     tokio::task::spawn_blocking(move || {
@@ -405,25 +395,7 @@ async fn the_worker_records_each_interaction_it_sends_out_and_sends_it_redacted(
     let app = TestApp::spawn();
     let tenant = app.create_tenant("acme");
     let endpoint = FakeEndpoint::start(vec![Answer::Echo]);
-    settings::choose_backend(
-        &app.context,
-        Actor::cli(),
-        None,
-        &tenant,
-        &AnalysisChoice {
-            backend: "remote".to_owned(),
-            model_sha256: String::new(),
-            remote: RemoteInput {
-                base_url: endpoint.base_url.clone(),
-                model: "test-model".to_owned(),
-                api_key: Some(SecretString::from(API_KEY.to_owned())),
-                ca_certificate_pem: endpoint.ca_pem.clone(),
-                retries: "0".to_owned(),
-                ..RemoteInput::default()
-            },
-        },
-    )
-    .unwrap();
+    endpoint.choose_for(&app, &tenant, 0);
     let record: rapport::interactions::InteractionRecord = serde_json::from_value(json!({
         "source_system": "livechat", "source_id": "R-1", "channel": "chat",
         "messages": [{"role": "customer", "sent_at": "2026-10-06T10:00:00Z",
