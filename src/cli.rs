@@ -624,6 +624,10 @@ fn check(config_path: &Path) -> ExitCode {
                     Err(error) => problems.push(error.to_string()),
                 }
             }
+            match crate::mail::check(config.smtp.as_ref()) {
+                Ok(note) => notes.push(note),
+                Err(problem) => problems.push(problem),
+            }
             if problems.is_empty() {
                 match AppContext::open(config, OpenMode::ExistingOnly) {
                     Ok(context) => {

@@ -39,6 +39,112 @@ pub struct Config {
     pub inference: InferenceConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The operator's SMTP relay for feedback requests; absent means Rapport sends no mail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// How the SMTP relay's connection is protected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which the relay must offer (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS at all: only for a relay on this machine (a loopback host).
+    None,
+}
+
+impl SmtpTls {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starttls => "starttls",
+            Self::Tls => "tls",
+            Self::None => "none",
+        }
+    }
+}
+
+/// The SMTP relay (`[smtp]`). The password is never in this file: `password_file` names a file
+/// that holds it, like the metrics token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    #[serde(default = "default_smtp_tls")]
+    pub tls: SmtpTls,
+    /// The sender, e.g. `"Acme support <feedback@acme.example>"`.
+    pub from: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// A file holding the password (mode 0600 or 0640); needed with `username`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// Seconds one SMTP command may take before the send counts as failed.
+    #[serde(default = "default_smtp_timeout_seconds")]
+    pub timeout_seconds: u64,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+fn default_smtp_tls() -> SmtpTls {
+    SmtpTls::Starttls
+}
+
+fn default_smtp_timeout_seconds() -> u64 {
+    30
+}
+
+impl SmtpConfig {
+    /// Whether `host` names this machine: the only place a relay without TLS is accepted.
+    pub fn host_is_loopback(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|address| address.is_loopback())
+    }
+
+    /// Problems with the table's values, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.host.trim().is_empty() || self.host.chars().any(char::is_whitespace) {
+            problems.push("smtp.host must be a host name or address".to_owned());
+        }
+        if self.port == 0 {
+            problems.push("smtp.port must be from 1 to 65535".to_owned());
+        }
+        if self.tls == SmtpTls::None && !self.host_is_loopback() {
+            problems.push(
+                "smtp.tls = \"none\" is allowed only for a relay on this machine (localhost, 127.0.0.1 or ::1); use \"starttls\" or \"tls\""
+                    .to_owned(),
+            );
+        }
+        if self.from.parse::<lettre::message::Mailbox>().is_err() {
+            problems.push(format!(
+                "smtp.from {:?} is not an e-mail address (such as \"Acme <feedback@acme.example>\")",
+                self.from
+            ));
+        }
+        match (&self.username, &self.password_file) {
+            (Some(_), None) => problems.push(
+                "smtp.username needs smtp.password_file, a file holding the password".to_owned(),
+            ),
+            (None, Some(_)) => {
+                problems.push("smtp.password_file is set but smtp.username is not".to_owned());
+            }
+            _ => {}
+        }
+        if !(1..=600).contains(&self.timeout_seconds) {
+            problems.push("smtp.timeout_seconds must be from 1 to 600".to_owned());
+        }
+        problems
+    }
 }
 
 /// The Prometheus endpoint `/metrics`: off unless enabled, and then only for a scraper that
@@ -239,6 +345,9 @@ impl Config {
                     .to_owned(),
             );
         }
+        if let Some(smtp) = &self.smtp {
+            problems.extend(smtp.problems());
+        }
         if self
             .log
             .level
@@ -383,8 +492,27 @@ enabled = false
         threads = inference.threads,
         context_size = inference.context_size,
         batch_width = inference.batch_width,
-    )
+    ) + SMTP_TEMPLATE
 }
+
+/// The template's `[smtp]` part: commented out, since no relay is the default.
+const SMTP_TEMPLATE: &str = r#"
+# The SMTP relay that sends feedback requests (Feedback page). Without this table Rapport sends no
+# mail: requests can only be exported as CSV. Uncomment and fill it in to allow sending.
+# [smtp]
+# host = "smtp.example.internal"
+# port = 587
+# "starttls" (the relay must offer STARTTLS), "tls" (TLS from the start, usually port 465), or
+# "none", which is accepted only for a relay on this machine (localhost, 127.0.0.1, ::1).
+# tls = "starttls"
+# from = "Acme customer care <feedback@acme.example>"
+# Sign-in at the relay, if it wants one. The password is read from password_file (mode 0600 or
+# 0640), never written here.
+# username = "rapport"
+# password_file = "/etc/rapport/smtp-password"
+# Seconds one SMTP exchange may take before that message counts as failed.
+# timeout_seconds = 30
+"#;
 
 fn toml_string(path: &Path) -> String {
     toml::Value::String(path.display().to_string()).to_string()
@@ -451,6 +579,58 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let error = Config::load(&path).unwrap_err().to_string();
         assert!(error.contains("metrics.enabled"), "{error}");
+    }
+
+    fn with_smtp(table: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rapport.toml");
+        std::fs::write(&path, format!("{}\n[smtp]\n{table}", packaged_template())).unwrap();
+        Config::load(&path).map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn smtp_is_off_unless_configured_and_checked_when_it_is() {
+        let shipped: Config = toml::from_str(&packaged_template()).unwrap();
+        assert!(shipped.smtp.is_none());
+        let config =
+            with_smtp("host = \"mail.acme.example\"\nfrom = \"Acme <fb@acme.example>\"\n").unwrap();
+        let smtp = config.smtp.unwrap();
+        assert_eq!(
+            (smtp.port, smtp.tls, smtp.timeout_seconds),
+            (587, SmtpTls::Starttls, 30)
+        );
+        // No TLS only on loopback.
+        let error =
+            with_smtp("host = \"mail.acme.example\"\ntls = \"none\"\nfrom = \"fb@acme.example\"\n")
+                .unwrap_err();
+        assert!(error.contains("smtp.tls"), "{error}");
+        for host in ["127.0.0.1", "localhost", "::1"] {
+            let config = with_smtp(&format!(
+                "host = \"{host}\"\nport = 2525\ntls = \"none\"\nfrom = \"fb@acme.example\"\n"
+            ))
+            .unwrap();
+            assert!(config.smtp.unwrap().host_is_loopback(), "{host}");
+        }
+        // The password is never inline; a username needs its file; the sender must parse.
+        let error = with_smtp(
+            "host = \"m.example\"\nfrom = \"fb@acme.example\"\nusername = \"u\"\npassword = \"hunter2\"\n",
+        )
+        .unwrap_err();
+        assert!(error.contains("password"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+        let error =
+            with_smtp("host = \"m.example\"\nfrom = \"fb@acme.example\"\nusername = \"u\"\n")
+                .unwrap_err();
+        assert!(error.contains("smtp.password_file"), "{error}");
+        let error = with_smtp("host = \"m.example\"\nfrom = \"not an address\"\n").unwrap_err();
+        assert!(error.contains("smtp.from"), "{error}");
+        let error = with_smtp("host = \"m.example\"\nfrom = \"fb@acme.example\"\ntls = \"ssl\"\n")
+            .unwrap_err();
+        assert!(error.contains("smtp.tls"), "{error}");
+        let error =
+            with_smtp("host = \"m.example\"\nfrom = \"fb@acme.example\"\ntimeout_seconds = 0\n")
+                .unwrap_err();
+        assert!(error.contains("smtp.timeout_seconds"), "{error}");
     }
 
     #[test]

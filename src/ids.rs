@@ -95,3 +95,7 @@ id_type!(
     /// A webhook integration of one tenant; the id is the last segment of its webhook URL.
     IntegrationId
 );
+id_type!(
+    /// One batch of feedback requests (its messages, skip counts and send progress).
+    FeedbackBatchId
+);

@@ -103,6 +103,16 @@ pub enum AuditAction {
     QaOverridden,
     /// A tenant's QA scorecard was changed.
     QaScorecardChanged,
+    /// A batch of feedback requests was prepared; the target names the batch and its counts
+    /// (contacts by record id only, never an address).
+    FeedbackBatchCreated,
+    /// A batch's requests were exported as CSV; the target names the batch and its contacts' ids.
+    FeedbackExported,
+    /// One feedback request was sent through the SMTP relay (or failed: outcome and class); the
+    /// target names the batch and the contact's record id.
+    FeedbackSent,
+    /// A tenant admin changed the feedback-request template, review link or waiting period.
+    FeedbackSettingsChanged,
 }
 
 impl AuditAction {
@@ -143,6 +153,10 @@ impl AuditAction {
             Self::PrivacyRestrictionLifted => "privacy.restriction_lifted",
             Self::QaOverridden => "qa.overridden",
             Self::QaScorecardChanged => "qa.scorecard_changed",
+            Self::FeedbackBatchCreated => "feedback.batch_created",
+            Self::FeedbackExported => "feedback.exported",
+            Self::FeedbackSent => "feedback.sent",
+            Self::FeedbackSettingsChanged => "feedback.settings_changed",
         }
     }
 }

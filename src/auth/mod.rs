@@ -70,6 +70,10 @@ pub enum Permission {
     ReviewQa,
     /// Edit the tenant's QA scorecard and re-score after a change.
     ManageScorecards,
+    /// Prepare feedback requests for contacts, export them and send them through the relay.
+    SendFeedbackRequests,
+    /// Edit the tenant's feedback-request template, review link and waiting period.
+    ManageFeedbackSettings,
 }
 
 impl Role {
@@ -88,10 +92,12 @@ impl Role {
                     | P::ManageAnalysis
                     | P::RequestAnalysis
                     | P::ManageScorecards
+                    | P::SendFeedbackRequests
+                    | P::ManageFeedbackSettings
             ),
             Role::Analyst => matches!(
                 permission,
-                P::ViewTenant | P::ViewTenantData | P::RequestAnalysis
+                P::ViewTenant | P::ViewTenantData | P::RequestAnalysis | P::SendFeedbackRequests
             ),
             Role::QaLead => matches!(
                 permission,

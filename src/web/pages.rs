@@ -93,6 +93,12 @@ fn nav_for(session: &RequestSession, tenant: Option<&Tenant>, active: &str) -> V
         if role.grants(Permission::ManageScorecards) {
             links.push((format!("{base}/settings/scorecard"), "Scorecard"));
         }
+        if role.grants(Permission::SendFeedbackRequests) {
+            links.push((format!("{base}/feedback"), "Feedback"));
+        }
+        if role.grants(Permission::ManageFeedbackSettings) {
+            links.push((format!("{base}/settings/feedback"), "Feedback template"));
+        }
     }
     links.push(("/account/password".to_owned(), "Password"));
     links.push(("/account/second-factor".to_owned(), "Two-factor"));

@@ -16,6 +16,7 @@ mod cli;
 mod console;
 mod csrf;
 mod durability;
+mod feedback;
 mod formats;
 mod headers;
 mod inference;

@@ -92,6 +92,16 @@ const MATRIX: &[(&str, &str, [Expect; 7])] = &[
         [SignIn, Refused, Allowed, Refused, Allowed, Refused, Refused],
     ),
     (
+        "tenant: feedback requests",
+        "/t/acme/feedback",
+        [SignIn, Refused, Allowed, Allowed, Refused, Refused, Refused],
+    ),
+    (
+        "tenant: feedback template",
+        "/t/acme/settings/feedback",
+        [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
         "tenant: audit",
         "/t/acme/audit",
         [SignIn, Refused, Refused, Refused, Refused, Allowed, Allowed],

@@ -1,0 +1,962 @@
+//! Feedback requests: after a resolved interaction, a personalised e-mail asking a contact how it
+//! went (and for a public review), for contacts a user picks, the contacts of accounts, or the
+//! customers of interactions resolved in the last days.
+//!
+//! A request is plain substitution into the tenant admin's template (subject and body with
+//! `{first_name}`, `{account}`, `{interaction_subject}`, `{review_link}`, …): predictable, and
+//! nothing is sent to a model. Preparing a batch picks the contacts, skips those without an
+//! address, those under restriction or objection (`crate::privacy`, by the contact's address), and
+//! those asked within the tenant's waiting period (a per-contact last-requested time), and stores
+//! the batch sealed. A batch is then exported as CSV or sent through the operator's SMTP relay
+//! (`crate::mail`) by a background thread that records each message's outcome in the batch as it
+//! goes, so a failed or interrupted send loses nothing: what was not sent stays listed and can be
+//! sent again. The audit log names contacts by record id, never by address.
+
+pub mod routes;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::query::account_keys;
+use crate::accounts::Contact;
+use crate::audit::{Actor, AuditAction, AuditError, AuditEvent, Outcome};
+use crate::context::AppContext;
+use crate::ids::{FeedbackBatchId, RecordId, TenantId};
+use crate::interactions::query::last_message_time;
+use crate::interactions::AuthorRole;
+use crate::mail::{OutgoingMail, Relay, SendFailure};
+use crate::privacy::{normalise_email, Restrictions};
+use crate::store::{Collection, Scope, StoreError};
+use crate::tenants::Tenant;
+
+const SETTINGS: &str = "feedback_settings";
+const SETTINGS_KEY: &str = "template";
+const BATCHES: &str = "feedback_batches";
+const LAST_REQUESTED: &str = "feedback_last_requested";
+
+/// Requests in one batch at most; more chosen contacts are counted as left over.
+pub const MAX_BATCH: usize = 500;
+const MAX_SUBJECT_CHARS: usize = 200;
+const MAX_BODY_CHARS: usize = 10_000;
+const MAX_LINK_CHARS: usize = 500;
+/// The longest waiting period a tenant can set, in days.
+const MAX_COOLDOWN_DAYS: u32 = 365;
+/// The widest "resolved in the last N days" window.
+pub const MAX_RESOLVED_DAYS: u32 = 365;
+
+/// The placeholders a template may use.
+pub const PLACEHOLDERS: &[&str] = &[
+    "first_name",
+    "name",
+    "account",
+    "interaction_subject",
+    "review_link",
+    "company",
+];
+
+/// Interaction statuses that count as resolved (compared without case).
+pub const RESOLVED_STATUSES: &[&str] = &["resolved", "closed", "solved"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeedbackError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// A typed value, naming its field.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("no such feedback batch")]
+    NotFound,
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> FeedbackError {
+    FeedbackError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// The tenant admin's template and rules.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedbackSettings {
+    pub subject: String,
+    pub body: String,
+    /// Where the review is left (the Google or Facebook review page); `{review_link}`.
+    pub review_link: String,
+    /// A contact asked within this many days is not asked again.
+    pub cooldown_days: u32,
+}
+
+impl Default for FeedbackSettings {
+    fn default() -> Self {
+        Self {
+            subject: "How did we do, {first_name}?".to_owned(),
+            body: "Hello {first_name},\n\nThank you for getting in touch with {company} about \
+                   \"{interaction_subject}\". We hope it is sorted out to your satisfaction.\n\n\
+                   Would you tell us how we did? A short review helps us and other customers:\n\
+                   {review_link}\n\nKind regards,\n{company}\n"
+                .to_owned(),
+            review_link: String::new(),
+            cooldown_days: 30,
+        }
+    }
+}
+
+/// The placeholders a text uses that are not known, or a description of a stray brace.
+pub fn template_problem(text: &str) -> Option<String> {
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            return Some("has a `{` without its `}`".to_owned());
+        };
+        let name = &after[..close];
+        if !PLACEHOLDERS.contains(&name) {
+            return Some(format!(
+                "{{{}}} is not a placeholder (use {})",
+                name.chars().take(40).collect::<String>(),
+                PLACEHOLDERS
+                    .iter()
+                    .map(|p| format!("{{{p}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    None
+}
+
+/// The values substituted for one contact.
+#[derive(Clone, Debug, Default)]
+pub struct Personalisation {
+    pub first_name: String,
+    pub name: String,
+    pub account: String,
+    pub interaction_subject: String,
+    pub review_link: String,
+    pub company: String,
+}
+
+impl Personalisation {
+    fn value(&self, placeholder: &str) -> Option<&str> {
+        Some(match placeholder {
+            "first_name" => &self.first_name,
+            "name" => &self.name,
+            "account" => &self.account,
+            "interaction_subject" => &self.interaction_subject,
+            "review_link" => &self.review_link,
+            "company" => &self.company,
+            _ => return None,
+        })
+    }
+}
+
+/// `template` with each known placeholder replaced; anything else is left as written.
+pub fn fill(template: &str, values: &Personalisation) -> String {
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        if let Some((close, value)) = after
+            .find('}')
+            .and_then(|close| values.value(&after[..close]).map(|value| (close, value)))
+        {
+            out.push_str(value);
+            rest = &after[close + 1..];
+        } else {
+            out.push('{');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The first word of a name.
+fn first_name(name: &str) -> String {
+    name.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Which contacts a batch is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// The customers (matched to contacts by address) of interactions whose status is resolved,
+    /// closed or solved and whose last message is within the last `days` days.
+    Resolved { days: u32 },
+    /// Every contact of these accounts.
+    Accounts(Vec<RecordId>),
+    /// These contacts.
+    Contacts(Vec<RecordId>),
+}
+
+impl Selection {
+    fn describe(&self) -> String {
+        match self {
+            Self::Resolved { days } => {
+                format!("contacts of interactions resolved in the last {days} days")
+            }
+            Self::Accounts(ids) => format!("contacts of {} chosen accounts", ids.len()),
+            Self::Contacts(ids) => format!("{} chosen contacts", ids.len()),
+        }
+    }
+}
+
+/// Why chosen contacts got no request, counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkipCounts {
+    pub no_email: usize,
+    /// Under restriction of processing or objection (never named on the page).
+    pub restricted: usize,
+    pub recently_requested: usize,
+    /// Customers of resolved interactions with no contact record of their address.
+    pub no_contact_record: usize,
+    /// Beyond [`MAX_BATCH`].
+    pub over_limit: usize,
+}
+
+impl SkipCounts {
+    pub fn total(&self) -> usize {
+        self.no_email
+            + self.restricted
+            + self.recently_requested
+            + self.no_contact_record
+            + self.over_limit
+    }
+}
+
+/// Where one message stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum MessageStatus {
+    /// Prepared, not sent (also after an interrupted send).
+    Pending,
+    Sent {
+        at: DateTime<Utc>,
+    },
+    Failed {
+        failure: SendFailure,
+        at: DateTime<Utc>,
+    },
+    /// Not sent: since the batch was prepared the contact came under restriction or objection,
+    /// or was asked by another batch.
+    Withheld {
+        at: DateTime<Utc>,
+    },
+}
+
+/// One prepared request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchMessage {
+    pub contact: RecordId,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+    pub status: MessageStatus,
+}
+
+/// A prepared batch and what became of each message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedbackBatch {
+    pub id: FeedbackBatchId,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub selection: String,
+    pub messages: Vec<BatchMessage>,
+    pub skipped: SkipCounts,
+    pub exported_at: Option<DateTime<Utc>>,
+}
+
+/// Messages of a batch by state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub pending: usize,
+    pub sent: usize,
+    pub failed: usize,
+    pub withheld: usize,
+}
+
+impl FeedbackBatch {
+    pub fn progress(&self) -> Progress {
+        let mut progress = Progress::default();
+        for message in &self.messages {
+            match message.status {
+                MessageStatus::Pending => progress.pending += 1,
+                MessageStatus::Sent { .. } => progress.sent += 1,
+                MessageStatus::Failed { .. } => progress.failed += 1,
+                MessageStatus::Withheld { .. } => progress.withheld += 1,
+            }
+        }
+        progress
+    }
+}
+
+/// The feedback collections of every tenant.
+#[derive(Clone)]
+pub struct FeedbackStore {
+    store: crate::store::Store,
+}
+
+impl FeedbackStore {
+    pub fn new(store: crate::store::Store) -> Self {
+        Self { store }
+    }
+
+    fn settings_collection(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Collection<&'static str, FeedbackSettings>, StoreError> {
+        self.store.collection(Scope::Tenant(tenant), SETTINGS)
+    }
+
+    pub fn batches(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Collection<FeedbackBatchId, FeedbackBatch>, StoreError> {
+        self.store.collection(Scope::Tenant(tenant), BATCHES)
+    }
+
+    fn last_requested(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Collection<RecordId, DateTime<Utc>>, StoreError> {
+        self.store.collection(Scope::Tenant(tenant), LAST_REQUESTED)
+    }
+
+    /// The tenant's settings, or the defaults.
+    pub fn settings(&self, tenant: TenantId) -> Result<FeedbackSettings, StoreError> {
+        Ok(self
+            .settings_collection(tenant)?
+            .get(&SETTINGS_KEY)?
+            .unwrap_or_default())
+    }
+
+    /// When the contact was last asked, if ever.
+    pub fn last_requested_at(
+        &self,
+        tenant: TenantId,
+        contact: RecordId,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.last_requested(tenant)?.get(&contact)
+    }
+
+    fn mark_requested(
+        &self,
+        tenant: TenantId,
+        contact: RecordId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.last_requested(tenant)?.insert(&contact, &at)
+    }
+
+    pub fn batch(
+        &self,
+        tenant: TenantId,
+        id: FeedbackBatchId,
+    ) -> Result<Option<FeedbackBatch>, StoreError> {
+        self.batches(tenant)?.get(&id)
+    }
+
+    /// The newest batches, at most `limit`.
+    pub fn recent_batches(
+        &self,
+        tenant: TenantId,
+        limit: usize,
+    ) -> Result<Vec<FeedbackBatch>, StoreError> {
+        self.batches(tenant)?
+            .scan_newest_first(None)
+            .take(limit)
+            .map(|entry| entry.map(|(_, batch)| batch))
+            .collect()
+    }
+}
+
+/// A tenant admin saves the template, review link and waiting period. Audited as
+/// `feedback.settings_changed`.
+pub fn save_settings(
+    context: &AppContext,
+    actor: &Actor,
+    client: Option<String>,
+    tenant: TenantId,
+    settings: &FeedbackSettings,
+) -> Result<(), FeedbackError> {
+    let subject = settings.subject.trim();
+    if subject.is_empty() || subject.chars().count() > MAX_SUBJECT_CHARS || subject.contains('\n') {
+        return Err(invalid(
+            "Subject",
+            format!("write one line of at most {MAX_SUBJECT_CHARS} characters"),
+        ));
+    }
+    if let Some(problem) = template_problem(subject) {
+        return Err(invalid("Subject", problem));
+    }
+    if settings.body.trim().is_empty() || settings.body.chars().count() > MAX_BODY_CHARS {
+        return Err(invalid(
+            "Body",
+            format!("write the message, in at most {MAX_BODY_CHARS} characters"),
+        ));
+    }
+    if let Some(problem) = template_problem(&settings.body) {
+        return Err(invalid("Body", problem));
+    }
+    let link = settings.review_link.trim();
+    if !link.is_empty() {
+        let parsed = url::Url::parse(link).ok();
+        if link.chars().count() > MAX_LINK_CHARS
+            || !parsed.is_some_and(|url| url.scheme() == "https" || url.scheme() == "http")
+        {
+            return Err(invalid(
+                "Review link",
+                "give the address of your review page, starting with https://",
+            ));
+        }
+    }
+    if settings.cooldown_days > MAX_COOLDOWN_DAYS {
+        return Err(invalid(
+            "Waiting period",
+            format!("give a number of days from 0 to {MAX_COOLDOWN_DAYS}"),
+        ));
+    }
+    let stored = FeedbackSettings {
+        subject: subject.to_owned(),
+        body: settings.body.replace("\r\n", "\n"),
+        review_link: link.to_owned(),
+        cooldown_days: settings.cooldown_days,
+    };
+    FeedbackStore::new(context.store.clone())
+        .settings_collection(tenant)?
+        .insert(&SETTINGS_KEY, &stored)?;
+    context.audit(
+        AuditEvent::new(
+            Some(tenant),
+            actor.clone(),
+            AuditAction::FeedbackSettingsChanged,
+            format!(
+                "feedback settings (waiting period {} days)",
+                stored.cooldown_days
+            ),
+        )
+        .client(client),
+    )?;
+    Ok(())
+}
+
+fn is_resolved(status: Option<&String>) -> bool {
+    status.is_some_and(|status| {
+        RESOLVED_STATUSES
+            .iter()
+            .any(|resolved| status.trim().eq_ignore_ascii_case(resolved))
+    })
+}
+
+/// The chosen contacts, the latest resolved interaction's subject by customer address, and the
+/// number of resolved customers without a contact record.
+type Chosen = (Vec<Contact>, HashMap<String, String>, usize);
+
+/// The contacts a selection names, each with the subject of its latest resolved interaction (by
+/// the contact's address), plus the count of resolved customers without a contact record.
+fn chosen_contacts(
+    context: &AppContext,
+    tenant: TenantId,
+    selection: &Selection,
+    now: DateTime<Utc>,
+) -> Result<Chosen, StoreError> {
+    // The latest resolved interaction per customer address (within the window when one is set).
+    let since = match selection {
+        Selection::Resolved { days } => Some(now - Duration::days(i64::from(*days))),
+        _ => None,
+    };
+    let mut latest: HashMap<String, (DateTime<Utc>, String)> = HashMap::new();
+    context.interactions.for_each(tenant, |interaction| {
+        let record = &interaction.record;
+        if !is_resolved(record.status.as_ref()) {
+            return Ok(());
+        }
+        let Some(last) = last_message_time(record) else {
+            return Ok(());
+        };
+        if since.is_some_and(|since| last < since) {
+            return Ok(());
+        }
+        for message in &record.messages {
+            if message.role != AuthorRole::Customer {
+                continue;
+            }
+            let Some(email) = message.author_email.as_deref().and_then(normalise_email) else {
+                continue;
+            };
+            let subject = record.subject.clone().unwrap_or_default();
+            match latest.get(&email) {
+                Some((time, _)) if *time >= last => {}
+                _ => {
+                    latest.insert(email, (last, subject));
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let subjects: HashMap<String, String> = latest
+        .into_iter()
+        .map(|(email, (_, subject))| (email, subject))
+        .collect();
+    let mut contacts = Vec::new();
+    let mut no_contact_record = 0;
+    match selection {
+        Selection::Contacts(ids) => {
+            let mut seen = HashSet::new();
+            for id in ids {
+                if seen.insert(*id) {
+                    if let Some(contact) = context.contacts.get(tenant, *id)? {
+                        contacts.push(contact);
+                    }
+                }
+            }
+        }
+        Selection::Accounts(ids) => {
+            let mut keys: Vec<String> = Vec::new();
+            for id in ids {
+                if let Some(account) = context.accounts.get(tenant, *id)? {
+                    keys.extend(
+                        account_keys(&account)
+                            .into_iter()
+                            .map(|key| key.trim().to_lowercase()),
+                    );
+                }
+            }
+            context.contacts.for_each(tenant, |contact| {
+                if contact
+                    .record
+                    .account
+                    .as_ref()
+                    .is_some_and(|account| keys.contains(&account.trim().to_lowercase()))
+                {
+                    contacts.push(contact);
+                }
+                Ok(())
+            })?;
+        }
+        Selection::Resolved { .. } => {
+            let mut found = HashSet::new();
+            context.contacts.for_each(tenant, |contact| {
+                if let Some(email) = contact.record.email.as_deref().and_then(normalise_email) {
+                    if subjects.contains_key(&email) && found.insert(email) {
+                        contacts.push(contact);
+                    }
+                }
+                Ok(())
+            })?;
+            no_contact_record = subjects.len() - found.len();
+        }
+    }
+    Ok((contacts, subjects, no_contact_record))
+}
+
+/// Account names by every key records use for them (source id, domain), in lower case.
+fn account_names(
+    context: &AppContext,
+    tenant: TenantId,
+) -> Result<HashMap<String, String>, StoreError> {
+    let mut names = HashMap::new();
+    context.accounts.for_each(tenant, |account| {
+        for key in account_keys(&account) {
+            names.insert(key.trim().to_lowercase(), account.record.name.clone());
+        }
+        Ok(())
+    })?;
+    Ok(names)
+}
+
+fn check_selection(selection: &Selection) -> Result<(), FeedbackError> {
+    match selection {
+        Selection::Resolved { days } if *days == 0 || *days > MAX_RESOLVED_DAYS => Err(invalid(
+            "Days",
+            format!("give a number of days from 1 to {MAX_RESOLVED_DAYS}"),
+        )),
+        Selection::Accounts(ids) if ids.is_empty() => {
+            Err(invalid("Accounts", "choose at least one account"))
+        }
+        Selection::Contacts(ids) if ids.is_empty() => {
+            Err(invalid("Contacts", "choose at least one contact"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Prepares a batch: picks the contacts, skips (and counts) those without an address, under
+/// restriction or objection, or asked within the waiting period, fills the template for each of
+/// the others and stores the batch. Audited as `feedback.batch_created` with the contacts' record
+/// ids. Nothing is sent.
+pub fn prepare_batch(
+    context: &AppContext,
+    actor: &Actor,
+    client: Option<String>,
+    tenant: &Tenant,
+    selection: &Selection,
+) -> Result<FeedbackBatch, FeedbackError> {
+    check_selection(selection)?;
+    let now = Utc::now();
+    let feedback = FeedbackStore::new(context.store.clone());
+    let settings = feedback.settings(tenant.id)?;
+    let restrictions = Restrictions::new(context.store.clone());
+    let (contacts, subjects, no_contact_record) =
+        chosen_contacts(context, tenant.id, selection, now)?;
+    let accounts = account_names(context, tenant.id)?;
+    let cooldown = Duration::days(i64::from(settings.cooldown_days));
+    let mut skipped = SkipCounts {
+        no_contact_record,
+        ..SkipCounts::default()
+    };
+    let mut messages = Vec::new();
+    for contact in contacts {
+        let Some(email) = contact.record.email.as_deref().and_then(normalise_email) else {
+            skipped.no_email += 1;
+            continue;
+        };
+        if restrictions.of(tenant.id, &email)?.is_some() {
+            skipped.restricted += 1;
+            continue;
+        }
+        if settings.cooldown_days > 0
+            && feedback
+                .last_requested_at(tenant.id, contact.id)?
+                .is_some_and(|at| now - at < cooldown)
+        {
+            skipped.recently_requested += 1;
+            continue;
+        }
+        if messages.len() == MAX_BATCH {
+            skipped.over_limit += 1;
+            continue;
+        }
+        let account = contact.record.account.as_deref().map(|account| {
+            accounts
+                .get(&account.trim().to_lowercase())
+                .cloned()
+                .unwrap_or_else(|| account.to_owned())
+        });
+        let values = Personalisation {
+            first_name: first_name(&contact.record.name),
+            name: contact.record.name.clone(),
+            account: account.unwrap_or_default(),
+            interaction_subject: subjects.get(&email).cloned().unwrap_or_default(),
+            review_link: settings.review_link.clone(),
+            company: tenant.name.clone(),
+        };
+        messages.push(BatchMessage {
+            contact: contact.id,
+            to: contact
+                .record
+                .email
+                .clone()
+                .unwrap_or(email)
+                .trim()
+                .to_owned(),
+            subject: crate::mail::single_line(&fill(&settings.subject, &values)),
+            body: fill(&settings.body, &values),
+            status: MessageStatus::Pending,
+        });
+    }
+    let batch = FeedbackBatch {
+        id: FeedbackBatchId::new(),
+        created_at: now,
+        created_by: actor.label.clone(),
+        selection: selection.describe(),
+        messages,
+        skipped,
+        exported_at: None,
+    };
+    feedback.batches(tenant.id)?.insert(&batch.id, &batch)?;
+    audit_prepared(
+        context,
+        actor,
+        client,
+        tenant.id,
+        &batch,
+        settings.cooldown_days,
+    )?;
+    Ok(batch)
+}
+
+fn audit_prepared(
+    context: &AppContext,
+    actor: &Actor,
+    client: Option<String>,
+    tenant: TenantId,
+    batch: &FeedbackBatch,
+    cooldown_days: u32,
+) -> Result<(), AuditError> {
+    context.audit(
+        AuditEvent::new(
+            Some(tenant),
+            actor.clone(),
+            AuditAction::FeedbackBatchCreated,
+            format!(
+                "feedback batch {}: {} requests (contacts {}); skipped {} without e-mail, {} restricted or objecting, {} asked within {cooldown_days} days, {} without a contact record, {} over the limit",
+                batch.id,
+                batch.messages.len(),
+                contact_ids(&batch.messages),
+                batch.skipped.no_email,
+                batch.skipped.restricted,
+                batch.skipped.recently_requested,
+                batch.skipped.no_contact_record,
+                batch.skipped.over_limit,
+            ),
+        )
+        .client(client),
+    )?;
+    Ok(())
+}
+
+fn contact_ids(messages: &[BatchMessage]) -> String {
+    messages
+        .iter()
+        .map(|message| message.contact.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The batch as CSV (`to,subject,body`, one row per message not withheld). The contacts count as
+/// asked from now on. Audited as `feedback.exported` with the contacts' record ids.
+pub fn export_csv(
+    context: &AppContext,
+    actor: &Actor,
+    client: Option<String>,
+    tenant: TenantId,
+    id: FeedbackBatchId,
+) -> Result<Vec<u8>, FeedbackError> {
+    let feedback = FeedbackStore::new(context.store.clone());
+    let mut batch = feedback.batch(tenant, id)?.ok_or(FeedbackError::NotFound)?;
+    let exported: Vec<BatchMessage> = batch
+        .messages
+        .iter()
+        .filter(|message| !matches!(message.status, MessageStatus::Withheld { .. }))
+        .cloned()
+        .collect();
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let written = (|| -> Result<Vec<u8>, csv::Error> {
+        writer.write_record(["to", "subject", "body"])?;
+        for message in &exported {
+            writer.write_record([&message.to, &message.subject, &message.body])?;
+        }
+        writer
+            .into_inner()
+            .map_err(|error| csv::Error::from(error.into_error()))
+    })();
+    let bytes =
+        written.map_err(|_| FeedbackError::Refused("the CSV could not be written".to_owned()))?;
+    context.audit(
+        AuditEvent::new(
+            Some(tenant),
+            actor.clone(),
+            AuditAction::FeedbackExported,
+            format!(
+                "feedback batch {id}: {} requests exported as CSV (contacts {})",
+                exported.len(),
+                contact_ids(&exported)
+            ),
+        )
+        .client(client),
+    )?;
+    let now = Utc::now();
+    for message in &exported {
+        feedback.mark_requested(tenant, message.contact, now)?;
+    }
+    batch.exported_at = Some(now);
+    feedback.batches(tenant)?.insert(&id, &batch)?;
+    Ok(bytes)
+}
+
+/// Batches being sent by this process (memory only: after a restart none is).
+static SENDING: Mutex<Option<HashSet<FeedbackBatchId>>> = Mutex::new(None);
+
+/// Whether a send of `id` is running now.
+pub fn is_sending(id: FeedbackBatchId) -> bool {
+    SENDING
+        .lock()
+        .is_ok_and(|set| set.as_ref().is_some_and(|set| set.contains(&id)))
+}
+
+fn claim_sending(id: FeedbackBatchId) -> bool {
+    SENDING
+        .lock()
+        .is_ok_and(|mut set| set.get_or_insert_with(HashSet::new).insert(id))
+}
+
+fn release_sending(id: FeedbackBatchId) {
+    if let Ok(mut set) = SENDING.lock() {
+        if let Some(set) = set.as_mut() {
+            set.remove(&id);
+        }
+    }
+}
+
+/// Checks that a send can start (a relay is configured, the batch exists, has something to send
+/// and is not being sent) and marks it as being sent. The caller then runs [`send_batch`],
+/// usually on its own thread.
+pub fn begin_send(
+    context: &AppContext,
+    tenant: TenantId,
+    id: FeedbackBatchId,
+) -> Result<Relay, FeedbackError> {
+    let relay = Relay::from_config(context.config.smtp.as_ref())
+        .map_err(|error| FeedbackError::Refused(error.to_string()))?;
+    let batch = FeedbackStore::new(context.store.clone())
+        .batch(tenant, id)?
+        .ok_or(FeedbackError::NotFound)?;
+    let progress = batch.progress();
+    if progress.pending + progress.failed == 0 {
+        return Err(FeedbackError::Refused(
+            "every request of this batch has been sent or withheld".to_owned(),
+        ));
+    }
+    if !claim_sending(id) {
+        return Err(FeedbackError::Refused(
+            "this batch is being sent already".to_owned(),
+        ));
+    }
+    Ok(relay)
+}
+
+/// Sends every pending or failed message of the batch through `relay`, recording each outcome in
+/// the batch as it goes and auditing each send (`feedback.sent`, the contact by record id, a
+/// failure by its class). A contact that came under restriction or objection, or was asked by
+/// another batch, since the batch was prepared is withheld. Ends the mark [`begin_send`] set.
+pub fn send_batch(
+    context: &AppContext,
+    actor: &Actor,
+    client: Option<&str>,
+    tenant: TenantId,
+    id: FeedbackBatchId,
+    relay: &Relay,
+) -> Result<Progress, FeedbackError> {
+    let outcome = send_all(context, actor, client, tenant, id, relay);
+    release_sending(id);
+    outcome
+}
+
+fn send_all(
+    context: &AppContext,
+    actor: &Actor,
+    client: Option<&str>,
+    tenant: TenantId,
+    id: FeedbackBatchId,
+    relay: &Relay,
+) -> Result<Progress, FeedbackError> {
+    let feedback = FeedbackStore::new(context.store.clone());
+    let restrictions = Restrictions::new(context.store.clone());
+    let batches = feedback.batches(tenant)?;
+    let mut batch = batches.get(&id)?.ok_or(FeedbackError::NotFound)?;
+    for index in 0..batch.messages.len() {
+        let message = &batch.messages[index];
+        if !matches!(
+            message.status,
+            MessageStatus::Pending | MessageStatus::Failed { .. }
+        ) {
+            continue;
+        }
+        let contact = message.contact;
+        let now = Utc::now();
+        let restricted = restrictions.of(tenant, &message.to)?.is_some();
+        let asked_elsewhere = feedback
+            .last_requested_at(tenant, contact)?
+            .is_some_and(|at| at > batch.created_at && batch.exported_at.is_none_or(|e| at > e));
+        let (status, event) = if restricted || asked_elsewhere {
+            (MessageStatus::Withheld { at: now }, None)
+        } else {
+            match relay.send(&OutgoingMail {
+                to: message.to.clone(),
+                subject: message.subject.clone(),
+                body: message.body.clone(),
+            }) {
+                Ok(()) => {
+                    feedback.mark_requested(tenant, contact, now)?;
+                    (
+                        MessageStatus::Sent { at: now },
+                        Some((
+                            Outcome::Success,
+                            format!("contact {contact} in feedback batch {id}"),
+                        )),
+                    )
+                }
+                Err(failure) => (
+                    MessageStatus::Failed { failure, at: now },
+                    Some((
+                        Outcome::Failure,
+                        format!(
+                            "contact {contact} in feedback batch {id}: {}",
+                            failure.as_str()
+                        ),
+                    )),
+                ),
+            }
+        };
+        batch.messages[index].status = status;
+        batches.insert(&id, &batch)?;
+        if let Some((outcome, target)) = event {
+            context.audit(
+                AuditEvent::new(
+                    Some(tenant),
+                    actor.clone(),
+                    AuditAction::FeedbackSent,
+                    target,
+                )
+                .client(client.map(str::to_owned))
+                .outcome(outcome),
+            )?;
+        }
+    }
+    Ok(batch.progress())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_fill_known_placeholders_and_refuse_unknown_ones() {
+        let values = Personalisation {
+            first_name: "Jo".to_owned(),
+            name: "Jo Kim".to_owned(),
+            account: "Globex".to_owned(),
+            interaction_subject: "Refund {name}".to_owned(),
+            review_link: "https://g.page/r/x".to_owned(),
+            company: "Acme".to_owned(),
+        };
+        assert_eq!(
+            fill(
+                "Hi {first_name} of {account}: {interaction_subject} {review_link} {x} {",
+                &values
+            ),
+            "Hi Jo of Globex: Refund {name} https://g.page/r/x {x} {"
+        );
+        assert_eq!(template_problem("Hi {first_name}, {company}"), None);
+        assert!(template_problem("Hi {firstname}")
+            .unwrap()
+            .contains("{firstname}"));
+        assert!(template_problem("Hi {first_name").unwrap().contains('{'));
+        assert!(FeedbackSettings::default().subject.contains("{first_name}"));
+        assert_eq!(template_problem(&FeedbackSettings::default().body), None);
+    }
+
+    #[test]
+    fn resolved_statuses_are_matched_without_case() {
+        for status in ["resolved", "Closed", " SOLVED "] {
+            assert!(is_resolved(Some(&status.to_owned())), "{status}");
+        }
+        assert!(!is_resolved(Some(&"open".to_owned())));
+        assert!(!is_resolved(None));
+    }
+}
