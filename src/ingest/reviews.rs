@@ -1,6 +1,10 @@
 //! The `reviews` format: public reviews, either a Google Business Profile export (JSON, the
-//! Business Profile API's `{"reviews": [...]}` shape) or Rapport's review CSV (README, "Import
-//! formats"). The first non-blank byte decides: `{` or `[` is JSON, anything else CSV.
+//! Business Profile API's `{"reviews": [...]}` shape), a Facebook page's ratings export (JSON, the
+//! Graph API's `{"data": [...]}` shape of `/{page}/ratings`), or Rapport's review CSV (README,
+//! "Import formats"). The first non-blank byte decides: `{` or `[` is JSON, anything else CSV; in
+//! JSON the array's member name (`reviews` or `data`) decides between Google and Facebook, and in
+//! a bare top-level array each review's own fields do (`created_time` or `recommendation_type`
+//! is Facebook).
 //!
 //! JSON is streamed: the top-level object is walked by hand, other members (`averageRating`,
 //! `nextPageToken`, …) are skipped without being kept, and each element of `reviews` is read and
@@ -24,6 +28,16 @@ const MAX_REVIEW_BYTES: usize = 8 * 1024 * 1024;
 /// The source system and platform of a Google Business Profile export.
 pub const GOOGLE: &str = "google";
 
+/// The source system and platform of a Facebook page's ratings export.
+pub const FACEBOOK: &str = "facebook";
+
+/// Which JSON export the reviews come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Export {
+    Google,
+    Facebook,
+}
+
 /// The parser for [`crate::ingest::import_file`].
 pub fn parser(_source: &dyn ImportSource, mut reader: Box<dyn BufRead>) -> Records<SignalRecord> {
     let first = match first_byte(&mut reader) {
@@ -41,6 +55,7 @@ pub fn parser(_source: &dyn ImportSource, mut reader: Box<dyn BufRead>) -> Recor
             bytes: Bytes { reader },
             index: 0,
             state: State::Start,
+            export: None,
         }),
         _ => table::records(reader, CSV_COLUMNS, CSV_FIELDS, csv_review),
     }
@@ -186,6 +201,131 @@ fn google_review(review: GoogleReview) -> Result<SignalRecord, (String, String)>
     })
 }
 
+// --- Facebook page ratings JSON ------------------------------------------------------------------
+
+/// One element of a page's `ratings` edge (the Graph API's Recommendation object). Pages have
+/// recommendations (`recommendation_type` positive or negative) since 2018; older exports carry a
+/// star `rating` instead, or both.
+#[derive(Debug, Deserialize)]
+struct FacebookReview {
+    created_time: String,
+    #[serde(default)]
+    recommendation_type: Option<String>,
+    #[serde(default)]
+    rating: Option<i64>,
+    #[serde(default)]
+    review_text: Option<String>,
+    #[serde(default)]
+    reviewer: Option<FacebookReviewer>,
+    #[serde(default)]
+    open_graph_story: Option<FacebookStory>,
+    /// Present in some exports instead of `open_graph_story`.
+    #[serde(default)]
+    id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FacebookReviewer {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FacebookStory {
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// Record fields named as the Facebook export names them.
+const FACEBOOK_FIELDS: &[(&str, &str)] = &[
+    ("source_id", "open_graph_story.id"),
+    ("occurred_at", "created_time"),
+    ("signal.rating", "rating"),
+    ("signal.text", "review_text"),
+    ("signal.reviewer", "reviewer.name"),
+];
+
+/// The 1–5 rating of a Facebook review: a stated `rating` wins; otherwise a positive
+/// recommendation is 5 and a negative one 1.
+fn facebook_rating(review: &FacebookReview) -> Result<u8, (String, String)> {
+    if let Some(rating) = review.rating {
+        return u8::try_from(rating)
+            .ok()
+            .filter(|rating| (1..=5).contains(rating))
+            .ok_or_else(|| {
+                (
+                    "rating".to_owned(),
+                    "must be a whole number from 1 to 5".to_owned(),
+                )
+            });
+    }
+    match review.recommendation_type.as_deref() {
+        Some("positive") => Ok(5),
+        Some("negative") => Ok(1),
+        _ => Err((
+            "recommendation_type".to_owned(),
+            "must be positive or negative when the review has no rating".to_owned(),
+        )),
+    }
+}
+
+fn facebook_review(review: FacebookReview) -> Result<SignalRecord, (String, String)> {
+    let rating = facebook_rating(&review)?;
+    let occurred_at = DateTime::parse_from_rfc3339(&review.created_time)
+        .or_else(|_| DateTime::parse_from_str(&review.created_time, "%Y-%m-%dT%H:%M:%S%z"))
+        .map_err(|_| {
+            (
+                "created_time".to_owned(),
+                "must be a time such as 2026-10-01T08:00:00+0000".to_owned(),
+            )
+        })?
+        .with_timezone(&Utc);
+    let source_id = review
+        .open_graph_story
+        .and_then(|story| story.id)
+        .or(review.id)
+        .filter(|id| !id.trim().is_empty())
+        .ok_or_else(|| {
+            (
+                "open_graph_story.id".to_owned(),
+                "is missing (and the review has no id)".to_owned(),
+            )
+        })?;
+    Ok(SignalRecord {
+        source_system: FACEBOOK.to_owned(),
+        source_id,
+        account: None,
+        contact: None,
+        occurred_at,
+        signal: Signal::Review {
+            platform: FACEBOOK.to_owned(),
+            rating,
+            text: review.review_text,
+            reviewer: review.reviewer.and_then(|reviewer| reviewer.name),
+            location: None,
+            reply: None,
+        },
+    })
+}
+
+/// The fields that tell a Facebook review in a bare array from a Google one.
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default)]
+    created_time: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    recommendation_type: Option<serde::de::IgnoredAny>,
+}
+
+fn detect(bytes: &[u8]) -> Export {
+    match serde_json::from_slice::<Probe>(bytes) {
+        Ok(probe) if probe.created_time.is_some() || probe.recommendation_type.is_some() => {
+            Export::Facebook
+        }
+        _ => Export::Google,
+    }
+}
+
 /// A reader of single bytes with one byte of look-ahead.
 struct Bytes {
     reader: Box<dyn BufRead>,
@@ -292,6 +432,8 @@ struct JsonReviews {
     /// The 1-based position of the last review read.
     index: u64,
     state: State,
+    /// Named by the array's member; `None` for a bare array (each review decides).
+    export: Option<Export>,
 }
 
 impl JsonReviews {
@@ -300,13 +442,19 @@ impl JsonReviews {
             line: self.index,
             field,
             message: format!(
-                "{message} (review {} of the reviews array: JSON reviews are counted, not lines)",
-                self.index
+                "{message} (review {} of the {} array: JSON reviews are counted, not lines)",
+                self.index,
+                if self.export == Some(Export::Facebook) {
+                    "data"
+                } else {
+                    "reviews"
+                }
             ),
         }
     }
 
-    /// Walks the top-level object up to the `[` of its `reviews` member.
+    /// Walks the top-level object up to the `[` of its `reviews` (Google) or `data` (Facebook)
+    /// member.
     fn open_array(&mut self) -> Result<bool, String> {
         if self.bytes.peek_token().map_err(|e| e.to_string())? == Some(b'[') {
             self.bytes.bump();
@@ -326,7 +474,13 @@ impl JsonReviews {
             let key: String = serde_json::from_slice(&key)
                 .map_err(|_| "is not valid JSON: a member name is not a string".to_owned())?;
             self.bytes.expect(b':')?;
-            if key == "reviews" {
+            let export = match key.as_str() {
+                "reviews" => Some(Export::Google),
+                "data" => Some(Export::Facebook),
+                _ => None,
+            };
+            if export.is_some() {
+                self.export = export;
                 self.bytes.expect(b'[')?;
                 return Ok(true);
             }
@@ -350,20 +504,39 @@ impl JsonReviews {
     }
 
     fn review(&self, bytes: &[u8]) -> Result<(u64, SignalRecord), Rejection> {
-        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-        let review: GoogleReview =
-            serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-                let path = error.path().to_string();
-                let message = jsonl::describe(error.inner());
-                self.rejection(jsonl::field_of(&path, &message), &message)
-            })?;
-        let record = google_review(review)
-            .map_err(|(field, message)| self.rejection(Some(field), &message))?;
+        let export = self.export.unwrap_or_else(|| detect(bytes));
+        let (record, fields) = match export {
+            Export::Google => (
+                self.parse::<GoogleReview>(bytes)?.and_then(google_review),
+                JSON_FIELDS,
+            ),
+            Export::Facebook => (
+                self.parse::<FacebookReview>(bytes)?
+                    .and_then(facebook_review),
+                FACEBOOK_FIELDS,
+            ),
+        };
+        let record = record.map_err(|(field, message)| self.rejection(Some(field), &message))?;
         if let Some(problem) = record.problems().into_iter().next() {
-            let field = table::column_for(&problem.field, JSON_FIELDS);
+            let field = table::column_for(&problem.field, fields);
             return Err(self.rejection(Some(field), &problem.message));
         }
         Ok((self.index, record))
+    }
+
+    /// One review's JSON as `T`; a shape error names the field by its path in the export.
+    fn parse<T: serde::de::DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+    ) -> Result<Result<T, (String, String)>, Rejection> {
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        serde_path_to_error::deserialize(&mut deserializer)
+            .map(Ok)
+            .map_err(|error| {
+                let path = error.path().to_string();
+                let message = jsonl::describe(error.inner());
+                self.rejection(jsonl::field_of(&path, &message), &message)
+            })
     }
 }
 
@@ -380,7 +553,7 @@ impl Iterator for JsonReviews {
                     return Some(Err(Rejection {
                         line: 0,
                         field: Some("reviews".to_owned()),
-                        message: "is missing: the file has no reviews array".to_owned(),
+                        message: "is missing: the file has no reviews array (Google) or data array (Facebook)".to_owned(),
                     }));
                 }
                 Err(message) => {
@@ -489,6 +662,71 @@ mod tests {
             none[0].as_ref().unwrap_err().field.as_deref(),
             Some("reviews")
         );
+    }
+
+    #[test]
+    fn facebook_ratings_map_recommendations_to_ratings() {
+        let results = parse(concat!(
+            r#"{"data": ["#,
+            r#"{"created_time":"2026-10-01T08:00:00+0000","recommendation_type":"negative","review_text":"Rude on the phone","reviewer":{"id":"1","name":"Ana"},"open_graph_story":{"id":"fb-1"},"has_review":true},"#,
+            r#"{"created_time":"2026-10-02T08:00:00+0000","recommendation_type":"positive","open_graph_story":{"id":"fb-2"}},"#,
+            r#"{"created_time":"2016-05-02T08:00:00+0000","rating":3,"recommendation_type":"positive","id":"fb-3"},"#,
+            r#"{"created_time":"2026-10-02T08:00:00+0000","recommendation_type":"SECRET","open_graph_story":{"id":"fb-4"}},"#,
+            r#"{"created_time":"secret","recommendation_type":"positive","open_graph_story":{"id":"fb-5"}},"#,
+            r#"{"created_time":"2026-10-02T08:00:00+0000","rating":9,"open_graph_story":{"id":"fb-6"}},"#,
+            r#"{"created_time":"2026-10-02T08:00:00+0000","recommendation_type":"positive"}"#,
+            r#"], "paging": {"cursors": {"before": "a", "after": "b"}}}"#,
+        ));
+        assert_eq!(results.len(), 7);
+        let (_, first) = results[0].as_ref().unwrap();
+        assert_eq!(
+            (first.source_system.as_str(), first.source_id.as_str()),
+            ("facebook", "fb-1")
+        );
+        assert_eq!(first.occurred_at.to_rfc3339(), "2026-10-01T08:00:00+00:00");
+        assert_eq!(
+            first.signal,
+            Signal::Review {
+                platform: "facebook".to_owned(),
+                rating: 1,
+                text: Some("Rude on the phone".to_owned()),
+                reviewer: Some("Ana".to_owned()),
+                location: None,
+                reply: None,
+            }
+        );
+        let rating = |index: usize| match &results[index].as_ref().unwrap().1.signal {
+            Signal::Review { rating, .. } => *rating,
+            other => panic!("{other:?}"),
+        };
+        // Positive is 5; a stated rating wins over the recommendation.
+        assert_eq!((rating(1), rating(2)), (5, 3));
+        assert_eq!(results[2].as_ref().unwrap().1.source_id, "fb-3");
+        let errors: Vec<(u64, String)> = results[3..]
+            .iter()
+            .map(|r| {
+                let e = r.as_ref().unwrap_err();
+                assert!(!e.to_string().contains("SECRET") && !e.to_string().contains("secret"));
+                assert!(e.message.contains("of the data array"), "{e}");
+                (e.line, e.field.clone().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                (4, "recommendation_type".to_owned()),
+                (5, "created_time".to_owned()),
+                (6, "rating".to_owned()),
+                (7, "open_graph_story.id".to_owned())
+            ]
+        );
+        // A bare array: each review's own fields say which export it is.
+        let bare = parse(concat!(
+            r#"[{"created_time":"2026-10-01T08:00:00+0000","recommendation_type":"positive","open_graph_story":{"id":"fb-1"}},"#,
+            r#"{"reviewId":"g-1","starRating":"TWO","createTime":"2026-10-01T08:00:00Z"}]"#
+        ));
+        assert_eq!(bare[0].as_ref().unwrap().1.source_system, "facebook");
+        assert_eq!(bare[1].as_ref().unwrap().1.source_system, "google");
     }
 
     #[test]

@@ -438,6 +438,52 @@ fn google_reviews_keep_rating_reviewer_location_and_reply() {
 }
 
 #[test]
+fn facebook_page_ratings_map_recommendations_to_ratings() {
+    let stored = import_checked::<SignalRecord>(&Case {
+        format: "reviews",
+        good: "facebook-reviews.json",
+        bad: "facebook-reviews-with-errors.json",
+        records: 3,
+        valid: 1,
+        rejections: &[
+            "line 2, field recommendation_type",
+            "line 3, field created_time",
+        ],
+        secrets: &["meh_unsure", "last Tuesday noon"],
+    });
+    // Sorted by source id: the 2016 review (a stated rating) comes first.
+    let negative = &stored[1];
+    assert_eq!(
+        (negative.source_system.as_str(), negative.source_id.as_str()),
+        ("facebook", "1843920576120931")
+    );
+    assert_eq!(
+        negative.occurred_at.to_rfc3339(),
+        "2026-10-12T09:41:27+00:00"
+    );
+    assert_eq!(
+        negative.signal,
+        Signal::Review {
+            platform: "facebook".to_owned(),
+            rating: 1,
+            text: Some("Nobody called back about the broken blender.".to_owned()),
+            reviewer: Some("Priya Nair".to_owned()),
+            location: None,
+            reply: None,
+        }
+    );
+    let ratings: Vec<u8> = stored
+        .iter()
+        .map(|review| match &review.signal {
+            Signal::Review { rating, .. } => *rating,
+            other => panic!("not a review: {other:?}"),
+        })
+        .collect();
+    // An older export's stated rating wins; negative is 1, positive 5.
+    assert_eq!(ratings, [4, 1, 5]);
+}
+
+#[test]
 fn the_review_csv_is_detected_and_imported() {
     let instance = instance();
     let output = instance.import("acme", "reviews", &fixture("reviews.csv"), &[]);
