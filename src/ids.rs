@@ -95,3 +95,7 @@ id_type!(
     /// A webhook integration of one tenant; the id is the last segment of its webhook URL.
     IntegrationId
 );
+id_type!(
+    /// One alert in a tenant's alerts inbox (a negative review, later churn risk).
+    AlertId
+);

@@ -70,6 +70,11 @@ pub enum Permission {
     ReviewQa,
     /// Edit the tenant's QA scorecard and re-score after a change.
     ManageScorecards,
+    /// Work the alerts inbox: see the alerts addressed or assigned to oneself, acknowledge,
+    /// assign, snooze, resolve and reopen them (tenant admins and analysts, who act as CSMs).
+    WorkAlerts,
+    /// Configure the tenant's alert rules (the negative-review rule) and see every alert.
+    ManageAlertRules,
 }
 
 impl Role {
@@ -88,10 +93,12 @@ impl Role {
                     | P::ManageAnalysis
                     | P::RequestAnalysis
                     | P::ManageScorecards
+                    | P::WorkAlerts
+                    | P::ManageAlertRules
             ),
             Role::Analyst => matches!(
                 permission,
-                P::ViewTenant | P::ViewTenantData | P::RequestAnalysis
+                P::ViewTenant | P::ViewTenantData | P::RequestAnalysis | P::WorkAlerts
             ),
             Role::QaLead => matches!(
                 permission,
