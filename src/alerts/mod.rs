@@ -747,34 +747,30 @@ pub fn review_link(tenant: &Tenant, id: RecordId) -> String {
     format!("/t/{}/reviews/{id}", tenant.slug)
 }
 
-/// Applies the rule to reviews just created, raising an alert for each at or below the
-/// threshold. Returns how many alerts were created.
-fn alert_new_reviews(
+/// The review's id and alert title when `record` is a review at or below the rule's threshold.
+fn negative_review(rule: &ReviewRule, stored: &Stored<SignalRecord>) -> Option<(RecordId, String)> {
+    review_title(&stored.record)
+        .filter(|(rating, _)| *rating <= rule.max_rating)
+        .map(|(_, title)| (stored.id, title))
+}
+
+/// Raises an alert for each of the `reviews` (id and title) just created; returns how many
+/// alerts were created.
+fn alert_reviews(
     context: &AppContext,
     tenant: TenantId,
-    reviews: &[Stored<SignalRecord>],
+    rule: &ReviewRule,
+    reviews: Vec<(RecordId, String)>,
 ) -> Result<usize, AlertError> {
-    let rule = AlertStore::new(context.store.clone()).review_rule(tenant)?;
-    if !rule.enabled {
-        return Ok(0);
-    }
-    let matching: Vec<(RecordId, String)> = reviews
-        .iter()
-        .filter_map(|stored| {
-            review_title(&stored.record)
-                .filter(|(rating, _)| *rating <= rule.max_rating)
-                .map(|(_, title)| (stored.id, title))
-        })
-        .collect();
-    if matching.is_empty() {
+    if reviews.is_empty() {
         return Ok(0);
     }
     let Some(tenant_record) = context.tenants.get(tenant)? else {
         return Ok(0);
     };
-    let recipients = review_recipients(context, tenant, &rule)?;
+    let recipients = review_recipients(context, tenant, rule)?;
     let mut created = 0;
-    for (id, title) in matching {
+    for (id, title) in reviews {
         let raised = raise(
             context,
             &Actor::system(),
@@ -794,10 +790,11 @@ fn alert_new_reviews(
     Ok(created)
 }
 
-/// After a committed import of signals: alerts for the reviews the run created (those first
-/// imported since the run started, found newest first, so the walk stops at the first older
-/// record). Updates of existing reviews do not alert, and neither do reviews imported while the
-/// rule was off. Failures are logged by run id, not returned: the import has committed.
+/// After a committed import of signals: alerts for the negative reviews the run created (those
+/// first imported since the run started, found newest first, so the walk stops at the first older
+/// record; only their ids and titles are kept). Updates of existing reviews do not alert, and
+/// neither do reviews imported while the rule was off. Failures are logged by run id, not
+/// returned: the import has committed.
 pub fn after_import(context: &AppContext, tenant: TenantId, run: &ImportRun) -> usize {
     if run.state != ImportState::Committed
         || run.format.kind() != RecordKind::Signal
@@ -806,24 +803,22 @@ pub fn after_import(context: &AppContext, tenant: TenantId, run: &ImportRun) -> 
         return 0;
     }
     let result = (|| -> Result<usize, AlertError> {
-        if !AlertStore::new(context.store.clone())
-            .review_rule(tenant)?
-            .enabled
-        {
+        let rule = AlertStore::new(context.store.clone()).review_rule(tenant)?;
+        if !rule.enabled {
             return Ok(0);
         }
         let signals = SignalStore::new(context.store.clone()).records(tenant)?;
-        let mut created = Vec::new();
+        let mut negative = Vec::new();
         for entry in signals.scan_newest_first(None) {
             let (_, stored) = entry?;
             if stored.first_imported < run.started {
                 break;
             }
-            if matches!(stored.record.signal, Signal::Review { .. }) {
-                created.push(stored);
-            }
+            negative.extend(negative_review(&rule, &stored));
         }
-        alert_new_reviews(context, tenant, &created)
+        // Oldest first, so the inbox (newest first) lists them in the file's order of creation.
+        negative.reverse();
+        alert_reviews(context, tenant, &rule, negative)
     })();
     result.unwrap_or_else(|error| {
         tracing::warn!(import = %run.id, %error, "negative-review alerts of an import not raised");
@@ -845,10 +840,19 @@ pub fn after_write(
         return;
     }
     let result = (|| -> Result<usize, AlertError> {
+        let rule = AlertStore::new(context.store.clone()).review_rule(tenant)?;
+        if !rule.enabled {
+            return Ok(0);
+        }
         let Some(stored) = SignalStore::new(context.store.clone()).get(tenant, id)? else {
             return Ok(0);
         };
-        alert_new_reviews(context, tenant, &[stored])
+        alert_reviews(
+            context,
+            tenant,
+            &rule,
+            negative_review(&rule, &stored).into_iter().collect(),
+        )
     })();
     if let Err(error) = result {
         tracing::warn!(signal = %id, %error, "negative-review alert of a written review not raised");

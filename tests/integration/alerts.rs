@@ -288,6 +288,29 @@ async fn the_threshold_the_switch_and_the_default_recipients_are_honoured() {
     );
     assert_eq!(alerts_of(&app, &tenant).len(), 2);
 
+    // A refused import (an invalid rating, no --skip-invalid) writes nothing and alerts nothing;
+    // with --skip-invalid the valid 1-star review alerts.
+    let mixed = reviews_csv(dir.path(), "d.csv", &[("d1", 1, "Bad"), ("d2", 9, "Odd")]);
+    let mut request = ImportRequest {
+        actor: &Actor::cli(),
+        tenant: &tenant,
+        format: ImportFormat::Reviews,
+        path: &mixed,
+        skip_invalid: false,
+    };
+    let refused = ingest::import_file(&app.context, &request, &mut |_| {}).unwrap();
+    assert_eq!(refused.state, ImportState::Refused);
+    assert_eq!(alerts_of(&app, &tenant).len(), 2);
+    request.skip_invalid = true;
+    let partial = ingest::import_file(&app.context, &request, &mut |_| {}).unwrap();
+    assert_eq!(
+        (partial.state, partial.imported),
+        (ImportState::Committed, 1)
+    );
+    let alerts = alerts_of(&app, &tenant);
+    assert_eq!(alerts.len(), 3);
+    assert_eq!(alerts[0].subject, signal_id(&app, &tenant, "d1"));
+
     // The page refuses a threshold out of range and a recipient who may not work the inbox.
     let auditor = app.create_user("auditor@acme.example", Role::Auditor, Some(&tenant));
     let client = app.signed_in_client("admin@acme.example").await;
