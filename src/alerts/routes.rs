@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::alerts::{
     act, assignable_users, inbox, save_review_rule, visible_alert, Action, Alert, AlertError,
-    AlertState, AlertStore, InboxFilter, ReviewRule, SnoozeFor, Status, MAX_NOTE_CHARS,
+    AlertState, AlertStore, Change, InboxFilter, ReviewRule, SnoozeFor, Status, MAX_NOTE_CHARS,
     MAX_THRESHOLD,
 };
 use crate::auth::guard::policy::{ManageAlertRules, WorkAlerts};
@@ -240,6 +240,18 @@ struct AlertPage {
     max_note: usize,
 }
 
+/// What the history table says of a change.
+fn describe(change: &Change) -> String {
+    match change {
+        Change::Raised => "raised".to_owned(),
+        Change::Acknowledged => "acknowledged".to_owned(),
+        Change::Assigned { label, .. } => format!("assigned to {label}"),
+        Change::Snoozed { until } => format!("snoozed until {}", format_time(*until)),
+        Change::Resolved { note } => format!("resolved: {note}"),
+        Change::Reopened => "reopened".to_owned(),
+    }
+}
+
 /// One alert's page, its read audited. Blocking.
 fn alert_page(
     context: &AppContext,
@@ -299,7 +311,7 @@ fn alert_page(
             .map(|entry| HistoryRow {
                 at: format_time(entry.at),
                 who: entry.actor.label.clone(),
-                what: entry.change.describe(),
+                what: describe(&entry.change),
             })
             .collect(),
         action_base: format!("{base}/{}", alert.id),
