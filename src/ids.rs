@@ -99,3 +99,7 @@ id_type!(
     /// One batch of feedback requests (its messages, skip counts and send progress).
     FeedbackBatchId
 );
+id_type!(
+    /// One alert in a tenant's alerts inbox (a negative review, later churn risk).
+    AlertId
+);

@@ -4,6 +4,7 @@
 //! lives here so that the integration tests can drive the real parts. ARCHITECTURE.md has the map.
 
 pub mod accounts;
+pub mod alerts;
 pub mod analysis;
 pub mod api;
 pub mod audit;

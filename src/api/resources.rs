@@ -321,6 +321,7 @@ pub fn write_record<R: ApiResource>(
         .client(client),
     )?;
     crate::analysis::enqueue_written(context, tenant, R::KIND, stored.id, stored.updated);
+    crate::alerts::after_write(context, tenant, R::KIND, stored.id, created);
     Ok((stored, created))
 }
 

@@ -113,6 +113,20 @@ pub enum AuditAction {
     FeedbackSent,
     /// A tenant admin changed the feedback-request template, review link or waiting period.
     FeedbackSettingsChanged,
+    /// An alert rule raised an alert; the target names the alert, its kind and its subject's id.
+    AlertRaised,
+    /// Someone acknowledged an alert.
+    AlertAcknowledged,
+    /// Someone assigned an alert to a user of the tenant; the target names both by id.
+    AlertAssigned,
+    /// Someone snoozed an alert until a time the target gives.
+    AlertSnoozed,
+    /// Someone resolved an alert (with a note, which stays in the alert, not in the log).
+    AlertResolved,
+    /// Someone reopened an acknowledged, snoozed or resolved alert.
+    AlertReopened,
+    /// A tenant admin changed an alert rule; the target says which rule and its settings.
+    AlertRuleChanged,
 }
 
 impl AuditAction {
@@ -157,6 +171,13 @@ impl AuditAction {
             Self::FeedbackExported => "feedback.exported",
             Self::FeedbackSent => "feedback.sent",
             Self::FeedbackSettingsChanged => "feedback.settings_changed",
+            Self::AlertRaised => "alert.raised",
+            Self::AlertAcknowledged => "alert.acknowledged",
+            Self::AlertAssigned => "alert.assigned",
+            Self::AlertSnoozed => "alert.snoozed",
+            Self::AlertResolved => "alert.resolved",
+            Self::AlertReopened => "alert.reopened",
+            Self::AlertRuleChanged => "alert.rule_changed",
         }
     }
 }

@@ -406,6 +406,8 @@ pub mod policy {
     policy!(ManageScorecards, ManageScorecards);
     policy!(SendFeedbackRequests, SendFeedbackRequests);
     policy!(ManageFeedbackSettings, ManageFeedbackSettings);
+    policy!(WorkAlerts, WorkAlerts);
+    policy!(ManageAlertRules, ManageAlertRules);
 }
 
 /// A signed-in user whose role grants `P` on the appliance.

@@ -74,6 +74,11 @@ pub enum Permission {
     SendFeedbackRequests,
     /// Edit the tenant's feedback-request template, review link and waiting period.
     ManageFeedbackSettings,
+    /// Work the alerts inbox: see the alerts addressed or assigned to oneself, acknowledge,
+    /// assign, snooze, resolve and reopen them (tenant admins and analysts, who act as CSMs).
+    WorkAlerts,
+    /// Configure the tenant's alert rules (the negative-review rule) and see every alert.
+    ManageAlertRules,
 }
 
 impl Role {
@@ -94,10 +99,16 @@ impl Role {
                     | P::ManageScorecards
                     | P::SendFeedbackRequests
                     | P::ManageFeedbackSettings
+                    | P::WorkAlerts
+                    | P::ManageAlertRules
             ),
             Role::Analyst => matches!(
                 permission,
-                P::ViewTenant | P::ViewTenantData | P::RequestAnalysis | P::SendFeedbackRequests
+                P::ViewTenant
+                    | P::ViewTenantData
+                    | P::RequestAnalysis
+                    | P::SendFeedbackRequests
+                    | P::WorkAlerts
             ),
             Role::QaLead => matches!(
                 permission,

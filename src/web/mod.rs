@@ -51,6 +51,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .configure(crate::privacy::routes::routes)
         .configure(crate::qa::routes::routes)
         .configure(crate::feedback::routes::routes)
+        .configure(crate::alerts::routes::routes)
         .configure(crate::api::routes)
         .configure(crate::metrics::routes);
 }

@@ -18,6 +18,8 @@ pub struct NavLink {
     pub href: String,
     pub label: &'static str,
     pub active: bool,
+    /// A count shown beside the label (the open alerts), when there is one.
+    pub badge: Option<usize>,
 }
 
 /// The frame around every page.
@@ -99,6 +101,12 @@ fn nav_for(session: &RequestSession, tenant: Option<&Tenant>, active: &str) -> V
         if role.grants(Permission::ManageFeedbackSettings) {
             links.push((format!("{base}/settings/feedback"), "Feedback template"));
         }
+        if role.grants(Permission::WorkAlerts) {
+            links.push((format!("{base}/alerts"), "Alerts"));
+        }
+        if role.grants(Permission::ManageAlertRules) {
+            links.push((format!("{base}/settings/alerts"), "Alert rules"));
+        }
     }
     links.push(("/account/password".to_owned(), "Password"));
     links.push(("/account/second-factor".to_owned(), "Two-factor"));
@@ -108,6 +116,7 @@ fn nav_for(session: &RequestSession, tenant: Option<&Tenant>, active: &str) -> V
             active: href == active,
             href,
             label,
+            badge: None,
         })
         .collect()
 }
@@ -140,15 +149,37 @@ impl Chrome {
             flash = std::mem::take(&mut updated.flash);
             context.sessions.save(&session.token, &updated)?;
         }
+        let mut nav = nav_for(session, tenant, active);
+        if let Some(tenant) = tenant.filter(|_| session.user.role.grants(Permission::WorkAlerts)) {
+            alert_badge(context, session, tenant, &mut nav);
+        }
         Ok(Self {
             title: title.to_owned(),
             user_email: Some(session.user.email.to_string()),
             role_label: session.user.role.label(),
-            nav: nav_for(session, tenant, active),
+            nav,
             flash,
             csrf_token: session.session.csrf_token.clone(),
             asset_version: assets::VERSION.as_str(),
         })
+    }
+}
+
+/// Puts the number of the user's open alerts beside the Alerts link. A failure to count only
+/// leaves the count out (logged without content): it must not take every page down.
+fn alert_badge(
+    context: &AppContext,
+    session: &RequestSession,
+    tenant: &Tenant,
+    nav: &mut [NavLink],
+) {
+    let href = format!("/t/{}/alerts", tenant.slug);
+    let Some(link) = nav.iter_mut().find(|link| link.href == href) else {
+        return;
+    };
+    match crate::alerts::open_count(context, tenant.id, &session.user) {
+        Ok(count) => link.badge = (count > 0).then_some(count),
+        Err(error) => tracing::warn!(tenant = %tenant.id, %error, "open alerts not counted"),
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod helpers;
 
+mod alerts;
 mod analysis;
 mod api;
 mod at_rest;

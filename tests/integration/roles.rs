@@ -102,6 +102,16 @@ const MATRIX: &[(&str, &str, [Expect; 7])] = &[
         [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
     ),
     (
+        "tenant: alerts inbox",
+        "/t/acme/alerts",
+        [SignIn, Refused, Allowed, Allowed, Refused, Refused, Refused],
+    ),
+    (
+        "tenant: alert rules",
+        "/t/acme/settings/alerts",
+        [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
         "tenant: audit",
         "/t/acme/audit",
         [SignIn, Refused, Refused, Refused, Refused, Allowed, Allowed],
@@ -211,6 +221,12 @@ const POST_MATRIX: &[PostCase] = &[
         "/t/acme/settings/scorecard/rescore",
         &[("scope", "7")],
         [Refused, Allowed, Refused, Allowed, Refused, Refused],
+    ),
+    (
+        "alert rules",
+        "/t/acme/settings/alerts",
+        &[("enabled", "on"), ("max_rating", "2")],
+        [Refused, Allowed, Refused, Refused, Refused, Refused],
     ),
 ];
 
