@@ -20,6 +20,7 @@ pub mod inference;
 pub mod ingest;
 pub mod init;
 pub mod interactions;
+pub mod leads;
 pub mod metrics;
 pub mod pii;
 pub mod privacy;

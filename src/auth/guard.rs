@@ -404,6 +404,7 @@ pub mod policy {
     policy!(ManagePrivacy, ManagePrivacy);
     policy!(ReviewQa, ReviewQa);
     policy!(ManageScorecards, ManageScorecards);
+    policy!(WorkLeads, WorkLeads);
 }
 
 /// A signed-in user whose role grants `P` on the appliance.

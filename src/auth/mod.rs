@@ -70,6 +70,8 @@ pub enum Permission {
     ReviewQa,
     /// Edit the tenant's QA scorecard and re-score after a change.
     ManageScorecards,
+    /// Work the lead inbox: mark leads, set their status and assignee, export qualified leads.
+    WorkLeads,
 }
 
 impl Role {
@@ -88,10 +90,11 @@ impl Role {
                     | P::ManageAnalysis
                     | P::RequestAnalysis
                     | P::ManageScorecards
+                    | P::WorkLeads
             ),
             Role::Analyst => matches!(
                 permission,
-                P::ViewTenant | P::ViewTenantData | P::RequestAnalysis
+                P::ViewTenant | P::ViewTenantData | P::RequestAnalysis | P::WorkLeads
             ),
             Role::QaLead => matches!(
                 permission,
