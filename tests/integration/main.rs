@@ -22,6 +22,7 @@ mod inference;
 mod ingest;
 mod isolation;
 mod keys;
+mod leads;
 mod login;
 mod metrics;
 mod models;
