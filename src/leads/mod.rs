@@ -39,6 +39,8 @@ pub enum LeadError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Analysis(#[from] AnalysisError),
+    #[error(transparent)]
+    User(#[from] crate::users::UserError),
     #[error("there is no such lead in this tenant")]
     NotFound,
     #[error("{field}: {message}")]
@@ -464,12 +466,7 @@ pub fn set_status(
 
 /// The tenant's users a lead may be assigned to: enabled, with a role that works leads.
 pub fn assignable_users(context: &AppContext, tenant: TenantId) -> Result<Vec<User>, LeadError> {
-    let users = context.users.list(Some(tenant)).map_err(|error| {
-        LeadError::Store(StoreError::Decode {
-            collection: "users".to_owned(),
-            message: error.to_string(),
-        })
-    })?;
+    let users = context.users.list(Some(tenant))?;
     Ok(users
         .into_iter()
         .filter(|user| !user.disabled && user.role.grants(Permission::WorkLeads))

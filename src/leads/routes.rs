@@ -996,6 +996,7 @@ impl From<LeadError> for AppError {
             LeadError::Store(store) => store.into(),
             LeadError::Audit(audit) => audit.into(),
             LeadError::Analysis(analysis) => analysis.into(),
+            LeadError::User(user) => user.into(),
             LeadError::NotFound => Self::NotFound,
             LeadError::Invalid { field, message } => {
                 Self::BadRequest(format!("{field}: {message}"))
