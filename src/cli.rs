@@ -537,6 +537,12 @@ fn serve(config_path: &Path) -> Outcome {
     // store and on the inference thread.
     let worker = crate::analysis::worker::spawn(context.clone().into_inner())
         .map_err(|error| Failure(format!("cannot start the analysis worker: {error}")))?;
+    // The CRM webhook's deliveries, likewise a thread of its own (blocking HTTP client).
+    let deliveries = crate::leads::webhook::spawn(
+        context.clone().into_inner(),
+        crate::leads::webhook::Schedule::default(),
+    )
+    .map_err(|error| Failure(format!("cannot start the CRM delivery thread: {error}")))?;
     let served = actix_web::rt::System::new().block_on(async move {
         let server = crate::web::serve(context.clone(), listener)?;
         actix_web::rt::spawn(purge_sessions_periodically(context));
@@ -555,6 +561,7 @@ fn serve(config_path: &Path) -> Outcome {
     });
     // The server has stopped (a signal): stop taking jobs, and give the batch in hand a moment.
     worker.stop(ANALYSIS_STOP_PATIENCE);
+    deliveries.stop(ANALYSIS_STOP_PATIENCE);
     served
 }
 

@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod init;
 pub mod interactions;
 pub mod mail;
+pub mod leads;
 pub mod metrics;
 pub mod pii;
 pub mod privacy;

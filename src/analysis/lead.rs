@@ -1,12 +1,15 @@
-//! Lead qualification of sales chats: the visitor's intent, the budget, company size and timeline
-//! they stated, and a score from 0 to 100.
+//! Lead qualification of sales chats: the visitor's intent, the budget, company size, timeline and
+//! current solution they stated, each with the visitor's own words quoted as evidence, and a score
+//! from 0 to 100.
 //!
 //! The intent is a constrained choice (label scoring, with a confidence). The stated facts are
 //! extracted as one JSON object: the `local` backend generates it under [`FACTS_GRAMMAR`], so the
 //! output always has the right shape; every backend's answer is parsed and checked against the
 //! conversation, and a fact that is not there (a budget the visitor never wrote, a company size
 //! whose number is not in the chat) is dropped rather than stored. The `off` backend finds the same
-//! facts with patterns. The score is computed here from those parts, the same way for every
+//! facts with patterns. Every kept fact is then located in the visitor's messages and quoted (the
+//! sentence it sits in, cut out by byte range as QA's evidence is: [`crate::qa::evidence`]), so a
+//! quote is always an exact substring of what the visitor wrote. The score is computed here from those parts, the same way for every
 //! backend, so it can be explained: see [`score`].
 
 use std::sync::LazyLock;
@@ -15,7 +18,10 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::LabelScores;
+use crate::interactions::{AuthorRole, InteractionRecord};
 use crate::pii::patterns::pattern;
+use crate::qa::evidence;
+use crate::qa::Evidence;
 
 /// The intents a sales chat is classified into, most promising first.
 pub const INTENT_LABELS: [&str; 5] = [
@@ -28,15 +34,56 @@ pub const INTENT_LABELS: [&str; 5] = [
 /// When the visitor means to start.
 pub const TIMELINE_LABELS: [&str; 5] = ["now", "this_quarter", "this_year", "later", "unknown"];
 /// Recorded with every lead qualification; bump it when a prompt or the grammar changes.
-pub const LEAD_PROMPT_VERSION: u32 = 1;
+pub const LEAD_PROMPT_VERSION: u32 = 2;
 /// Tokens the facts may take to generate.
-pub const FACTS_MAX_TOKENS: u32 = 48;
+pub const FACTS_MAX_TOKENS: u32 = 72;
 /// A stated budget is kept to this many characters.
 const MAX_BUDGET_CHARS: usize = 40;
+/// A current solution (a product or vendor name) is kept to this many characters.
+const MAX_SOLUTION_CHARS: usize = 40;
+
+/// The coarse intent the inbox groups by: `support`, `buying` or `browsing`.
+pub fn intent_group(label: &str) -> &'static str {
+    match label {
+        "ready_to_buy" | "evaluating" | "pricing_question" => "buying",
+        "just_browsing" => "browsing",
+        _ => "support",
+    }
+}
+
+/// The phrases that state each timeline, most urgent first: the `off` backend's timeline, and the
+/// evidence of a model's timeline.
+const TIMELINE_PHRASES: [(&str, &[&str]); 4] = [
+    (
+        "now",
+        &["today", "asap", "right away", "immediately", "this week"],
+    ),
+    (
+        "this_quarter",
+        &[
+            "this month",
+            "next month",
+            "this quarter",
+            "within weeks",
+            "in a few weeks",
+        ],
+    ),
+    (
+        "this_year",
+        &[
+            "this year",
+            "next quarter",
+            "in a few months",
+            "by the end of the year",
+        ],
+    ),
+    ("later", &["next year", "later", "someday", "no rush"]),
+];
 
 /// The JSON object the `local` backend must produce (GBNF, root rule `root`).
-pub const FACTS_GRAMMAR: &str = r#"root ::= "{\"budget\": " budget ", \"company_size\": " size ", \"timeline\": " timeline "}"
+pub const FACTS_GRAMMAR: &str = r#"root ::= "{\"budget\": " budget ", \"company_size\": " size ", \"timeline\": " timeline ", \"current_solution\": " solution "}"
 budget ::= "null" | "\"" [^"\\\n]{1,40} "\""
+solution ::= "null" | "\"" [^"\\\n]{1,40} "\""
 size ::= "null" | [1-9] [0-9]{0,6}
 timeline ::= "\"now\"" | "\"this_quarter\"" | "\"this_year\"" | "\"later\"" | "\"unknown\"""#;
 
@@ -49,6 +96,21 @@ pub struct LeadFacts {
     pub company_size: Option<u32>,
     /// One of [`TIMELINE_LABELS`].
     pub timeline: String,
+    /// The tool or vendor the visitor uses now, in their own words (an exact part of what they
+    /// wrote). Absent from qualifications made before prompt version 2.
+    #[serde(default)]
+    pub current_solution: Option<String>,
+}
+
+/// The facts a lead can have evidence for, by their stable names.
+pub const FACT_NAMES: [&str; 4] = ["budget", "company_size", "timeline", "current_solution"];
+
+/// One fact's quote: the sentence of a visitor's message that states it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FactEvidence {
+    /// One of [`FACT_NAMES`].
+    pub fact: String,
+    pub evidence: crate::qa::Evidence,
 }
 
 /// A sales chat's qualification, stored as an analysis.
@@ -58,6 +120,19 @@ pub struct LeadQualification {
     pub facts: LeadFacts,
     /// 0 to 100; see [`score`].
     pub score: u8,
+    /// The visitor's words behind each fact that was found in them (see [`evidence`]).
+    #[serde(default)]
+    pub evidence: Vec<FactEvidence>,
+}
+
+impl LeadQualification {
+    /// The quote behind `fact` (one of [`FACT_NAMES`]), when there is one.
+    pub fn evidence_for(&self, fact: &str) -> Option<&crate::qa::Evidence> {
+        self.evidence
+            .iter()
+            .find(|found| found.fact == fact)
+            .map(|found| &found.evidence)
+    }
 }
 
 /// The few-shot prompt that the facts' JSON continues. `visitor_text` is what the visitor wrote.
@@ -65,12 +140,12 @@ pub fn facts_prompt(visitor_text: &str) -> String {
     let flat = crate::analysis::pipeline::flatten(visitor_text, 1200);
     format!(
         "Sales chats, each followed by the facts the visitor stated, as JSON (null when not stated).\n\n\
-         Chat: We are a team of 40 and want to switch by next month. Our budget is around $500 per month.\n\
-         Facts: {{\"budget\": \"$500 per month\", \"company_size\": 40, \"timeline\": \"this_quarter\"}}\n\n\
+         Chat: We are a team of 40 and want to switch from Zendesk by next month. Our budget is around $500 per month.\n\
+         Facts: {{\"budget\": \"$500 per month\", \"company_size\": 40, \"timeline\": \"this_quarter\", \"current_solution\": \"Zendesk\"}}\n\n\
          Chat: Do you have a free plan? Just looking around for now.\n\
-         Facts: {{\"budget\": null, \"company_size\": null, \"timeline\": \"unknown\"}}\n\n\
-         Chat: We have 1200 employees and need a contract signed today, budget 80k EUR a year.\n\
-         Facts: {{\"budget\": \"80k EUR a year\", \"company_size\": 1200, \"timeline\": \"now\"}}\n\n\
+         Facts: {{\"budget\": null, \"company_size\": null, \"timeline\": \"unknown\", \"current_solution\": null}}\n\n\
+         Chat: We have 1200 employees, use spreadsheets today and need a contract signed today, budget 80k EUR a year.\n\
+         Facts: {{\"budget\": \"80k EUR a year\", \"company_size\": 1200, \"timeline\": \"now\", \"current_solution\": \"spreadsheets\"}}\n\n\
          Chat: {flat}\nFacts: "
     )
 }
@@ -80,6 +155,8 @@ struct RawFacts {
     budget: Option<String>,
     company_size: Option<u64>,
     timeline: Option<String>,
+    #[serde(default)]
+    current_solution: Option<String>,
 }
 
 /// Reads a backend's JSON answer and keeps only what the visitor's text supports. Anything that
@@ -116,10 +193,19 @@ pub fn checked_facts(answer: &str, visitor_text: &str) -> LeadFacts {
         .timeline
         .filter(|timeline| TIMELINE_LABELS.contains(&timeline.as_str()))
         .unwrap_or_else(|| "unknown".to_owned());
+    let current_solution = raw
+        .current_solution
+        .map(|solution| solution.trim().to_owned())
+        .filter(|solution| {
+            solution.chars().count() <= MAX_SOLUTION_CHARS
+                && solution.chars().any(char::is_alphabetic)
+                && lowered.contains(&solution.to_lowercase())
+        });
     LeadFacts {
         budget,
         company_size,
         timeline,
+        current_solution,
     }
 }
 
@@ -145,6 +231,13 @@ pub fn pattern_facts(visitor_text: &str) -> LeadFacts {
             r"(?i)\b(\d{1,3}(?:,\d{3})+|\d+)\s+(?:employees|people|staff|colleagues|team members)\b",
         )
     });
+    // A capitalised name (up to three words) or a generic tool after a phrase that says it is in
+    // use now.
+    static SOLUTION: LazyLock<Regex> = LazyLock::new(|| {
+        pattern(
+            r"(?i:\b(?:we(?:'re| are)? (?:currently |still )?(?:use|using|on)|(?:currently|today) (?:use|using|on)|switch(?:ing)? (?:away )?from|moving (?:away )?from|migrat(?:e|ing) from|replac(?:e|ing)|our current (?:tool|system|vendor|provider|solution) is))\s+((?:[A-Z][\w&+-]*(?:\.[\w&+-]+)*(?:\s+[A-Z][\w&+-]*(?:\.[\w&+-]+)*){0,2})|(?i:spreadsheets|excel|google sheets|email|e-mail|paper))",
+        )
+    });
     let budget = BUDGET
         .find(visitor_text)
         .map(|found| found.as_str().trim().to_owned())
@@ -152,35 +245,141 @@ pub fn pattern_facts(visitor_text: &str) -> LeadFacts {
     let company_size = SIZE
         .captures(visitor_text)
         .and_then(|captures| captures[1].replace(',', "").parse().ok());
-    let lowered = visitor_text.to_lowercase();
-    let has = |phrases: &[&str]| phrases.iter().any(|phrase| lowered.contains(phrase));
-    let timeline = if has(&["today", "asap", "right away", "immediately", "this week"]) {
-        "now"
-    } else if has(&[
-        "this month",
-        "next month",
-        "this quarter",
-        "within weeks",
-        "in a few weeks",
-    ]) {
-        "this_quarter"
-    } else if has(&[
-        "this year",
-        "next quarter",
-        "in a few months",
-        "by the end of the year",
-    ]) {
-        "this_year"
-    } else if has(&["next year", "later", "someday", "no rush"]) {
-        "later"
-    } else {
-        "unknown"
-    };
+    let timeline = TIMELINE_PHRASES
+        .iter()
+        .find(|(_, phrases)| first_phrase(visitor_text, phrases).is_some())
+        .map_or("unknown", |(label, _)| label);
+    let current_solution = SOLUTION
+        .captures(visitor_text)
+        .map(|captures| captures[1].trim().to_owned())
+        .filter(|solution| solution.chars().count() <= MAX_SOLUTION_CHARS);
     LeadFacts {
         budget,
         company_size,
         timeline: timeline.to_owned(),
+        current_solution,
     }
+}
+
+/// Where `needle` first occurs in `text`, ignoring case, as a byte range of `text`.
+fn find_ignoring_case(text: &str, needle: &str) -> Option<(usize, usize)> {
+    if needle.is_empty() {
+        return None;
+    }
+    let finder = regex::RegexBuilder::new(&regex::escape(needle))
+        .case_insensitive(true)
+        .build()
+        .ok()?;
+    finder.find(text).map(|found| (found.start(), found.end()))
+}
+
+/// The earliest of `phrases` in `text`, as a byte range.
+fn first_phrase(text: &str, phrases: &[&str]) -> Option<(usize, usize)> {
+    phrases
+        .iter()
+        .filter_map(|phrase| find_ignoring_case(text, phrase))
+        .min_by_key(|(start, _)| *start)
+}
+
+/// Where the whole number `value` is written in `text` (`1,200` or `1200`), as a byte range.
+fn number_in(text: &str, value: u32) -> Option<(usize, usize)> {
+    static NUMBER: LazyLock<Regex> = LazyLock::new(|| pattern(r"\d{1,3}(?:,\d{3})+|\d+"));
+    NUMBER
+        .find_iter(text)
+        .find(|found| found.as_str().replace(',', "").parse::<u64>().ok() == Some(u64::from(value)))
+        .map(|found| (found.start(), found.end()))
+}
+
+/// The messages the lead analyzer reads, by position: the customer's, or every message but
+/// internal notes when the customer wrote none (as the pipeline's inputs are taken).
+fn visitor_messages(record: &InteractionRecord) -> Vec<usize> {
+    let customer: Vec<usize> = record
+        .messages
+        .iter()
+        .enumerate()
+        .filter(|(_, message)| message.role == AuthorRole::Customer)
+        .map(|(index, _)| index)
+        .collect();
+    if !customer.is_empty() {
+        return customer;
+    }
+    record
+        .messages
+        .iter()
+        .enumerate()
+        .filter(|(_, message)| message.role != AuthorRole::InternalNote)
+        .map(|(index, _)| index)
+        .collect()
+}
+
+/// The quote for a match at `start..end` of a message: the sentence around it, cut as QA cuts
+/// its quotes ([`evidence::quote`]); the match alone when that cut would leave it out.
+fn quote_around(record: &InteractionRecord, message: usize, start: usize, end: usize) -> Evidence {
+    let text = &record.messages[message].text;
+    let around = evidence::split_sentences(text)
+        .into_iter()
+        .find(|(from, to)| *from <= start && end <= *to);
+    if let Some((from, to)) = around {
+        let quoted = evidence::quote(
+            record,
+            evidence::Sentence {
+                message,
+                start: from,
+                end: to,
+            },
+        );
+        if quoted.end >= end {
+            return quoted;
+        }
+    }
+    Evidence {
+        message,
+        start,
+        end,
+        quote: text[start..end].to_owned(),
+    }
+}
+
+/// The evidence of each fact in `facts`: the first visitor sentence that states it (the budget and
+/// the current solution as written, the company size's number, one of the timeline's phrases).
+/// A fact found nowhere in the visitor's messages (a model's timeline without a telling phrase)
+/// has no quote. Every quote passes [`evidence::verify`].
+pub fn evidence(record: &InteractionRecord, facts: &LeadFacts) -> Vec<FactEvidence> {
+    let messages = visitor_messages(record);
+    let locate = |finder: &dyn Fn(&str) -> Option<(usize, usize)>| {
+        messages.iter().find_map(|&index| {
+            finder(&record.messages[index].text)
+                .map(|(start, end)| quote_around(record, index, start, end))
+        })
+    };
+    let mut found = Vec::new();
+    let mut keep = |fact: &str, quote: Option<Evidence>| {
+        if let Some(quote) = quote.filter(|quote| evidence::verify(record, quote)) {
+            found.push(FactEvidence {
+                fact: fact.to_owned(),
+                evidence: quote,
+            });
+        }
+    };
+    if let Some(budget) = &facts.budget {
+        keep("budget", locate(&|text| find_ignoring_case(text, budget)));
+    }
+    if let Some(size) = facts.company_size {
+        keep("company_size", locate(&|text| number_in(text, size)));
+    }
+    if let Some((_, phrases)) = TIMELINE_PHRASES
+        .iter()
+        .find(|(label, _)| *label == facts.timeline)
+    {
+        keep("timeline", locate(&|text| first_phrase(text, phrases)));
+    }
+    if let Some(solution) = &facts.current_solution {
+        keep(
+            "current_solution",
+            locate(&|text| find_ignoring_case(text, solution)),
+        );
+    }
+    found
 }
 
 /// The score, 0 to 100, as the sum of four parts:
@@ -256,7 +455,8 @@ mod tests {
             LeadFacts {
                 budget: None,
                 company_size: None,
-                timeline: "unknown".to_owned()
+                timeline: "unknown".to_owned(),
+                current_solution: None,
             }
         );
         // Text around the object is ignored; no object at all gives no facts.
@@ -278,7 +478,8 @@ mod tests {
             LeadFacts {
                 budget: None,
                 company_size: None,
-                timeline: "unknown".to_owned()
+                timeline: "unknown".to_owned(),
+                current_solution: None,
             }
         );
         assert_eq!(
@@ -299,6 +500,7 @@ mod tests {
             budget: Some("$30k".to_owned()),
             company_size: Some(1200),
             timeline: "now".to_owned(),
+            current_solution: None,
         };
         assert_eq!(score(&intent("ready_to_buy", 1.0), &full), 100);
         assert_eq!(score(&intent("ready_to_buy", 0.5), &full), 80);
@@ -311,8 +513,99 @@ mod tests {
             budget: None,
             company_size: Some(40),
             timeline: "this_year".to_owned(),
+            current_solution: None,
         };
         // 30 × 0.8 + 0 + 10 + 10
         assert_eq!(score(&intent("evaluating", 0.8), &some), 44);
+    }
+
+    fn chat_record(text: &str) -> InteractionRecord {
+        serde_json::from_value(serde_json::json!({
+            "source_system": "web", "source_id": "1", "channel": "sales-chat",
+            "messages": [
+                {"role": "ai-agent", "sent_at": "2026-10-06T10:00:00Z", "text": "Hi! How can I help?"},
+                {"role": "customer", "sent_at": "2026-10-06T10:00:05Z", "text": text}
+            ]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_current_solution_is_found_and_checked() {
+        assert_eq!(
+            pattern_facts("We use Zendesk. It is slow.")
+                .current_solution
+                .as_deref(),
+            Some("Zendesk")
+        );
+        assert_eq!(
+            pattern_facts("We're switching from Salesforce Service Cloud next month")
+                .current_solution
+                .as_deref(),
+            Some("Salesforce Service Cloud")
+        );
+        assert_eq!(
+            pattern_facts("Today we are using spreadsheets for this.")
+                .current_solution
+                .as_deref(),
+            Some("spreadsheets")
+        );
+        assert_eq!(pattern_facts("Just browsing.").current_solution, None);
+        let answer = r#"{"budget": null, "company_size": null, "timeline": "unknown", "current_solution": "Intercom"}"#;
+        assert_eq!(
+            checked_facts(answer, "We use intercom at the moment")
+                .current_solution
+                .as_deref(),
+            Some("Intercom")
+        );
+        // A vendor the visitor never named is dropped.
+        assert_eq!(checked_facts(answer, CHAT).current_solution, None);
+    }
+
+    #[test]
+    fn every_fact_is_quoted_from_the_visitor_s_own_sentence() {
+        let record = chat_record(
+            "Hello. We are 1,200 employees. We use Zendesk. Budget: $30k a year! We want it live next month.",
+        );
+        let facts = pattern_facts(&record.messages[1].text);
+        assert_eq!(facts.current_solution.as_deref(), Some("Zendesk"));
+        let found = evidence(&record, &facts);
+        let quote = |fact: &str| {
+            found
+                .iter()
+                .find(|found| found.fact == fact)
+                .map(|found| found.evidence.quote.clone())
+        };
+        assert_eq!(quote("budget").as_deref(), Some("Budget: $30k a year!"));
+        assert_eq!(
+            quote("company_size").as_deref(),
+            Some("We are 1,200 employees.")
+        );
+        assert_eq!(
+            quote("timeline").as_deref(),
+            Some("We want it live next month.")
+        );
+        assert_eq!(
+            quote("current_solution").as_deref(),
+            Some("We use Zendesk.")
+        );
+        for fact in &found {
+            assert_eq!(fact.evidence.message, 1, "{fact:?}");
+            assert!(evidence::verify(&record, &fact.evidence), "{fact:?}");
+        }
+        // A timeline the visitor stated in no telling phrase has no quote.
+        let unstated = LeadFacts {
+            timeline: "now".to_owned(),
+            ..LeadFacts::default()
+        };
+        assert!(evidence(&chat_record("Hello there."), &unstated).is_empty());
+    }
+
+    #[test]
+    fn intents_fall_into_three_groups() {
+        assert_eq!(intent_group("ready_to_buy"), "buying");
+        assert_eq!(intent_group("pricing_question"), "buying");
+        assert_eq!(intent_group("just_browsing"), "browsing");
+        assert_eq!(intent_group("support_request"), "support");
     }
 }

@@ -42,6 +42,9 @@ pub struct Item<'a> {
     pub interaction: &'a Interaction,
     pub kinds: &'a [AnalysisKind],
     pub existing: &'a [Analysis],
+    /// A person marked it as a lead ([`crate::leads`]): qualified even when it is not a sales
+    /// chat.
+    pub marked_lead: bool,
 }
 
 /// What became of one item.
@@ -399,8 +402,9 @@ impl<'a> Batch<'a> {
         let mut pending: Vec<Vec<(AnalysisKind, String)>> = vec![Vec::new(); items.len()];
         for (index, item) in items.iter().enumerate() {
             for kind in item.kinds {
-                if *kind == AnalysisKind::Lead && !inputs[index].is_sales_chat {
-                    // Not a sales chat: there is no lead to qualify.
+                if *kind == AnalysisKind::Lead && !inputs[index].is_sales_chat && !item.marked_lead
+                {
+                    // Neither a sales chat nor marked as a lead: there is no lead to qualify.
                     continue;
                 }
                 let digest = if *kind == AnalysisKind::Qa {
@@ -609,10 +613,12 @@ impl<'a> Batch<'a> {
             };
             let intent = LabelScores::from_classification(&labels, classification);
             let score = lead::score(&intent, &facts);
+            let evidence = lead::evidence(&self.items[index].interaction.record, &facts);
             let result = AnalysisResult::Lead(lead::LeadQualification {
                 intent,
                 facts,
                 score,
+                evidence,
             });
             self.store(
                 index,
@@ -774,6 +780,7 @@ mod tests {
             interaction: &stored,
             kinds: &AnalysisKind::ALL,
             existing: &[],
+            marked_lead: false,
         };
         let card = crate::qa::Scorecard::builtin();
         let outcomes = analyse_batch(&OffBackend, &topics, &card, &[item], &|| false).unwrap();
@@ -800,6 +807,7 @@ mod tests {
             interaction: &newer,
             kinds: &AnalysisKind::ALL,
             existing: analyses,
+            marked_lead: false,
         };
         let outcomes = analyse_batch(&OffBackend, &topics, &card, &[item], &|| false).unwrap();
         let [ItemOutcome::Done(again)] = outcomes.as_slice() else {

@@ -117,6 +117,9 @@ pub struct LeadView {
     pub budget: String,
     pub company_size: String,
     pub timeline: String,
+    pub current_solution: String,
+    /// The lead's page (facts with their quotes, status, assignee).
+    pub lead_url: String,
     pub provenance: ProvenanceView,
 }
 
@@ -130,6 +133,8 @@ pub struct AnalysisPanel {
     pub job: Option<String>,
     /// Where the Re-analyse button posts, for roles that may use it.
     pub reanalyse_url: Option<String>,
+    /// The Mark as lead / Unmark button (its label and URL), for roles that work leads.
+    pub lead_action: Option<(&'static str, String)>,
     /// Per customer message (by position), its sentiment, unless the analysis is stale.
     pub message_sentiments: HashMap<usize, String>,
 }
@@ -183,6 +188,13 @@ pub fn panel(
             .role
             .grants(Permission::RequestAnalysis)
             .then(|| format!("{base}/interactions/{}/reanalyse", interaction.id)),
+        lead_action: crate::leads::routes::lead_action(
+            context,
+            session,
+            tenant,
+            base,
+            interaction,
+        )?,
         message_sentiments: HashMap::new(),
     };
     for analysis in &analyses {
@@ -217,7 +229,11 @@ pub fn panel(
             AnalysisResult::Lead(lead) => {
                 panel.lead = Some(LeadView {
                     score: lead.score,
-                    intent: lead.intent.label.replace('_', " "),
+                    intent: format!(
+                        "{} · {}",
+                        crate::analysis::lead::intent_group(&lead.intent.label),
+                        lead.intent.label.replace('_', " ")
+                    ),
                     confidence: percent(lead.intent.confidence),
                     budget: lead
                         .facts
@@ -229,6 +245,12 @@ pub fn panel(
                         .company_size
                         .map_or_else(|| "not stated".to_owned(), |size| format!("{size} people")),
                     timeline: lead.facts.timeline.replace('_', " "),
+                    current_solution: lead
+                        .facts
+                        .current_solution
+                        .clone()
+                        .unwrap_or_else(|| "not stated".to_owned()),
+                    lead_url: format!("{base}/leads/{}", interaction.id),
                     provenance,
                 });
             }

@@ -314,12 +314,14 @@ fn run_claimed(
             .collect();
         context.audit_all(events)?;
     }
+    let marked = crate::leads::store::LeadStore::new(context.store.clone()).marked(tenant)?;
     let items: Vec<Item<'_>> = loaded
         .iter()
         .map(|(job, interaction, existing)| Item {
             interaction,
             kinds: &job.kinds,
             existing,
+            marked_lead: marked.contains(&interaction.id),
         })
         .collect();
     let scorecard = crate::qa::store::QaStore::new(context.store.clone()).scorecard(tenant)?;

@@ -127,6 +127,23 @@ pub enum AuditAction {
     AlertReopened,
     /// A tenant admin changed an alert rule; the target says which rule and its settings.
     AlertRuleChanged,
+    /// Someone marked an interaction as a lead; the target names the interaction.
+    LeadMarked,
+    /// Someone took the lead mark off an interaction.
+    LeadUnmarked,
+    /// A lead's status changed; the target names the lead and the old and new status.
+    LeadStatusChanged,
+    /// A lead was assigned; the target names the lead and the user by id.
+    LeadAssigned,
+    /// Qualified leads were exported as a CRM's CSV; the target holds the format and counts.
+    LeadsExported,
+    /// A tenant admin changed the CRM webhook settings (never the secret's value).
+    CrmSettingsChanged,
+    /// One attempt to deliver a lead to the CRM webhook; the target names the delivery, the
+    /// lead, the URL's host and the outcome, never the payload.
+    CrmDeliveryAttempted,
+    /// Someone put a failed CRM delivery back in the queue.
+    CrmDeliveryRequeued,
 }
 
 impl AuditAction {
@@ -178,6 +195,14 @@ impl AuditAction {
             Self::AlertResolved => "alert.resolved",
             Self::AlertReopened => "alert.reopened",
             Self::AlertRuleChanged => "alert.rule_changed",
+            Self::LeadMarked => "lead.marked",
+            Self::LeadUnmarked => "lead.unmarked",
+            Self::LeadStatusChanged => "lead.status_changed",
+            Self::LeadAssigned => "lead.assigned",
+            Self::LeadsExported => "lead.exported",
+            Self::CrmSettingsChanged => "crm.settings_changed",
+            Self::CrmDeliveryAttempted => "crm.delivery_attempted",
+            Self::CrmDeliveryRequeued => "crm.delivery_requeued",
         }
     }
 }

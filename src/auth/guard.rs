@@ -408,6 +408,7 @@ pub mod policy {
     policy!(ManageFeedbackSettings, ManageFeedbackSettings);
     policy!(WorkAlerts, WorkAlerts);
     policy!(ManageAlertRules, ManageAlertRules);
+    policy!(WorkLeads, WorkLeads);
 }
 
 /// A signed-in user whose role grants `P` on the appliance.

@@ -79,6 +79,8 @@ pub enum Permission {
     WorkAlerts,
     /// Configure the tenant's alert rules (the negative-review rule) and see every alert.
     ManageAlertRules,
+    /// Work the lead inbox: mark leads, set their status and assignee, export qualified leads.
+    WorkLeads,
 }
 
 impl Role {
@@ -101,6 +103,7 @@ impl Role {
                     | P::ManageFeedbackSettings
                     | P::WorkAlerts
                     | P::ManageAlertRules
+                    | P::WorkLeads
             ),
             Role::Analyst => matches!(
                 permission,
@@ -109,6 +112,7 @@ impl Role {
                     | P::RequestAnalysis
                     | P::SendFeedbackRequests
                     | P::WorkAlerts
+                    | P::WorkLeads
             ),
             Role::QaLead => matches!(
                 permission,

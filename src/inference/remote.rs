@@ -110,7 +110,7 @@ pub enum RemoteError {
 
 /// Serialises a secret into the sealed store and nowhere else: `AnalysisSettings` is only ever
 /// written through the store's sealing codec.
-mod sealed_secret {
+pub(crate) mod sealed_secret {
     use secrecy::{ExposeSecret as _, SecretString};
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -277,7 +277,7 @@ fn host_of(base_url: &str) -> String {
 }
 
 /// Whether `host` is this machine's loopback interface, where plain HTTP never leaves the machine.
-fn is_loopback(host: &url::Host<&str>) -> bool {
+pub(crate) fn is_loopback(host: &url::Host<&str>) -> bool {
     match host {
         url::Host::Ipv4(ip) => IpAddr::V4(*ip).is_loopback(),
         url::Host::Ipv6(ip) => IpAddr::V6(*ip).is_loopback(),
@@ -741,18 +741,26 @@ fn root_certificates(settings: &RemoteSettings) -> Result<ureq::tls::RootCerts, 
             .collect();
         return Ok(ureq::tls::RootCerts::new_with_certs(&certificates));
     }
+    native_root_certificates().ok_or_else(|| {
+        RemoteError::Setup(
+            "the operating system's trust store holds no certificates; give the endpoint's CA certificate in the analysis settings".to_owned(),
+        )
+    })
+}
+
+/// The operating system's trust anchors, or `None` when its store holds none. Also the CRM
+/// webhook's ([`crate::leads::webhook`]).
+pub(crate) fn native_root_certificates() -> Option<ureq::tls::RootCerts> {
     let native = rustls_native_certs::load_native_certs();
     if native.certs.is_empty() {
-        return Err(RemoteError::Setup(
-            "the operating system's trust store holds no certificates; give the endpoint's CA certificate in the analysis settings".to_owned(),
-        ));
+        return None;
     }
     let certificates: Vec<ureq::tls::Certificate<'static>> = native
         .certs
         .iter()
         .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
         .collect();
-    Ok(ureq::tls::RootCerts::new_with_certs(&certificates))
+    Some(ureq::tls::RootCerts::new_with_certs(&certificates))
 }
 
 /// The `remote` backend. Build it with [`RemoteBackend::new`] from a tenant's settings and the

@@ -52,6 +52,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .configure(crate::qa::routes::routes)
         .configure(crate::feedback::routes::routes)
         .configure(crate::alerts::routes::routes)
+        .configure(crate::leads::routes::routes)
         .configure(crate::api::routes)
         .configure(crate::metrics::routes);
 }

@@ -107,6 +107,12 @@ fn nav_for(session: &RequestSession, tenant: Option<&Tenant>, active: &str) -> V
         if role.grants(Permission::ManageAlertRules) {
             links.push((format!("{base}/settings/alerts"), "Alert rules"));
         }
+        if role.grants(Permission::WorkLeads) {
+            links.push((format!("{base}/leads"), "Leads"));
+        }
+        if role.grants(Permission::ManageIntegrations) {
+            links.push((format!("{base}/settings/crm"), "CRM hand-off"));
+        }
     }
     links.push(("/account/password".to_owned(), "Password"));
     links.push(("/account/second-factor".to_owned(), "Two-factor"));

@@ -595,7 +595,7 @@ fn the_default_model_summarises_and_labels_an_interaction_with_its_sha256() {
 
     // A sales chat: its intent by label scoring, its facts by grammar-constrained generation,
     // kept only where the visitor wrote them.
-    let visitor = "We are 40 people and want to start next month. Our budget is $500 per month.";
+    let visitor = "We are 40 people, we use Zendesk, and want to start next month. Our budget is $500 per month.";
     let chat = write_interaction(&context, tenant.id, sales_chat("S-1", visitor));
     let totals = run_queue(&context, tenant.id);
     assert_eq!((totals.done, totals.failed), (1, 0));
@@ -620,6 +620,25 @@ fn the_default_model_summarises_and_labels_an_interaction_with_its_sha256() {
         "{lead:?}"
     );
     assert!(lead.score <= 100);
+    // The current solution, when the model named one, is the visitor's own words; every fact
+    // with a quote is quoted from the visitor's message, exactly.
+    if let Some(solution) = &lead.facts.current_solution {
+        assert!(
+            visitor.to_lowercase().contains(&solution.to_lowercase()),
+            "{lead:?}"
+        );
+    }
+    for found in &lead.evidence {
+        assert!(
+            analysis::lead::FACT_NAMES.contains(&found.fact.as_str()),
+            "{lead:?}"
+        );
+        assert_eq!(found.evidence.message, 0, "{lead:?}");
+        assert!(visitor.contains(&found.evidence.quote), "{lead:?}");
+    }
+    if lead.facts.budget.is_some() {
+        assert!(lead.evidence_for("budget").is_some(), "{lead:?}");
+    }
     let provenance = analysis_of(&context, tenant.id, chat.id, AnalysisKind::Lead).provenance;
     assert_eq!(
         provenance.analyzer,

@@ -24,6 +24,7 @@ mod inference;
 mod ingest;
 mod isolation;
 mod keys;
+mod leads;
 mod login;
 mod metrics;
 mod models;

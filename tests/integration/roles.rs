@@ -142,6 +142,21 @@ const MATRIX: &[(&str, &str, [Expect; 7])] = &[
         [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
     ),
     (
+        "tenant: leads",
+        "/t/acme/leads",
+        [SignIn, Refused, Allowed, Allowed, Refused, Refused, Refused],
+    ),
+    (
+        "tenant: CRM hand-off",
+        "/t/acme/settings/crm",
+        [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "tenant: CRM deliveries",
+        "/t/acme/settings/crm/deliveries",
+        [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
         "account",
         "/account/password",
         [SignIn, Allowed, Allowed, Allowed, Allowed, Allowed, Allowed],
@@ -205,6 +220,12 @@ const POST_MATRIX: &[PostCase] = &[
         "/t/acme/analysis/cancel",
         &[],
         [Refused, Allowed, Allowed, Allowed, Refused, Refused],
+    ),
+    (
+        "CRM hand-off settings",
+        "/t/acme/settings/crm",
+        &[("url", "")],
+        [Refused, Allowed, Refused, Refused, Refused, Refused],
     ),
     (
         "record a restriction",

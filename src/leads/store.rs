@@ -1,0 +1,167 @@
+//! The leads' collections, in the tenant's scope and sealed like every record:
+//!
+//! - `lead_states`: interaction id → [`LeadState`] (marked by a person, status, assignee);
+//! - `crm_settings`: `settings` → [`CrmSettings`] (the outbound webhook, its secret included);
+//! - `crm_deliveries`: delivery number → [`Delivery`] (every delivery, for the log page);
+//! - `crm_outbox`: delivery number → its next attempt time, for the deliveries still pending, so
+//!   the delivery thread reads only those.
+//!
+//! A delivery and its outbox entry change together, in one commit.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+
+use crate::ids::{RecordId, TenantId};
+use crate::leads::webhook::{CrmSettings, Delivery, DeliveryState};
+use crate::leads::LeadState;
+use crate::store::{Collection, Scope, Store, StoreError, WriteSet};
+
+const SETTINGS_KEY: &str = "settings";
+
+/// The lead trees of every tenant. Cheap to make: it holds only the store handle.
+#[derive(Clone)]
+pub struct LeadStore {
+    store: Store,
+}
+
+impl std::fmt::Debug for LeadStore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("LeadStore")
+    }
+}
+
+impl LeadStore {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    fn states(&self, tenant: TenantId) -> Result<Collection<RecordId, LeadState>, StoreError> {
+        self.store.collection(Scope::Tenant(tenant), "lead_states")
+    }
+
+    fn settings_tree(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Collection<&'static str, CrmSettings>, StoreError> {
+        self.store.collection(Scope::Tenant(tenant), "crm_settings")
+    }
+
+    fn deliveries(&self, tenant: TenantId) -> Result<Collection<u64, Delivery>, StoreError> {
+        self.store
+            .collection(Scope::Tenant(tenant), "crm_deliveries")
+    }
+
+    fn outbox(&self, tenant: TenantId) -> Result<Collection<u64, DateTime<Utc>>, StoreError> {
+        self.store.collection(Scope::Tenant(tenant), "crm_outbox")
+    }
+
+    /// The interaction's lead state (the default: not marked, `new`, nobody assigned).
+    pub fn state(&self, tenant: TenantId, interaction: RecordId) -> Result<LeadState, StoreError> {
+        Ok(self.states(tenant)?.get(&interaction)?.unwrap_or_default())
+    }
+
+    /// Changes the interaction's lead state under the scope's lock (two changes at once both
+    /// stay) and returns the state before and after.
+    pub fn update(
+        &self,
+        tenant: TenantId,
+        interaction: RecordId,
+        change: impl FnOnce(&mut LeadState),
+    ) -> Result<(LeadState, LeadState), StoreError> {
+        self.store.lock_scope(Scope::Tenant(tenant)).run(|| {
+            let states = self.states(tenant)?;
+            let before = states.get(&interaction)?.unwrap_or_default();
+            let mut after = before.clone();
+            change(&mut after);
+            states.insert(&interaction, &after)?;
+            Ok((before, after))
+        })
+    }
+
+    /// Every interaction a person marked as a lead.
+    pub fn marked(&self, tenant: TenantId) -> Result<HashSet<RecordId>, StoreError> {
+        let mut marked = HashSet::new();
+        for entry in self.states(tenant)?.scan() {
+            let (id, state) = entry?;
+            if state.marked {
+                marked.insert(id);
+            }
+        }
+        Ok(marked)
+    }
+
+    /// The tenant's CRM hand-off settings (the default: no URL, off).
+    pub fn settings(&self, tenant: TenantId) -> Result<CrmSettings, StoreError> {
+        Ok(self
+            .settings_tree(tenant)?
+            .get(&SETTINGS_KEY)?
+            .unwrap_or_default())
+    }
+
+    pub fn save_settings(
+        &self,
+        tenant: TenantId,
+        settings: &CrmSettings,
+    ) -> Result<(), StoreError> {
+        self.settings_tree(tenant)?.insert(&SETTINGS_KEY, settings)
+    }
+
+    /// Stores a new delivery (pending: into the outbox too) and returns it with its number.
+    pub fn add_delivery(
+        &self,
+        tenant: TenantId,
+        mut delivery: Delivery,
+    ) -> Result<Delivery, StoreError> {
+        delivery.number = self.store.generate_id()?;
+        self.save_delivery(tenant, &delivery)?;
+        Ok(delivery)
+    }
+
+    /// Writes a delivery and its outbox entry together: present while it is pending, absent
+    /// once it is delivered or failed.
+    pub fn save_delivery(&self, tenant: TenantId, delivery: &Delivery) -> Result<(), StoreError> {
+        let mut writes = WriteSet::default();
+        writes.put(&self.deliveries(tenant)?, &delivery.number, delivery)?;
+        let outbox = self.outbox(tenant)?;
+        match (delivery.state, delivery.next_attempt) {
+            (DeliveryState::Pending, Some(next)) => {
+                writes.put(&outbox, &delivery.number, &next)?;
+            }
+            _ => writes.remove(&outbox, &delivery.number),
+        }
+        self.store.commit(writes)
+    }
+
+    pub fn delivery(&self, tenant: TenantId, number: u64) -> Result<Option<Delivery>, StoreError> {
+        self.deliveries(tenant)?.get(&number)
+    }
+
+    /// The deliveries, newest first, at most `limit`, and how many there are in all.
+    pub fn recent_deliveries(
+        &self,
+        tenant: TenantId,
+        limit: usize,
+    ) -> Result<(Vec<Delivery>, usize), StoreError> {
+        let tree = self.deliveries(tenant)?;
+        let total = tree.len();
+        let recent = tree
+            .scan_newest_first(None)
+            .take(limit)
+            .map(|entry| entry.map(|(_, delivery)| delivery))
+            .collect::<Result<_, _>>()?;
+        Ok((recent, total))
+    }
+
+    /// The numbers of the pending deliveries whose next attempt is due at `now`, oldest first.
+    pub fn due(&self, tenant: TenantId, now: DateTime<Utc>) -> Result<Vec<u64>, StoreError> {
+        let mut due = Vec::new();
+        for entry in self.outbox(tenant)?.scan() {
+            let (number, next) = entry?;
+            if next <= now {
+                due.push(number);
+            }
+        }
+        Ok(due)
+    }
+}
