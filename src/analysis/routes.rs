@@ -248,8 +248,9 @@ pub fn panel(
                     provenance,
                 });
             }
-            // The scorecard has its own section (`crate::qa::routes::scorecard_panel`).
-            AnalysisResult::Qa(_) => {}
+            // The scorecard has its own section (`crate::qa::routes::scorecard_panel`); reply
+            // drafts belong to reviews, never to interactions.
+            AnalysisResult::Qa(_) | AnalysisResult::ReplyDraft(_) => {}
         }
     }
     Ok(panel)

@@ -103,6 +103,17 @@ pub enum AuditAction {
     QaOverridden,
     /// A tenant's QA scorecard was changed.
     QaScorecardChanged,
+    /// A review's status changed (new, drafted, replied, ignored); the target names the review
+    /// and both statuses.
+    ReviewStatusChanged,
+    /// Someone saved a review's reply draft; the target names the review.
+    ReviewDraftSaved,
+    /// Someone asked for a new reply draft of a review; the target names the review.
+    ReviewDraftRequested,
+    /// Reviews with their replies were exported; the target says the format and how many.
+    ReviewsExported,
+    /// A tenant admin changed the reply-draft settings; the target says the mode.
+    ReviewSettingsChanged,
 }
 
 impl AuditAction {
@@ -143,6 +154,11 @@ impl AuditAction {
             Self::PrivacyRestrictionLifted => "privacy.restriction_lifted",
             Self::QaOverridden => "qa.overridden",
             Self::QaScorecardChanged => "qa.scorecard_changed",
+            Self::ReviewStatusChanged => "review.status_changed",
+            Self::ReviewDraftSaved => "review.draft_saved",
+            Self::ReviewDraftRequested => "review.draft_requested",
+            Self::ReviewsExported => "review.exported",
+            Self::ReviewSettingsChanged => "review.settings_changed",
         }
     }
 }

@@ -404,6 +404,8 @@ pub mod policy {
     policy!(ManagePrivacy, ManagePrivacy);
     policy!(ReviewQa, ReviewQa);
     policy!(ManageScorecards, ManageScorecards);
+    policy!(WorkReviews, WorkReviews);
+    policy!(ManageReviewSettings, ManageReviewSettings);
 }
 
 /// A signed-in user whose role grants `P` on the appliance.

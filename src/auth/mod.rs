@@ -70,6 +70,10 @@ pub enum Permission {
     ReviewQa,
     /// Edit the tenant's QA scorecard and re-score after a change.
     ManageScorecards,
+    /// Work the review inbox: read reviews, edit reply drafts, set statuses, export.
+    WorkReviews,
+    /// Change the tenant's reply-draft settings (mode, tone, templates).
+    ManageReviewSettings,
 }
 
 impl Role {
@@ -88,10 +92,12 @@ impl Role {
                     | P::ManageAnalysis
                     | P::RequestAnalysis
                     | P::ManageScorecards
+                    | P::WorkReviews
+                    | P::ManageReviewSettings
             ),
             Role::Analyst => matches!(
                 permission,
-                P::ViewTenant | P::ViewTenantData | P::RequestAnalysis
+                P::ViewTenant | P::ViewTenantData | P::RequestAnalysis | P::WorkReviews
             ),
             Role::QaLead => matches!(
                 permission,

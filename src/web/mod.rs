@@ -50,6 +50,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .configure(crate::analysis::routes::routes)
         .configure(crate::privacy::routes::routes)
         .configure(crate::qa::routes::routes)
+        .configure(crate::reviews::routes::routes)
         .configure(crate::api::routes)
         .configure(crate::metrics::routes);
 }
