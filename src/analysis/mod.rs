@@ -318,10 +318,15 @@ pub fn enqueue_interaction(
     })
 }
 
-/// Queues every interaction of the tenant that is not analysed (or queued) at its current
-/// version. Reads the whole tenant, so it is for backfills: `rapport analyse --all`.
+/// Queues every interaction (and review signal) of the tenant that is not analysed (or queued)
+/// at its current version. Reads the whole tenant, so it is for backfills: `rapport analyse --all`.
 pub fn enqueue_all(context: &AppContext, tenant: TenantId) -> Result<Enqueued, AnalysisError> {
-    enqueue_where(context, tenant, Priority::Backfill, false, |_| true)
+    let mut report = enqueue_where(context, tenant, Priority::Backfill, false, |_| true)?;
+    // Review signals share the queue; a review whose version was analysed is not queued again.
+    let reviews = crate::reviews::enqueue_written_since(context, tenant, DateTime::<Utc>::MIN_UTC)?;
+    report.considered += reviews.considered;
+    report.queued += reviews.queued;
+    Ok(report)
 }
 
 /// Which interactions a re-analysis after a taxonomy change covers.
@@ -418,7 +423,7 @@ pub fn enqueue_after_import(context: &AppContext, tenant: TenantId, run: &Import
     if run.format.kind() == RecordKind::Signal {
         // Review signals share the queue (sentiment, topics, reply drafts).
         return match crate::reviews::enqueue_written_since(context, tenant, since) {
-            Ok(queued) => queued,
+            Ok(report) => report.queued,
             Err(error) => {
                 tracing::warn!(import = %run.id, %error, "imported reviews not queued for analysis");
                 0

@@ -82,17 +82,23 @@ pub fn draft(
             drafts::TEMPLATE_ANALYZER,
         )
     } else {
+        let filled = drafts::fill_template(settings, rating, reviewer);
         let generated = backend.generate(
             &drafts::prompt(settings, rating, reviewer, &text),
             drafts::REPLY_MAX_TOKENS,
         )?;
-        let reply = drafts::clean_reply(&generated);
-        if reply.is_empty() {
-            return Err(crate::inference::InferenceError::Engine(
-                "the model wrote no reply".to_owned(),
-            ));
+        // The prompt started the reply with the template's opening sentence; the draft is that
+        // sentence and what the model wrote after it. A model that wrote nothing leaves the
+        // template, and the provenance says so.
+        let continued = drafts::clean_reply(&generated);
+        if continued.is_empty() {
+            (filled, drafts::TEMPLATE_FALLBACK_ANALYZER)
+        } else {
+            (
+                drafts::clean_reply(&format!("{} {continued}", drafts::opening(&filled))),
+                drafts::GENERATION_ANALYZER,
+            )
         }
-        (reply, drafts::GENERATION_ANALYZER)
     };
     let digest = {
         let material = format!(

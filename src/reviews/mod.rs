@@ -632,10 +632,10 @@ pub fn enqueue_written_since(
     context: &AppContext,
     tenant: TenantId,
     since: DateTime<Utc>,
-) -> Result<usize, StoreError> {
+) -> Result<crate::analysis::Enqueued, StoreError> {
     let settings = ReviewStore::new(context.store.clone()).settings(tenant)?;
     let mut pending = Vec::new();
-    let mut queued = 0;
+    let mut report = crate::analysis::Enqueued::default();
     context.signals.for_each(tenant, |stored| {
         if stored.updated >= since && matches!(stored.record.signal, Signal::Review { .. }) {
             pending.push((
@@ -644,13 +644,15 @@ pub fn enqueue_written_since(
             ));
         }
         if pending.len() >= crate::analysis::store::ENQUEUE_CHUNK {
-            queued += context.analysis.enqueue(tenant, &pending)?;
+            report.considered += pending.len();
+            report.queued += context.analysis.enqueue(tenant, &pending)?;
             pending.clear();
         }
         Ok(())
     })?;
-    queued += context.analysis.enqueue(tenant, &pending)?;
-    Ok(queued)
+    report.considered += pending.len();
+    report.queued += context.analysis.enqueue(tenant, &pending)?;
+    Ok(report)
 }
 
 /// Who did it, from where: the arguments every audited action takes.
