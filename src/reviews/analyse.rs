@@ -24,7 +24,7 @@ use crate::privacy::Restrictions;
 use crate::records::Stored;
 use crate::reviews::drafts::{self, ReplyDraft};
 use crate::reviews::store::ReviewStore;
-use crate::reviews::{Review, ReviewSettings};
+use crate::reviews::{ReplyMode, Review, ReviewSettings};
 
 /// The review as the pipeline reads a conversation: its text as the one customer message. The
 /// id and version are the review's, so the analyses are stored under the review.
@@ -247,7 +247,8 @@ pub fn run_jobs(
                 continue;
             }
         };
-        if job.kinds.contains(&AnalysisKind::ReplyDraft) {
+        // A draft asked for while the mode was `suggest` is not written once it is `off`.
+        if job.kinds.contains(&AnalysisKind::ReplyDraft) && settings.mode == ReplyMode::Suggest {
             if stop() {
                 finished.push(Finished {
                     job: (*job).clone(),

@@ -918,23 +918,36 @@ impl ExportRow {
         }
     }
 
+    /// The CSV fields. Texts from outside (the review, names, drafts) are defused against
+    /// spreadsheet formulas (see [`csv_cell`]).
     fn fields(&self) -> [String; 14] {
         [
             self.review_id.clone(),
-            self.source_system.clone(),
-            self.source_id.clone(),
-            self.platform.clone(),
+            csv_cell(&self.source_system),
+            csv_cell(&self.source_id),
+            csv_cell(&self.platform),
             self.occurred_at.clone(),
             self.rating.to_string(),
-            self.reviewer.clone(),
-            self.location.clone(),
-            self.text.clone(),
+            csv_cell(&self.reviewer),
+            csv_cell(&self.location),
+            csv_cell(&self.text),
             self.status.to_owned(),
             self.sentiment.clone(),
-            self.topics.clone(),
-            self.draft.clone(),
-            self.reply.clone(),
+            csv_cell(&self.topics),
+            csv_cell(&self.draft),
+            csv_cell(&self.reply),
         ]
+    }
+}
+
+/// A text as a CSV cell that a spreadsheet shows as text: a cell starting with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return would be read as a formula (public reviews are anyone's
+/// words), so it gets a leading `'`, which spreadsheets hide. The JSON export is unchanged.
+pub fn csv_cell(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
     }
 }
 
@@ -1016,6 +1029,14 @@ mod tests {
         assert!(error.to_string().starts_with("Status"), "{error}");
         let error = ReviewFilter::parse("", "", "", "", "angry", "").unwrap_err();
         assert!(error.to_string().starts_with("Sentiment"), "{error}");
+    }
+
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("Great food"), "Great food");
+        assert_eq!(csv_cell(""), "");
     }
 
     #[test]

@@ -650,3 +650,77 @@ fn the_default_model_drafts_a_reply_to_a_one_star_review_with_provenance() {
         rapport::inference::models::DEFAULT_MODEL_SHA256
     );
 }
+
+#[test]
+fn a_restricted_reviewer_is_neither_analysed_nor_exported_and_csv_cells_stay_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let context = open_context(dir.path());
+    let tenant =
+        rapport::tenants::create_tenant(&context, Actor::cli(), None, "acme", "Acme").unwrap();
+    use_off_backend(&context, tenant.id);
+    suggest(&context, tenant.id);
+    let mut restricted = review("g-1", "google", 1, "Awful.", "Ann", "Berlin");
+    restricted.contact = Some("Ann@Example.org".to_owned());
+    let restricted = write(&context, tenant.id, restricted);
+    let formula = write(
+        &context,
+        tenant.id,
+        review(
+            "g-2",
+            "google",
+            4,
+            "=HYPERLINK(\"http://x\")",
+            "Bo",
+            "Berlin",
+        ),
+    );
+    rapport::privacy::restrict(
+        &context,
+        &Actor::cli(),
+        None,
+        tenant.id,
+        "ann@example.org",
+        rapport::privacy::RestrictionKind::Objection,
+        "DSR-7",
+    )
+    .unwrap();
+    let totals = run_queue(&context, tenant.id);
+    assert_eq!((totals.done, totals.failed), (1, 1));
+    let job = context
+        .analysis
+        .job(tenant.id, restricted.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        job.error,
+        Some(rapport::analysis::jobs::JobErrorKind::SubjectRestricted)
+    );
+    assert!(context
+        .analysis
+        .analyses(tenant.id, restricted.id)
+        .unwrap()
+        .is_empty());
+
+    let actor = Actor::cli();
+    let acting = rapport::reviews::Acting {
+        actor: &actor,
+        client: None,
+        tenant: tenant.id,
+    };
+    let everything = rapport::reviews::ReviewFilter::default();
+    let bytes = rapport::reviews::export(
+        &context,
+        &acting,
+        &everything,
+        rapport::reviews::ExportFormat::Csv,
+    )
+    .unwrap();
+    let mut reader = csv::Reader::from_reader(bytes.as_slice());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(&rows[0][0], formula.id.to_string());
+    assert_eq!(&rows[0][8], "'=HYPERLINK(\"http://x\")");
+    // The inbox still lists both: the review is kept, only not processed or exported.
+    let page = rapport::reviews::inbox_page(&context, tenant.id, &everything, None, 50).unwrap();
+    assert_eq!(page.items.len(), 2);
+}
