@@ -959,7 +959,7 @@ fn analyse(args: &AnalyseArgs) -> Outcome {
     let requested = if args.all {
         Some((
             crate::analysis::enqueue_all(&context, tenant.id)?,
-            "all interactions".to_owned(),
+            "all interactions and reviews".to_owned(),
         ))
     } else if let Some(id) = args.interaction {
         Some((
@@ -977,7 +977,7 @@ fn analyse(args: &AnalyseArgs) -> Outcome {
             target,
         ))?;
         println!(
-            "queued {} of {} interaction(s) for analysis (the others are queued or analysed at their current version)",
+            "queued {} of {} interaction(s) (and reviews, with --all) for analysis (the others are queued or analysed at their current version)",
             enqueued.queued, enqueued.considered
         );
     }

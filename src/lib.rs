@@ -29,6 +29,7 @@ pub mod pii;
 pub mod privacy;
 pub mod qa;
 pub mod records;
+pub mod reviews;
 pub mod rotation;
 pub mod search;
 pub mod signals;

@@ -108,10 +108,25 @@ impl JobErrorKind {
     }
 }
 
-/// One interaction's analysis job.
+/// What a job is about. Reviews share the queue with interactions: a review signal's job
+/// analyses its text (sentiment, topics) and drafts its reply (see [`crate::reviews`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobSubject {
+    /// An interaction (jobs stored before reviews were analysed have no subject: interactions).
+    #[default]
+    Interaction,
+    /// A signal of kind `review`.
+    Review,
+}
+
+/// One record's analysis job: an interaction's, or a review signal's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
+    /// The record's id: an interaction's, or a review signal's when `subject` says so.
     pub interaction: RecordId,
+    #[serde(default)]
+    pub subject: JobSubject,
     /// The interaction version (its `updated` time) the job is to analyse, at least.
     pub version: DateTime<Utc>,
     pub kinds: Vec<AnalysisKind>,
@@ -129,9 +144,10 @@ pub struct Job {
     pub finished: Option<DateTime<Utc>>,
 }
 
-/// A request to analyse one interaction.
+/// A request to analyse one interaction (or one review signal).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnqueueRequest {
+    pub subject: JobSubject,
     pub version: DateTime<Utc>,
     pub kinds: Vec<AnalysisKind>,
     pub priority: Priority,
@@ -204,6 +220,7 @@ pub fn enqueue(
 ) -> Option<Job> {
     let fresh = |version, kinds: Vec<AnalysisKind>, priority| Job {
         interaction,
+        subject: request.subject,
         version,
         kinds,
         state: JobState::Queued,
@@ -394,6 +411,7 @@ mod tests {
 
     fn request(version: DateTime<Utc>, force: bool) -> EnqueueRequest {
         EnqueueRequest {
+            subject: JobSubject::Interaction,
             version,
             kinds: AnalysisKind::ALL.to_vec(),
             priority: Priority::Backfill,

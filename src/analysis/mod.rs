@@ -40,7 +40,7 @@ use crate::ingest::{ImportRun, ImportState};
 use crate::records::RecordKind;
 use crate::store::StoreError;
 
-use crate::analysis::jobs::{EnqueueRequest, Priority};
+use crate::analysis::jobs::{EnqueueRequest, JobSubject, Priority};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
@@ -78,9 +78,12 @@ pub enum AnalysisKind {
     Lead,
     /// The QA scorecard ([`crate::qa`]).
     Qa,
+    /// A reply draft for a review signal ([`crate::reviews`]); never asked of an interaction.
+    ReplyDraft,
 }
 
 impl AnalysisKind {
+    /// Every kind an interaction is analysed for.
     pub const ALL: [Self; 5] = [
         Self::Summary,
         Self::Sentiment,
@@ -96,8 +99,23 @@ impl AnalysisKind {
             Self::Topics => "topics",
             Self::Lead => "lead",
             Self::Qa => "qa",
+            Self::ReplyDraft => "reply_draft",
         }
     }
+
+    /// What a review signal is analysed for, besides its reply draft (which is asked for only
+    /// when the tenant's reply mode is `suggest`, or by a person).
+    pub const REVIEW: [Self; 2] = [Self::Sentiment, Self::Topics];
+
+    /// Every kind that can be stored: an interaction's and a review's.
+    pub const STORED: [Self; 6] = [
+        Self::Summary,
+        Self::Sentiment,
+        Self::Topics,
+        Self::Lead,
+        Self::Qa,
+        Self::ReplyDraft,
+    ];
 
     /// The byte that names the kind in an analysis's record key.
     fn code(self) -> u8 {
@@ -107,11 +125,12 @@ impl AnalysisKind {
             Self::Topics => 3,
             Self::Lead => 4,
             Self::Qa => 5,
+            Self::ReplyDraft => 6,
         }
     }
 
     fn from_code(code: u8) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.code() == code)
+        Self::STORED.into_iter().find(|kind| kind.code() == code)
     }
 }
 
@@ -210,6 +229,9 @@ pub enum AnalysisResult {
     Lead(lead::LeadQualification),
     /// The QA scorecard's per-criterion scores with evidence, and the overall score.
     Qa(crate::qa::QaResult),
+    /// A review's reply draft (see [`crate::reviews::drafts`]): untrusted text when a model
+    /// wrote it.
+    ReplyDraft(crate::reviews::drafts::ReplyDraft),
 }
 
 impl AnalysisResult {
@@ -220,6 +242,7 @@ impl AnalysisResult {
             Self::Topics { .. } => AnalysisKind::Topics,
             Self::Lead(_) => AnalysisKind::Lead,
             Self::Qa(_) => AnalysisKind::Qa,
+            Self::ReplyDraft(_) => AnalysisKind::ReplyDraft,
         }
     }
 }
@@ -281,6 +304,7 @@ pub fn enqueue_interaction(
         &[(
             id,
             EnqueueRequest {
+                subject: JobSubject::Interaction,
                 version: interaction.updated,
                 kinds: AnalysisKind::ALL.to_vec(),
                 priority,
@@ -294,10 +318,15 @@ pub fn enqueue_interaction(
     })
 }
 
-/// Queues every interaction of the tenant that is not analysed (or queued) at its current
-/// version. Reads the whole tenant, so it is for backfills: `rapport analyse --all`.
+/// Queues every interaction (and review signal) of the tenant that is not analysed (or queued)
+/// at its current version. Reads the whole tenant, so it is for backfills: `rapport analyse --all`.
 pub fn enqueue_all(context: &AppContext, tenant: TenantId) -> Result<Enqueued, AnalysisError> {
-    enqueue_where(context, tenant, Priority::Backfill, false, |_| true)
+    let mut report = enqueue_where(context, tenant, Priority::Backfill, false, |_| true)?;
+    // Review signals share the queue; a review whose version was analysed is not queued again.
+    let reviews = crate::reviews::enqueue_written_since(context, tenant, DateTime::<Utc>::MIN_UTC)?;
+    report.considered += reviews.considered;
+    report.queued += reviews.queued;
+    Ok(report)
 }
 
 /// Which interactions a re-analysis after a taxonomy change covers.
@@ -361,6 +390,7 @@ fn enqueue_where(
             pending.push((
                 interaction.id,
                 EnqueueRequest {
+                    subject: JobSubject::Interaction,
                     version: interaction.updated,
                     kinds: AnalysisKind::ALL.to_vec(),
                     priority,
@@ -386,13 +416,23 @@ fn enqueue_where(
 /// else is queued once too. Failures are logged (without content) and reported as 0: the import
 /// itself has committed, and `rapport analyse --all` catches up.
 pub fn enqueue_after_import(context: &AppContext, tenant: TenantId, run: &ImportRun) -> usize {
-    if run.state != ImportState::Committed
-        || run.format.kind() != RecordKind::Interaction
-        || run.imported + run.updated == 0
-    {
+    if run.state != ImportState::Committed || run.imported + run.updated == 0 {
         return 0;
     }
     let since = run.started;
+    if run.format.kind() == RecordKind::Signal {
+        // Review signals share the queue (sentiment, topics, reply drafts).
+        return match crate::reviews::enqueue_written_since(context, tenant, since) {
+            Ok(report) => report.queued,
+            Err(error) => {
+                tracing::warn!(import = %run.id, %error, "imported reviews not queued for analysis");
+                0
+            }
+        };
+    }
+    if run.format.kind() != RecordKind::Interaction {
+        return 0;
+    }
     match enqueue_where(context, tenant, Priority::Backfill, false, |version| {
         version >= since
     }) {
@@ -404,8 +444,8 @@ pub fn enqueue_after_import(context: &AppContext, tenant: TenantId, run: &Import
     }
 }
 
-/// Queues an interaction written through the API or a webhook, ahead of backfills. Other kinds
-/// of record are not analysed. Failures are logged, not returned: the write has committed.
+/// Queues an interaction (or a review signal) written through the API or a webhook, ahead of
+/// backfills. Other kinds of record are not analysed. Failures are logged, not returned: the write has committed.
 pub fn enqueue_written(
     context: &AppContext,
     tenant: TenantId,
@@ -413,10 +453,18 @@ pub fn enqueue_written(
     id: RecordId,
     version: DateTime<Utc>,
 ) {
+    if kind == RecordKind::Signal {
+        // A review signal is analysed too; other signals are not.
+        if let Err(error) = crate::reviews::enqueue_review(context, tenant, id, Priority::Live) {
+            tracing::warn!(signal = %id, %error, "written review not queued for analysis");
+        }
+        return;
+    }
     if kind != RecordKind::Interaction {
         return;
     }
     let request = EnqueueRequest {
+        subject: JobSubject::Interaction,
         version,
         kinds: AnalysisKind::ALL.to_vec(),
         priority: Priority::Live,

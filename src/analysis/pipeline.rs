@@ -155,7 +155,10 @@ impl Inputs {
         let texts: Vec<&str> = match kind {
             // QA reads more (authors, the scorecard) and uses its own digest
             // (`crate::qa::scoring::input_digest`); this one is never asked for.
-            AnalysisKind::Summary | AnalysisKind::Qa => vec![self.conversation.as_str()],
+            // Reply drafts are made outside the pipeline (`crate::reviews::analyse`).
+            AnalysisKind::Summary | AnalysisKind::Qa | AnalysisKind::ReplyDraft => {
+                vec![self.conversation.as_str()]
+            }
             AnalysisKind::Sentiment => std::iter::once(self.overall.as_str())
                 .chain(self.messages.iter().map(|(_, text)| text.as_str()))
                 .collect(),
@@ -335,6 +338,7 @@ fn prompt_version(kind: AnalysisKind) -> u32 {
         AnalysisKind::Qa => prompts::QA_PROMPT_VERSION,
         AnalysisKind::Sentiment | AnalysisKind::Topics => PROMPT_VERSION,
         AnalysisKind::Lead => lead::LEAD_PROMPT_VERSION,
+        AnalysisKind::ReplyDraft => crate::reviews::drafts::REPLY_PROMPT_VERSION,
     }
 }
 
@@ -345,6 +349,7 @@ fn analyzer(backend: BackendKind, kind: AnalysisKind) -> &'static str {
         (BackendKind::Off, AnalysisKind::Topics) => "keyword topics",
         (BackendKind::Off, AnalysisKind::Qa) => "qa keyword checks",
         (BackendKind::Off, AnalysisKind::Lead) => "keyword intent and fact patterns",
+        (BackendKind::Off, AnalysisKind::ReplyDraft) => crate::reviews::drafts::TEMPLATE_ANALYZER,
         (_, AnalysisKind::Lead) => "label scoring and grammar-constrained extraction",
         (_, AnalysisKind::Summary) => "few-shot generation",
         (_, _) => "label scoring",

@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::analysis::jobs::{Job, JobState, MAX_ATTEMPTS};
+use crate::analysis::jobs::{Job, JobState, JobSubject, MAX_ATTEMPTS};
 use crate::analysis::progress::describe_duration;
 use crate::analysis::topics::{change_topics, parse_topic_lines, MAX_TOPICS, MAX_TOPIC_CHARS};
 use crate::analysis::{
@@ -270,8 +270,9 @@ pub fn panel(
                     provenance,
                 });
             }
-            // The scorecard has its own section (`crate::qa::routes::scorecard_panel`).
-            AnalysisResult::Qa(_) => {}
+            // The scorecard has its own section (`crate::qa::routes::scorecard_panel`); reply
+            // drafts belong to reviews, never to interactions.
+            AnalysisResult::Qa(_) | AnalysisResult::ReplyDraft(_) => {}
         }
     }
     Ok(panel)
@@ -378,7 +379,12 @@ async fn status(
                 .failed
                 .into_iter()
                 .map(|job| FailedRow {
-                    url: format!("{base}/interactions/{}", job.interaction),
+                    url: match job.subject {
+                        JobSubject::Interaction => {
+                            format!("{base}/interactions/{}", job.interaction)
+                        }
+                        JobSubject::Review => format!("{base}/reviews/{}", job.interaction),
+                    },
                     id: job.interaction.to_string(),
                     error: job.error.map_or("unknown", |kind| kind.as_str()),
                     attempts: job.attempts,

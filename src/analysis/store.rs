@@ -354,7 +354,7 @@ impl AnalysisStore {
                         kind: JobErrorKind::InteractionMissing,
                         ..
                     } => {
-                        for kind in AnalysisKind::ALL {
+                        for kind in AnalysisKind::STORED {
                             let key = AnalysisKey {
                                 interaction: current.interaction,
                                 kind,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::analysis::jobs::{AttemptEnd, Job, JobCounts, JobErrorKind};
+use crate::analysis::jobs::{AttemptEnd, Job, JobCounts, JobErrorKind, JobSubject};
 use crate::analysis::pipeline::{self, Item, ItemOutcome};
 use crate::analysis::store::Finished;
 use crate::analysis::AnalysisError;
@@ -258,7 +258,40 @@ fn release(context: &AppContext, tenant: TenantId, claimed: Vec<Job>) {
     }
 }
 
+/// Runs a claimed batch: review jobs through [`crate::reviews::analyse`], interaction jobs
+/// through the pipeline.
 fn run_claimed(
+    context: &AppContext,
+    backend: &dyn Backend,
+    topics: &inference::LabelSet,
+    tenant: TenantId,
+    claimed: &[Job],
+    stop: &dyn Fn() -> bool,
+) -> Result<Vec<Finished>, AnalysisError> {
+    let (reviews, interactions): (Vec<Job>, Vec<Job>) = claimed
+        .iter()
+        .cloned()
+        .partition(|job| job.subject == JobSubject::Review);
+    let mut finished = Vec::with_capacity(claimed.len());
+    if !reviews.is_empty() {
+        finished.extend(crate::reviews::analyse::run_jobs(
+            context, backend, topics, tenant, &reviews, stop,
+        )?);
+    }
+    if !interactions.is_empty() {
+        finished.extend(run_interactions(
+            context,
+            backend,
+            topics,
+            tenant,
+            &interactions,
+            stop,
+        )?);
+    }
+    Ok(finished)
+}
+
+fn run_interactions(
     context: &AppContext,
     backend: &dyn Backend,
     topics: &inference::LabelSet,

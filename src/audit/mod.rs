@@ -144,6 +144,17 @@ pub enum AuditAction {
     CrmDeliveryAttempted,
     /// Someone put a failed CRM delivery back in the queue.
     CrmDeliveryRequeued,
+    /// A review's status changed (new, drafted, replied, ignored); the target names the review
+    /// and both statuses.
+    ReviewStatusChanged,
+    /// Someone saved a review's reply draft; the target names the review.
+    ReviewDraftSaved,
+    /// Someone asked for a new reply draft of a review; the target names the review.
+    ReviewDraftRequested,
+    /// Reviews with their replies were exported; the target says the format and how many.
+    ReviewsExported,
+    /// A tenant admin changed the reply-draft settings; the target says the mode.
+    ReviewSettingsChanged,
 }
 
 impl AuditAction {
@@ -203,6 +214,11 @@ impl AuditAction {
             Self::CrmSettingsChanged => "crm.settings_changed",
             Self::CrmDeliveryAttempted => "crm.delivery_attempted",
             Self::CrmDeliveryRequeued => "crm.delivery_requeued",
+            Self::ReviewStatusChanged => "review.status_changed",
+            Self::ReviewDraftSaved => "review.draft_saved",
+            Self::ReviewDraftRequested => "review.draft_requested",
+            Self::ReviewsExported => "review.exported",
+            Self::ReviewSettingsChanged => "review.settings_changed",
         }
     }
 }

@@ -409,6 +409,8 @@ pub mod policy {
     policy!(WorkAlerts, WorkAlerts);
     policy!(ManageAlertRules, ManageAlertRules);
     policy!(WorkLeads, WorkLeads);
+    policy!(WorkReviews, WorkReviews);
+    policy!(ManageReviewSettings, ManageReviewSettings);
 }
 
 /// A signed-in user whose role grants `P` on the appliance.

@@ -81,6 +81,10 @@ pub enum Permission {
     ManageAlertRules,
     /// Work the lead inbox: mark leads, set their status and assignee, export qualified leads.
     WorkLeads,
+    /// Work the review inbox: read reviews, edit reply drafts, set statuses, export.
+    WorkReviews,
+    /// Change the tenant's reply-draft settings (mode, tone, templates).
+    ManageReviewSettings,
 }
 
 impl Role {
@@ -104,6 +108,8 @@ impl Role {
                     | P::WorkAlerts
                     | P::ManageAlertRules
                     | P::WorkLeads
+                    | P::WorkReviews
+                    | P::ManageReviewSettings
             ),
             Role::Analyst => matches!(
                 permission,
@@ -113,6 +119,7 @@ impl Role {
                     | P::SendFeedbackRequests
                     | P::WorkAlerts
                     | P::WorkLeads
+                    | P::WorkReviews
             ),
             Role::QaLead => matches!(
                 permission,

@@ -142,6 +142,19 @@ impl<R: SourceRecord> RecordStore<R> {
         limit: usize,
         mut keep: impl FnMut(&R) -> bool,
     ) -> Result<Page<Stored<R>>, StoreError> {
+        self.page_stored(tenant, order, cursor, limit, |stored| keep(&stored.record))
+    }
+
+    /// [`RecordStore::page`] with a filter that sees the stored record (its id, its times), for
+    /// filters on what is kept beside it (a review's status, its analyses).
+    pub fn page_stored(
+        &self,
+        tenant: TenantId,
+        order: Order,
+        cursor: Option<RecordId>,
+        limit: usize,
+        mut keep: impl FnMut(&Stored<R>) -> bool,
+    ) -> Result<Page<Stored<R>>, StoreError> {
         let limit = limit.max(1);
         let records = self.records(tenant)?;
         let entries: Box<dyn Iterator<Item = Entry<R>> + '_> = match (order, &cursor) {
@@ -157,7 +170,7 @@ impl<R: SourceRecord> RecordStore<R> {
         let mut scanned = 0usize;
         for entry in entries {
             let (id, stored) = entry?;
-            if keep(&stored.record) {
+            if keep(&stored) {
                 if page.items.len() == limit {
                     page.next_cursor = page.items.last().map(|last: &Stored<R>| last.id);
                     break;

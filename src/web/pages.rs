@@ -113,6 +113,12 @@ fn nav_for(session: &RequestSession, tenant: Option<&Tenant>, active: &str) -> V
         if role.grants(Permission::ManageIntegrations) {
             links.push((format!("{base}/settings/crm"), "CRM hand-off"));
         }
+        if role.grants(Permission::WorkReviews) {
+            links.push((format!("{base}/reviews"), "Reviews"));
+        }
+        if role.grants(Permission::ManageReviewSettings) {
+            links.push((format!("{base}/settings/reviews"), "Reply drafts"));
+        }
     }
     links.push(("/account/password".to_owned(), "Password"));
     links.push(("/account/second-factor".to_owned(), "Two-factor"));

@@ -384,6 +384,7 @@ fn a_job_whose_interaction_is_gone_fails_and_takes_its_analyses_with_it() {
     .unwrap();
     assert_eq!(qa.overrides(tenant.id, ghost.id).unwrap().len(), 1);
     let request = rapport::analysis::jobs::EnqueueRequest {
+        subject: rapport::analysis::jobs::JobSubject::Interaction,
         version: ghost.updated,
         kinds: AnalysisKind::ALL.to_vec(),
         priority: Priority::Live,

@@ -33,6 +33,7 @@ mod pii;
 mod privacy;
 mod qa;
 mod remote;
+mod reviews;
 mod roles;
 mod search;
 mod second_factor;

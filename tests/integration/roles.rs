@@ -157,6 +157,21 @@ const MATRIX: &[(&str, &str, [Expect; 7])] = &[
         [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
     ),
     (
+        "tenant: review inbox",
+        "/t/acme/reviews",
+        [SignIn, Refused, Allowed, Allowed, Refused, Refused, Refused],
+    ),
+    (
+        "tenant: review export",
+        "/t/acme/reviews/export.csv",
+        [SignIn, Refused, Allowed, Allowed, Refused, Refused, Refused],
+    ),
+    (
+        "tenant: reply-draft settings",
+        "/t/acme/settings/reviews",
+        [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
         "account",
         "/account/password",
         [SignIn, Allowed, Allowed, Allowed, Allowed, Allowed, Allowed],
@@ -247,6 +262,20 @@ const POST_MATRIX: &[PostCase] = &[
         "alert rules",
         "/t/acme/settings/alerts",
         &[("enabled", "on"), ("max_rating", "2")],
+        [Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "reply-draft settings",
+        "/t/acme/settings/reviews",
+        &[
+            ("mode", "off"),
+            ("formality", "friendly"),
+            ("template_1", "Sorry."),
+            ("template_2", "Sorry."),
+            ("template_3", "Thanks."),
+            ("template_4", "Thanks."),
+            ("template_5", "Thanks!"),
+        ],
         [Refused, Allowed, Refused, Refused, Refused, Refused],
     ),
 ];
