@@ -216,6 +216,8 @@ pub fn run_jobs(
             interaction: conversation,
             kinds,
             existing,
+            // Reviews are never qualified as leads (`AnalysisKind::REVIEW` has no `Lead`).
+            marked_lead: false,
         })
         .collect();
     let scorecard = crate::qa::Scorecard::builtin();
