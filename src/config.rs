@@ -39,6 +39,8 @@ pub struct Config {
     pub inference: InferenceConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub integrations: IntegrationsConfig,
     /// The operator's SMTP relay for feedback requests; absent means Rapport sends no mail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp: Option<SmtpConfig>,
@@ -156,6 +158,15 @@ pub struct MetricsConfig {
     /// A file holding the bearer token (at least 32 characters; mode 0600 or 0640).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+}
+
+/// Outbound integrations (the CRM webhook): where tenant admins' URLs may lead.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntegrationsConfig {
+    /// Lets outbound webhooks reach loopback, private, link-local and other internal addresses
+    /// (and plain `http://` to this machine). Off: such an address is refused when it is sent to.
+    pub allow_private_networks: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -476,6 +487,13 @@ enabled = false
 # Scrapers must send "Authorization: Bearer <token>", the token being this file's contents (at
 # least 32 characters, e.g. from `openssl rand -hex 32`; mode 0600 or 0640). Needed when enabled.
 # token_file = "/etc/rapport/metrics-token"
+
+[integrations]
+# Let tenant admins' outbound webhooks (the CRM hand-off) reach loopback, private (10/8,
+# 172.16/12, 192.168/16, fc00::/7), link-local and other internal addresses, and plain http:// to
+# this machine. Off: the address a host name resolves to is checked when a delivery is sent, and
+# an internal one is refused without being contacted.
+allow_private_networks = false
 "#,
         listen = values.listen,
         data_dir = toml_string(values.data_dir),

@@ -89,6 +89,9 @@ pub struct Export {
     pub rows: usize,
     /// Qualified leads left out because their subject restricted or objected to processing.
     pub left_out: usize,
+    /// Only the newest [`crate::leads::MAX_SCANNED`] leads were read: older ones are not in
+    /// the file.
+    pub limit_reached: bool,
 }
 
 /// First and last name from a display name: the last word is the last name.
@@ -200,7 +203,7 @@ fn row(format: CrmFormat, lead: &Lead) -> Vec<String> {
 }
 
 /// The tenant's qualified leads as `format`'s CSV, without the subjects under restriction or
-/// objection. Audited as `leads.exported` with the format and the counts.
+/// objection. Audited as `leads.exported` with the format, the counts and the exported leads' ids.
 pub fn export(
     context: &AppContext,
     actor: &Actor,
@@ -217,7 +220,9 @@ pub fn export(
     writer.write_record(format.columns()).map_err(invalid)?;
     let mut rows = 0;
     let mut left_out = 0;
-    for lead in all(context, tenant)? {
+    let mut exported = Vec::new();
+    let list = all(context, tenant)?;
+    for lead in list.leads {
         if lead.state.status != LeadStatus::Qualified {
             continue;
         }
@@ -226,6 +231,7 @@ pub fn export(
             continue;
         }
         writer.write_record(row(format, &lead)).map_err(invalid)?;
+        exported.push(lead.id().to_string());
         rows += 1;
     }
     let csv = writer.into_inner().map_err(|_| LeadError::Invalid {
@@ -238,8 +244,18 @@ pub fn export(
             actor.clone(),
             AuditAction::LeadsExported,
             format!(
-                "{} CSV: {rows} qualified leads, {left_out} left out (restricted)",
-                format.as_str()
+                "{} CSV: {rows} qualified leads, {left_out} left out (restricted){}; leads: {}",
+                format.as_str(),
+                if list.limit_reached {
+                    ", limit reached"
+                } else {
+                    ""
+                },
+                if exported.is_empty() {
+                    "none".to_owned()
+                } else {
+                    exported.join(" ")
+                }
             ),
         )
         .client(client),
@@ -248,6 +264,7 @@ pub fn export(
         csv,
         rows,
         left_out,
+        limit_reached: list.limit_reached,
     })
 }
 

@@ -219,28 +219,54 @@ fn assemble(
     })
 }
 
-/// Every lead of the tenant: the interactions with a lead qualification, and those a person
-/// marked, that are still leads. Reads the lead analyses' keys, the lead states, and each
-/// lead's interaction.
-pub fn all(context: &AppContext, tenant: TenantId) -> Result<Vec<Lead>, LeadError> {
+/// At most this many lead interactions are read (each one decrypted) for one inbox page or one
+/// export: the cap of the other listings ([`crate::records::MAX_SCANNED_PER_PAGE`]).
+pub const MAX_SCANNED: usize = crate::records::MAX_SCANNED_PER_PAGE;
+
+/// The leads [`all`] read, and whether it stopped at its cap (older leads were not read).
+#[derive(Clone, Debug, Default)]
+pub struct LeadList {
+    pub leads: Vec<Lead>,
+    pub limit_reached: bool,
+}
+
+/// Every lead of the tenant, newest first, up to [`MAX_SCANNED`]: the interactions with a lead
+/// qualification, and those a person marked, that are still leads. Reads the lead analyses'
+/// keys, the lead states, and each lead's interaction.
+pub fn all(context: &AppContext, tenant: TenantId) -> Result<LeadList, LeadError> {
+    all_up_to(context, tenant, MAX_SCANNED)
+}
+
+/// [`all`] with another cap: at most `cap` interactions are read.
+pub fn all_up_to(
+    context: &AppContext,
+    tenant: TenantId,
+    cap: usize,
+) -> Result<LeadList, LeadError> {
     let store = LeadStore::new(context.store.clone());
     let mut ids = context
         .analysis
         .interactions_with(tenant, AnalysisKind::Lead)?;
     ids.extend(store.marked(tenant)?);
-    ids.sort_unstable();
+    // Record ids grow with time: the newest first, so the cap leaves out the oldest.
+    ids.sort_unstable_by(|a, b| b.cmp(a));
     ids.dedup();
-    let mut leads = Vec::with_capacity(ids.len());
-    for id in ids {
+    let mut list = LeadList::default();
+    for (read, id) in ids.into_iter().enumerate() {
+        if read >= cap {
+            list.limit_reached = true;
+            break;
+        }
         let Some(interaction) = context.interactions.get(tenant, id)? else {
             continue;
         };
         let state = store.state(tenant, id)?;
         if is_lead(&interaction, &state) {
-            leads.push(assemble(context, tenant, interaction, state)?);
+            list.leads
+                .push(assemble(context, tenant, interaction, state)?);
         }
     }
-    Ok(leads)
+    Ok(list)
 }
 
 /// How the inbox is sorted.
@@ -309,6 +335,8 @@ pub struct LeadPage {
     /// 1-based.
     pub page: usize,
     pub pages: usize,
+    /// Only the newest [`MAX_SCANNED`] leads were read.
+    pub limit_reached: bool,
 }
 
 /// The inbox: the tenant's leads that `filter` keeps, sorted, page `page` (1-based) of
@@ -321,7 +349,10 @@ pub fn inbox(
     page: usize,
     page_size: usize,
 ) -> Result<LeadPage, LeadError> {
-    let mut leads: Vec<Lead> = all(context, tenant)?
+    let list = all(context, tenant)?;
+    let limit_reached = list.limit_reached;
+    let mut leads: Vec<Lead> = list
+        .leads
         .into_iter()
         .filter(|lead| filter.keeps(lead))
         .collect();
@@ -357,6 +388,7 @@ pub fn inbox(
         matching,
         page,
         pages,
+        limit_reached,
     })
 }
 
@@ -432,7 +464,8 @@ pub fn unmark(
 }
 
 /// Sets a lead's status. A lead that becomes `qualified` gets a webhook delivery queued when the
-/// tenant's webhook is on. Audited with the old and new status.
+/// tenant's webhook is on, in the same commit as the status; so does a lead set to `qualified`
+/// again that never had one. Audited with the old and new status.
 pub fn set_status(
     context: &AppContext,
     actor: &Actor,
@@ -442,10 +475,22 @@ pub fn set_status(
     status: LeadStatus,
 ) -> Result<(), LeadError> {
     lead(context, tenant, id)?;
-    let (before, after) = LeadStore::new(context.store.clone()).update(tenant, id, |state| {
-        state.status = status;
-        state.changed = Some(Utc::now());
-    })?;
+    let store = LeadStore::new(context.store.clone());
+    let settings = store.settings(tenant)?;
+    let now = Utc::now();
+    let (before, after, _) = store.update_and_queue(
+        tenant,
+        id,
+        |state| {
+            state.status = status;
+            state.changed = Some(now);
+        },
+        |before, delivered| {
+            (before.status != LeadStatus::Qualified || !delivered)
+                .then(|| webhook::new_delivery(&settings, id, now))
+                .flatten()
+        },
+    )?;
     audit(
         context,
         actor,
@@ -457,11 +502,7 @@ pub fn set_status(
             before.status.as_str(),
             after.status.as_str()
         ),
-    )?;
-    if status == LeadStatus::Qualified && before.status != LeadStatus::Qualified {
-        webhook::queue(context, tenant, id)?;
-    }
-    Ok(())
+    )
 }
 
 /// The tenant's users a lead may be assigned to: enabled, with a role that works leads.

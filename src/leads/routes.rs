@@ -40,7 +40,10 @@ const DELIVERIES_SHOWN: usize = 200;
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/t/{tenant}/leads", web::get().to(list))
-        .route("/t/{tenant}/leads/export/{format}", web::get().to(download))
+        .route(
+            "/t/{tenant}/leads/export/{format}",
+            web::post().to(download),
+        )
         .route("/t/{tenant}/leads/{id}", web::get().to(show))
         .route(
             "/t/{tenant}/leads/{id}/status",
@@ -173,6 +176,7 @@ struct InboxPage {
     sorts: Vec<Choice>,
     previous_url: Option<String>,
     next_url: Option<String>,
+    scan_limit: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -279,6 +283,7 @@ async fn list(
             sorts: choices(&sort_options, sort.as_str()),
             previous_url: (found.page > 1).then(|| link(found.page - 1)),
             next_url: (found.page < found.pages).then(|| link(found.page + 1)),
+            scan_limit: found.limit_reached.then_some(crate::leads::MAX_SCANNED),
             base,
         })
     })
@@ -618,8 +623,9 @@ async fn unmark_lead(
     .await?
 }
 
-/// The CSV download; how many qualified leads were left out is in the `X-Rapport-Left-Out`
-/// header and in the message on the next page.
+/// The CSV download, a POST with the form's CSRF token (it is audited, so never a GET); how many
+/// qualified leads were left out is in the `X-Rapport-Left-Out` header and in the message on the
+/// next page.
 async fn download(
     request: HttpRequest,
     context: Data<AppContext>,
@@ -641,10 +647,15 @@ async fn download(
             &access.session,
             FlashKind::Success,
             format!(
-                "Exported {} qualified lead(s) for {}; {} left out because the subject restricted or objected to processing.",
+                "Exported {} qualified lead(s) for {}; {} left out because the subject restricted or objected to processing.{}",
                 exported.rows,
                 format.as_str(),
-                exported.left_out
+                exported.left_out,
+                if exported.limit_reached {
+                    format!(" Limit reached: only the newest {} leads were read.", crate::leads::MAX_SCANNED)
+                } else {
+                    String::new()
+                }
             ),
         )?;
         Ok(exported)
@@ -773,7 +784,10 @@ async fn save_crm_settings(
         let checked = if typed_url.trim().is_empty() && !enabled {
             Ok(String::new())
         } else {
-            webhook::validate_url(&typed_url)
+            webhook::validate_url(
+                &typed_url,
+                context.config.integrations.allow_private_networks,
+            )
         };
         let problem = match checked {
             Err(LeadError::Invalid { field, message }) => Some(format!("{field}: {message}")),

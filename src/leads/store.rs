@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::ids::{RecordId, TenantId};
 use crate::leads::webhook::{CrmSettings, Delivery, DeliveryState};
-use crate::leads::LeadState;
+use crate::leads::{LeadState, LeadStatus};
 use crate::store::{Collection, Scope, Store, StoreError, WriteSet};
 
 const SETTINGS_KEY: &str = "settings";
@@ -122,6 +122,16 @@ impl LeadStore {
     /// once it is delivered or failed.
     pub fn save_delivery(&self, tenant: TenantId, delivery: &Delivery) -> Result<(), StoreError> {
         let mut writes = WriteSet::default();
+        self.stage_delivery(&mut writes, tenant, delivery)?;
+        self.store.commit(writes)
+    }
+
+    fn stage_delivery(
+        &self,
+        writes: &mut WriteSet,
+        tenant: TenantId,
+        delivery: &Delivery,
+    ) -> Result<(), StoreError> {
         writes.put(&self.deliveries(tenant)?, &delivery.number, delivery)?;
         let outbox = self.outbox(tenant)?;
         match (delivery.state, delivery.next_attempt) {
@@ -130,7 +140,57 @@ impl LeadStore {
             }
             _ => writes.remove(&outbox, &delivery.number),
         }
-        self.store.commit(writes)
+        Ok(())
+    }
+
+    /// Whether any delivery of lead `interaction` was ever queued.
+    pub fn has_delivery(
+        &self,
+        tenant: TenantId,
+        interaction: RecordId,
+    ) -> Result<bool, StoreError> {
+        for entry in self.deliveries(tenant)?.scan() {
+            if entry?.1.lead == interaction {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Changes the interaction's lead state as [`Self::update`] does and, when the new state is
+    /// `qualified` and `queue` gives a delivery (it is told the state before and whether the lead
+    /// had a delivery already), stores that delivery and its outbox entry in the same commit, so
+    /// a qualified lead is never left without the delivery it was due.
+    pub fn update_and_queue(
+        &self,
+        tenant: TenantId,
+        interaction: RecordId,
+        change: impl FnOnce(&mut LeadState),
+        queue: impl FnOnce(&LeadState, bool) -> Option<Delivery>,
+    ) -> Result<(LeadState, LeadState, Option<Delivery>), StoreError> {
+        self.store.lock_scope(Scope::Tenant(tenant)).run(|| {
+            let states = self.states(tenant)?;
+            let before = states.get(&interaction)?.unwrap_or_default();
+            let mut after = before.clone();
+            change(&mut after);
+            let mut writes = WriteSet::default();
+            writes.put(&states, &interaction, &after)?;
+            let queued = if after.status == LeadStatus::Qualified {
+                let delivered = self.has_delivery(tenant, interaction)?;
+                match queue(&before, delivered) {
+                    Some(mut delivery) => {
+                        delivery.number = self.store.generate_id()?;
+                        self.stage_delivery(&mut writes, tenant, &delivery)?;
+                        Some(delivery)
+                    }
+                    None => None,
+                }
+            } else {
+                None
+            };
+            self.store.commit(writes)?;
+            Ok((before, after, queued))
+        })
     }
 
     pub fn delivery(&self, tenant: TenantId, number: u64) -> Result<Option<Delivery>, StoreError> {

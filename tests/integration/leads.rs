@@ -392,7 +392,22 @@ async fn qualified_leads_export_as_hubspot_and_salesforce_csv_without_restricted
     .unwrap();
     let client = app.signed_in_client("analyst@acme.example").await;
 
+    // A GET exports nothing: the export is a POST with the form's CSRF token.
     let response = app.get(&client, "/t/acme/leads/export/hubspot.csv").await;
+    assert!(response.status().is_client_error(), "{}", response.status());
+    let inbox = app
+        .get(&client, "/t/acme/leads")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        inbox.contains("method=\"post\" action=\"/t/acme/leads/export/hubspot.csv\""),
+        "{inbox}"
+    );
+    let response = app
+        .post_form(&client, "/t/acme/leads/export/hubspot.csv", &[])
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["x-rapport-left-out"], "1");
     assert!(response.headers()["content-type"]
@@ -442,7 +457,7 @@ async fn qualified_leads_export_as_hubspot_and_salesforce_csv_without_restricted
     assert_eq!(row["Rapport Lead ID"], dana.to_string());
 
     let response = app
-        .get(&client, "/t/acme/leads/export/salesforce.csv")
+        .post_form(&client, "/t/acme/leads/export/salesforce.csv", &[])
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["x-rapport-left-out"], "1");
@@ -486,8 +501,8 @@ async fn qualified_leads_export_as_hubspot_and_salesforce_csv_without_restricted
     assert_eq!(
         exports,
         vec![
-            "hubspot CSV: 1 qualified leads, 1 left out (restricted)".to_owned(),
-            "salesforce CSV: 1 qualified leads, 1 left out (restricted)".to_owned(),
+            format!("hubspot CSV: 1 qualified leads, 1 left out (restricted); leads: {dana}"),
+            format!("salesforce CSV: 1 qualified leads, 1 left out (restricted); leads: {dana}"),
         ]
     );
     assert!(exports
@@ -503,6 +518,14 @@ struct Received {
 
 /// A loopback HTTP receiver that answers each request with the next of `statuses`.
 fn receiver(statuses: Vec<u16>) -> (u16, Arc<Mutex<Vec<Received>>>) {
+    receiver_with(statuses, || {})
+}
+
+/// [`receiver`], calling `before_answer` once each request is read and before it is answered.
+fn receiver_with(
+    statuses: Vec<u16>,
+    before_answer: impl Fn() + Send + 'static,
+) -> (u16, Arc<Mutex<Vec<Received>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let received = Arc::new(Mutex::new(Vec::new()));
@@ -532,6 +555,7 @@ fn receiver(statuses: Vec<u16>) -> (u16, Arc<Mutex<Vec<Received>>>) {
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
             log.lock().unwrap().push(Received { headers, body });
+            before_answer();
             let mut stream = reader.into_inner();
             write!(
                 stream,
@@ -546,7 +570,7 @@ fn receiver(statuses: Vec<u16>) -> (u16, Arc<Mutex<Vec<Received>>>) {
 
 #[tokio::test]
 async fn the_crm_webhook_is_signed_retried_and_never_sends_a_restricted_subject() {
-    let app = TestApp::spawn();
+    let app = allowing_private_networks();
     let tenant = app.create_tenant("acme");
     app.create_user("admin@acme.example", Role::TenantAdmin, Some(&tenant));
     let (port, received) = receiver(vec![500, 200, 404, 200]);
@@ -717,7 +741,10 @@ async fn the_crm_webhook_is_signed_retried_and_never_sends_a_restricted_subject(
         log.contains("HTTP 500, retrying") && log.contains("delivered"),
         "{log}"
     );
-    assert!(log.contains("skipped (restricted subject)"), "{log}");
+    assert!(
+        log.contains("skipped") && log.contains("under restriction or objection"),
+        "{log}"
+    );
     assert!(
         !log.contains("dana@globex.example") && !log.contains("90k"),
         "{log}"
@@ -766,6 +793,249 @@ async fn the_crm_webhook_is_signed_retried_and_never_sends_a_restricted_subject(
         app.get(&analyst, "/t/acme/settings/crm").await.status(),
         StatusCode::FORBIDDEN
     );
+}
+
+/// The test server with `[integrations] allow_private_networks = true`, so that the webhook
+/// may reach the test's receiver on loopback over plain http.
+fn allowing_private_networks() -> TestApp {
+    TestApp::spawn_configured(|config, _| config.integrations.allow_private_networks = true)
+}
+
+fn delivery_of(app: &TestApp, tenant: TenantId, lead: RecordId) -> Option<webhook::Delivery> {
+    LeadStore::new(app.context.store.clone())
+        .recent_deliveries(tenant, 1000)
+        .unwrap()
+        .0
+        .into_iter()
+        .find(|delivery| delivery.lead == lead)
+}
+
+/// Saves the tenant's webhook (secret, URL, the fields, on) through the settings page.
+async fn turn_webhook_on(
+    app: &TestApp,
+    tenant: &rapport::tenants::Tenant,
+    url: &str,
+    fields: &[&str],
+) -> StatusCode {
+    if app.context.users.list(Some(tenant.id)).unwrap().is_empty() {
+        app.create_user("admin@acme.example", Role::TenantAdmin, Some(tenant));
+    }
+    let admin = app.signed_in_client("admin@acme.example").await;
+    app.post_form(&admin, "/t/acme/settings/crm/secret", &[])
+        .await;
+    let names: Vec<String> = fields
+        .iter()
+        .map(|field| format!("field_{field}"))
+        .collect();
+    let mut form = vec![("url", url), ("enabled", "on")];
+    form.extend(names.iter().map(|name| (name.as_str(), "on")));
+    app.post_form(&admin, "/t/acme/settings/crm", &form)
+        .await
+        .status()
+}
+
+#[tokio::test]
+async fn a_private_address_is_refused_when_sent_to_unless_the_operator_allows_it() {
+    let app = TestApp::spawn();
+    let tenant = app.create_tenant("acme");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Plain http to this machine needs the operator's setting.
+    assert_eq!(
+        turn_webhook_on(
+            &app,
+            &tenant,
+            &format!("http://127.0.0.1:{port}/hook"),
+            &["email"]
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    // https to any host is saved; where it leads is checked when it is sent.
+    let admin = app.signed_in_client("admin@acme.example").await;
+    let url = format!("https://127.0.0.1:{port}/hook");
+    let response = app
+        .post_form(
+            &admin,
+            "/t/acme/settings/crm",
+            &[
+                ("url", url.as_str()),
+                ("field_email", "on"),
+                ("enabled", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let (dana, _) = two_qualified_leads(&app, tenant.id).await;
+    run_due(&app).await;
+    let refused = delivery_of(&app, tenant.id, dana).unwrap();
+    assert_eq!(refused.state, DeliveryState::Failed);
+    assert_eq!(refused.attempts.len(), 1);
+    assert_eq!(refused.attempts[0].outcome, "refused: private address");
+    assert!(
+        listener.accept().is_err(),
+        "the private address was contacted"
+    );
+    let log = app
+        .get(&admin, "/t/acme/settings/crm/deliveries")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(log.contains("refused: private address"), "{log}");
+}
+
+#[tokio::test]
+async fn a_delivery_is_in_flight_before_it_is_sent_redacted_and_skipped_once_disqualified() {
+    let app = allowing_private_networks();
+    let tenant = app.create_tenant("acme");
+    let context = app.context.clone();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen_by_receiver = Arc::clone(&seen);
+    // While the receiver holds the request, the delivery is already stored as in flight, with
+    // its next attempt pushed out by the schedule's delay: a failure to record the outcome now
+    // would lead to one retry after that delay, not a re-send at every poll.
+    let (port, received) = receiver_with(vec![200], move || {
+        let store = LeadStore::new(context.store.clone());
+        let (deliveries, _) = store.recent_deliveries(tenant.id, 10).unwrap();
+        let due_soon = store
+            .due(
+                tenant.id,
+                chrono::Utc::now() + chrono::Duration::seconds(30),
+            )
+            .unwrap();
+        seen_by_receiver
+            .lock()
+            .unwrap()
+            .push((deliveries, due_soon));
+    });
+    let url = format!("http://127.0.0.1:{port}/hook");
+    assert_eq!(
+        turn_webhook_on(&app, &tenant, &url, &["email", "evidence", "budget"]).await,
+        StatusCode::SEE_OTHER
+    );
+    use_off_backend(&app.context, tenant.id);
+    let phone = write_interaction(
+        &app.context,
+        tenant.id,
+        chat(
+            "sales-chat",
+            "S-9",
+            "Fox Mulder",
+            "fox@fbi.example",
+            "Budget is $90k a year, call me on +1 415 555 0132. We are 40 people.",
+        ),
+    );
+    let other = write_interaction(
+        &app.context,
+        tenant.id,
+        chat(
+            "sales-chat",
+            "S-10",
+            "Alex Krycek",
+            "alex@example.org",
+            "We have 300 staff and a budget of $20k a year.",
+        ),
+    );
+    analyse(&app, tenant.id).await;
+    // A lead left qualified without its delivery (as a failure between the two once could)
+    // gets it when it is set to qualified again.
+    LeadStore::new(app.context.store.clone())
+        .update(tenant.id, phone.id, |state| {
+            state.status = LeadStatus::Qualified;
+        })
+        .unwrap();
+    assert!(delivery_of(&app, tenant.id, phone.id).is_none());
+    for id in [phone.id, other.id] {
+        rapport::leads::set_status(
+            &app.context,
+            &Actor::cli(),
+            None,
+            tenant.id,
+            id,
+            LeadStatus::Qualified,
+        )
+        .unwrap();
+    }
+    assert!(delivery_of(&app, tenant.id, phone.id).is_some());
+    // Krycek is disqualified while his delivery waits: it is not sent.
+    rapport::leads::set_status(
+        &app.context,
+        &Actor::cli(),
+        None,
+        tenant.id,
+        other.id,
+        LeadStatus::Disqualified,
+    )
+    .unwrap();
+
+    let context = app.context.clone();
+    tokio::task::spawn_blocking(move || {
+        webhook::run_due(&context, chrono::Utc::now(), &Schedule::default())
+    })
+    .await
+    .unwrap();
+
+    let skipped = delivery_of(&app, tenant.id, other.id).unwrap();
+    assert_eq!(skipped.state, DeliveryState::Skipped);
+    assert_eq!(skipped.attempts[0].outcome, "not sent: no longer qualified");
+    let delivered = delivery_of(&app, tenant.id, phone.id).unwrap();
+    assert_eq!(delivered.state, DeliveryState::Delivered);
+    assert_eq!(delivered.attempts.len(), 1, "{:?}", delivered.attempts);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    let (during, due_soon) = &seen[0];
+    let in_flight = during
+        .iter()
+        .find(|delivery| delivery.lead == phone.id)
+        .unwrap();
+    assert_eq!(in_flight.state, DeliveryState::Pending);
+    assert_eq!(
+        in_flight.attempts.last().unwrap().outcome,
+        webhook::IN_FLIGHT
+    );
+    assert!(
+        in_flight.next_attempt.unwrap() > chrono::Utc::now() + chrono::Duration::seconds(50),
+        "{:?}",
+        in_flight.next_attempt
+    );
+    assert!(!due_soon.contains(&in_flight.number), "{due_soon:?}");
+
+    // The free text left redacted; the e-mail address as selected.
+    let got = received.lock().unwrap();
+    assert_eq!(got.len(), 1, "only the qualified lead was sent");
+    let text = String::from_utf8_lossy(&got[0].body).into_owned();
+    let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["email"], "fox@fbi.example");
+    assert!(!text.contains("555 0132"), "{text}");
+    let quotes: Vec<&str> = body["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|found| found["quote"].as_str())
+        .collect();
+    assert!(
+        quotes.iter().any(|quote| quote.contains("[PHONE]")),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn reading_every_lead_stops_at_the_cap_and_says_so() {
+    let app = TestApp::spawn();
+    let tenant = app.create_tenant("acme");
+    let (dana, walter) = two_qualified_leads(&app, tenant.id).await;
+    let capped = rapport::leads::all_up_to(&app.context, tenant.id, 1).unwrap();
+    assert!(capped.limit_reached);
+    // The newest is kept.
+    let kept: Vec<RecordId> = capped.leads.iter().map(rapport::leads::Lead::id).collect();
+    assert_eq!(kept, vec![walter]);
+    let whole = rapport::leads::all_up_to(&app.context, tenant.id, 2).unwrap();
+    assert!(!whole.limit_reached);
+    assert_eq!(whole.leads.len(), 2);
+    assert!(whole.leads.iter().any(|lead| lead.id() == dana));
+    assert_eq!(rapport::leads::MAX_SCANNED, 5000);
 }
 
 /// Makes every due delivery attempt now, with no waiting between attempts (the test drives the

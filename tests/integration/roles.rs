@@ -237,6 +237,12 @@ const POST_MATRIX: &[PostCase] = &[
         [Refused, Allowed, Allowed, Allowed, Refused, Refused],
     ),
     (
+        "export leads CSV",
+        "/t/acme/leads/export/hubspot.csv",
+        &[],
+        [Refused, Allowed, Allowed, Refused, Refused, Refused],
+    ),
+    (
         "CRM hand-off settings",
         "/t/acme/settings/crm",
         &[("url", "")],
