@@ -798,3 +798,149 @@ async fn an_export_rechecks_restrictions_defuses_formulas_and_is_never_sent_agai
     );
     assert!(!again.contains("kay@example.org"));
 }
+
+#[tokio::test]
+async fn preparing_examines_at_most_the_newest_scan_limit_and_says_so() {
+    use rapport::ingest::{self, ImportFormat, ImportRequest, ImportState};
+    use rapport::records::MAX_SCANNED_PER_PAGE;
+
+    let app = TestApp::spawn();
+    let tenant = app.create_tenant("acme");
+    app.create_user("analyst@acme.example", Role::Analyst, Some(&tenant));
+    let old = add_contact(
+        &app,
+        tenant.id,
+        "c-old",
+        "Olga Old",
+        Some("old@example.org"),
+    );
+    let new = add_contact(&app, tenant.id, "c-new", "Nia New", Some("new@example.org"));
+    // Olga's resolved interaction is the oldest; more than a scan's worth came after it, the
+    // newest of them Nia's.
+    let sent = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    let line = |id: usize, email: &str| {
+        serde_json::json!({
+            "source_system": "desk", "source_id": format!("S-{id}"), "channel": "chat",
+            "status": "resolved", "subject": format!("Subject {id}"),
+            "messages": [{"role": "customer", "author_email": email, "sent_at": sent, "text": "Hi"}]
+        })
+        .to_string()
+    };
+    let mut file = line(0, "old@example.org") + "\n";
+    for id in 1..=MAX_SCANNED_PER_PAGE + 10 {
+        file.push_str(&line(id, &format!("someone{id}@example.org")));
+        file.push('\n');
+    }
+    file.push_str(&line(MAX_SCANNED_PER_PAGE + 11, "new@example.org"));
+    file.push('\n');
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.jsonl");
+    std::fs::write(&path, file).unwrap();
+    let run = ingest::import_file(
+        &app.context,
+        &ImportRequest {
+            actor: &Actor::cli(),
+            tenant: &tenant,
+            format: ImportFormat::Jsonl,
+            path: &path,
+            skip_invalid: false,
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(run.state, ImportState::Committed, "{run:?}");
+    let analyst = app.signed_in_client("analyst@acme.example").await;
+
+    let (old, new) = (old.to_string(), new.to_string());
+    let response = app
+        .post_form(
+            &analyst,
+            "/t/acme/feedback/batches",
+            &[("mode", "contacts"), ("contact", &old), ("contact", &new)],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let page = app
+        .get(&analyst, &location(&response))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("new@example.org"), "{page}");
+    assert!(!page.contains("old@example.org"), "{page}");
+    assert!(page.contains("1 chosen by account or by hand with no resolved interaction"));
+    assert!(page.contains("id=\"scan-limit\""), "{page}");
+    assert!(page.contains("the newest 5000 interactions"), "{page}");
+}
+
+#[tokio::test]
+async fn an_export_is_refused_while_the_batch_is_being_sent() {
+    // A relay that accepts the connection and never answers: the send waits for its timeout.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let app = TestApp::spawn_configured(move |config, _| {
+        config.smtp = Some(SmtpConfig {
+            host: "127.0.0.1".to_owned(),
+            port,
+            tls: SmtpTls::None,
+            from: "Acme care <care@acme.example>".to_owned(),
+            username: None,
+            password_file: None,
+            timeout_seconds: 2,
+        });
+    });
+    let tenant = app.create_tenant("acme");
+    app.create_user("admin@acme.example", Role::TenantAdmin, Some(&tenant));
+    let jo = add_contact(&app, tenant.id, "c-jo", "Jo Kim", Some("jo@example.org"));
+    write_interaction(
+        &app.context,
+        tenant.id,
+        resolved_chat("t-1", "jo@example.org", "resolved", "Refund"),
+    );
+    let admin = app.signed_in_client("admin@acme.example").await;
+    save_template(&app, &admin, true).await;
+    let response = app
+        .post_form(
+            &admin,
+            "/t/acme/feedback/batches",
+            &[("mode", "contacts"), ("contact", &jo.to_string())],
+        )
+        .await;
+    let batch_url = location(&response);
+    let batch_id = batch_url.rsplit('/').next().unwrap().parse().unwrap();
+    let response = app
+        .post_form(&admin, &format!("{batch_url}/send"), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(rapport::feedback::is_sending(batch_id));
+    let response = app
+        .post_form(&admin, &format!("{batch_url}/export"), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert!(response.text().await.unwrap().contains("being sent"));
+    for _ in 0..100 {
+        if !rapport::feedback::is_sending(batch_id) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!rapport::feedback::is_sending(batch_id));
+    let page = app.get(&admin, &batch_url).await.text().await.unwrap();
+    assert!(page.contains("1 requests: 0 sent, 1 failed"), "{page}");
+    // Once the send is over, the failed request can be exported, and is then not sent again.
+    let response = app
+        .post_form(&admin, &format!("{batch_url}/export"), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.text().await.unwrap().contains("jo@example.org"));
+    let response = app
+        .post_form(&admin, &format!("{batch_url}/send"), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+}
