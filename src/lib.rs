@@ -15,6 +15,7 @@ pub mod config;
 pub mod context;
 pub mod cpu;
 pub mod crypto;
+pub mod csv_cell;
 pub mod error;
 pub mod feedback;
 pub mod ids;

@@ -7,10 +7,12 @@
 //! nothing is sent to a model. Preparing a batch picks the contacts, skips those without an
 //! address, those under restriction or objection (`crate::privacy`, by the contact's address), and
 //! those asked within the tenant's waiting period (a per-contact last-requested time), and stores
-//! the batch sealed. A batch is then exported as CSV or sent through the operator's SMTP relay
-//! (`crate::mail`) by a background thread that records each message's outcome in the batch as it
-//! goes, so a failed or interrupted send loses nothing: what was not sent stays listed and can be
-//! sent again. The audit log names contacts by record id, never by address.
+//! the batch sealed. A batch is then exported as CSV or, when the operator configured a relay and
+//! a tenant admin turned sending on, sent through the operator's SMTP relay (`crate::mail`) by a
+//! background thread that records each message's outcome in the batch as it goes, so a failed or
+//! interrupted send loses nothing: what was not sent stays listed and can be sent again. Exported
+//! messages are never sent too. Every read-modify-write of a batch holds the tenant's writer lock.
+//! The audit log names contacts by record id, never by address.
 
 pub mod routes;
 
@@ -24,12 +26,14 @@ use crate::accounts::query::account_keys;
 use crate::accounts::Contact;
 use crate::audit::{Actor, AuditAction, AuditError, AuditEvent, Outcome};
 use crate::context::AppContext;
+use crate::csv_cell::defuse;
 use crate::ids::{FeedbackBatchId, RecordId, TenantId};
 use crate::interactions::query::last_message_time;
 use crate::interactions::AuthorRole;
 use crate::mail::{OutgoingMail, Relay, SendFailure};
 use crate::privacy::{normalise_email, Restrictions};
-use crate::store::{Collection, Scope, StoreError};
+use crate::records::{Order, MAX_SCANNED_PER_PAGE};
+use crate::store::{Collection, Scope, StoreError, WriteSet};
 use crate::tenants::Tenant;
 
 const SETTINGS: &str = "feedback_settings";
@@ -46,6 +50,9 @@ const MAX_LINK_CHARS: usize = 500;
 const MAX_COOLDOWN_DAYS: u32 = 365;
 /// The widest "resolved in the last N days" window.
 pub const MAX_RESOLVED_DAYS: u32 = 365;
+/// Interactions, contacts and accounts examined (each, newest first) to prepare a batch at most,
+/// the bound the console's listings use.
+pub const MAX_SCANNED: usize = MAX_SCANNED_PER_PAGE;
 
 /// The placeholders a template may use.
 pub const PLACEHOLDERS: &[&str] = &[
@@ -94,6 +101,9 @@ pub struct FeedbackSettings {
     pub review_link: String,
     /// A contact asked within this many days is not asked again.
     pub cooldown_days: u32,
+    /// The tenant admin allows sending through the operator's relay (off: export only).
+    #[serde(default)]
+    pub sending_enabled: bool,
 }
 
 impl Default for FeedbackSettings {
@@ -107,6 +117,7 @@ impl Default for FeedbackSettings {
                 .to_owned(),
             review_link: String::new(),
             cooldown_days: 30,
+            sending_enabled: false,
         }
     }
 }
@@ -226,6 +237,9 @@ pub struct SkipCounts {
     pub no_contact_record: usize,
     /// Beyond [`MAX_BATCH`].
     pub over_limit: usize,
+    /// Chosen by account or by hand but with no resolved interaction (by the contact's address).
+    #[serde(default)]
+    pub no_resolved_interaction: usize,
 }
 
 impl SkipCounts {
@@ -235,6 +249,7 @@ impl SkipCounts {
             + self.recently_requested
             + self.no_contact_record
             + self.over_limit
+            + self.no_resolved_interaction
     }
 }
 
@@ -254,6 +269,10 @@ pub enum MessageStatus {
     /// Not sent: since the batch was prepared the contact came under restriction or objection,
     /// or was asked by another batch.
     Withheld {
+        at: DateTime<Utc>,
+    },
+    /// Exported as CSV (first at `at`): the tenant's own mail system asks; never sent from here.
+    Exported {
         at: DateTime<Utc>,
     },
 }
@@ -278,6 +297,13 @@ pub struct FeedbackBatch {
     pub messages: Vec<BatchMessage>,
     pub skipped: SkipCounts,
     pub exported_at: Option<DateTime<Utc>>,
+    /// Messages left out of exports because their contact came under restriction or objection
+    /// after the batch was prepared.
+    #[serde(default)]
+    pub withheld_at_export: usize,
+    /// Preparing stopped examining interactions, contacts or accounts at [`MAX_SCANNED`].
+    #[serde(default)]
+    pub scan_limit_reached: bool,
 }
 
 /// Messages of a batch by state.
@@ -287,6 +313,7 @@ pub struct Progress {
     pub sent: usize,
     pub failed: usize,
     pub withheld: usize,
+    pub exported: usize,
 }
 
 impl FeedbackBatch {
@@ -298,6 +325,7 @@ impl FeedbackBatch {
                 MessageStatus::Sent { .. } => progress.sent += 1,
                 MessageStatus::Failed { .. } => progress.failed += 1,
                 MessageStatus::Withheld { .. } => progress.withheld += 1,
+                MessageStatus::Exported { .. } => progress.exported += 1,
             }
         }
         progress
@@ -353,15 +381,6 @@ impl FeedbackStore {
         self.last_requested(tenant)?.get(&contact)
     }
 
-    fn mark_requested(
-        &self,
-        tenant: TenantId,
-        contact: RecordId,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.last_requested(tenant)?.insert(&contact, &at)
-    }
-
     pub fn batch(
         &self,
         tenant: TenantId,
@@ -384,8 +403,8 @@ impl FeedbackStore {
     }
 }
 
-/// A tenant admin saves the template, review link and waiting period. Audited as
-/// `feedback.settings_changed`.
+/// A tenant admin saves the template, review link, waiting period and whether requests may be
+/// sent by e-mail. Audited as `feedback.settings_changed`.
 pub fn save_settings(
     context: &AppContext,
     actor: &Actor,
@@ -415,8 +434,7 @@ pub fn save_settings(
     let link = settings.review_link.trim();
     if !link.is_empty() {
         let parsed = url::Url::parse(link).ok();
-        if link.chars().count() > MAX_LINK_CHARS
-            || !parsed.is_some_and(|url| url.scheme() == "https" || url.scheme() == "http")
+        if link.chars().count() > MAX_LINK_CHARS || parsed.is_none_or(|url| url.scheme() != "https")
         {
             return Err(invalid(
                 "Review link",
@@ -435,6 +453,7 @@ pub fn save_settings(
         body: settings.body.replace("\r\n", "\n"),
         review_link: link.to_owned(),
         cooldown_days: settings.cooldown_days,
+        sending_enabled: settings.sending_enabled,
     };
     FeedbackStore::new(context.store.clone())
         .settings_collection(tenant)?
@@ -445,8 +464,9 @@ pub fn save_settings(
             actor.clone(),
             AuditAction::FeedbackSettingsChanged,
             format!(
-                "feedback settings (waiting period {} days)",
-                stored.cooldown_days
+                "feedback settings (waiting period {} days, sending by e-mail {})",
+                stored.cooldown_days,
+                if stored.sending_enabled { "on" } else { "off" }
             ),
         )
         .client(client),
@@ -462,61 +482,197 @@ fn is_resolved(status: Option<&String>) -> bool {
     })
 }
 
-/// The chosen contacts, the latest resolved interaction's subject by customer address, and the
-/// number of resolved customers without a contact record.
-type Chosen = (Vec<Contact>, HashMap<String, String>, usize);
+/// What a selection names, from scans bounded by [`MAX_SCANNED`] (newest first).
+struct Chosen {
+    contacts: Vec<Contact>,
+    /// The latest resolved interaction's subject by customer address (in the accounts and
+    /// contacts modes, only the chosen contacts' addresses).
+    subjects: HashMap<String, String>,
+    /// Account names by the keys the chosen contacts' `account` fields use, in lower case.
+    account_names: HashMap<String, String>,
+    /// Customers of resolved interactions without a contact record.
+    no_contact_record: usize,
+    scan_limit_reached: bool,
+}
 
-/// The contacts a selection names, each with the subject of its latest resolved interaction (by
-/// the contact's address), plus the count of resolved customers without a contact record.
+/// The latest resolved interaction's subject per customer address, among the newest
+/// [`MAX_SCANNED`] interactions: those whose last message is after `since` when set, and only
+/// the addresses in `wanted` when set. True as well when the scan stopped at the bound.
+fn resolved_subjects(
+    context: &AppContext,
+    tenant: TenantId,
+    since: Option<DateTime<Utc>>,
+    wanted: Option<&HashSet<String>>,
+) -> Result<(HashMap<String, String>, bool), StoreError> {
+    let mut latest: HashMap<String, (DateTime<Utc>, String)> = HashMap::new();
+    if wanted.is_some_and(HashSet::is_empty) {
+        return Ok((HashMap::new(), false));
+    }
+    // The filter gathers and keeps nothing: the page only bounds the scan.
+    let page = context
+        .interactions
+        .page(tenant, Order::NewestFirst, None, 1, |record| {
+            if !is_resolved(record.status.as_ref()) {
+                return false;
+            }
+            let Some(last) = last_message_time(record) else {
+                return false;
+            };
+            if since.is_some_and(|since| last < since) {
+                return false;
+            }
+            for message in &record.messages {
+                if message.role != AuthorRole::Customer {
+                    continue;
+                }
+                let Some(email) = message.author_email.as_deref().and_then(normalise_email) else {
+                    continue;
+                };
+                if wanted.is_some_and(|wanted| !wanted.contains(&email)) {
+                    continue;
+                }
+                match latest.get(&email) {
+                    Some((time, _)) if *time >= last => {}
+                    _ => {
+                        let subject = record.subject.clone().unwrap_or_default();
+                        latest.insert(email, (last, subject));
+                    }
+                }
+            }
+            false
+        })?;
+    let subjects = latest
+        .into_iter()
+        .map(|(email, (_, subject))| (email, subject))
+        .collect();
+    Ok((subjects, page.scan_limit_reached))
+}
+
+/// The newest contacts that `keep` accepts, among the newest [`MAX_SCANNED`]; true when the scan
+/// stopped at the bound.
+fn scan_contacts(
+    context: &AppContext,
+    tenant: TenantId,
+    keep: impl FnMut(&crate::accounts::ContactRecord) -> bool,
+) -> Result<(Vec<Contact>, bool), StoreError> {
+    let page = context
+        .contacts
+        .page(tenant, Order::NewestFirst, None, MAX_SCANNED, keep)?;
+    Ok((page.items, page.scan_limit_reached))
+}
+
+/// The normalised addresses of `contacts`.
+fn addresses(contacts: &[Contact]) -> HashSet<String> {
+    contacts
+        .iter()
+        .filter_map(|contact| contact.record.email.as_deref().and_then(normalise_email))
+        .collect()
+}
+
+/// The `account` keys `contacts` use, in lower case.
+fn account_keys_of(contacts: &[Contact]) -> HashSet<String> {
+    contacts
+        .iter()
+        .filter_map(|contact| contact.record.account.as_deref())
+        .map(|account| account.trim().to_lowercase())
+        .collect()
+}
+
+/// The names of the accounts whose keys (source id, domain) are `wanted`, among the newest
+/// [`MAX_SCANNED`] accounts; true when the scan stopped at the bound.
+fn account_names(
+    context: &AppContext,
+    tenant: TenantId,
+    wanted: &HashSet<String>,
+) -> Result<(HashMap<String, String>, bool), StoreError> {
+    let mut names = HashMap::new();
+    if wanted.is_empty() {
+        return Ok((names, false));
+    }
+    let page = context
+        .accounts
+        .page_stored(tenant, Order::NewestFirst, None, 1, |account| {
+            for key in account_keys(account) {
+                let key = key.trim().to_lowercase();
+                if wanted.contains(&key) {
+                    names
+                        .entry(key)
+                        .or_insert_with(|| account.record.name.clone());
+                }
+            }
+            false
+        })?;
+    Ok((names, page.scan_limit_reached))
+}
+
+/// The contacts a selection names, with only the lookups its mode needs: in the resolved mode the
+/// resolved interactions in the window and the contacts of their customers; for accounts, the
+/// chosen accounts' contacts and their resolved interactions; for contacts, those contacts by id
+/// and their resolved interactions.
 fn chosen_contacts(
     context: &AppContext,
     tenant: TenantId,
     selection: &Selection,
     now: DateTime<Utc>,
 ) -> Result<Chosen, StoreError> {
-    // The latest resolved interaction per customer address (within the window when one is set).
-    let since = match selection {
-        Selection::Resolved { days } => Some(now - Duration::days(i64::from(*days))),
-        _ => None,
-    };
-    let mut latest: HashMap<String, (DateTime<Utc>, String)> = HashMap::new();
-    context.interactions.for_each(tenant, |interaction| {
-        let record = &interaction.record;
-        if !is_resolved(record.status.as_ref()) {
-            return Ok(());
-        }
-        let Some(last) = last_message_time(record) else {
-            return Ok(());
-        };
-        if since.is_some_and(|since| last < since) {
-            return Ok(());
-        }
-        for message in &record.messages {
-            if message.role != AuthorRole::Customer {
-                continue;
-            }
-            let Some(email) = message.author_email.as_deref().and_then(normalise_email) else {
-                continue;
+    let (contacts, subjects, names, no_contact_record, limited) = match selection {
+        Selection::Resolved { days } => {
+            let since = now - Duration::days(i64::from(*days));
+            let (subjects, interactions_limited) =
+                resolved_subjects(context, tenant, Some(since), None)?;
+            let mut found = HashSet::new();
+            let (contacts, contacts_limited) = if subjects.is_empty() {
+                (Vec::new(), false)
+            } else {
+                scan_contacts(context, tenant, |contact| {
+                    contact
+                        .email
+                        .as_deref()
+                        .and_then(normalise_email)
+                        .is_some_and(|email| subjects.contains_key(&email) && found.insert(email))
+                })?
             };
-            let subject = record.subject.clone().unwrap_or_default();
-            match latest.get(&email) {
-                Some((time, _)) if *time >= last => {}
-                _ => {
-                    latest.insert(email, (last, subject));
+            let no_contact_record = subjects.len() - found.len();
+            (
+                contacts,
+                subjects,
+                None,
+                no_contact_record,
+                interactions_limited || contacts_limited,
+            )
+        }
+        Selection::Accounts(ids) => {
+            let mut names = HashMap::new();
+            for id in ids {
+                if let Some(account) = context.accounts.get(tenant, *id)? {
+                    for key in account_keys(&account) {
+                        names.insert(key.trim().to_lowercase(), account.record.name.clone());
+                    }
                 }
             }
+            let (contacts, contacts_limited) = if names.is_empty() {
+                (Vec::new(), false)
+            } else {
+                scan_contacts(context, tenant, |contact| {
+                    contact
+                        .account
+                        .as_ref()
+                        .is_some_and(|account| names.contains_key(&account.trim().to_lowercase()))
+                })?
+            };
+            let (subjects, interactions_limited) =
+                resolved_subjects(context, tenant, None, Some(&addresses(&contacts)))?;
+            (
+                contacts,
+                subjects,
+                Some(names),
+                0,
+                contacts_limited || interactions_limited,
+            )
         }
-        Ok(())
-    })?;
-    let subjects: HashMap<String, String> = latest
-        .into_iter()
-        .map(|(email, (_, subject))| (email, subject))
-        .collect();
-    let mut contacts = Vec::new();
-    let mut no_contact_record = 0;
-    match selection {
         Selection::Contacts(ids) => {
             let mut seen = HashSet::new();
+            let mut contacts = Vec::new();
             for id in ids {
                 if seen.insert(*id) {
                     if let Some(contact) = context.contacts.get(tenant, *id)? {
@@ -524,59 +680,22 @@ fn chosen_contacts(
                     }
                 }
             }
+            let (subjects, interactions_limited) =
+                resolved_subjects(context, tenant, None, Some(&addresses(&contacts)))?;
+            (contacts, subjects, None, 0, interactions_limited)
         }
-        Selection::Accounts(ids) => {
-            let mut keys: Vec<String> = Vec::new();
-            for id in ids {
-                if let Some(account) = context.accounts.get(tenant, *id)? {
-                    keys.extend(
-                        account_keys(&account)
-                            .into_iter()
-                            .map(|key| key.trim().to_lowercase()),
-                    );
-                }
-            }
-            context.contacts.for_each(tenant, |contact| {
-                if contact
-                    .record
-                    .account
-                    .as_ref()
-                    .is_some_and(|account| keys.contains(&account.trim().to_lowercase()))
-                {
-                    contacts.push(contact);
-                }
-                Ok(())
-            })?;
-        }
-        Selection::Resolved { .. } => {
-            let mut found = HashSet::new();
-            context.contacts.for_each(tenant, |contact| {
-                if let Some(email) = contact.record.email.as_deref().and_then(normalise_email) {
-                    if subjects.contains_key(&email) && found.insert(email) {
-                        contacts.push(contact);
-                    }
-                }
-                Ok(())
-            })?;
-            no_contact_record = subjects.len() - found.len();
-        }
-    }
-    Ok((contacts, subjects, no_contact_record))
-}
-
-/// Account names by every key records use for them (source id, domain), in lower case.
-fn account_names(
-    context: &AppContext,
-    tenant: TenantId,
-) -> Result<HashMap<String, String>, StoreError> {
-    let mut names = HashMap::new();
-    context.accounts.for_each(tenant, |account| {
-        for key in account_keys(&account) {
-            names.insert(key.trim().to_lowercase(), account.record.name.clone());
-        }
-        Ok(())
-    })?;
-    Ok(names)
+    };
+    let (account_names, accounts_limited) = match names {
+        Some(names) => (names, false),
+        None => account_names(context, tenant, &account_keys_of(&contacts))?,
+    };
+    Ok(Chosen {
+        contacts,
+        subjects,
+        account_names,
+        no_contact_record,
+        scan_limit_reached: limited || accounts_limited,
+    })
 }
 
 fn check_selection(selection: &Selection) -> Result<(), FeedbackError> {
@@ -596,8 +715,8 @@ fn check_selection(selection: &Selection) -> Result<(), FeedbackError> {
 }
 
 /// Prepares a batch: picks the contacts, skips (and counts) those without an address, under
-/// restriction or objection, or asked within the waiting period, fills the template for each of
-/// the others and stores the batch. Audited as `feedback.batch_created` with the contacts' record
+/// restriction or objection, without a resolved interaction, or asked within the waiting period,
+/// fills the template for each of the others and stores the batch. Audited as `feedback.batch_created` with the contacts' record
 /// ids. Nothing is sent.
 pub fn prepare_batch(
     context: &AppContext,
@@ -611,9 +730,13 @@ pub fn prepare_batch(
     let feedback = FeedbackStore::new(context.store.clone());
     let settings = feedback.settings(tenant.id)?;
     let restrictions = Restrictions::new(context.store.clone());
-    let (contacts, subjects, no_contact_record) =
-        chosen_contacts(context, tenant.id, selection, now)?;
-    let accounts = account_names(context, tenant.id)?;
+    let Chosen {
+        contacts,
+        subjects,
+        account_names: accounts,
+        no_contact_record,
+        scan_limit_reached,
+    } = chosen_contacts(context, tenant.id, selection, now)?;
     let cooldown = Duration::days(i64::from(settings.cooldown_days));
     let mut skipped = SkipCounts {
         no_contact_record,
@@ -629,6 +752,12 @@ pub fn prepare_batch(
             skipped.restricted += 1;
             continue;
         }
+        // Requests go after a resolved interaction: a contact chosen by account or by hand
+        // without one is left out (in the resolved mode every contact has one).
+        let Some(subject) = subjects.get(&email) else {
+            skipped.no_resolved_interaction += 1;
+            continue;
+        };
         if settings.cooldown_days > 0
             && feedback
                 .last_requested_at(tenant.id, contact.id)?
@@ -651,7 +780,7 @@ pub fn prepare_batch(
             first_name: first_name(&contact.record.name),
             name: contact.record.name.clone(),
             account: account.unwrap_or_default(),
-            interaction_subject: subjects.get(&email).cloned().unwrap_or_default(),
+            interaction_subject: subject.clone(),
             review_link: settings.review_link.clone(),
             company: tenant.name.clone(),
         };
@@ -677,6 +806,8 @@ pub fn prepare_batch(
         messages,
         skipped,
         exported_at: None,
+        withheld_at_export: 0,
+        scan_limit_reached,
     };
     feedback.batches(tenant.id)?.insert(&batch.id, &batch)?;
     audit_prepared(
@@ -704,7 +835,7 @@ fn audit_prepared(
             actor.clone(),
             AuditAction::FeedbackBatchCreated,
             format!(
-                "feedback batch {}: {} requests (contacts {}); skipped {} without e-mail, {} restricted or objecting, {} asked within {cooldown_days} days, {} without a contact record, {} over the limit",
+                "feedback batch {}: {} requests (contacts {}); skipped {} without e-mail, {} restricted or objecting, {} asked within {cooldown_days} days, {} without a contact record, {} over the limit, {} without a resolved interaction{}",
                 batch.id,
                 batch.messages.len(),
                 contact_ids(&batch.messages),
@@ -713,6 +844,12 @@ fn audit_prepared(
                 batch.skipped.recently_requested,
                 batch.skipped.no_contact_record,
                 batch.skipped.over_limit,
+                batch.skipped.no_resolved_interaction,
+                if batch.scan_limit_reached {
+                    format!(" (scans stopped at {MAX_SCANNED} records)")
+                } else {
+                    String::new()
+                },
             ),
         )
         .client(client),
@@ -728,8 +865,13 @@ fn contact_ids(messages: &[BatchMessage]) -> String {
         .join(", ")
 }
 
-/// The batch as CSV (`to,subject,body`, one row per message not withheld). The contacts count as
-/// asked from now on. Audited as `feedback.exported` with the contacts' record ids.
+/// The batch as CSV (`to,subject,body`, one row per message not sent and not withheld; cells
+/// defused against spreadsheet formulas). Each message is checked against restrictions and
+/// objections again: one whose contact came under either since the batch was prepared is
+/// withheld, left out and counted. The exported messages are marked `Exported` (never sent from
+/// here afterwards) and their contacts count as asked from now on, all in one commit under the
+/// tenant's writer lock. Refused while the batch is being sent. Audited as `feedback.exported`
+/// with the contacts' record ids.
 pub fn export_csv(
     context: &AppContext,
     actor: &Actor,
@@ -738,45 +880,75 @@ pub fn export_csv(
     id: FeedbackBatchId,
 ) -> Result<Vec<u8>, FeedbackError> {
     let feedback = FeedbackStore::new(context.store.clone());
-    let mut batch = feedback.batch(tenant, id)?.ok_or(FeedbackError::NotFound)?;
-    let exported: Vec<BatchMessage> = batch
-        .messages
-        .iter()
-        .filter(|message| !matches!(message.status, MessageStatus::Withheld { .. }))
-        .cloned()
-        .collect();
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    let written = (|| -> Result<Vec<u8>, csv::Error> {
-        writer.write_record(["to", "subject", "body"])?;
-        for message in &exported {
-            writer.write_record([&message.to, &message.subject, &message.body])?;
+    let restrictions = Restrictions::new(context.store.clone());
+    context.store.lock_scope(Scope::Tenant(tenant)).run(|| {
+        if is_sending(id) {
+            return Err(FeedbackError::Refused(
+                "this batch is being sent; export it when the send has finished".to_owned(),
+            ));
         }
-        writer
-            .into_inner()
-            .map_err(|error| csv::Error::from(error.into_error()))
-    })();
-    let bytes =
-        written.map_err(|_| FeedbackError::Refused("the CSV could not be written".to_owned()))?;
-    context.audit(
-        AuditEvent::new(
-            Some(tenant),
-            actor.clone(),
-            AuditAction::FeedbackExported,
-            format!(
-                "feedback batch {id}: {} requests exported as CSV (contacts {})",
-                exported.len(),
-                contact_ids(&exported)
-            ),
-        )
-        .client(client),
-    )?;
-    let now = Utc::now();
-    for message in &exported {
-        feedback.mark_requested(tenant, message.contact, now)?;
-    }
-    batch.exported_at = Some(now);
-    feedback.batches(tenant)?.insert(&id, &batch)?;
-    Ok(bytes)
+        let batches = feedback.batches(tenant)?;
+        let mut batch = batches.get(&id)?.ok_or(FeedbackError::NotFound)?;
+        let now = Utc::now();
+        let mut exported: Vec<BatchMessage> = Vec::new();
+        let mut withheld = 0;
+        for message in &mut batch.messages {
+            if matches!(
+                message.status,
+                MessageStatus::Sent { .. } | MessageStatus::Withheld { .. }
+            ) {
+                continue;
+            }
+            if restrictions.of(tenant, &message.to)?.is_some() {
+                message.status = MessageStatus::Withheld { at: now };
+                withheld += 1;
+                continue;
+            }
+            if !matches!(message.status, MessageStatus::Exported { .. }) {
+                message.status = MessageStatus::Exported { at: now };
+            }
+            exported.push(message.clone());
+        }
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        let written = (|| -> Result<Vec<u8>, csv::Error> {
+            writer.write_record(["to", "subject", "body"])?;
+            for message in &exported {
+                writer.write_record([
+                    defuse(&message.to),
+                    defuse(&message.subject),
+                    defuse(&message.body),
+                ])?;
+            }
+            writer
+                .into_inner()
+                .map_err(|error| csv::Error::from(error.into_error()))
+        })();
+        let bytes = written
+            .map_err(|_| FeedbackError::Refused("the CSV could not be written".to_owned()))?;
+        context.audit(
+            AuditEvent::new(
+                Some(tenant),
+                actor.clone(),
+                AuditAction::FeedbackExported,
+                format!(
+                    "feedback batch {id}: {} requests exported as CSV (contacts {}); {withheld} withheld, restricted or objecting since the batch was prepared",
+                    exported.len(),
+                    contact_ids(&exported)
+                ),
+            )
+            .client(client),
+        )?;
+        batch.exported_at = Some(now);
+        batch.withheld_at_export += withheld;
+        let last_requested = feedback.last_requested(tenant)?;
+        let mut changes = WriteSet::default();
+        changes.put(&batches, &id, &batch)?;
+        for message in &exported {
+            changes.put(&last_requested, &message.contact, &now)?;
+        }
+        context.store.commit(changes)?;
+        Ok(bytes)
+    })
 }
 
 /// Batches being sent by this process (memory only: after a restart none is).
@@ -803,9 +975,10 @@ fn release_sending(id: FeedbackBatchId) {
     }
 }
 
-/// Checks that a send can start (a relay is configured, the batch exists, has something to send
-/// and is not being sent) and marks it as being sent. The caller then runs [`send_batch`],
-/// usually on its own thread.
+/// Checks that a send can start (the operator configured a relay, a tenant admin turned sending
+/// on, the batch exists, has something to send and is not being sent) and marks it as being sent,
+/// under the tenant's writer lock so that an export cannot run between the check and the mark.
+/// The caller then runs [`send_batch`], usually on its own thread.
 pub fn begin_send(
     context: &AppContext,
     tenant: TenantId,
@@ -813,27 +986,36 @@ pub fn begin_send(
 ) -> Result<Relay, FeedbackError> {
     let relay = Relay::from_config(context.config.smtp.as_ref())
         .map_err(|error| FeedbackError::Refused(error.to_string()))?;
-    let batch = FeedbackStore::new(context.store.clone())
-        .batch(tenant, id)?
-        .ok_or(FeedbackError::NotFound)?;
-    let progress = batch.progress();
-    if progress.pending + progress.failed == 0 {
+    let feedback = FeedbackStore::new(context.store.clone());
+    if !feedback.settings(tenant)?.sending_enabled {
         return Err(FeedbackError::Refused(
-            "every request of this batch has been sent or withheld".to_owned(),
+            "sending by e-mail is off for this tenant: a tenant admin turns it on in the feedback \
+             template settings"
+                .to_owned(),
         ));
     }
-    if !claim_sending(id) {
-        return Err(FeedbackError::Refused(
-            "this batch is being sent already".to_owned(),
-        ));
-    }
-    Ok(relay)
+    context.store.lock_scope(Scope::Tenant(tenant)).run(|| {
+        let batch = feedback.batch(tenant, id)?.ok_or(FeedbackError::NotFound)?;
+        let progress = batch.progress();
+        if progress.pending + progress.failed == 0 {
+            return Err(FeedbackError::Refused(
+                "every request of this batch has been sent, exported as CSV or withheld".to_owned(),
+            ));
+        }
+        if !claim_sending(id) {
+            return Err(FeedbackError::Refused(
+                "this batch is being sent already".to_owned(),
+            ));
+        }
+        Ok(relay)
+    })
 }
 
 /// Sends every pending or failed message of the batch through `relay`, recording each outcome in
 /// the batch as it goes and auditing each send (`feedback.sent`, the contact by record id, a
-/// failure by its class). A contact that came under restriction or objection, or was asked by
-/// another batch, since the batch was prepared is withheld. Ends the mark [`begin_send`] set.
+/// failure by its class). Exported messages are never sent. A contact that came under
+/// restriction or objection, or was asked by another batch, since the batch was prepared is
+/// withheld. Ends the mark [`begin_send`] set.
 pub fn send_batch(
     context: &AppContext,
     actor: &Actor,
@@ -858,67 +1040,89 @@ fn send_all(
     let feedback = FeedbackStore::new(context.store.clone());
     let restrictions = Restrictions::new(context.store.clone());
     let batches = feedback.batches(tenant)?;
-    let mut batch = batches.get(&id)?.ok_or(FeedbackError::NotFound)?;
-    for index in 0..batch.messages.len() {
-        let message = &batch.messages[index];
-        if !matches!(
-            message.status,
-            MessageStatus::Pending | MessageStatus::Failed { .. }
-        ) {
-            continue;
-        }
-        let contact = message.contact;
-        let now = Utc::now();
-        let restricted = restrictions.of(tenant, &message.to)?.is_some();
-        let asked_elsewhere = feedback
-            .last_requested_at(tenant, contact)?
-            .is_some_and(|at| at > batch.created_at && batch.exported_at.is_none_or(|e| at > e));
-        let (status, event) = if restricted || asked_elsewhere {
-            (MessageStatus::Withheld { at: now }, None)
-        } else {
-            match relay.send(&OutgoingMail {
-                to: message.to.clone(),
-                subject: message.subject.clone(),
-                body: message.body.clone(),
-            }) {
-                Ok(()) => {
-                    feedback.mark_requested(tenant, contact, now)?;
-                    (
-                        MessageStatus::Sent { at: now },
-                        Some((
-                            Outcome::Success,
-                            format!("contact {contact} in feedback batch {id}"),
-                        )),
-                    )
-                }
-                Err(failure) => (
-                    MessageStatus::Failed { failure, at: now },
-                    Some((
-                        Outcome::Failure,
-                        format!(
-                            "contact {contact} in feedback batch {id}: {}",
-                            failure.as_str()
-                        ),
-                    )),
-                ),
+    let last_requested = feedback.last_requested(tenant)?;
+    // Each read-modify-write of the batch holds the tenant's writer lock; the relay is talked to
+    // outside it, so a slow relay holds up no other writer of the tenant.
+    let lock = context.store.lock_scope(Scope::Tenant(tenant));
+    let count = batches
+        .get(&id)?
+        .ok_or(FeedbackError::NotFound)?
+        .messages
+        .len();
+    for index in 0..count {
+        let next = lock.run(|| -> Result<Option<BatchMessage>, FeedbackError> {
+            let mut batch = batches.get(&id)?.ok_or(FeedbackError::NotFound)?;
+            let Some(message) = batch.messages.get(index).cloned() else {
+                return Ok(None);
+            };
+            if !matches!(
+                message.status,
+                MessageStatus::Pending | MessageStatus::Failed { .. }
+            ) {
+                return Ok(None);
             }
+            let restricted = restrictions.of(tenant, &message.to)?.is_some();
+            // Every request this batch made is `Sent` or `Exported`, so a later time is another
+            // batch's (or, for a batch exported before exports were marked, its export's).
+            let asked_since = feedback
+                .last_requested_at(tenant, message.contact)?
+                .is_some_and(|at| at > batch.created_at);
+            if restricted || asked_since {
+                batch.messages[index].status = MessageStatus::Withheld { at: Utc::now() };
+                batches.insert(&id, &batch)?;
+                return Ok(None);
+            }
+            Ok(Some(message))
+        })?;
+        let Some(message) = next else {
+            continue;
         };
-        batch.messages[index].status = status;
-        batches.insert(&id, &batch)?;
-        if let Some((outcome, target)) = event {
-            context.audit(
-                AuditEvent::new(
-                    Some(tenant),
-                    actor.clone(),
-                    AuditAction::FeedbackSent,
-                    target,
-                )
-                .client(client.map(str::to_owned))
-                .outcome(outcome),
-            )?;
-        }
+        let contact = message.contact;
+        let sent = relay.send(&OutgoingMail {
+            to: message.to,
+            subject: message.subject,
+            body: message.body,
+        });
+        let now = Utc::now();
+        let (status, outcome, target) = match sent {
+            Ok(()) => (
+                MessageStatus::Sent { at: now },
+                Outcome::Success,
+                format!("contact {contact} in feedback batch {id}"),
+            ),
+            Err(failure) => (
+                MessageStatus::Failed { failure, at: now },
+                Outcome::Failure,
+                format!(
+                    "contact {contact} in feedback batch {id}: {}",
+                    failure.as_str()
+                ),
+            ),
+        };
+        lock.run(|| -> Result<(), FeedbackError> {
+            let mut batch = batches.get(&id)?.ok_or(FeedbackError::NotFound)?;
+            let was_sent = matches!(status, MessageStatus::Sent { .. });
+            batch.messages[index].status = status;
+            let mut writes = WriteSet::default();
+            writes.put(&batches, &id, &batch)?;
+            if was_sent {
+                writes.put(&last_requested, &contact, &now)?;
+            }
+            context.store.commit(writes)?;
+            Ok(())
+        })?;
+        context.audit(
+            AuditEvent::new(
+                Some(tenant),
+                actor.clone(),
+                AuditAction::FeedbackSent,
+                target,
+            )
+            .client(client.map(str::to_owned))
+            .outcome(outcome),
+        )?;
     }
-    Ok(batch.progress())
+    Ok(batches.get(&id)?.ok_or(FeedbackError::NotFound)?.progress())
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ use crate::context::AppContext;
 use crate::error::AppError;
 use crate::feedback::{
     begin_send, export_csv, is_sending, prepare_batch, save_settings, send_batch, FeedbackError,
-    FeedbackSettings, FeedbackStore, MessageStatus, Progress, Selection, SkipCounts, PLACEHOLDERS,
+    FeedbackSettings, FeedbackStore, MessageStatus, Progress, Selection, SkipCounts, MAX_SCANNED,
+    PLACEHOLDERS,
 };
 use crate::ids::{FeedbackBatchId, RecordId};
 use crate::records::Order;
@@ -78,6 +79,7 @@ struct HomePage {
     accounts: Vec<Pick>,
     batches: Vec<BatchRow>,
     smtp_on: bool,
+    sending_enabled: bool,
     cooldown_days: u32,
     error: Option<String>,
 }
@@ -110,6 +112,7 @@ fn home(
         ),
     )?;
     let feedback = FeedbackStore::new(context.store.clone());
+    let settings = feedback.settings(tenant.id)?;
     Ok(HomePage {
         chrome: Chrome::for_session(context, session, Some(tenant), "Feedback requests", &base)?,
         contacts: contacts
@@ -144,7 +147,8 @@ fn home(
             })
             .collect(),
         smtp_on: context.config.smtp.is_some(),
-        cooldown_days: feedback.settings(tenant.id)?.cooldown_days,
+        sending_enabled: settings.sending_enabled,
+        cooldown_days: settings.cooldown_days,
         error,
         base,
     })
@@ -261,7 +265,11 @@ struct BatchPage {
     progress: Progress,
     sending: bool,
     smtp_on: bool,
+    sending_enabled: bool,
     cooldown_days: u32,
+    withheld_at_export: usize,
+    /// The bound, when preparing the batch reached it.
+    scan_limit: Option<usize>,
 }
 
 fn batch_id(path: &(String, String)) -> Result<FeedbackBatchId, AppError> {
@@ -280,6 +288,7 @@ async fn show_batch(
         let tenant = &access.tenant;
         let feedback = FeedbackStore::new(context.store.clone());
         let batch = feedback.batch(tenant.id, id)?.ok_or(AppError::NotFound)?;
+        let settings = feedback.settings(tenant.id)?;
         audit_personal_read(
             &context,
             &access.session,
@@ -306,6 +315,8 @@ async fn show_batch(
             exported: batch.exported_at.map(format_time),
             progress: batch.progress(),
             skipped: batch.skipped.clone(),
+            withheld_at_export: batch.withheld_at_export,
+            scan_limit: batch.scan_limit_reached.then_some(MAX_SCANNED),
             rows: batch
                 .messages
                 .into_iter()
@@ -319,6 +330,9 @@ async fn show_batch(
                         MessageStatus::Withheld { .. } => {
                             "withheld (restricted or asked since)".to_owned()
                         }
+                        MessageStatus::Exported { at } => {
+                            format!("exported as CSV {} (not sent by e-mail)", format_time(at))
+                        }
                     },
                     to: message.to,
                     subject: message.subject,
@@ -327,7 +341,8 @@ async fn show_batch(
                 .collect(),
             sending: is_sending(id),
             smtp_on: context.config.smtp.is_some(),
-            cooldown_days: feedback.settings(tenant.id)?.cooldown_days,
+            sending_enabled: settings.sending_enabled,
+            cooldown_days: settings.cooldown_days,
             base,
         })
     })
@@ -457,6 +472,9 @@ struct SettingsFields {
     review_link: String,
     #[serde(default)]
     cooldown_days: String,
+    /// The checkbox: present when ticked.
+    #[serde(default)]
+    sending_enabled: Option<String>,
 }
 
 async fn save(
@@ -474,6 +492,7 @@ async fn save(
             body: fields.body,
             review_link: fields.review_link,
             cooldown_days: typed_days.clone().unwrap_or_default(),
+            sending_enabled: fields.sending_enabled.is_some(),
         };
         let outcome = match typed_days {
             Ok(_) => save_settings(

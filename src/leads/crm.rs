@@ -12,6 +12,7 @@
 
 use crate::audit::{Actor, AuditAction, AuditEvent};
 use crate::context::AppContext;
+use crate::csv_cell::defuse;
 use crate::ids::TenantId;
 use crate::leads::{all, Lead, LeadError, LeadStatus};
 use crate::privacy::Restrictions;
@@ -108,15 +109,6 @@ fn humanise(label: &str) -> String {
     label.replace('_', " ")
 }
 
-/// A cell may not start a formula in the spreadsheet the file is opened in.
-fn cell(value: &str) -> String {
-    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{value}")
-    } else {
-        value.to_owned()
-    }
-}
-
 fn row(format: CrmFormat, lead: &Lead) -> Vec<String> {
     let visitor = lead.visitor();
     let (first, last) = split_name(visitor.name.as_deref());
@@ -199,7 +191,7 @@ fn row(format: CrmFormat, lead: &Lead) -> Vec<String> {
             ]
         }
     };
-    cells.iter().map(|value| cell(value)).collect()
+    cells.iter().map(|value| defuse(value)).collect()
 }
 
 /// The tenant's qualified leads as `format`'s CSV, without the subjects under restriction or
@@ -280,7 +272,7 @@ mod tests {
         );
         assert_eq!(split_name(Some("Cher")), (String::new(), "Cher".to_owned()));
         assert_eq!(split_name(None), (String::new(), String::new()));
-        assert_eq!(cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
-        assert_eq!(cell("$500"), "$500");
+        assert_eq!(defuse("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(defuse("$500"), "$500");
     }
 }

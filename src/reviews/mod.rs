@@ -28,6 +28,7 @@ use crate::analysis::jobs::{EnqueueRequest, JobState, JobSubject, Priority};
 use crate::analysis::{Analysis, AnalysisError, AnalysisKind, AnalysisResult};
 use crate::audit::{Actor, AuditAction, AuditError, AuditEvent};
 use crate::context::AppContext;
+use crate::csv_cell::defuse;
 use crate::ids::{RecordId, TenantId};
 use crate::privacy::Restrictions;
 use crate::records::{Order, Page};
@@ -919,35 +920,24 @@ impl ExportRow {
     }
 
     /// The CSV fields. Texts from outside (the review, names, drafts) are defused against
-    /// spreadsheet formulas (see [`csv_cell`]).
+    /// spreadsheet formulas (see [`crate::csv_cell::defuse`]); the JSON export is unchanged.
     fn fields(&self) -> [String; 14] {
         [
             self.review_id.clone(),
-            csv_cell(&self.source_system),
-            csv_cell(&self.source_id),
-            csv_cell(&self.platform),
+            defuse(&self.source_system),
+            defuse(&self.source_id),
+            defuse(&self.platform),
             self.occurred_at.clone(),
             self.rating.to_string(),
-            csv_cell(&self.reviewer),
-            csv_cell(&self.location),
-            csv_cell(&self.text),
+            defuse(&self.reviewer),
+            defuse(&self.location),
+            defuse(&self.text),
             self.status.to_owned(),
             self.sentiment.clone(),
-            csv_cell(&self.topics),
-            csv_cell(&self.draft),
-            csv_cell(&self.reply),
+            defuse(&self.topics),
+            defuse(&self.draft),
+            defuse(&self.reply),
         ]
-    }
-}
-
-/// A text as a CSV cell that a spreadsheet shows as text: a cell starting with `=`, `+`, `-`,
-/// `@`, a tab or a carriage return would be read as a formula (public reviews are anyone's
-/// words), so it gets a leading `'`, which spreadsheets hide. The JSON export is unchanged.
-pub fn csv_cell(text: &str) -> String {
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}")
-    } else {
-        text.to_owned()
     }
 }
 
@@ -1029,14 +1019,6 @@ mod tests {
         assert!(error.to_string().starts_with("Status"), "{error}");
         let error = ReviewFilter::parse("", "", "", "", "angry", "").unwrap_err();
         assert!(error.to_string().starts_with("Sentiment"), "{error}");
-    }
-
-    #[test]
-    fn csv_cells_never_start_a_formula() {
-        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
-        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(csv_cell("Great food"), "Great food");
-        assert_eq!(csv_cell(""), "");
     }
 
     #[test]

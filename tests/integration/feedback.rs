@@ -218,21 +218,35 @@ fn seed(app: &TestApp, tenant: TenantId) -> Vec<RecordId> {
     ids
 }
 
-async fn save_template(app: &TestApp, admin: &reqwest::Client) {
+async fn save_template(app: &TestApp, admin: &reqwest::Client, sending: bool) {
+    save_settings(
+        app,
+        admin,
+        "Thanks {first_name} from {company}",
+        "Dear {name} of {account},\nabout {interaction_subject}:\n{review_link}\n",
+        sending,
+    )
+    .await;
+}
+
+async fn save_settings(
+    app: &TestApp,
+    admin: &reqwest::Client,
+    subject: &str,
+    body: &str,
+    sending: bool,
+) {
+    let mut fields = vec![
+        ("subject", subject),
+        ("body", body),
+        ("review_link", "https://reviews.example/acme"),
+        ("cooldown_days", "30"),
+    ];
+    if sending {
+        fields.push(("sending_enabled", "on"));
+    }
     let response = app
-        .post_form(
-            admin,
-            "/t/acme/settings/feedback",
-            &[
-                ("subject", "Thanks {first_name} from {company}"),
-                (
-                    "body",
-                    "Dear {name} of {account},\nabout {interaction_subject}:\n{review_link}\n",
-                ),
-                ("review_link", "https://reviews.example/acme"),
-                ("cooldown_days", "30"),
-            ],
-        )
+        .post_form(admin, "/t/acme/settings/feedback", &fields)
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
 }
@@ -275,7 +289,26 @@ async fn requests_are_personalised_skip_restricted_contacts_and_export_as_csv() 
         )
         .await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    save_template(&app, &admin).await;
+    // The review link must be https, as the form asks.
+    let response = app
+        .post_form(
+            &admin,
+            "/t/acme/settings/feedback",
+            &[
+                ("subject", "Hi"),
+                ("body", "x"),
+                ("review_link", "http://reviews.example/acme"),
+                ("cooldown_days", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("Review link: give the address of your review page, starting with https://"));
+    save_template(&app, &admin, false).await;
 
     // Another role may not prepare requests.
     let qa = app.signed_in_client("qa@acme.example").await;
@@ -357,9 +390,20 @@ async fn requests_are_personalised_skip_restricted_contacts_and_export_as_csv() 
         .unwrap()
         .is_some());
 
-    // Chosen contacts: Jo was asked just now, one has no address, Lee gets a request (no
-    // resolved interaction: that placeholder is empty).
-    let (jo, none, lee) = (ids[0].to_string(), ids[3].to_string(), ids[4].to_string());
+    // Chosen contacts: Jo was asked just now, one has no address, Lee gets a request about his
+    // resolved interaction, and Bo, who has none (requests go after a resolved interaction), is
+    // left out and counted.
+    write_interaction(
+        &app.context,
+        tenant.id,
+        resolved_chat("t-6", "lee@example.org", "resolved", "Lost parcel"),
+    );
+    let (jo, none, lee, bo) = (
+        ids[0].to_string(),
+        ids[3].to_string(),
+        ids[4].to_string(),
+        ids[5].to_string(),
+    );
     let response = app
         .post_form(
             &analyst,
@@ -369,6 +413,7 @@ async fn requests_are_personalised_skip_restricted_contacts_and_export_as_csv() 
                 ("contact", &jo),
                 ("contact", &none),
                 ("contact", &lee),
+                ("contact", &bo),
             ],
         )
         .await;
@@ -380,10 +425,17 @@ async fn requests_are_personalised_skip_restricted_contacts_and_export_as_csv() 
         .await
         .unwrap();
     assert!(page.contains("Thanks Lee from Tenant acme"));
-    assert!(page.contains("Dear Lee Park of Globex,\nabout :"));
+    assert!(page.contains("Dear Lee Park of Globex,\nabout Lost parcel:"));
     assert!(!page.contains("jo@example.org"));
+    assert!(!page.contains("bounce@example.org"), "{page}");
     assert!(page.contains("1 without an e-mail address"));
     assert!(page.contains("1 asked in the last 30 days"));
+    assert!(
+        page.contains("1 chosen by account or by hand with no resolved interaction"),
+        "{page}"
+    );
+    assert!(page.contains("1 requests: 0 sent"), "{page}");
+    assert!(!page.contains("id=\"scan-limit\""));
     // Nothing chosen is named as such.
     let response = app
         .post_form(
@@ -413,7 +465,8 @@ async fn requests_are_personalised_skip_restricted_contacts_and_export_as_csv() 
     assert_eq!(created.len(), 2);
     // Newest first: the resolved-interactions batch is the older one.
     assert!(created[1].contains(&jo) && created[1].contains("2 restricted or objecting"));
-    assert!(created[0].contains(&lee) && !created[0].contains(&jo));
+    assert!(created[0].contains(&lee) && !created[0].contains(&jo) && !created[0].contains(&bo));
+    assert!(created[0].contains("1 without a resolved interaction"));
     assert!(entries
         .iter()
         .any(|entry| entry.event.action == AuditAction::FeedbackExported
@@ -446,9 +499,50 @@ async fn sending_through_a_loopback_relay_delivers_exactly_the_prepared_messages
     app.create_user("admin@acme.example", Role::TenantAdmin, Some(&tenant));
     app.create_user("analyst@acme.example", Role::Analyst, Some(&tenant));
     let ids = seed(&app, tenant.id);
+    for (id, email) in [("t-6", "lee@example.org"), ("t-7", "bounce@example.org")] {
+        write_interaction(
+            &app.context,
+            tenant.id,
+            resolved_chat(id, email, "resolved", "Refund for order 7"),
+        );
+    }
     let admin = app.signed_in_client("admin@acme.example").await;
-    save_template(&app, &admin).await;
+    save_template(&app, &admin, false).await;
     let analyst = app.signed_in_client("analyst@acme.example").await;
+
+    // The relay alone does not let anything out: the tenant admin has not turned sending on.
+    let response = app
+        .post_form(
+            &analyst,
+            "/t/acme/feedback/batches",
+            &[("mode", "contacts"), ("contact", &ids[0].to_string())],
+        )
+        .await;
+    let first_url = location(&response);
+    let page = app.get(&analyst, &first_url).await.text().await.unwrap();
+    assert!(page.contains("id=\"sending-off\""), "{page}");
+    assert!(!page.contains("id=\"no-smtp\""), "{page}");
+    assert!(!page.contains(&format!("{first_url}/send\"")), "{page}");
+    let response = app
+        .post_form(&analyst, &format!("{first_url}/send"), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("sending by e-mail is off for this tenant"));
+    assert!(sink.messages().is_empty());
+    save_template(&app, &admin, true).await;
+    let entries = app
+        .context
+        .audit_log
+        .entries(AuditView::Tenant(tenant.id), None, 10_000)
+        .unwrap();
+    assert!(entries.iter().any(
+        |entry| entry.event.action == AuditAction::FeedbackSettingsChanged
+            && entry.event.target.contains("sending by e-mail on")
+    ));
 
     // Jo, Lee and a refused address; Ana is restricted and never reaches the relay.
     let chosen: Vec<String> = [0, 1, 4, 5].iter().map(|i| ids[*i].to_string()).collect();
@@ -560,4 +654,293 @@ async fn sending_through_a_loopback_relay_delivers_exactly_the_prepared_messages
         .iter()
         .any(|e| e.event.target.contains(&ids[0].to_string())));
     assert!(sends.iter().all(|e| !e.event.target.contains('@')));
+}
+
+#[tokio::test]
+async fn an_export_rechecks_restrictions_defuses_formulas_and_is_never_sent_again() {
+    let sink = SmtpSink::start();
+    let port = sink.port;
+    let app = TestApp::spawn_configured(move |config, _| {
+        config.smtp = Some(SmtpConfig {
+            host: "127.0.0.1".to_owned(),
+            port,
+            tls: SmtpTls::None,
+            from: "Acme care <care@acme.example>".to_owned(),
+            username: None,
+            password_file: None,
+            timeout_seconds: 10,
+        });
+    });
+    let tenant = app.create_tenant("acme");
+    app.create_user("admin@acme.example", Role::TenantAdmin, Some(&tenant));
+    app.create_user("analyst@acme.example", Role::Analyst, Some(&tenant));
+    let formula_name = "=HYPERLINK(\"https://evil.example\",\"x\")";
+    let ids = [
+        add_contact(&app, tenant.id, "c-f", formula_name, Some("f@example.org")),
+        add_contact(&app, tenant.id, "c-jo", "Jo Kim", Some("jo@example.org")),
+        add_contact(
+            &app,
+            tenant.id,
+            "c-kay",
+            "Kay Later",
+            Some("kay@example.org"),
+        ),
+    ];
+    for (id, email) in [
+        ("t-1", "f@example.org"),
+        ("t-2", "jo@example.org"),
+        ("t-3", "kay@example.org"),
+    ] {
+        write_interaction(
+            &app.context,
+            tenant.id,
+            resolved_chat(id, email, "resolved", "Refund"),
+        );
+    }
+    let admin = app.signed_in_client("admin@acme.example").await;
+    save_settings(
+        &app,
+        &admin,
+        "{first_name}, how did we do?",
+        "{name}\nabout {interaction_subject}\n",
+        true,
+    )
+    .await;
+    let analyst = app.signed_in_client("analyst@acme.example").await;
+    let chosen: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let mut fields = vec![("mode", "contacts")];
+    fields.extend(chosen.iter().map(|id| ("contact", id.as_str())));
+    let response = app
+        .post_form(&analyst, "/t/acme/feedback/batches", &fields)
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let batch_url = location(&response);
+    let page = app.get(&analyst, &batch_url).await.text().await.unwrap();
+    assert!(page.contains("3 requests: 0 sent"), "{page}");
+
+    // Kay objects after the batch was prepared: the export leaves her out and counts her.
+    restrict(
+        &app.context,
+        &Actor::cli(),
+        None,
+        tenant.id,
+        "Kay@Example.org",
+        RestrictionKind::Objection,
+        "DSR-2",
+    )
+    .unwrap();
+    let response = app
+        .post_form(&analyst, &format!("{batch_url}/export"), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let csv = response.text().await.unwrap();
+    assert!(!csv.contains("kay@example.org"), "{csv}");
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    // A cell that would start a formula is text: the spreadsheet shows it, never evaluates it.
+    let formula = rows.iter().find(|row| &row[0] == "f@example.org").unwrap();
+    assert_eq!(&formula[1], format!("'{formula_name}, how did we do?"));
+    assert!(formula[2].starts_with(&format!("'{formula_name}\n")));
+    for row in &rows {
+        for cell in row {
+            assert!(!cell.starts_with(['=', '+', '-', '@']), "{cell}");
+        }
+    }
+    let feedback = FeedbackStore::new(app.context.store.clone());
+    assert!(feedback
+        .last_requested_at(tenant.id, ids[2])
+        .unwrap()
+        .is_none());
+    let page = app.get(&analyst, &batch_url).await.text().await.unwrap();
+    assert!(
+        page.contains("3 requests: 0 sent, 0 failed, 0 not sent, 2 exported, 1 withheld"),
+        "{page}"
+    );
+    assert!(page.contains("id=\"withheld-at-export\""), "{page}");
+    assert!(page.contains("1 left out of the CSV export"), "{page}");
+    assert!(page.contains("id=\"exported-note\""), "{page}");
+    let entries = app
+        .context
+        .audit_log
+        .entries(AuditView::Tenant(tenant.id), None, 10_000)
+        .unwrap();
+    let exported = entries
+        .iter()
+        .find(|entry| entry.event.action == AuditAction::FeedbackExported)
+        .unwrap();
+    assert!(exported.event.target.contains("2 requests exported"));
+    assert!(exported.event.target.contains("1 withheld"));
+    assert!(!exported.event.target.contains(&ids[2].to_string()));
+    assert!(!exported.event.target.contains('@'));
+
+    // Sending after the export mails nobody a second time: everything was exported or withheld.
+    let response = app
+        .post_form(&analyst, &format!("{batch_url}/send"), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("exported as CSV or withheld"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sink.messages().is_empty(), "{:?}", sink.messages());
+    // Exporting again gives the same requests (a lost file can be fetched again), Kay still out.
+    let response = app
+        .post_form(&analyst, &format!("{batch_url}/export"), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let again = response.text().await.unwrap();
+    assert_eq!(
+        csv::Reader::from_reader(again.as_bytes()).records().count(),
+        2
+    );
+    assert!(!again.contains("kay@example.org"));
+}
+
+#[tokio::test]
+async fn preparing_examines_at_most_the_newest_scan_limit_and_says_so() {
+    use rapport::ingest::{self, ImportFormat, ImportRequest, ImportState};
+    use rapport::records::MAX_SCANNED_PER_PAGE;
+
+    let app = TestApp::spawn();
+    let tenant = app.create_tenant("acme");
+    app.create_user("analyst@acme.example", Role::Analyst, Some(&tenant));
+    let old = add_contact(
+        &app,
+        tenant.id,
+        "c-old",
+        "Olga Old",
+        Some("old@example.org"),
+    );
+    let new = add_contact(&app, tenant.id, "c-new", "Nia New", Some("new@example.org"));
+    // Olga's resolved interaction is the oldest; more than a scan's worth came after it, the
+    // newest of them Nia's.
+    let sent = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    let line = |id: usize, email: &str| {
+        serde_json::json!({
+            "source_system": "desk", "source_id": format!("S-{id}"), "channel": "chat",
+            "status": "resolved", "subject": format!("Subject {id}"),
+            "messages": [{"role": "customer", "author_email": email, "sent_at": sent, "text": "Hi"}]
+        })
+        .to_string()
+    };
+    let mut file = line(0, "old@example.org") + "\n";
+    for id in 1..=MAX_SCANNED_PER_PAGE + 10 {
+        file.push_str(&line(id, &format!("someone{id}@example.org")));
+        file.push('\n');
+    }
+    file.push_str(&line(MAX_SCANNED_PER_PAGE + 11, "new@example.org"));
+    file.push('\n');
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.jsonl");
+    std::fs::write(&path, file).unwrap();
+    let run = ingest::import_file(
+        &app.context,
+        &ImportRequest {
+            actor: &Actor::cli(),
+            tenant: &tenant,
+            format: ImportFormat::Jsonl,
+            path: &path,
+            skip_invalid: false,
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(run.state, ImportState::Committed, "{run:?}");
+    let analyst = app.signed_in_client("analyst@acme.example").await;
+
+    let (old, new) = (old.to_string(), new.to_string());
+    let response = app
+        .post_form(
+            &analyst,
+            "/t/acme/feedback/batches",
+            &[("mode", "contacts"), ("contact", &old), ("contact", &new)],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let page = app
+        .get(&analyst, &location(&response))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("new@example.org"), "{page}");
+    assert!(!page.contains("old@example.org"), "{page}");
+    assert!(page.contains("1 chosen by account or by hand with no resolved interaction"));
+    assert!(page.contains("id=\"scan-limit\""), "{page}");
+    assert!(page.contains("the newest 5000 interactions"), "{page}");
+}
+
+#[tokio::test]
+async fn an_export_is_refused_while_the_batch_is_being_sent() {
+    // A relay that accepts the connection and never answers: the send waits for its timeout.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let app = TestApp::spawn_configured(move |config, _| {
+        config.smtp = Some(SmtpConfig {
+            host: "127.0.0.1".to_owned(),
+            port,
+            tls: SmtpTls::None,
+            from: "Acme care <care@acme.example>".to_owned(),
+            username: None,
+            password_file: None,
+            timeout_seconds: 2,
+        });
+    });
+    let tenant = app.create_tenant("acme");
+    app.create_user("admin@acme.example", Role::TenantAdmin, Some(&tenant));
+    let jo = add_contact(&app, tenant.id, "c-jo", "Jo Kim", Some("jo@example.org"));
+    write_interaction(
+        &app.context,
+        tenant.id,
+        resolved_chat("t-1", "jo@example.org", "resolved", "Refund"),
+    );
+    let admin = app.signed_in_client("admin@acme.example").await;
+    save_template(&app, &admin, true).await;
+    let response = app
+        .post_form(
+            &admin,
+            "/t/acme/feedback/batches",
+            &[("mode", "contacts"), ("contact", &jo.to_string())],
+        )
+        .await;
+    let batch_url = location(&response);
+    let batch_id = batch_url.rsplit('/').next().unwrap().parse().unwrap();
+    let response = app
+        .post_form(&admin, &format!("{batch_url}/send"), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(rapport::feedback::is_sending(batch_id));
+    let response = app
+        .post_form(&admin, &format!("{batch_url}/export"), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert!(response.text().await.unwrap().contains("being sent"));
+    for _ in 0..100 {
+        if !rapport::feedback::is_sending(batch_id) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!rapport::feedback::is_sending(batch_id));
+    let page = app.get(&admin, &batch_url).await.text().await.unwrap();
+    assert!(page.contains("1 requests: 0 sent, 1 failed"), "{page}");
+    // Once the send is over, the failed request can be exported, and is then not sent again.
+    let response = app
+        .post_form(&admin, &format!("{batch_url}/export"), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.text().await.unwrap().contains("jo@example.org"));
+    let response = app
+        .post_form(&admin, &format!("{batch_url}/send"), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
 }
