@@ -17,6 +17,7 @@ pub mod cpu;
 pub mod crypto;
 pub mod error;
 pub mod feedback;
+pub mod health;
 pub mod ids;
 pub mod inference;
 pub mod ingest;

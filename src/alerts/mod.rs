@@ -45,18 +45,22 @@ pub use store::AlertStore;
 pub enum AlertKind {
     /// A review at or below the tenant's rating threshold was created.
     NegativeReview,
+    /// A churn-risk rule of account health fired for an account (the subject).
+    ChurnRisk(crate::health::ChurnRule),
 }
 
 impl AlertKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NegativeReview => "negative_review",
+            Self::ChurnRisk(rule) => rule.as_str(),
         }
     }
 
     pub fn label(self) -> &'static str {
         match self {
             Self::NegativeReview => "Negative review",
+            Self::ChurnRisk(_) => "Churn risk",
         }
     }
 }

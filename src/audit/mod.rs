@@ -144,6 +144,9 @@ pub enum AuditAction {
     CrmDeliveryAttempted,
     /// Someone put a failed CRM delivery back in the queue.
     CrmDeliveryRequeued,
+    /// A tenant admin changed the account-health configuration (measures, bands, churn rules);
+    /// the target holds the settings, no tenant content.
+    HealthConfigChanged,
 }
 
 impl AuditAction {
@@ -203,6 +206,7 @@ impl AuditAction {
             Self::CrmSettingsChanged => "crm.settings_changed",
             Self::CrmDeliveryAttempted => "crm.delivery_attempted",
             Self::CrmDeliveryRequeued => "crm.delivery_requeued",
+            Self::HealthConfigChanged => "health.config_changed",
         }
     }
 }

@@ -409,6 +409,7 @@ pub mod policy {
     policy!(WorkAlerts, WorkAlerts);
     policy!(ManageAlertRules, ManageAlertRules);
     policy!(WorkLeads, WorkLeads);
+    policy!(ManageHealth, ManageHealth);
 }
 
 /// A signed-in user whose role grants `P` on the appliance.

@@ -81,6 +81,8 @@ pub enum Permission {
     ManageAlertRules,
     /// Work the lead inbox: mark leads, set their status and assignee, export qualified leads.
     WorkLeads,
+    /// Configure account health: its measures, weights, bands and churn-risk rules.
+    ManageHealth,
 }
 
 impl Role {
@@ -104,6 +106,7 @@ impl Role {
                     | P::WorkAlerts
                     | P::ManageAlertRules
                     | P::WorkLeads
+                    | P::ManageHealth
             ),
             Role::Analyst => matches!(
                 permission,

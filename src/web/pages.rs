@@ -113,6 +113,9 @@ fn nav_for(session: &RequestSession, tenant: Option<&Tenant>, active: &str) -> V
         if role.grants(Permission::ManageIntegrations) {
             links.push((format!("{base}/settings/crm"), "CRM hand-off"));
         }
+        if role.grants(Permission::ManageHealth) {
+            links.push((format!("{base}/settings/health"), "Account health"));
+        }
     }
     links.push(("/account/password".to_owned(), "Password"));
     links.push(("/account/second-factor".to_owned(), "Two-factor"));
