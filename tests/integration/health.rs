@@ -18,7 +18,9 @@ use rapport::tenants::Tenant;
 use rapport::users::Role;
 use reqwest::StatusCode;
 
-use crate::helpers::{run_queue, use_off_backend, TestApp};
+use crate::helpers::{
+    cli_instance, free_port, rapport, run_queue, stderr, stdout, use_off_backend, TestApp,
+};
 
 fn import(app: &TestApp, tenant: &Tenant, format: ImportFormat, path: &Path) {
     let run = ingest::import_file(
@@ -34,6 +36,8 @@ fn import(app: &TestApp, tenant: &Tenant, format: ImportFormat, path: &Path) {
     )
     .unwrap();
     assert_eq!(run.state, ImportState::Committed, "{run:?}");
+    // As `rapport import` and the console's upload do after a committed run.
+    rapport::analysis::enqueue_after_import(&app.context, tenant.id, &run);
 }
 
 fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -210,7 +214,6 @@ async fn health_is_computed_explained_shown_and_alerts_the_owner() {
         "changed by -11.6 points",
         "No data for: Product-usage trend, Open bug records.",
         "<th scope=\"row\">Days to renewal</th><td>50.0</td><td>10</td>",
-        "<th scope=\"row\">QA score</th><td>no data</td><td>off</td>",
         "<td>70.8</td><td>Green (healthy)</td>",
     ] {
         assert!(
@@ -218,6 +221,19 @@ async fn health_is_computed_explained_shown_and_alerts_the_owner() {
             "missing {expected:?} in the account page"
         );
     }
+    // QA is shown (the off backend scored it) but switched off.
+    let qa_row = page
+        .split("<th scope=\"row\">QA score</th>")
+        .nth(1)
+        .unwrap();
+    assert!(
+        qa_row
+            .split("</tr>")
+            .next()
+            .unwrap()
+            .ends_with("<td>off</td>"),
+        "{qa_row}"
+    );
     // The owner's inbox has the alert.
     let inbox = app
         .get(&owner, "/t/acme/alerts")
@@ -310,4 +326,84 @@ async fn health_is_computed_explained_shown_and_alerts_the_owner() {
         .collect();
     assert_eq!(changes.len(), 2, "{changes:?}");
     assert!(changes[0].contains("red < 30") || changes[1].contains("red < 30"));
+}
+
+/// `rapport health recompute`: every account of the tenant with progress, or one; an unknown
+/// account is an error naming it.
+#[test]
+fn the_recompute_command_scores_every_account_or_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = cli_instance(dir.path(), free_port());
+    let config = config.to_str().unwrap();
+    let output = rapport(
+        &[
+            "tenant", "create", "--config", config, "--slug", "acme", "--name", "Acme",
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let renewal = (Utc::now() + Duration::days(45)).date_naive();
+    let accounts = write(
+        dir.path(),
+        "accounts.csv",
+        &format!(
+            "account_id,name,domain,plan,arr,renewal_date,owner_email\n\
+             A-1,Northwind,northwind.example,Pro,1200,{renewal},\n\
+             A-2,Contoso,contoso.example,Pro,1200,,\n"
+        ),
+    );
+    let output = rapport(
+        &[
+            "import",
+            "--config",
+            config,
+            "--tenant",
+            "acme",
+            "--format",
+            "accounts",
+            accounts.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let output = rapport(
+        &[
+            "health",
+            "recompute",
+            "--config",
+            config,
+            "--tenant",
+            "acme",
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&output);
+    // A-1 has a renewal date (50 after 45 days); A-2 has no data at all.
+    assert!(
+        printed.contains("recomputed 2 of 2 account(s)"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("1 of 2 account(s) have a score"),
+        "{printed}"
+    );
+
+    let unknown = RecordId::new().to_string();
+    let output = rapport(
+        &[
+            "health",
+            "recompute",
+            "--config",
+            config,
+            "--tenant",
+            "acme",
+            "--account",
+            &unknown,
+        ],
+        None,
+    );
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains(&format!("there is no account {unknown}")));
 }
