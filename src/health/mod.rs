@@ -20,7 +20,8 @@ pub mod rules;
 pub mod score;
 pub mod store;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -639,8 +640,16 @@ pub fn after_write(context: &AppContext, tenant: TenantId, kind: RecordKind, id:
     }
 }
 
-/// After the analysis worker stored a batch: recomputes the accounts its interactions name.
-/// Logged, never an error.
+/// Per tenant, the account names (source ids or domains, lower case) whose interactions were
+/// analysed since its queue last drained. In memory: after a restart the accounts of a backfill cut
+/// short are recomputed by their next trigger or `rapport health recompute`.
+static PENDING_ANALYSED: LazyLock<Mutex<HashMap<TenantId, HashSet<String>>>> =
+    LazyLock::new(Mutex::default);
+
+/// After the analysis worker stored a batch: notes the accounts its interactions name, and once
+/// the tenant's queue has drained recomputes them (at most [`MAX_ACCOUNTS_PER_HOOK`] at a time;
+/// the rest wait for the next drain). A backfill of many interactions so recomputes each account
+/// once at its end instead of after every batch. Logged, never an error.
 pub fn after_analysis(
     context: &AppContext,
     tenant: TenantId,
@@ -653,7 +662,27 @@ pub fn after_analysis(
                 add_name(&mut names, stored.record.account.as_ref());
             }
         }
-        accounts_named(context, tenant, &names)
+        let drained = context.analysis.counts(tenant)?.queued == 0;
+        let due: HashSet<String> = {
+            let mut pending = PENDING_ANALYSED
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let waiting = pending.entry(tenant).or_default();
+            waiting.extend(names);
+            if !drained {
+                return Ok(Vec::new());
+            }
+            let due: Vec<String> = waiting
+                .iter()
+                .take(MAX_ACCOUNTS_PER_HOOK)
+                .cloned()
+                .collect();
+            for name in &due {
+                waiting.remove(name);
+            }
+            due.into_iter().collect()
+        };
+        accounts_named(context, tenant, &due)
     })();
     match found {
         Ok(accounts) => recompute_each(context, tenant, &accounts),
