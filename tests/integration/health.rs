@@ -326,6 +326,27 @@ async fn health_is_computed_explained_shown_and_alerts_the_owner() {
         .collect();
     assert_eq!(changes.len(), 2, "{changes:?}");
     assert!(changes[0].contains("red < 30") || changes[1].contains("red < 30"));
+
+    // Another tenant's admin finds neither the settings nor the account.
+    let beta = app.create_tenant("beta");
+    app.create_user("admin@beta.example", Role::TenantAdmin, Some(&beta));
+    let stranger = app.signed_in_client("admin@beta.example").await;
+    for path in [
+        "/t/acme/settings/health".to_owned(),
+        format!("/t/acme/accounts/{account}"),
+    ] {
+        assert_eq!(
+            app.get(&stranger, &path).await.status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        app.get(&stranger, &format!("/t/beta/accounts/{account}"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
 }
 
 /// `rapport health recompute`: every account of the tenant with progress, or one; an unknown
