@@ -150,6 +150,25 @@ enum Command {
     /// Rotate the master key or a tenant's data key (the server must be stopped).
     #[command(subcommand)]
     Keys(crate::rotation::KeysCommand),
+    /// Account health scores.
+    #[command(subcommand)]
+    Health(HealthCommand),
+}
+
+#[derive(Subcommand)]
+enum HealthCommand {
+    /// Compute and store today's health snapshot of every account of a tenant (or one), and
+    /// evaluate the churn-risk rules; prints progress.
+    Recompute {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The tenant (slug).
+        #[arg(long, value_name = "SLUG")]
+        tenant: String,
+        /// Only this account (its id).
+        #[arg(long, value_name = "ID")]
+        account: Option<crate::ids::RecordId>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -478,6 +497,7 @@ pub fn run() -> ExitCode {
         } => export(&config.path, &tenant, out.as_deref()),
         Command::Model(command) => model(command),
         Command::Keys(command) => crate::rotation::run(command).map_err(Failure),
+        Command::Health(command) => health(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -1244,5 +1264,48 @@ fn model_table(listed: &crate::inference::catalogue::Catalogue) -> Outcome {
             .collect();
         writeln!(out, "no .gguf files in {}", searched.join(", "))?;
     }
+    Ok(())
+}
+
+fn health(command: HealthCommand) -> Outcome {
+    match command {
+        HealthCommand::Recompute {
+            config,
+            tenant,
+            account,
+        } => health_recompute(&config.path, &tenant, account),
+    }
+}
+
+/// `rapport health recompute`: every account of the tenant, oldest first, or the one given.
+fn health_recompute(config: &Path, slug: &str, account: Option<crate::ids::RecordId>) -> Outcome {
+    let context = open(config)?;
+    let tenant = find_tenant(&context, slug)?;
+    let accounts = if let Some(id) = account {
+        vec![id]
+    } else {
+        let mut ids = Vec::new();
+        context.accounts.for_each(tenant.id, |account| {
+            ids.push(account.id);
+            Ok(())
+        })?;
+        ids
+    };
+    let total = accounts.len();
+    let mut scored = 0;
+    for (done, id) in accounts.into_iter().enumerate() {
+        match crate::health::recompute(&context, tenant.id, id)? {
+            Some(snapshot) => {
+                if snapshot.score.is_some() {
+                    scored += 1;
+                }
+            }
+            None => return Err(Failure(format!("there is no account {id} in this tenant"))),
+        }
+        if (done + 1) % 100 == 0 || done + 1 == total {
+            println!("recomputed {} of {total} account(s)", done + 1);
+        }
+    }
+    println!("{scored} of {total} account(s) have a score");
     Ok(())
 }

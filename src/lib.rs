@@ -18,6 +18,7 @@ pub mod crypto;
 pub mod csv_cell;
 pub mod error;
 pub mod feedback;
+pub mod health;
 pub mod ids;
 pub mod inference;
 pub mod ingest;

@@ -148,6 +148,8 @@ struct ShowPage {
     truncated: bool,
     /// Records examined per kind, when that bound cut the search short.
     search_limit: Option<usize>,
+    /// The account's health, from its stored snapshots (none before the first recompute).
+    health: Option<crate::health::routes::HealthView>,
 }
 
 async fn show(
@@ -195,7 +197,9 @@ async fn show(
             })
             .collect();
         let account = account_row(&base, &overview.account);
+        let health = crate::health::routes::account_health(&context, access.tenant.id, id)?;
         Ok(ShowPage {
+            health,
             chrome: Chrome::for_session(
                 &context,
                 &access.session,

@@ -8,9 +8,9 @@
 //! [`raise`]) read and write under the tenant's writer lock.
 //!
 //! Raising is idempotent: while an alert of the same kind about the same record is not resolved,
-//! [`raise`] returns it instead of creating a second one. Only one rule exists so far, the
-//! negative-review rule ([`ReviewRule`]); the churn-risk rules of account health are meant to
-//! call [`raise`] with a kind of their own and land in the same inbox.
+//! [`raise`] returns it instead of creating a second one. The negative-review rule
+//! ([`ReviewRule`]) lives here; the churn-risk rules of account health ([`crate::health`]) call
+//! [`raise`] with [`AlertKind::ChurnRisk`] and land in the same inbox.
 //!
 //! - [`store`]: the sealed trees (alerts, the subject index, the rules);
 //! - [`routes`]: the inbox `/t/{tenant}/alerts`, one alert's page and its actions, and the rule
@@ -45,18 +45,22 @@ pub use store::AlertStore;
 pub enum AlertKind {
     /// A review at or below the tenant's rating threshold was created.
     NegativeReview,
+    /// A churn-risk rule of account health fired for an account (the subject).
+    ChurnRisk(crate::health::ChurnRule),
 }
 
 impl AlertKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NegativeReview => "negative_review",
+            Self::ChurnRisk(rule) => rule.as_str(),
         }
     }
 
     pub fn label(self) -> &'static str {
         match self {
             Self::NegativeReview => "Negative review",
+            Self::ChurnRisk(_) => "Churn risk",
         }
     }
 }

@@ -233,6 +233,7 @@ pub fn process_batch(
             context
                 .analysis
                 .record_batch(tenant, started, (report.done + report.failed) as u64);
+            crate::health::after_analysis(context, tenant, &claimed);
             Ok(report)
         }
         Err(error) => {

@@ -322,6 +322,7 @@ pub fn write_record<R: ApiResource>(
     )?;
     crate::analysis::enqueue_written(context, tenant, R::KIND, stored.id, stored.updated);
     crate::alerts::after_write(context, tenant, R::KIND, stored.id, created);
+    crate::health::after_write(context, tenant, R::KIND, stored.id);
     Ok((stored, created))
 }
 

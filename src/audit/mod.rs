@@ -155,6 +155,9 @@ pub enum AuditAction {
     ReviewsExported,
     /// A tenant admin changed the reply-draft settings; the target says the mode.
     ReviewSettingsChanged,
+    /// A tenant admin changed the account-health configuration (measures, bands, churn rules);
+    /// the target holds the settings, no tenant content.
+    HealthConfigChanged,
 }
 
 impl AuditAction {
@@ -219,6 +222,7 @@ impl AuditAction {
             Self::ReviewDraftRequested => "review.draft_requested",
             Self::ReviewsExported => "review.exported",
             Self::ReviewSettingsChanged => "review.settings_changed",
+            Self::HealthConfigChanged => "health.config_changed",
         }
     }
 }

@@ -411,6 +411,7 @@ pub mod policy {
     policy!(WorkLeads, WorkLeads);
     policy!(WorkReviews, WorkReviews);
     policy!(ManageReviewSettings, ManageReviewSettings);
+    policy!(ManageHealth, ManageHealth);
 }
 
 /// A signed-in user whose role grants `P` on the appliance.

@@ -85,6 +85,8 @@ pub enum Permission {
     WorkReviews,
     /// Change the tenant's reply-draft settings (mode, tone, templates).
     ManageReviewSettings,
+    /// Configure account health: its measures, weights, bands and churn-risk rules.
+    ManageHealth,
 }
 
 impl Role {
@@ -110,6 +112,7 @@ impl Role {
                     | P::WorkLeads
                     | P::WorkReviews
                     | P::ManageReviewSettings
+                    | P::ManageHealth
             ),
             Role::Analyst => matches!(
                 permission,

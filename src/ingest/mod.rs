@@ -620,6 +620,7 @@ fn import_kind<R: SourceRecord>(
     // Negative-review alerts for the reviews this run created (logged, never an error: the run
     // has committed).
     crate::alerts::after_import(context, tenant.id, &run);
+    crate::health::after_import(context, tenant.id, &run);
     // The import is committed; a journal left behind by a failure here is only garbage (a
     // committed run is never rolled back), so it is reported, not turned into an error.
     if let Err(error) = discard_journal::<R>(context, tenant.id, run.id) {

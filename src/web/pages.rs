@@ -119,6 +119,9 @@ fn nav_for(session: &RequestSession, tenant: Option<&Tenant>, active: &str) -> V
         if role.grants(Permission::ManageReviewSettings) {
             links.push((format!("{base}/settings/reviews"), "Reply drafts"));
         }
+        if role.grants(Permission::ManageHealth) {
+            links.push((format!("{base}/settings/health"), "Account health"));
+        }
     }
     links.push(("/account/password".to_owned(), "Password"));
     links.push(("/account/second-factor".to_owned(), "Two-factor"));

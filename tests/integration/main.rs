@@ -20,6 +20,7 @@ mod durability;
 mod feedback;
 mod formats;
 mod headers;
+mod health;
 mod inference;
 mod ingest;
 mod isolation;
