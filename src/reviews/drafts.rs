@@ -15,7 +15,7 @@ use crate::analysis::pipeline::flatten;
 use crate::reviews::{Formality, ReviewSettings};
 
 /// Recorded with every draft; bump it when [`prompt`] or the templates' filling change.
-pub const REPLY_PROMPT_VERSION: u32 = 1;
+pub const REPLY_PROMPT_VERSION: u32 = 2;
 /// The analyzer a template draft names in its provenance.
 pub const TEMPLATE_ANALYZER: &str = "template (no model)";
 /// The analyzer a model's draft names in its provenance.

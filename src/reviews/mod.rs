@@ -60,7 +60,7 @@ pub enum ReviewError {
     DraftsOff,
     /// The export's filters reach past the records one request may examine.
     #[error(
-        "Nothing was exported: an export reads at most the {} newest signals of the tenant, and there are more, so the file would be incomplete. Filters do not shorten that read; see the inbox's pages instead.",
+        "Nothing was exported: an export reads at most the {} newest signals of the tenant, and there are more, so the file would be incomplete. Filters do not shorten that read.",
         crate::records::MAX_SCANNED_PER_PAGE
     )]
     ExportTooBroad,

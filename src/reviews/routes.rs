@@ -746,3 +746,26 @@ async fn save_settings(
     })
     .await?
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::ResponseError;
+
+    use super::*;
+
+    #[test]
+    fn export_failures_that_are_not_the_users_are_server_errors() {
+        let status = |error: ReviewError| AppError::from(error).status_code();
+        assert_eq!(
+            status(ReviewError::Export("io".to_owned())),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            status(ReviewError::Invalid(
+                "Rating: choose 1 to 5 stars.".to_owned()
+            )),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(status(ReviewError::Restricted), StatusCode::CONFLICT);
+    }
+}
