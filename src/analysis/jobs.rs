@@ -94,6 +94,10 @@ pub enum JobErrorKind {
     Cancelled,
     /// A customer in it restricted or objected to processing (see `crate::privacy`).
     SubjectRestricted,
+    /// A review's reply draft could not be written; its text's analyses were kept.
+    DraftFailed,
+    /// The record or what is kept beside it could not be read or recorded (the store).
+    Store,
 }
 
 impl JobErrorKind {
@@ -104,6 +108,8 @@ impl JobErrorKind {
             Self::Interrupted => "interrupted",
             Self::Cancelled => "cancelled",
             Self::SubjectRestricted => "subject restricted",
+            Self::DraftFailed => "reply draft failed",
+            Self::Store => "store error",
         }
     }
 }

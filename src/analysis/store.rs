@@ -120,7 +120,8 @@ pub struct Finished {
     /// The job as claimed.
     pub job: Job,
     pub end: AttemptEnd,
-    /// Stored with the job's end (only for `Done`).
+    /// Stored with the job's end: for `Done`, and for a `Failed` job what it finished before
+    /// failing (a review's text analyses when its reply draft failed). Never for `Released`.
     pub analyses: Vec<Analysis>,
 }
 
@@ -339,7 +340,11 @@ impl AnalysisStore {
                 requeued |= ended.state == JobState::Queued;
                 completed += u64::from(ended.state == JobState::Done);
                 match item.end {
-                    AttemptEnd::Done { .. } => {
+                    AttemptEnd::Done { .. }
+                    | AttemptEnd::Failed {
+                        kind: JobErrorKind::DraftFailed,
+                        ..
+                    } => {
                         for analysis in &item.analyses {
                             let key = AnalysisKey {
                                 interaction: analysis.interaction,

@@ -275,9 +275,22 @@ fn run_claimed(
         .partition(|job| job.subject == JobSubject::Review);
     let mut finished = Vec::with_capacity(claimed.len());
     if !reviews.is_empty() {
-        finished.extend(crate::reviews::analyse::run_jobs(
-            context, backend, topics, tenant, &reviews, stop,
-        )?);
+        // A review-side error ends the review jobs only (retryable, attempts counted, so a
+        // lasting one cannot keep them at the head of the queue): the interactions run on.
+        match crate::reviews::analyse::run_jobs(context, backend, topics, tenant, &reviews, stop) {
+            Ok(ended) => finished.extend(ended),
+            Err(error) => {
+                tracing::warn!(tenant = %tenant, jobs = reviews.len(), kind = error.kind(), "review jobs failed");
+                finished.extend(reviews.into_iter().map(|job| Finished {
+                    job,
+                    end: AttemptEnd::Failed {
+                        kind: JobErrorKind::Store,
+                        retryable: true,
+                    },
+                    analyses: Vec::new(),
+                }));
+            }
+        }
     }
     if !interactions.is_empty() {
         finished.extend(run_interactions(

@@ -20,11 +20,11 @@ use crate::context::AppContext;
 use crate::ids::TenantId;
 use crate::inference::{Backend, BackendKind, LabelSet};
 use crate::interactions::{AuthorRole, Channel, Interaction, InteractionRecord, MessageRecord};
-use crate::privacy::Restrictions;
 use crate::records::Stored;
 use crate::reviews::drafts::{self, ReplyDraft};
 use crate::reviews::store::ReviewStore;
 use crate::reviews::{ReplyMode, Review, ReviewSettings};
+use crate::store::StoreError;
 
 /// The review as the pipeline reads a conversation: its text as the one customer message. The
 /// id and version are the review's, so the analyses are stored under the review.
@@ -83,14 +83,16 @@ pub fn draft(
         )
     } else {
         let filled = drafts::fill_template(settings, rating, reviewer);
+        // The prompt holds no reviewer name (it is the reviewer's own text): the model writes
+        // `{reviewer}` where the name goes, and the safe name is put in afterwards.
         let generated = backend.generate(
-            &drafts::prompt(settings, rating, reviewer, &text),
+            &drafts::prompt(settings, rating, &text),
             drafts::REPLY_MAX_TOKENS,
         )?;
         // The prompt started the reply with the template's opening sentence; the draft is that
         // sentence and what the model wrote after it. A model that wrote nothing leaves the
         // template, and the provenance says so.
-        let continued = drafts::clean_reply(&generated);
+        let continued = drafts::with_name(&drafts::clean_reply(&generated), reviewer);
         if continued.is_empty() {
             (filled, drafts::TEMPLATE_FALLBACK_ANALYZER)
         } else {
@@ -100,6 +102,8 @@ pub fn draft(
             )
         }
     };
+    // An unhappy reviewer is always told how to reach support, whatever the model wrote.
+    let reply = drafts::with_support(reply, settings, rating, reviewer);
     let digest = {
         let material = format!(
             "{rating}\n{}\n{}\n{text}",
@@ -131,43 +135,59 @@ pub fn draft(
 
 type Loaded<'a> = (&'a Job, Review, Interaction, Vec<Analysis>);
 
-/// Reads each job's review and stored analyses. Jobs that cannot run (the review is gone, its
-/// author restricted processing) end in `finished` at once.
+/// Reads one job's review and stored analyses: `Err` is why the job cannot run (the review is
+/// gone, its author restricted processing, or it could not be read) and whether to retry it.
+fn load_one(
+    context: &AppContext,
+    tenant: TenantId,
+    job: &Job,
+) -> Result<(Review, Vec<Analysis>), (JobErrorKind, bool)> {
+    let unreadable = |error: StoreError| {
+        tracing::warn!(tenant = %tenant, signal = %job.interaction, error = %error, "review job could not be read");
+        (JobErrorKind::Store, true)
+    };
+    let review = context
+        .signals
+        .get(tenant, job.interaction)
+        .map_err(unreadable)?
+        .and_then(Review::of)
+        .ok_or((JobErrorKind::InteractionMissing, false))?;
+    if crate::reviews::restricted(context, tenant, &review).map_err(unreadable)? {
+        return Err((JobErrorKind::SubjectRestricted, false));
+    }
+    let existing = context
+        .analysis
+        .analyses(tenant, job.interaction)
+        .map_err(unreadable)?;
+    Ok((review, existing))
+}
+
+/// Reads each job's review and stored analyses. Jobs that cannot run end in `finished` at once;
+/// a job that cannot be read fails alone (retryable), never the batch.
 fn load<'a>(
     context: &AppContext,
     tenant: TenantId,
     claimed: &'a [Job],
     finished: &mut Vec<Finished>,
-) -> Result<Vec<Loaded<'a>>, AnalysisError> {
-    let restrictions = Restrictions::new(context.store.clone());
+) -> Vec<Loaded<'a>> {
     let mut loaded = Vec::new();
     for job in claimed {
-        let review = context
-            .signals
-            .get(tenant, job.interaction)?
-            .and_then(Review::of);
-        let Some(review) = review else {
-            finished.push(failed(job, JobErrorKind::InteractionMissing, false));
-            continue;
-        };
-        let restricted = match &review.stored.record.contact {
-            Some(email) => restrictions.of(tenant, email)?.is_some(),
-            None => false,
-        };
-        if restricted {
-            finished.push(failed(job, JobErrorKind::SubjectRestricted, false));
-            continue;
+        match load_one(context, tenant, job) {
+            Ok((review, existing)) => {
+                let conversation = as_conversation(&review);
+                loaded.push((job, review, conversation, existing));
+            }
+            Err((kind, retryable)) => finished.push(failed(job, kind, retryable)),
         }
-        let existing = context.analysis.analyses(tenant, job.interaction)?;
-        let conversation = as_conversation(&review);
-        loaded.push((job, review, conversation, existing));
     }
-    Ok(loaded)
+    loaded
 }
 
 /// Runs the review jobs of one claimed batch. A review that is gone (or is no longer a review)
 /// fails for good, and its analyses go with it; a review whose author restricted or objected to
-/// processing is not analysed.
+/// processing is not analysed; a review that cannot be read fails alone. `Err` (the settings
+/// could not be read, a remote send could not be audited) concerns every review job of the batch
+/// and nothing else: the worker fails those jobs, not the interactions beside them.
 pub fn run_jobs(
     context: &AppContext,
     backend: &dyn Backend,
@@ -177,7 +197,9 @@ pub fn run_jobs(
     stop: &dyn Fn() -> bool,
 ) -> Result<Vec<Finished>, AnalysisError> {
     let mut finished = Vec::with_capacity(claimed.len());
-    let loaded = load(context, tenant, claimed, &mut finished)?;
+    // Read once, before any inference: the drafts of the whole batch follow the same settings.
+    let settings = ReviewStore::new(context.store.clone()).settings(tenant)?;
+    let loaded = load(context, tenant, claimed, &mut finished);
     if loaded.is_empty() {
         return Ok(finished);
     }
@@ -232,50 +254,62 @@ pub fn run_jobs(
             return Ok(finished);
         }
     };
-    let settings = ReviewStore::new(context.store.clone()).settings(tenant)?;
     for ((job, review, _, _), outcome) in loaded.iter().zip(outcomes) {
-        let mut analyses = match outcome {
-            ItemOutcome::Done(analyses) => analyses,
-            ItemOutcome::Failed => {
-                finished.push(failed(job, JobErrorKind::Inference, true));
-                continue;
-            }
-            ItemOutcome::NotReached => {
-                finished.push(Finished {
-                    job: (*job).clone(),
-                    end: AttemptEnd::Released,
-                    analyses: Vec::new(),
-                });
-                continue;
-            }
-        };
-        // A draft asked for while the mode was `suggest` is not written once it is `off`.
-        if job.kinds.contains(&AnalysisKind::ReplyDraft) && settings.mode == ReplyMode::Suggest {
-            if stop() {
-                finished.push(Finished {
-                    job: (*job).clone(),
-                    end: AttemptEnd::Released,
-                    analyses: Vec::new(),
-                });
-                continue;
-            }
-            match draft(backend, &settings, review) {
-                Ok(reply) => analyses.push(reply),
-                Err(error) => {
-                    let kind = AnalysisError::from(error).kind();
-                    tracing::warn!(signal = %job.interaction, kind, "reply draft failed");
-                    finished.push(failed(job, JobErrorKind::Inference, true));
-                    continue;
-                }
-            }
-        }
-        finished.push(Finished {
-            job: (*job).clone(),
-            end: AttemptEnd::Done {
-                analysed_version: review.stored.updated,
-            },
-            analyses,
-        });
+        finished.push(end_of(backend, &settings, job, review, outcome, stop));
     }
     Ok(finished)
+}
+
+fn released(job: &Job) -> Finished {
+    Finished {
+        job: job.clone(),
+        end: AttemptEnd::Released,
+        analyses: Vec::new(),
+    }
+}
+
+/// How one review job ends, from its text's analyses and (when asked, in `suggest` mode) its
+/// reply draft. A failed draft keeps the text's analyses: the job fails for the draft alone,
+/// and a retry makes the draft again while it reuses the rest.
+fn end_of(
+    backend: &dyn Backend,
+    settings: &ReviewSettings,
+    job: &Job,
+    review: &Review,
+    outcome: ItemOutcome,
+    stop: &dyn Fn() -> bool,
+) -> Finished {
+    let mut analyses = match outcome {
+        ItemOutcome::Done(analyses) => analyses,
+        ItemOutcome::Failed => return failed(job, JobErrorKind::Inference, true),
+        ItemOutcome::NotReached => return released(job),
+    };
+    // A draft asked for while the mode was `suggest` is not written once it is `off`.
+    if job.kinds.contains(&AnalysisKind::ReplyDraft) && settings.mode == ReplyMode::Suggest {
+        if stop() {
+            return released(job);
+        }
+        match draft(backend, settings, review) {
+            Ok(reply) => analyses.push(reply),
+            Err(error) => {
+                let kind = AnalysisError::from(error).kind();
+                tracing::warn!(signal = %job.interaction, kind, "reply draft failed");
+                return Finished {
+                    job: job.clone(),
+                    end: AttemptEnd::Failed {
+                        kind: JobErrorKind::DraftFailed,
+                        retryable: true,
+                    },
+                    analyses,
+                };
+            }
+        }
+    }
+    Finished {
+        job: job.clone(),
+        end: AttemptEnd::Done {
+            analysed_version: review.stored.updated,
+        },
+        analyses,
+    }
 }

@@ -59,6 +59,18 @@ pub enum ReviewError {
         "reply drafts are off for this tenant (a tenant admin can turn them on under Reply drafts)"
     )]
     DraftsOff,
+    /// The export's filters reach past the records one request may examine.
+    #[error(
+        "Nothing was exported: an export reads at most the {} newest signals of the tenant, and there are more, so the file would be incomplete. Filters do not shorten that read.",
+        crate::records::MAX_SCANNED_PER_PAGE
+    )]
+    ExportTooBroad,
+    /// The export could not be written (not the user's fault).
+    #[error("the reviews export could not be written: {0}")]
+    Export(String),
+    /// The reviewer restricted or objected to processing: nothing may be made from the review.
+    #[error("The reviewer has restricted processing of their data, so no reply draft can be made for this review.")]
+    Restricted,
 }
 
 /// Where a review is in its workflow. The string forms are stable (filters, exports).
@@ -534,32 +546,48 @@ pub fn inbox_page(
     })
 }
 
-/// Every review that passes `filter`, newest first (the export). Reviews whose author restricted
-/// or objected to processing are left out: an export leaves Rapport.
+/// Whether the review's author (the signal's `contact`) restricted or objected to processing.
+/// A review without an e-mail cannot be matched to a restriction.
+pub fn restricted(
+    context: &AppContext,
+    tenant: TenantId,
+    review: &Review,
+) -> Result<bool, StoreError> {
+    match &review.stored.record.contact {
+        Some(email) => Ok(Restrictions::new(context.store.clone())
+            .of(tenant, email)?
+            .is_some()),
+        None => Ok(false),
+    }
+}
+
+/// Every review that passes `filter`, newest first (the export), examining at most the
+/// [`crate::records::MAX_SCANNED_PER_PAGE`] newest signals like one inbox page: filters that reach
+/// further are refused ([`ReviewError::ExportTooBroad`]) instead of reading the whole tenant in
+/// one request. Reviews whose author restricted or objected to processing are left out: an export
+/// leaves Rapport.
 pub fn matching(
     context: &AppContext,
     tenant: TenantId,
     filter: &ReviewFilter,
 ) -> Result<Vec<ReviewEntry>, ReviewError> {
-    let restrictions = Restrictions::new(context.store.clone());
-    let mut entries = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = inbox_page(context, tenant, filter, cursor, crate::records::PAGE_SIZE)?;
-        for entry in page.items {
-            let restricted = match &entry.review.stored.record.contact {
-                Some(email) => restrictions.of(tenant, email)?.is_some(),
-                None => false,
-            };
-            if !restricted {
-                entries.push(entry);
-            }
-        }
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => return Ok(entries),
+    let page = inbox_page(
+        context,
+        tenant,
+        filter,
+        None,
+        crate::records::MAX_SCANNED_PER_PAGE,
+    )?;
+    if page.scan_limit_reached || page.next_cursor.is_some() {
+        return Err(ReviewError::ExportTooBroad);
+    }
+    let mut entries = Vec::with_capacity(page.items.len());
+    for entry in page.items {
+        if !restricted(context, tenant, &entry.review)? {
+            entries.push(entry);
         }
     }
+    Ok(entries)
 }
 
 /// One review with its state and analyses; `NotFound` for an id that is not a review of this
@@ -808,7 +836,8 @@ pub fn set_status(
 }
 
 /// A person asks for a new reply draft: queued ahead of backfills, and audited. Refused when the
-/// tenant's reply drafts are off.
+/// tenant's reply drafts are off, and when the reviewer restricted processing (the job could only
+/// fail).
 pub fn request_draft(
     context: &AppContext,
     acting: &Acting<'_>,
@@ -818,6 +847,9 @@ pub fn request_draft(
     let settings = ReviewStore::new(context.store.clone()).settings(acting.tenant)?;
     if settings.mode == ReplyMode::Off {
         return Err(ReviewError::DraftsOff);
+    }
+    if restricted(context, acting.tenant, &entry.review)? {
+        return Err(ReviewError::Restricted);
     }
     context.audit(acting.event(AuditAction::ReviewDraftRequested, format!("review {id}")))?;
     context.analysis.enqueue(
@@ -957,7 +989,8 @@ impl ExportFormat {
 }
 
 /// Exports the reviews that pass `filter` (newest first) with their drafts and replies, audited
-/// with the format and the count. Returns the file's bytes.
+/// with the format, the count and the exported reviews' ids. Returns the file's bytes. Refused
+/// with [`ReviewError::ExportTooBroad`] when the filters reach past the scan bound.
 pub fn export(
     context: &AppContext,
     acting: &Acting<'_>,
@@ -968,27 +1001,27 @@ pub fn export(
         .iter()
         .map(ExportRow::of)
         .collect();
+    let failed = |error: &dyn std::fmt::Display| ReviewError::Export(error.to_string());
     let bytes = match format {
-        ExportFormat::Json => serde_json::to_vec_pretty(&rows)
-            .map_err(|error| ReviewError::Invalid(format!("the export failed: {error}")))?,
+        ExportFormat::Json => serde_json::to_vec_pretty(&rows).map_err(|error| failed(&error))?,
         ExportFormat::Csv => {
             let mut writer = csv::Writer::from_writer(Vec::new());
             let written = writer.write_record(EXPORT_COLUMNS).and_then(|()| {
                 rows.iter()
                     .try_for_each(|row| writer.write_record(row.fields()))
             });
-            written.map_err(|error| ReviewError::Invalid(format!("the export failed: {error}")))?;
-            writer
-                .into_inner()
-                .map_err(|error| ReviewError::Invalid(format!("the export failed: {error}")))?
+            written.map_err(|error| failed(&error))?;
+            writer.into_inner().map_err(|error| failed(&error))?
         }
     };
+    let ids: Vec<&str> = rows.iter().map(|row| row.review_id.as_str()).collect();
     context.audit(acting.event(
         AuditAction::ReviewsExported,
         format!(
-            "reviews export ({}): {} reviews",
+            "reviews export ({}): {} reviews: [{}]",
             format.as_str(),
-            rows.len()
+            rows.len(),
+            ids.join(", ")
         ),
     ))?;
     Ok(bytes)

@@ -60,7 +60,10 @@ impl From<ReviewError> for AppError {
             ReviewError::Analysis(analysis) => analysis.into(),
             ReviewError::NotFound => Self::NotFound,
             ReviewError::Invalid(message) => Self::BadRequest(message),
-            ReviewError::DraftsOff => Self::Conflict(error.to_string()),
+            ReviewError::DraftsOff | ReviewError::Restricted => Self::Conflict(error.to_string()),
+            // Only `export` answers this, with the inbox and the message (422).
+            ReviewError::ExportTooBroad => Self::BadRequest(error.to_string()),
+            ReviewError::Export(_) => Self::internal(&error),
         }
     }
 }
@@ -132,6 +135,7 @@ fn choices(values: &[&str], current: &str) -> Vec<Choice> {
 #[template(path = "reviews/inbox.html")]
 struct InboxPage {
     chrome: Chrome,
+    error: Option<String>,
     list_url: String,
     source: String,
     location: String,
@@ -184,6 +188,66 @@ fn with_query(url: &str, pairs: &[(&'static str, String)]) -> String {
     }
 }
 
+/// The inbox page for `query`, with `error` above the list (a refused export).
+fn inbox_view(
+    context: &AppContext,
+    access: &TenantAccess<WorkReviews>,
+    client: Option<String>,
+    query: &InboxQuery,
+    error: Option<String>,
+) -> Result<InboxPage, AppError> {
+    let filter = query.filter()?;
+    let cursor = parse_cursor(&query.cursor)?;
+    let found = crate::reviews::inbox_page(context, access.tenant.id, &filter, cursor, PAGE_SIZE)?;
+    audit_personal_read(
+        context,
+        &access.session,
+        &access.tenant,
+        client,
+        "reviews list",
+    )?;
+    let base = format!("/t/{}", access.tenant.slug);
+    let list_url = format!("{base}/reviews");
+    let pairs = filter.query_pairs();
+    let older = found.next_cursor.map(|next| {
+        let mut pairs = pairs.clone();
+        pairs.push(("cursor", next.to_string()));
+        with_query(&list_url, &pairs)
+    });
+    let rating = filter
+        .rating
+        .map(|rating| rating.to_string())
+        .unwrap_or_default();
+    let status = filter.status.map(ReviewStatus::as_str).unwrap_or_default();
+    Ok(InboxPage {
+        chrome: Chrome::for_session(
+            context,
+            &access.session,
+            Some(&access.tenant),
+            "Reviews",
+            &list_url,
+        )?,
+        error,
+        rows: found.items.iter().map(|entry| row(&base, entry)).collect(),
+        filtered: !pairs.is_empty(),
+        older,
+        is_first_page: cursor.is_none(),
+        scan_limit: found.scan_limit_reached.then_some(MAX_SCANNED_PER_PAGE),
+        export_csv: with_query(&format!("{list_url}/export.csv"), &pairs),
+        export_json: with_query(&format!("{list_url}/export.json"), &pairs),
+        ratings: choices(&["1", "2", "3", "4", "5"], &rating),
+        statuses: choices(&ReviewStatus::ALL.map(ReviewStatus::as_str), status),
+        sentiments: choices(
+            &crate::inference::SENTIMENT_LABELS,
+            filter.sentiment.as_deref().unwrap_or_default(),
+        ),
+        source: filter.source.clone().unwrap_or_default(),
+        location: filter.location.clone().unwrap_or_default(),
+        topic: filter.topic.clone().unwrap_or_default(),
+        list_url,
+    })
+}
+
 async fn inbox(
     request: HttpRequest,
     context: Data<AppContext>,
@@ -191,59 +255,7 @@ async fn inbox(
     query: Query<InboxQuery>,
 ) -> Result<HttpResponse, AppError> {
     let client = client(&request);
-    let page = web::block(move || -> Result<InboxPage, AppError> {
-        let filter = query.filter()?;
-        let cursor = parse_cursor(&query.cursor)?;
-        let found =
-            crate::reviews::inbox_page(&context, access.tenant.id, &filter, cursor, PAGE_SIZE)?;
-        audit_personal_read(
-            &context,
-            &access.session,
-            &access.tenant,
-            client,
-            "reviews list",
-        )?;
-        let base = format!("/t/{}", access.tenant.slug);
-        let list_url = format!("{base}/reviews");
-        let pairs = filter.query_pairs();
-        let older = found.next_cursor.map(|next| {
-            let mut pairs = pairs.clone();
-            pairs.push(("cursor", next.to_string()));
-            with_query(&list_url, &pairs)
-        });
-        let rating = filter
-            .rating
-            .map(|rating| rating.to_string())
-            .unwrap_or_default();
-        let status = filter.status.map(ReviewStatus::as_str).unwrap_or_default();
-        Ok(InboxPage {
-            chrome: Chrome::for_session(
-                &context,
-                &access.session,
-                Some(&access.tenant),
-                "Reviews",
-                &list_url,
-            )?,
-            rows: found.items.iter().map(|entry| row(&base, entry)).collect(),
-            filtered: !pairs.is_empty(),
-            older,
-            is_first_page: cursor.is_none(),
-            scan_limit: found.scan_limit_reached.then_some(MAX_SCANNED_PER_PAGE),
-            export_csv: with_query(&format!("{list_url}/export.csv"), &pairs),
-            export_json: with_query(&format!("{list_url}/export.json"), &pairs),
-            ratings: choices(&["1", "2", "3", "4", "5"], &rating),
-            statuses: choices(&ReviewStatus::ALL.map(ReviewStatus::as_str), status),
-            sentiments: choices(
-                &crate::inference::SENTIMENT_LABELS,
-                filter.sentiment.as_deref().unwrap_or_default(),
-            ),
-            source: filter.source.clone().unwrap_or_default(),
-            location: filter.location.clone().unwrap_or_default(),
-            topic: filter.topic.clone().unwrap_or_default(),
-            list_url,
-        })
-    })
-    .await??;
+    let page = web::block(move || inbox_view(&context, &access, client, &query, None)).await??;
     render(&page, StatusCode::OK)
 }
 
@@ -255,17 +267,38 @@ async fn export(
     format: ExportFormat,
 ) -> Result<HttpResponse, AppError> {
     let client = client(&request);
-    let bytes = web::block(move || -> Result<Vec<u8>, AppError> {
+    let exported = web::block(move || -> Result<Result<Vec<u8>, InboxPage>, AppError> {
         let filter = query.filter()?;
         let actor = access.session.user.actor();
         let acting = Acting {
             actor: &actor,
-            client,
+            client: client.clone(),
             tenant: access.tenant.id,
         };
-        Ok(crate::reviews::export(&context, &acting, &filter, format)?)
+        match crate::reviews::export(&context, &acting, &filter, format) {
+            Ok(bytes) => Ok(Ok(bytes)),
+            // Too broad: the inbox with these filters and the reason, to narrow them there.
+            Err(error @ ReviewError::ExportTooBroad) => {
+                let query = InboxQuery {
+                    cursor: String::new(),
+                    ..query.into_inner()
+                };
+                Ok(Err(inbox_view(
+                    &context,
+                    &access,
+                    client,
+                    &query,
+                    Some(error.to_string()),
+                )?))
+            }
+            Err(error) => Err(error.into()),
+        }
     })
     .await??;
+    let bytes = match exported {
+        Ok(bytes) => bytes,
+        Err(page) => return render(&page, StatusCode::UNPROCESSABLE_ENTITY),
+    };
     let (content_type, name) = match format {
         ExportFormat::Csv => ("text/csv; charset=utf-8", "reviews.csv"),
         ExportFormat::Json => ("application/json", "reviews.json"),
@@ -317,6 +350,8 @@ struct ShowPage {
     draft: Option<AnalysisLine>,
     draft_pending: bool,
     can_request_draft: bool,
+    /// The reviewer restricted processing: no draft can be asked for (the page says so, no more).
+    restricted: bool,
     /// What the edit box starts with: the person's text, else the machine's draft.
     reply: String,
     replied_at: Option<String>,
@@ -341,6 +376,7 @@ async fn show(
         let entry = crate::reviews::review(&context, tenant, id)?;
         let pending = crate::reviews::draft_pending(&context, tenant, id)?;
         let settings = ReviewStore::new(context.store.clone()).settings(tenant)?;
+        let restricted = crate::reviews::restricted(&context, tenant, &entry.review)?;
         audit_personal_read(
             &context,
             &access.session,
@@ -398,7 +434,8 @@ async fn show(
             topics,
             draft,
             draft_pending: pending,
-            can_request_draft: settings.mode == ReplyMode::Suggest,
+            can_request_draft: settings.mode == ReplyMode::Suggest && !restricted,
+            restricted,
             reply: entry.reply_text().unwrap_or_default().to_owned(),
             replied_at: entry.state.replied_at.map(format_time),
             changed: entry.state.changed_at.map(|at| {
@@ -708,4 +745,27 @@ async fn save_settings(
         }
     })
     .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::ResponseError;
+
+    use super::*;
+
+    #[test]
+    fn export_failures_that_are_not_the_users_are_server_errors() {
+        let status = |error: ReviewError| AppError::from(error).status_code();
+        assert_eq!(
+            status(ReviewError::Export("io".to_owned())),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            status(ReviewError::Invalid(
+                "Rating: choose 1 to 5 stars.".to_owned()
+            )),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(status(ReviewError::Restricted), StatusCode::CONFLICT);
+    }
 }
