@@ -153,6 +153,48 @@ enum Command {
     /// Account health scores.
     #[command(subcommand)]
     Health(HealthCommand),
+    /// Reviews: export every review of a tenant with its draft and reply (the console's export
+    /// reads at most one page bound of signals).
+    #[command(subcommand)]
+    Reviews(ReviewsCommand),
+}
+
+#[derive(Subcommand)]
+enum ReviewsCommand {
+    /// Write every review of a tenant that passes the filters, newest first, with its status,
+    /// analyses, draft and reply, as CSV or JSON (the console export's columns). Audited as
+    /// `review.exported`.
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The tenant (slug).
+        #[arg(long, value_name = "SLUG")]
+        tenant: String,
+        /// The file format.
+        #[arg(long, value_enum)]
+        format: ReviewExportFormat,
+        /// Write to this new file (mode 0600) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Only reviews from this source or platform.
+        #[arg(long, default_value = "")]
+        source: String,
+        /// Only reviews with this rating (1 to 5).
+        #[arg(long, default_value = "")]
+        rating: String,
+        /// Only reviews of this location.
+        #[arg(long, default_value = "")]
+        location: String,
+        /// Only reviews with this status (new, drafted, replied, ignored).
+        #[arg(long, default_value = "")]
+        status: String,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReviewExportFormat {
+    Csv,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -418,34 +460,7 @@ pub fn run() -> ExitCode {
         Command::Tenant(command) => tenant(command),
         Command::User(command) => user(command),
         Command::Audit(AuditCommand::Verify { config }) => audit_verify(&config.path),
-        Command::Bench(BenchCommand::Ingest {
-            interactions,
-            queries,
-            dir,
-        }) => {
-            crate::telemetry::init_for_command();
-            crate::bench::ingest(&crate::bench::IngestBench {
-                interactions,
-                queries,
-                dir,
-            })
-            .map_err(Failure::from)
-        }
-        Command::Bench(BenchCommand::Analysis {
-            messages,
-            conversations,
-            widths,
-            threads,
-        }) => {
-            crate::telemetry::init_for_command();
-            crate::inference::bench::analysis(&crate::inference::bench::AnalysisBench {
-                messages,
-                conversations,
-                widths,
-                threads,
-            })
-            .map_err(Failure::from)
-        }
+        Command::Bench(command) => bench(command),
         Command::Eval {
             config,
             tenant,
@@ -498,12 +513,47 @@ pub fn run() -> ExitCode {
         Command::Model(command) => model(command),
         Command::Keys(command) => crate::rotation::run(command).map_err(Failure),
         Command::Health(command) => health(command),
+        Command::Reviews(command) => reviews(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(message)) => {
             eprintln!("error: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `rapport bench …`: each benchmark makes its own throw-away instance.
+fn bench(command: BenchCommand) -> Outcome {
+    match command {
+        BenchCommand::Ingest {
+            interactions,
+            queries,
+            dir,
+        } => {
+            crate::telemetry::init_for_command();
+            crate::bench::ingest(&crate::bench::IngestBench {
+                interactions,
+                queries,
+                dir,
+            })
+            .map_err(Failure::from)
+        }
+        BenchCommand::Analysis {
+            messages,
+            conversations,
+            widths,
+            threads,
+        } => {
+            crate::telemetry::init_for_command();
+            crate::inference::bench::analysis(&crate::inference::bench::AnalysisBench {
+                messages,
+                conversations,
+                widths,
+                threads,
+            })
+            .map_err(Failure::from)
         }
     }
 }
@@ -1051,8 +1101,15 @@ fn analyse(args: &AnalyseArgs) -> Outcome {
 fn export(config: &Path, slug: &str, out: Option<&Path>) -> Outcome {
     let context = open(config)?;
     let tenant = find_tenant(&context, slug)?;
-    let mut writer: Box<dyn std::io::Write> = if let Some(path) = out {
-        // The export is personal data: a new file, readable by its owner only.
+    let mut writer = export_writer(out)?;
+    let count = ingest::export_jsonl(&context, &Actor::cli(), &tenant, &mut writer)?;
+    eprintln!("exported {count} interaction(s)");
+    Ok(())
+}
+
+/// A new file with mode 0600 (exports are personal data), or standard output.
+fn export_writer(out: Option<&Path>) -> Result<Box<dyn std::io::Write>, Failure> {
+    Ok(if let Some(path) = out {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -1062,9 +1119,57 @@ fn export(config: &Path, slug: &str, out: Option<&Path>) -> Outcome {
         Box::new(std::io::BufWriter::new(file))
     } else {
         Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+    })
+}
+
+fn reviews(command: ReviewsCommand) -> Outcome {
+    match command {
+        ReviewsCommand::Export {
+            config,
+            tenant,
+            format,
+            out,
+            source,
+            rating,
+            location,
+            status,
+        } => reviews_export(
+            &config.path,
+            &tenant,
+            format,
+            out.as_deref(),
+            [&source, &rating, &location, &status],
+        ),
+    }
+}
+
+/// `rapport reviews export`: every matching review, without the console's scan bound.
+fn reviews_export(
+    config: &Path,
+    slug: &str,
+    format: ReviewExportFormat,
+    out: Option<&Path>,
+    [source, rating, location, status]: [&str; 4],
+) -> Outcome {
+    let filter = crate::reviews::ReviewFilter::parse(source, rating, location, status, "", "")?;
+    let context = open(config)?;
+    let tenant = find_tenant(&context, slug)?;
+    let format = match format {
+        ReviewExportFormat::Csv => crate::reviews::ExportFormat::Csv,
+        ReviewExportFormat::Json => crate::reviews::ExportFormat::Json,
     };
-    let count = ingest::export_jsonl(&context, &Actor::cli(), &tenant, &mut writer)?;
-    eprintln!("exported {count} interaction(s)");
+    let mut writer = export_writer(out)?;
+    let actor = Actor::cli();
+    let acting = crate::reviews::Acting {
+        actor: &actor,
+        client: None,
+        tenant: tenant.id,
+    };
+    let bytes = crate::reviews::export_all(&context, &acting, &filter, format)?;
+    writer
+        .write_all(&bytes)
+        .and_then(|()| writer.flush())
+        .map_err(|error| Failure(format!("cannot write the export: {error}")))?;
     Ok(())
 }
 

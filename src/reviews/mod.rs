@@ -61,7 +61,7 @@ pub enum ReviewError {
     DraftsOff,
     /// The export's filters reach past the records one request may examine.
     #[error(
-        "Nothing was exported: an export reads at most the {} newest signals of the tenant, and there are more, so the file would be incomplete. Filters do not shorten that read.",
+        "Nothing was exported: an export from the console reads at most the {} newest signals of the tenant, and there are more, so the file would be incomplete. Filters do not shorten that read; `rapport reviews export` on the appliance exports them all.",
         crate::records::MAX_SCANNED_PER_PAGE
     )]
     ExportTooBroad,
@@ -590,6 +590,36 @@ pub fn matching(
     Ok(entries)
 }
 
+/// Every review that passes `filter`, newest first, however many signals that takes: the page
+/// bound is walked page after page. Only `rapport reviews export` calls it (a command, not a
+/// request); restricted reviewers are left out as in [`matching`].
+pub fn matching_all(
+    context: &AppContext,
+    tenant: TenantId,
+    filter: &ReviewFilter,
+) -> Result<Vec<ReviewEntry>, ReviewError> {
+    let mut entries = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = inbox_page(
+            context,
+            tenant,
+            filter,
+            cursor,
+            crate::records::MAX_SCANNED_PER_PAGE,
+        )?;
+        for entry in page.items {
+            if !restricted(context, tenant, &entry.review)? {
+                entries.push(entry);
+            }
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(entries),
+        }
+    }
+}
+
 /// One review with its state and analyses; `NotFound` for an id that is not a review of this
 /// tenant. The caller audits the read.
 pub fn review(
@@ -997,10 +1027,29 @@ pub fn export(
     filter: &ReviewFilter,
     format: ExportFormat,
 ) -> Result<Vec<u8>, ReviewError> {
-    let rows: Vec<ExportRow> = matching(context, acting.tenant, filter)?
-        .iter()
-        .map(ExportRow::of)
-        .collect();
+    let entries = matching(context, acting.tenant, filter)?;
+    write_export(context, acting, &entries, format)
+}
+
+/// [`export`] without the request's scan bound, for `rapport reviews export`: every review that
+/// passes `filter`, audited the same way.
+pub fn export_all(
+    context: &AppContext,
+    acting: &Acting<'_>,
+    filter: &ReviewFilter,
+    format: ExportFormat,
+) -> Result<Vec<u8>, ReviewError> {
+    let entries = matching_all(context, acting.tenant, filter)?;
+    write_export(context, acting, &entries, format)
+}
+
+fn write_export(
+    context: &AppContext,
+    acting: &Acting<'_>,
+    entries: &[ReviewEntry],
+    format: ExportFormat,
+) -> Result<Vec<u8>, ReviewError> {
+    let rows: Vec<ExportRow> = entries.iter().map(ExportRow::of).collect();
     let failed = |error: &dyn std::fmt::Display| ReviewError::Export(error.to_string());
     let bytes = match format {
         ExportFormat::Json => serde_json::to_vec_pretty(&rows).map_err(|error| failed(&error))?,

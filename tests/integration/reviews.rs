@@ -990,6 +990,37 @@ async fn an_export_that_would_read_past_the_scan_bound_is_refused() {
         .iter()
         .any(|entry| entry.event.action == AuditAction::ReviewsExported);
     assert!(!exported);
+    assert!(body.contains("rapport reviews export"), "{body}");
+
+    // `rapport reviews export` walks past the bound: every review, one audit entry.
+    let filter = rapport::reviews::ReviewFilter::parse("", "4", "", "", "", "").unwrap();
+    let actor = Actor::cli();
+    let acting = rapport::reviews::Acting {
+        actor: &actor,
+        client: None,
+        tenant: tenant.id,
+    };
+    let bytes = rapport::reviews::export_all(
+        &app.context,
+        &acting,
+        &filter,
+        rapport::reviews::ExportFormat::Csv,
+    )
+    .unwrap();
+    let mut reader = csv::Reader::from_reader(bytes.as_slice());
+    assert_eq!(
+        reader.records().count(),
+        rapport::records::MAX_SCANNED_PER_PAGE + 1
+    );
+    let exports = app
+        .context
+        .audit_log
+        .entries(AuditView::Tenant(tenant.id), None, 100)
+        .unwrap()
+        .iter()
+        .filter(|entry| entry.event.action == AuditAction::ReviewsExported)
+        .count();
+    assert_eq!(exports, 1);
 }
 
 #[tokio::test]
