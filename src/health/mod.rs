@@ -570,10 +570,13 @@ fn touched_by_import(
                 .collect());
         }
         RecordKind::Interaction => {
+            // Bounded like a page: the accounts of a larger import are recomputed when its
+            // interactions' analysis drains (`after_analysis`).
             for entry in context
                 .interactions
                 .records(tenant)?
                 .scan_newest_first(None)
+                .take(crate::records::MAX_SCANNED_PER_PAGE)
             {
                 let (_, stored) = entry?;
                 if stored.first_imported < since || names.len() >= MAX_ACCOUNTS_PER_HOOK {
@@ -583,7 +586,12 @@ fn touched_by_import(
             }
         }
         RecordKind::Signal => {
-            for entry in context.signals.records(tenant)?.scan_newest_first(None) {
+            for entry in context
+                .signals
+                .records(tenant)?
+                .scan_newest_first(None)
+                .take(crate::records::MAX_SCANNED_PER_PAGE)
+            {
                 let (_, stored) = entry?;
                 if stored.first_imported < since || names.len() >= MAX_ACCOUNTS_PER_HOOK {
                     break;
