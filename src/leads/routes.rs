@@ -569,28 +569,7 @@ async fn mark_lead(
     access: TenantAccess<WorkLeads>,
     path: web::Path<(String, String)>,
 ) -> Result<Reply, AppError> {
-    let client = client(&request);
-    let id: RecordId = path.1.parse().map_err(|_| AppError::NotFound)?;
-    web::block(move || -> Result<Reply, AppError> {
-        mark(
-            &context,
-            &access.session.user.actor(),
-            client,
-            access.tenant.id,
-            id,
-        )?;
-        push_flash(
-            &context,
-            &access.session,
-            FlashKind::Success,
-            "Marked as a lead; its lead qualification is queued.",
-        )?;
-        Ok(Reply::SeeOther(format!(
-            "/t/{}/interactions/{id}",
-            access.tenant.slug
-        )))
-    })
-    .await?
+    set_mark(request, context, access, path, true).await
 }
 
 async fn unmark_lead(
@@ -599,22 +578,30 @@ async fn unmark_lead(
     access: TenantAccess<WorkLeads>,
     path: web::Path<(String, String)>,
 ) -> Result<Reply, AppError> {
+    set_mark(request, context, access, path, false).await
+}
+
+/// Marks an interaction as a lead (queuing its lead qualification) or takes the mark off, then
+/// goes back to the interaction's page.
+async fn set_mark(
+    request: HttpRequest,
+    context: Data<AppContext>,
+    access: TenantAccess<WorkLeads>,
+    path: web::Path<(String, String)>,
+    marked: bool,
+) -> Result<Reply, AppError> {
     let client = client(&request);
     let id: RecordId = path.1.parse().map_err(|_| AppError::NotFound)?;
     web::block(move || -> Result<Reply, AppError> {
-        unmark(
-            &context,
-            &access.session.user.actor(),
-            client,
-            access.tenant.id,
-            id,
-        )?;
-        push_flash(
-            &context,
-            &access.session,
-            FlashKind::Success,
-            "No longer marked as a lead.",
-        )?;
+        let actor = access.session.user.actor();
+        let message = if marked {
+            mark(&context, &actor, client, access.tenant.id, id)?;
+            "Marked as a lead; its lead qualification is queued."
+        } else {
+            unmark(&context, &actor, client, access.tenant.id, id)?;
+            "No longer marked as a lead."
+        };
+        push_flash(&context, &access.session, FlashKind::Success, message)?;
         Ok(Reply::SeeOther(format!(
             "/t/{}/interactions/{id}",
             access.tenant.slug
