@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+mod dataset;
+
+pub use dataset::{dataset, DatasetOptions};
+
 use crate::audit::Actor;
 use crate::config::Config;
 use crate::context::AppContext;

@@ -389,6 +389,20 @@ enum BenchCommand {
         #[arg(long, default_value_t = 2)]
         threads: u32,
     },
+    /// Build a kept instance in DIR with one synthetic tenant (`bench`), imported and analysed
+    /// with the `off` backend, for benchmarks against a running server
+    /// (`scripts/bench-console.sh`). The analyst's password is read from standard input.
+    Dataset {
+        /// Interactions to generate; accounts are a hundredth of them.
+        #[arg(long, default_value_t = 1_000_000)]
+        interactions: u64,
+        /// A new or empty directory; the instance stays there.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The address the instance's server will listen on.
+        #[arg(long, default_value = "127.0.0.1:9443")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -552,6 +566,21 @@ fn bench(command: BenchCommand) -> Outcome {
                 conversations,
                 widths,
                 threads,
+            })
+            .map_err(Failure::from)
+        }
+        BenchCommand::Dataset {
+            interactions,
+            dir,
+            listen,
+        } => {
+            crate::telemetry::init_for_command();
+            let password = read_password()?;
+            crate::bench::dataset(&crate::bench::DatasetOptions {
+                interactions,
+                dir,
+                listen,
+                password,
             })
             .map_err(Failure::from)
         }
