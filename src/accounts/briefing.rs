@@ -59,7 +59,11 @@ const EXTRACTIVE_SOURCES: usize = 3;
 /// How the text was made (the provenance's `analyzer`).
 pub const EXTRACTIVE_ANALYZER: &str = "extractive";
 pub const GENERATION_ANALYZER: &str = "few-shot generation";
-/// The model wrote nothing usable: the extractive text stands in, and the provenance says so.
+/// Generated, and some sentence the model left uncited was given the citations of the sources
+/// that share the most words with it.
+pub const ATTRIBUTED_ANALYZER: &str = "few-shot generation, citations attributed by word overlap";
+/// The model wrote nothing usable (nothing, or a copy of the prompt's example): the extractive
+/// text stands in, and the provenance says so.
 pub const FALLBACK_ANALYZER: &str = "extractive (the model wrote nothing usable)";
 
 /// A stored briefing.
@@ -250,11 +254,11 @@ pub fn input_for(
     input_from(context, tenant, account, &found.items)
 }
 
-const EXAMPLE_ACCOUNT: &str = "Harbour Foods";
-const EXAMPLE_LINES: &str = "[1] 2025-03-05, chat, positive, topics: praise_and_feedback. The customer thanked the team for fixing the export quickly.\n\
-[2] 2025-03-02, email, negative, topics: billing_and_payment; refund_request. The customer was charged twice and asked for a refund.\n\
-[3] 2025-02-20, phone, neutral, topics: product_question. The customer asked how to add more users to the plan.";
-const EXAMPLE_BRIEFING: &str = "Harbour Foods was charged twice and asked for a refund [2], but later thanked the team for a quick fix [1]. They are also asking about adding users [3], a chance to grow the account.";
+const EXAMPLE_ACCOUNT: &str = "Lakeside Freight";
+const EXAMPLE_LINES: &str = "[1] 2025-06-12, email, negative, topics: delivery_and_shipping. Two pallets arrived a week late and the customer wants to know why.\n\
+[2] 2025-06-09, chat, neutral, topics: technical_problem. The tracking API returned timeouts; the agent shared a workaround.\n\
+[3] 2025-05-28, phone, positive, topics: praise_and_feedback. The customer praised the new route planner.";
+const EXAMPLE_BRIEFING: &str = "Lakeside Freight is unhappy about two pallets that arrived a week late [1] and had timeouts on the tracking API [2]. They like the new route planner [3].";
 
 /// A few-shot document whose continuation is the briefing of `input`. Generation stops at the
 /// blank line that ends an example.
@@ -385,9 +389,159 @@ pub fn keep_valid_citations(text: &str, listed: usize) -> (String, Vec<usize>) {
     (kept.trim().to_owned(), cited)
 }
 
+/// Words that say nothing about which conversation a sentence draws on.
+const COMMON_WORDS: [&str; 24] = [
+    "about",
+    "account",
+    "after",
+    "again",
+    "also",
+    "asked",
+    "because",
+    "been",
+    "customer",
+    "customers",
+    "from",
+    "have",
+    "into",
+    "recent",
+    "said",
+    "team",
+    "that",
+    "their",
+    "them",
+    "they",
+    "this",
+    "were",
+    "what",
+    "with",
+];
+
+/// The content words of `text`: lower case, at least four letters or digits, not common.
+fn content_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|word| word.chars().count() >= 4)
+        .map(str::to_lowercase)
+        .filter(|word| !COMMON_WORDS.contains(&word.as_str()))
+        .collect()
+}
+
+/// How many content words `sentence` shares with what the input says about `source` (its gist,
+/// subject and topics).
+fn overlap(sentence: &str, source: &Source) -> usize {
+    let mut about = format!(
+        "{} {}",
+        source.gist(),
+        source.topics.join(" ").replace('_', " ")
+    );
+    if let Some(subject) = &source.subject {
+        about.push(' ');
+        about.push_str(subject);
+    }
+    let known = content_words(&about);
+    let mut words = content_words(sentence);
+    words.sort_unstable();
+    words.dedup();
+    words.iter().filter(|word| known.contains(word)).count()
+}
+
+/// The sources (numbers) that support `sentence` best: those sharing the most content words with
+/// it, at least one, two at most.
+fn best_sources(sentence: &str, sources: &[Source]) -> Vec<usize> {
+    let scores: Vec<usize> = sources
+        .iter()
+        .map(|source| overlap(sentence, source))
+        .collect();
+    let best = scores.iter().copied().max().unwrap_or(0);
+    if best == 0 {
+        return Vec::new();
+    }
+    scores
+        .iter()
+        .enumerate()
+        .filter(|(_, score)| **score == best)
+        .map(|(index, _)| index + 1)
+        .take(2)
+        .collect()
+}
+
+/// `text` (whose marks are all valid) with only the citations whose sentence the cited source
+/// supports (shares a content word with it): a citation the model put on a sentence about
+/// something else (a copy of the prompt's example, say) is dropped. A sentence left without a
+/// citation gets those of the sources that support it best, if any does. Returns the text, the
+/// numbers cited in the order first cited, and whether any citation was attributed so.
+fn keep_supported_citations(text: &str, sources: &[Source]) -> (String, Vec<usize>, bool) {
+    let mut kept = String::with_capacity(text.len());
+    let mut sentence = String::new();
+    let mut previous = String::new();
+    let mut sentence_cited = false;
+    let mut attributed = false;
+    for piece in pieces(text) {
+        match piece {
+            Piece::Text(part) => {
+                for c in part.chars() {
+                    if matches!(c, '.' | '!' | '?') && !sentence_cited {
+                        let found = best_sources(&sentence, sources);
+                        attributed |= !found.is_empty();
+                        let trimmed = kept.trim_end().len();
+                        kept.truncate(trimmed);
+                        for number in found {
+                            let _ = write!(kept, " [{number}]");
+                        }
+                    }
+                    kept.push(c);
+                    sentence.push(c);
+                    if matches!(c, '.' | '!' | '?') {
+                        previous = std::mem::take(&mut sentence);
+                        sentence_cited = false;
+                    }
+                }
+            }
+            Piece::Cite(numbers) => {
+                // A mark right after a sentence's end cites that sentence.
+                let about = if sentence.trim().is_empty() {
+                    &previous
+                } else {
+                    sentence_cited = true;
+                    &sentence
+                };
+                let supported: Vec<usize> = numbers
+                    .into_iter()
+                    .filter(|number| {
+                        number
+                            .checked_sub(1)
+                            .and_then(|index| sources.get(index))
+                            .is_some_and(|source| overlap(about, source) > 0)
+                    })
+                    .collect();
+                if supported.is_empty() {
+                    let trimmed = kept.trim_end().len();
+                    kept.truncate(trimmed);
+                }
+                for number in supported {
+                    let _ = write!(kept, "[{number}]");
+                }
+            }
+        }
+    }
+    let (text, cited) = keep_valid_citations(&kept, sources.len());
+    (text, cited, attributed)
+}
+
+/// Whether a model's text is mostly the prompt's example briefing (a small model may copy it).
+fn copies_example(text: &str) -> bool {
+    let example = content_words(EXAMPLE_BRIEFING);
+    let words = content_words(text);
+    let copied = words.iter().filter(|word| example.contains(word)).count();
+    !words.is_empty() && copied * 2 >= words.len()
+}
+
 /// A model's text made safe to store: its first paragraph on one line, at most
-/// [`MAX_BRIEFING_CHARS`] characters (cut at a word), then only valid citations kept.
-pub fn clean(generated: &str, listed: usize) -> (String, Vec<usize>) {
+/// [`MAX_BRIEFING_CHARS`] characters (cut at a word), with only the citations that refer to a
+/// listed source and that the cited source supports, and citations attributed to the sentences
+/// the model left without one (see [`keep_supported_citations`]; the last value says whether
+/// any was).
+pub fn clean(generated: &str, sources: &[Source]) -> (String, Vec<usize>, bool) {
     let paragraph = generated
         .trim_start()
         .split("\n\n")
@@ -408,7 +562,8 @@ pub fn clean(generated: &str, listed: usize) -> (String, Vec<usize>) {
         }
         flat = format!("{}…", flat.trim_end());
     }
-    keep_valid_citations(&flat, listed)
+    let (valid, _) = keep_valid_citations(&flat, sources.len());
+    keep_supported_citations(&valid, sources)
 }
 
 /// A piece of a briefing as the page shows it: text, or a citation (its number and the path of
@@ -462,10 +617,12 @@ pub fn write(
         (text, cited, EXTRACTIVE_ANALYZER)
     } else {
         let generated = backend.generate(&prompt(input), BRIEFING_MAX_TOKENS)?;
-        let (text, cited) = clean(&generated, listed);
-        if text.chars().filter(|c| c.is_alphanumeric()).count() < 3 {
+        let (text, cited, attributed) = clean(&generated, &input.sources);
+        if text.chars().filter(|c| c.is_alphanumeric()).count() < 3 || copies_example(&text) {
             let (text, cited) = keep_valid_citations(&extractive(input), listed);
             (text, cited, FALLBACK_ANALYZER)
+        } else if attributed {
+            (text, cited, ATTRIBUTED_ANALYZER)
         } else {
             (text, cited, GENERATION_ANALYZER)
         }
@@ -739,15 +896,56 @@ mod tests {
         assert_eq!((text.as_str(), cited.len()), ("See.", 0));
     }
 
+    fn source(summary: &str) -> Source {
+        Source {
+            id: RecordId::new(),
+            began: None,
+            channel: "chat",
+            subject: None,
+            summary: Some(summary.to_owned()),
+            sentiment: None,
+            topics: vec!["billing_and_payment".to_owned()],
+            updated: Utc::now(),
+        }
+    }
+
     #[test]
     fn a_model_text_is_cut_to_its_first_paragraph_and_never_inside_a_mark() {
-        let (text, cited) = clean(" First [1] sentence.\nAccount: next example\n\nmore", 2);
+        let sources = [source("First refund sentence."), source("Second.")];
+        let (text, cited, attributed) = clean(
+            " First [1] sentence.\nAccount: next example\n\nmore",
+            &sources,
+        );
         assert_eq!(text, "First [1] sentence.");
         assert_eq!(cited, vec![1]);
+        assert!(!attributed);
         let long = format!("{} [1] [2", "word ".repeat(300));
-        let (text, _) = clean(&long, 2);
+        let (text, ..) = clean(&long, &sources);
         assert!(text.chars().count() <= MAX_BRIEFING_CHARS);
         assert!(!text.contains("[2"), "{text}");
+    }
+
+    #[test]
+    fn a_citation_on_a_sentence_its_source_does_not_support_is_dropped() {
+        let sources = [
+            source("The customer was charged twice and wants a refund."),
+            source("The customer praised the new dashboard."),
+        ];
+        // [2] is put on the refund sentence, [1] after the sentence's end on the same sentence,
+        // [2] on the dashboard sentence; a billing topic supports [1] too; the last sentence
+        // has no citation and gets the dashboard's.
+        let (text, cited, attributed) = clean(
+            "They were charged twice [2]. [1] The dashboard pleases them [2]. Payment matters [1]. A new dashboard!",
+            &sources,
+        );
+        assert_eq!(
+            text,
+            "They were charged twice. [1] The dashboard pleases them [2]. Payment matters [1]. A new dashboard [2]!"
+        );
+        assert_eq!(cited, vec![1, 2]);
+        assert!(attributed);
+        assert!(copies_example(EXAMPLE_BRIEFING));
+        assert!(!copies_example(&text));
     }
 
     #[test]
