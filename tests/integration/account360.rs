@@ -777,3 +777,91 @@ async fn a_briefing_by_the_default_model_keeps_only_valid_citations() {
         assert!(mine.contains(&id));
     }
 }
+
+/// `rapport accounts export`: every account with its health, streamed to a new 0600 file (or
+/// standard output), audited like the console's export.
+#[test]
+fn the_accounts_export_command_writes_every_account_with_its_health() {
+    use crate::helpers::{cli_instance, free_port, rapport, stderr, stdout};
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = cli_instance(dir.path(), free_port());
+    let config = config.to_str().unwrap();
+    let output = rapport(
+        &[
+            "tenant", "create", "--config", config, "--slug", "acme", "--name", "Acme",
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let renewal = (Utc::now() + Duration::days(45)).date_naive();
+    let accounts = write(
+        dir.path(),
+        "accounts.csv",
+        &format!(
+            "account_id,name,domain,plan,arr,renewal_date,owner_email\n\
+             A-1,Northwind,northwind.example,Pro,1200,{renewal},\n\
+             A-2,+Contoso,contoso.example,Pro,300,,\n"
+        ),
+    );
+    let output = rapport(
+        &[
+            "import",
+            "--config",
+            config,
+            "--tenant",
+            "acme",
+            "--format",
+            "accounts",
+            accounts.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let file = dir.path().join("accounts-out.csv");
+    let output = rapport(
+        &[
+            "accounts",
+            "export",
+            "--config",
+            config,
+            "--tenant",
+            "acme",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("exported 2 account(s)"));
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let body = std::fs::read_to_string(&file).unwrap();
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    // Oldest imported first; the import's health hook scored A-1 on its renewal date alone (50).
+    assert_eq!((&rows[0][1], &rows[0][3]), ("Northwind", "A-1"));
+    assert_eq!((&rows[0][7], &rows[0][8]), ("50.0", "Amber (watch)"));
+    assert_eq!(&rows[1][1], "'+Contoso");
+    assert_eq!(&rows[1][7], "");
+
+    // To standard output, too; an unknown tenant is an error.
+    let output = rapport(
+        &["accounts", "export", "--config", config, "--tenant", "acme"],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), body);
+    let output = rapport(
+        &[
+            "accounts", "export", "--config", config, "--tenant", "nobody",
+        ],
+        None,
+    );
+    assert!(!output.status.success());
+}
