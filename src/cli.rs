@@ -157,6 +157,26 @@ enum Command {
     /// reads at most one page bound of signals).
     #[command(subcommand)]
     Reviews(ReviewsCommand),
+    /// Accounts: export every account of a tenant with its health (the console's export holds at
+    /// most 5,000).
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Write every account of a tenant, oldest first, with its latest health score, band and
+    /// explanation, as CSV (the console export's columns). Audited as `account.exported`.
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The tenant (slug).
+        #[arg(long, value_name = "SLUG")]
+        tenant: String,
+        /// Write to this new file (mode 0600) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -528,6 +548,11 @@ pub fn run() -> ExitCode {
         Command::Keys(command) => crate::rotation::run(command).map_err(Failure),
         Command::Health(command) => health(command),
         Command::Reviews(command) => reviews(command),
+        Command::Accounts(AccountsCommand::Export {
+            config,
+            tenant,
+            out,
+        }) => accounts_export(&config.path, &tenant, out.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -1199,6 +1224,23 @@ fn reviews_export(
         .write_all(&bytes)
         .and_then(|()| writer.flush())
         .map_err(|error| Failure(format!("cannot write the export: {error}")))?;
+    Ok(())
+}
+
+/// `rapport accounts export`: every account with its health, streamed, without the console's
+/// bound.
+fn accounts_export(config: &Path, slug: &str, out: Option<&Path>) -> Outcome {
+    let context = open(config)?;
+    let tenant = find_tenant(&context, slug)?;
+    let writer = export_writer(out)?;
+    let count = crate::accounts::export::export_all_accounts(
+        &context,
+        &Actor::cli(),
+        tenant.id,
+        &format!("/t/{}", tenant.slug),
+        writer,
+    )?;
+    eprintln!("exported {count} account(s)");
     Ok(())
 }
 

@@ -2,8 +2,11 @@
 //! imported from the tenant's systems, identified there by source system and id, and sealed under
 //! the tenant's keys; contacts are personal data throughout.
 
+pub mod briefing;
+pub mod export;
 pub mod query;
 pub mod routes;
+pub mod sections;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};

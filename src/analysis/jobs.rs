@@ -115,7 +115,8 @@ impl JobErrorKind {
 }
 
 /// What a job is about. Reviews share the queue with interactions: a review signal's job
-/// analyses its text (sentiment, topics) and drafts its reply (see [`crate::reviews`]).
+/// analyses its text (sentiment, topics) and drafts its reply (see [`crate::reviews`]); an
+/// account's job writes its briefing (see [`crate::accounts::briefing`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobSubject {
@@ -124,6 +125,8 @@ pub enum JobSubject {
     Interaction,
     /// A signal of kind `review`.
     Review,
+    /// An account: its job writes the account's briefing (see [`crate::accounts::briefing`]).
+    Account,
 }
 
 /// One record's analysis job: an interaction's, or a review signal's.

@@ -80,6 +80,9 @@ pub enum AnalysisKind {
     Qa,
     /// A reply draft for a review signal ([`crate::reviews`]); never asked of an interaction.
     ReplyDraft,
+    /// An account's briefing ([`crate::accounts::briefing`]), stored under the account's id;
+    /// never asked of an interaction.
+    Briefing,
 }
 
 impl AnalysisKind {
@@ -100,6 +103,7 @@ impl AnalysisKind {
             Self::Lead => "lead",
             Self::Qa => "qa",
             Self::ReplyDraft => "reply_draft",
+            Self::Briefing => "briefing",
         }
     }
 
@@ -107,14 +111,15 @@ impl AnalysisKind {
     /// when the tenant's reply mode is `suggest`, or by a person).
     pub const REVIEW: [Self; 2] = [Self::Sentiment, Self::Topics];
 
-    /// Every kind that can be stored: an interaction's and a review's.
-    pub const STORED: [Self; 6] = [
+    /// Every kind that can be stored: an interaction's, a review's and an account's.
+    pub const STORED: [Self; 7] = [
         Self::Summary,
         Self::Sentiment,
         Self::Topics,
         Self::Lead,
         Self::Qa,
         Self::ReplyDraft,
+        Self::Briefing,
     ];
 
     /// The byte that names the kind in an analysis's record key.
@@ -126,6 +131,7 @@ impl AnalysisKind {
             Self::Lead => 4,
             Self::Qa => 5,
             Self::ReplyDraft => 6,
+            Self::Briefing => 7,
         }
     }
 
@@ -232,6 +238,9 @@ pub enum AnalysisResult {
     /// A review's reply draft (see [`crate::reviews::drafts`]): untrusted text when a model
     /// wrote it.
     ReplyDraft(crate::reviews::drafts::ReplyDraft),
+    /// An account's briefing with the interactions it cites (see
+    /// [`crate::accounts::briefing`]): untrusted text when a model wrote it.
+    Briefing(crate::accounts::briefing::Briefing),
 }
 
 impl AnalysisResult {
@@ -243,6 +252,7 @@ impl AnalysisResult {
             Self::Lead(_) => AnalysisKind::Lead,
             Self::Qa(_) => AnalysisKind::Qa,
             Self::ReplyDraft(_) => AnalysisKind::ReplyDraft,
+            Self::Briefing(_) => AnalysisKind::Briefing,
         }
     }
 }

@@ -155,8 +155,12 @@ impl Inputs {
         let texts: Vec<&str> = match kind {
             // QA reads more (authors, the scorecard) and uses its own digest
             // (`crate::qa::scoring::input_digest`); this one is never asked for.
-            // Reply drafts are made outside the pipeline (`crate::reviews::analyse`).
-            AnalysisKind::Summary | AnalysisKind::Qa | AnalysisKind::ReplyDraft => {
+            // Reply drafts are made outside the pipeline (`crate::reviews::analyse`), and so are
+            // account briefings (`crate::accounts::briefing`).
+            AnalysisKind::Summary
+            | AnalysisKind::Qa
+            | AnalysisKind::ReplyDraft
+            | AnalysisKind::Briefing => {
                 vec![self.conversation.as_str()]
             }
             AnalysisKind::Sentiment => std::iter::once(self.overall.as_str())
@@ -339,6 +343,7 @@ fn prompt_version(kind: AnalysisKind) -> u32 {
         AnalysisKind::Sentiment | AnalysisKind::Topics => PROMPT_VERSION,
         AnalysisKind::Lead => lead::LEAD_PROMPT_VERSION,
         AnalysisKind::ReplyDraft => crate::reviews::drafts::REPLY_PROMPT_VERSION,
+        AnalysisKind::Briefing => crate::accounts::briefing::BRIEFING_PROMPT_VERSION,
     }
 }
 

@@ -271,8 +271,8 @@ pub fn panel(
                 });
             }
             // The scorecard has its own section (`crate::qa::routes::scorecard_panel`); reply
-            // drafts belong to reviews, never to interactions.
-            AnalysisResult::Qa(_) | AnalysisResult::ReplyDraft(_) => {}
+            // drafts belong to reviews and briefings to accounts, never to interactions.
+            _ => {}
         }
     }
     Ok(panel)
@@ -384,6 +384,7 @@ async fn status(
                             format!("{base}/interactions/{}", job.interaction)
                         }
                         JobSubject::Review => format!("{base}/reviews/{}", job.interaction),
+                        JobSubject::Account => format!("{base}/accounts/{}", job.interaction),
                     },
                     id: job.interaction.to_string(),
                     error: job.error.map_or("unknown", |kind| kind.as_str()),

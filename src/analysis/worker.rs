@@ -210,42 +210,66 @@ pub fn process_batch(
     if claimed.is_empty() {
         return Ok(BatchReport::default());
     }
-    let result = run_claimed(context, backend.as_ref(), &topics, tenant, &claimed, stop);
-    match result {
-        Ok(finished) => {
-            let mut report = BatchReport {
-                claimed: claimed.len(),
-                ..BatchReport::default()
-            };
-            for item in &finished {
-                match item.end {
-                    AttemptEnd::Done { .. } => report.done += 1,
-                    AttemptEnd::Failed { .. } => report.failed += 1,
-                    AttemptEnd::Released => report.released += 1,
+    // The batch is split by subject: account jobs (briefings) run after the rest is stored, so
+    // that a briefing reads the analyses its own batch just made.
+    let (accounts, claimed): (Vec<Job>, Vec<Job>) = claimed
+        .into_iter()
+        .partition(|job| job.subject == JobSubject::Account);
+    let mut report = BatchReport::default();
+    if !claimed.is_empty() {
+        match run_claimed(context, backend.as_ref(), &topics, tenant, &claimed, stop) {
+            Ok(finished) => {
+                report.claimed += claimed.len();
+                tally(&mut report, &finished);
+                if let Err(error) = context.analysis.finish(tenant, finished) {
+                    // Recording the results failed (nothing of it was written): the jobs go
+                    // back to their places rather than stay "running" until the next start.
+                    release(context, tenant, claimed);
+                    release(context, tenant, accounts);
+                    return Err(error.into());
                 }
             }
-            if let Err(error) = context.analysis.finish(tenant, finished) {
-                // Recording the results failed (nothing of it was written): the jobs go back
-                // to their places rather than stay "running" until the next start.
+            Err(error) => {
+                // Reading the batch failed (the store): give the jobs back untouched, then
+                // report.
                 release(context, tenant, claimed);
-                return Err(error.into());
+                release(context, tenant, accounts);
+                return Err(error);
             }
-            context
-                .analysis
-                .record_batch(tenant, started, (report.done + report.failed) as u64);
-            crate::health::after_analysis(context, tenant, &claimed);
-            Ok(report)
         }
-        Err(error) => {
-            // Reading the batch failed (the store): give the jobs back untouched, then report.
-            release(context, tenant, claimed);
-            Err(error)
+    }
+    if !accounts.is_empty() {
+        let finished =
+            crate::accounts::briefing::run_jobs(context, backend.as_ref(), tenant, &accounts, stop);
+        report.claimed += accounts.len();
+        tally(&mut report, &finished);
+        if let Err(error) = context.analysis.finish(tenant, finished) {
+            release(context, tenant, accounts);
+            return Err(error.into());
+        }
+    }
+    context
+        .analysis
+        .record_batch(tenant, started, (report.done + report.failed) as u64);
+    crate::health::after_analysis(context, tenant, &claimed);
+    Ok(report)
+}
+
+fn tally(report: &mut BatchReport, finished: &[Finished]) {
+    for item in finished {
+        match item.end {
+            AttemptEnd::Done { .. } => report.done += 1,
+            AttemptEnd::Failed { .. } => report.failed += 1,
+            AttemptEnd::Released => report.released += 1,
         }
     }
 }
 
 /// Gives claimed jobs back to the queue at their places, their attempts not counted.
 fn release(context: &AppContext, tenant: TenantId, claimed: Vec<Job>) {
+    if claimed.is_empty() {
+        return;
+    }
     let released = claimed
         .into_iter()
         .map(|job| Finished {

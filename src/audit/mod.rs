@@ -158,6 +158,13 @@ pub enum AuditAction {
     /// A tenant admin changed the account-health configuration (measures, bands, churn rules);
     /// the target holds the settings, no tenant content.
     HealthConfigChanged,
+    /// The account list with health and its reasons was exported as CSV; the target says how
+    /// many accounts.
+    AccountsExported,
+    /// The QA report was exported as CSV; the target says the filters and how many rows.
+    QaReportExported,
+    /// Someone asked for an account's briefing to be written again; the target names the account.
+    BriefingRequested,
 }
 
 impl AuditAction {
@@ -223,6 +230,9 @@ impl AuditAction {
             Self::ReviewsExported => "review.exported",
             Self::ReviewSettingsChanged => "review.settings_changed",
             Self::HealthConfigChanged => "health.config_changed",
+            Self::AccountsExported => "account.exported",
+            Self::QaReportExported => "qa.exported",
+            Self::BriefingRequested => "account.briefing_requested",
         }
     }
 }

@@ -412,6 +412,8 @@ pub mod policy {
     policy!(WorkReviews, WorkReviews);
     policy!(ManageReviewSettings, ManageReviewSettings);
     policy!(ManageHealth, ManageHealth);
+    policy!(ExportAccounts, ExportAccounts);
+    policy!(ExportQaReport, ExportQaReport);
 }
 
 /// A signed-in user whose role grants `P` on the appliance.

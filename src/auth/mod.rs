@@ -87,6 +87,11 @@ pub enum Permission {
     ManageReviewSettings,
     /// Configure account health: its measures, weights, bands and churn-risk rules.
     ManageHealth,
+    /// Export the account list with health and its reasons as CSV (tenant admins and analysts,
+    /// who act as CSMs).
+    ExportAccounts,
+    /// Export the QA report as CSV (QA leads and tenant admins).
+    ExportQaReport,
 }
 
 impl Role {
@@ -113,6 +118,8 @@ impl Role {
                     | P::WorkReviews
                     | P::ManageReviewSettings
                     | P::ManageHealth
+                    | P::ExportAccounts
+                    | P::ExportQaReport
             ),
             Role::Analyst => matches!(
                 permission,
@@ -123,6 +130,7 @@ impl Role {
                     | P::WorkAlerts
                     | P::WorkLeads
                     | P::WorkReviews
+                    | P::ExportAccounts
             ),
             Role::QaLead => matches!(
                 permission,
@@ -131,6 +139,7 @@ impl Role {
                     | P::RequestAnalysis
                     | P::ReviewQa
                     | P::ManageScorecards
+                    | P::ExportQaReport
             ),
             Role::PrivacyOfficer => matches!(
                 permission,

@@ -427,6 +427,7 @@ pub fn recompute(
     earlier.retain(|snapshot| snapshot.day < now.date_naive());
     let snapshot = snapshot_of(&config, account.id, facts, earlier.last(), now);
     health.put(tenant, &snapshot)?;
+    crate::accounts::briefing::refresh(context, tenant, &account);
     let fired = rules::evaluate(&config.rules, &snapshot, &earlier);
     if !fired.is_empty() {
         raise_alerts(context, tenant, &account, &snapshot, &fired)?;

@@ -17,6 +17,7 @@
 //! pages. The functions at the end are the domain operations the routes call (they audit).
 
 pub mod evidence;
+pub mod export;
 pub mod routes;
 pub mod scoring;
 pub mod store;

@@ -15,7 +15,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::analysis::routes::ProvenanceView;
-use crate::auth::guard::policy::{ManageScorecards, ReviewQa, ViewTenantData};
+use crate::auth::guard::policy::{ExportQaReport, ManageScorecards, ReviewQa, ViewTenantData};
 use crate::auth::guard::{client_address, RequestSession, TenantAccess};
 use crate::auth::session::FlashKind;
 use crate::auth::Permission;
@@ -36,6 +36,7 @@ use crate::web::pages::{audit_personal_read, format_time, push_flash, render, Ch
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/t/{tenant}/qa", web::get().to(list))
+        .route("/t/{tenant}/qa/export.csv", web::get().to(export_csv))
         .route(
             "/t/{tenant}/interactions/{id}/qa/override",
             web::post().to(override_score),
@@ -341,7 +342,7 @@ async fn override_score(
 }
 
 /// The QA page's query string; empty fields mean "any".
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct ListQuery {
     pub agent_kind: String,
@@ -409,6 +410,8 @@ struct ListPage {
     more: bool,
     scan_limit: Option<usize>,
     shown_at_most: usize,
+    /// The QA report of these filters as CSV, for those who may export it.
+    export_url: Option<String>,
 }
 
 /// Rows shown at most, and scored interactions examined at most, per page.
@@ -454,6 +457,17 @@ async fn list(
                 stale,
             });
         }
+        let export_url = access
+            .session
+            .user
+            .role
+            .grants(Permission::ExportQaReport)
+            .then(|| {
+                format!(
+                    "{base}/qa/export.csv?{}",
+                    serde_urlencoded::to_string(&query).unwrap_or_default()
+                )
+            });
         Ok(ListPage {
             chrome: Chrome::for_session(
                 &context,
@@ -462,6 +476,7 @@ async fn list(
                 "QA",
                 &format!("{base}/qa"),
             )?,
+            export_url,
             query,
             rows,
             more: found.more,
@@ -471,6 +486,38 @@ async fn list(
     })
     .await??;
     render(&page, StatusCode::OK)
+}
+
+/// The QA report as CSV with the QA page's filters (QA leads and tenant admins). Refused (409,
+/// with the reason) when the filters reach past the export's bound; audited.
+async fn export_csv(
+    request: HttpRequest,
+    context: Data<AppContext>,
+    access: TenantAccess<ExportQaReport>,
+    query: Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
+    let client = client_address(&request).map(|address| address.to_string());
+    let bytes = web::block(move || -> Result<Vec<u8>, AppError> {
+        let filter = query.filter()?;
+        let base = format!("/t/{}", access.tenant.slug);
+        crate::qa::export::export_qa(
+            &context,
+            &access.session.user.actor(),
+            client,
+            access.tenant.id,
+            &filter,
+            &base,
+        )?
+        .ok_or_else(|| AppError::Conflict(crate::qa::export::TOO_BROAD.to_owned()))
+    })
+    .await??;
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            "attachment; filename=\"qa-report.csv\"",
+        ))
+        .body(bytes))
 }
 
 pub struct ScaleOption {

@@ -7,6 +7,7 @@
 
 mod helpers;
 
+mod account360;
 mod alerts;
 mod analysis;
 mod api;

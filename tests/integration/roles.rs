@@ -167,6 +167,16 @@ const MATRIX: &[(&str, &str, [Expect; 7])] = &[
         [SignIn, Refused, Allowed, Allowed, Refused, Refused, Refused],
     ),
     (
+        "tenant: account export",
+        "/t/acme/accounts/export.csv",
+        [SignIn, Refused, Allowed, Allowed, Refused, Refused, Refused],
+    ),
+    (
+        "tenant: QA report export",
+        "/t/acme/qa/export.csv",
+        [SignIn, Refused, Allowed, Refused, Allowed, Refused, Refused],
+    ),
+    (
         "tenant: reply-draft settings",
         "/t/acme/settings/reviews",
         [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
@@ -263,6 +273,12 @@ const POST_MATRIX: &[PostCase] = &[
         "/t/acme/settings/scorecard/rescore",
         &[("scope", "7")],
         [Refused, Allowed, Refused, Allowed, Refused, Refused],
+    ),
+    (
+        "regenerate an account briefing (no such account: 404 once allowed)",
+        "/t/acme/accounts/01ARZ3NDEKTSV4RRFFQ69G5FAV/briefing",
+        &[],
+        [Refused, Refused, Refused, Refused, Refused, Refused],
     ),
     (
         "alert rules",
