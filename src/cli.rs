@@ -157,6 +157,9 @@ enum Command {
     /// reads at most one page bound of signals).
     #[command(subcommand)]
     Reviews(ReviewsCommand),
+    /// Retention: preview or run a tenant's sweep (the server must be stopped).
+    #[command(subcommand)]
+    Retention(crate::retention::cli::RetentionCommand),
 }
 
 #[derive(Subcommand)]
@@ -514,6 +517,7 @@ pub fn run() -> ExitCode {
         Command::Keys(command) => crate::rotation::run(command).map_err(Failure),
         Command::Health(command) => health(command),
         Command::Reviews(command) => reviews(command),
+        Command::Retention(command) => crate::retention::cli::run(command).map_err(Failure),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -613,6 +617,18 @@ fn serve(config_path: &Path) -> Outcome {
         crate::leads::webhook::Schedule::default(),
     )
     .map_err(|error| Failure(format!("cannot start the CRM delivery thread: {error}")))?;
+    // The scheduler (retention's nightly sweep), a thread of its own for the same reason.
+    let retention_schedule = crate::scheduler::Schedule::parse(&context.config.retention.schedule)
+        .map_err(|message| Failure(format!("retention.schedule: {message}")))?;
+    let scheduler = crate::scheduler::spawn(
+        context.clone().into_inner(),
+        vec![crate::scheduler::Task {
+            name: "retention",
+            schedule: retention_schedule,
+            work: Box::new(crate::retention::run_all_tenants),
+        }],
+    )
+    .map_err(|error| Failure(format!("cannot start the scheduler: {error}")))?;
     let served = actix_web::rt::System::new().block_on(async move {
         let server = crate::web::serve(context.clone(), listener)?;
         actix_web::rt::spawn(purge_sessions_periodically(context));
@@ -632,6 +648,7 @@ fn serve(config_path: &Path) -> Outcome {
     // The server has stopped (a signal): stop taking jobs, and give the batch in hand a moment.
     worker.stop(ANALYSIS_STOP_PATIENCE);
     deliveries.stop(ANALYSIS_STOP_PATIENCE);
+    scheduler.stop(ANALYSIS_STOP_PATIENCE);
     served
 }
 

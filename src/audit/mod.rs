@@ -158,6 +158,17 @@ pub enum AuditAction {
     /// A tenant admin changed the account-health configuration (measures, bands, churn rules);
     /// the target holds the settings, no tenant content.
     HealthConfigChanged,
+    /// A privacy officer changed a tenant's retention policies; the target holds the periods
+    /// (numbers only).
+    RetentionPolicyChanged,
+    /// A retention sweep ran (command line, console or scheduler); the target holds its counts
+    /// per category, deleted and held, and its error kinds.
+    RetentionRun,
+    /// A privacy officer placed a legal hold; the target names it by id and kind, never its
+    /// subject's address.
+    LegalHoldCreated,
+    /// A privacy officer released a legal hold.
+    LegalHoldReleased,
 }
 
 impl AuditAction {
@@ -223,6 +234,10 @@ impl AuditAction {
             Self::ReviewsExported => "review.exported",
             Self::ReviewSettingsChanged => "review.settings_changed",
             Self::HealthConfigChanged => "health.config_changed",
+            Self::RetentionPolicyChanged => "retention.policy_changed",
+            Self::RetentionRun => "retention.run",
+            Self::LegalHoldCreated => "legal_hold.created",
+            Self::LegalHoldReleased => "legal_hold.released",
         }
     }
 }

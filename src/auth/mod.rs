@@ -87,6 +87,9 @@ pub enum Permission {
     ManageReviewSettings,
     /// Configure account health: its measures, weights, bands and churn-risk rules.
     ManageHealth,
+    /// Set the tenant's retention policies, preview and run the sweep, and place and release
+    /// legal holds (privacy officers only).
+    ManageRetention,
 }
 
 impl Role {
@@ -134,7 +137,11 @@ impl Role {
             ),
             Role::PrivacyOfficer => matches!(
                 permission,
-                P::ViewTenant | P::ViewTenantAudit | P::ViewTenantData | P::ManagePrivacy
+                P::ViewTenant
+                    | P::ViewTenantAudit
+                    | P::ViewTenantData
+                    | P::ManagePrivacy
+                    | P::ManageRetention
             ),
             Role::Auditor => matches!(permission, P::ViewTenant | P::ViewTenantAudit),
         }

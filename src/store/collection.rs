@@ -94,6 +94,24 @@ impl RecordKey for crate::ids::AlertId {
     }
 }
 
+impl RecordKey for crate::ids::HoldId {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        self.to_bytes().to_vec()
+    }
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(Self::from_bytes(bytes.try_into().ok()?))
+    }
+}
+
+impl RecordKey for crate::ids::RetentionRunId {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        self.to_bytes().to_vec()
+    }
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(Self::from_bytes(bytes.try_into().ok()?))
+    }
+}
+
 /// An entry of an ordered log: the log's id, then a big-endian sequence number.
 impl RecordKey for (crate::ids::ImportId, u64) {
     fn to_key_bytes(&self) -> Vec<u8> {

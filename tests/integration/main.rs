@@ -34,6 +34,7 @@ mod pii;
 mod privacy;
 mod qa;
 mod remote;
+mod retention;
 mod reviews;
 mod roles;
 mod search;
