@@ -392,6 +392,20 @@ enum BenchCommand {
         #[arg(long, default_value_t = 2)]
         threads: u32,
     },
+    /// Import a synthetic tenant, expire about half of it and run the retention sweep while
+    /// another thread reads interactions-list pages: deletions per second (with the import rate
+    /// as baseline) and page latency idle and during the sweep.
+    Retention {
+        /// Interactions to generate.
+        #[arg(long, default_value_t = 100_000)]
+        interactions: u64,
+        /// List pages to time, idle and during the sweep (at least).
+        #[arg(long, default_value_t = 200)]
+        pages: usize,
+        /// Directory for the throw-away instance (removed afterwards).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -556,6 +570,19 @@ fn bench(command: BenchCommand) -> Outcome {
                 conversations,
                 widths,
                 threads,
+            })
+            .map_err(Failure::from)
+        }
+        BenchCommand::Retention {
+            interactions,
+            pages,
+            dir,
+        } => {
+            crate::telemetry::init_for_command();
+            crate::bench::retention(&crate::bench::RetentionBench {
+                interactions,
+                pages,
+                dir,
             })
             .map_err(Failure::from)
         }

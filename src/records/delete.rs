@@ -59,33 +59,68 @@ pub fn stage_deletion<R: SourceRecord>(
     Ok(())
 }
 
-/// Deletes the records `ids` of kind `R` that still exist, with everything derived from them,
-/// in one transaction under the tenant's writer lock (held only for this batch: callers pass at
-/// most [`DELETE_BATCH`] ids and call again). Returns the ids actually deleted.
-pub fn delete<R: SourceRecord>(
+/// A record to delete: its id and the source key it was imported under (a record's source key
+/// never changes, so a caller that has read the record passes it instead of a second read).
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub id: RecordId,
+    pub source_key: String,
+}
+
+/// The targets of `ids` that exist, read for their source keys (for callers that hold ids only).
+pub fn targets<R: SourceRecord>(
     context: &AppContext,
     tenant: TenantId,
     ids: &[RecordId],
+) -> Result<Vec<Target>, StoreError> {
+    let records = RecordStore::<R>::new(context.store.clone()).records(tenant)?;
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(stored) = records.get(id)? {
+            found.push(Target {
+                id: stored.id,
+                source_key: stored.record.source_key(),
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Deletes the records `targets` of kind `R` that still exist, with everything derived from
+/// them, in one transaction under the tenant's writer lock (held only for this batch: callers
+/// pass at most [`DELETE_BATCH`] targets and call again). Returns the ids actually deleted.
+pub fn delete<R: SourceRecord>(
+    context: &AppContext,
+    tenant: TenantId,
+    targets: &[Target],
 ) -> Result<Vec<RecordId>, StoreError> {
     let deleted = context.store.lock_scope(Scope::Tenant(tenant)).run(|| {
         let records = RecordStore::<R>::new(context.store.clone()).records(tenant)?;
-        let mut found = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(stored) = records.get(id)? {
-                found.push((stored.id, stored.record.source_key()));
+        // Still there? (Checked under the lock, without opening the record.)
+        let mut found = Vec::with_capacity(targets.len());
+        for target in targets {
+            if records.contains(&target.id)? {
+                found.push(target);
             }
         }
         if found.is_empty() {
             return Ok(Vec::new());
         }
-        let deleted: Vec<RecordId> = found.iter().map(|(id, _)| *id).collect();
+        let deleted: Vec<RecordId> = found.iter().map(|target| target.id).collect();
         let search = crate::search::SearchIndex::new(context.store.clone());
         let analysed = matches!(R::KIND, RecordKind::Interaction | RecordKind::Signal);
         let subjects: &[RecordId] = if analysed { &deleted } else { &[] };
         context.analysis.forget_with(tenant, subjects, |writes| {
             let mut index = search.batch(tenant)?;
-            for (id, source_key) in &found {
-                stage_deletion::<R>(context, tenant, *id, source_key, writes, &mut index)?;
+            for target in &found {
+                stage_deletion::<R>(
+                    context,
+                    tenant,
+                    target.id,
+                    &target.source_key,
+                    writes,
+                    &mut index,
+                )?;
             }
             index.finish(writes)?;
             Ok(())

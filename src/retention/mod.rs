@@ -31,7 +31,7 @@ use crate::audit::{Actor, AuditAction, AuditError, AuditEvent, Outcome};
 use crate::context::AppContext;
 use crate::ids::{RecordId, RetentionRunId, TenantId};
 use crate::interactions::InteractionRecord;
-use crate::records::delete::{delete, DELETE_BATCH};
+use crate::records::delete::{delete, Target, DELETE_BATCH};
 use crate::records::Stored;
 use crate::signals::SignalRecord;
 use crate::store::{Collection, Scope, StoreError};
@@ -511,7 +511,7 @@ struct Sweep<'a> {
 
 impl Sweep<'_> {
     /// Deletes the batch (unless a dry run); returns how many went.
-    fn flush_interactions(&mut self, batch: &mut Vec<RecordId>) -> Result<u64, StoreError> {
+    fn flush_interactions(&mut self, batch: &mut Vec<Target>) -> Result<u64, StoreError> {
         let count = delete::<InteractionRecord>(self.context, self.tenant, batch)?.len();
         batch.clear();
         Ok(count as u64)
@@ -538,7 +538,10 @@ impl Sweep<'_> {
                 } else if self.dry_run {
                     count.deleted += 1;
                 } else {
-                    batch.push(id);
+                    batch.push(Target {
+                        id,
+                        source_key: crate::records::SourceRecord::source_key(&stored.record),
+                    });
                     if batch.len() >= DELETE_BATCH {
                         count.deleted += self.flush_interactions(&mut batch)?;
                     }
@@ -577,18 +580,19 @@ impl Sweep<'_> {
             return Ok(());
         }
         let records = self.context.signals.records(self.tenant)?;
-        let mut batch: Vec<(RecordId, Category)> = Vec::with_capacity(DELETE_BATCH);
+        let mut batch: Vec<(Target, Category)> = Vec::with_capacity(DELETE_BATCH);
         let mut examined = 0u64;
         let mut deleted_total = 0u64;
-        let flush = |batch: &mut Vec<(RecordId, Category)>,
+        let flush = |batch: &mut Vec<(Target, Category)>,
                      counts: &mut [CategoryCount]|
          -> Result<u64, StoreError> {
-            let ids: Vec<RecordId> = batch.iter().map(|(id, _)| *id).collect();
-            let gone: HashSet<RecordId> = delete::<SignalRecord>(self.context, self.tenant, &ids)?
-                .into_iter()
-                .collect();
-            for (id, category) in batch.drain(..) {
-                if gone.contains(&id) {
+            let targets: Vec<Target> = batch.iter().map(|(target, _)| target.clone()).collect();
+            let gone: HashSet<RecordId> =
+                delete::<SignalRecord>(self.context, self.tenant, &targets)?
+                    .into_iter()
+                    .collect();
+            for (target, category) in batch.drain(..) {
+                if gone.contains(&target.id) {
                     if let Some(count) = counts.iter_mut().find(|c| c.category == category) {
                         count.deleted += 1;
                     }
@@ -612,7 +616,13 @@ impl Sweep<'_> {
                 } else if self.dry_run {
                     count.deleted += 1;
                 } else {
-                    batch.push((id, category));
+                    batch.push((
+                        Target {
+                            id,
+                            source_key: crate::records::SourceRecord::source_key(&stored.record),
+                        },
+                        category,
+                    ));
                     if batch.len() >= DELETE_BATCH {
                         deleted_total += flush(&mut batch, counts)?;
                     }

@@ -328,6 +328,11 @@ impl<K: RecordKey, T: Serialize + DeserializeOwned> Collection<K, T> {
         })
     }
 
+    /// Whether a record is stored under `key`, without opening it.
+    pub fn contains(&self, key: &K) -> Result<bool, StoreError> {
+        Ok(self.tree.contains_key(key.to_key_bytes())?)
+    }
+
     pub fn len(&self) -> usize {
         self.tree.len()
     }
