@@ -480,3 +480,219 @@ fn run_ingest(options: &IngestBench, root: &Path) -> Result<(), BenchError> {
     });
     Ok(())
 }
+
+/// Options of `rapport bench retention`.
+pub struct RetentionBench {
+    pub interactions: u64,
+    /// Interactions-list pages read to time page latency, idle and during the sweep (each).
+    pub pages: usize,
+    pub dir: PathBuf,
+}
+
+/// Runs the retention benchmark: imports a synthetic tenant (the import rate is the baseline),
+/// times an interactions-list page idle, sets a period that expires about half of it, then runs
+/// the sweep while another thread keeps reading list pages. Prints deletions per second, the
+/// ratio to the import rate, and page latency idle and during the sweep; the last line is JSON.
+pub fn retention(options: &RetentionBench) -> Result<(), BenchError> {
+    let root = options
+        .dir
+        .join(format!("rapport-bench-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&root).map_err(|source| BenchError::Io {
+        path: root.clone(),
+        source,
+    })?;
+    let result = run_retention(options, &root);
+    let _ = std::fs::remove_dir_all(&root);
+    result
+}
+
+/// Reads interactions-list pages (the newest page, as the console's list opens): `pages` of
+/// them, or, with `stop`, until it is set; sorted durations.
+fn time_pages(
+    context: &AppContext,
+    tenant: crate::ids::TenantId,
+    pages: usize,
+    stop: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<Vec<Duration>, BenchError> {
+    let mut latencies = Vec::with_capacity(pages);
+    loop {
+        let started = Instant::now();
+        context
+            .interactions
+            .newest_page(tenant, None)
+            .map_err(|error| BenchError::Setup(error.to_string()))?;
+        latencies.push(started.elapsed());
+        let done = match stop {
+            Some(stop) => stop.load(std::sync::atomic::Ordering::SeqCst),
+            None => latencies.len() >= pages,
+        };
+        if done {
+            break;
+        }
+    }
+    latencies.sort();
+    Ok(latencies)
+}
+
+#[allow(clippy::cast_precision_loss)] // Figures are printed with a few significant digits.
+fn run_retention(options: &RetentionBench, root: &Path) -> Result<(), BenchError> {
+    use crate::retention::{self, Category, Keep, Policies, Trigger};
+
+    let setup = |error: &dyn std::fmt::Display| BenchError::Setup(error.to_string());
+    let config_path = root.join("rapport.toml");
+    crate::init::run(&crate::init::InitOptions {
+        config_path: config_path.clone(),
+        data_dir: root.join("data"),
+        listen: "127.0.0.1:0".parse().map_err(|e| setup(&e))?,
+        tls: false,
+    })
+    .map_err(|e| setup(&e))?;
+    let config = Config::load(&config_path).map_err(|e| setup(&e))?;
+    let context = AppContext::open(config, OpenMode::ExistingOnly).map_err(|e| setup(&e))?;
+    let tenant =
+        crate::tenants::create_tenant(&context, Actor::system(), None, "bench", "Benchmark")
+            .map_err(|e| setup(&e))?;
+    let mut rng = StdRng::seed_from_u64(7);
+    let vocabulary = Vocabulary::new();
+    let file = root.join("interactions.jsonl");
+    eprintln!("generating {} interactions…", options.interactions);
+    generate(&file, options.interactions, &mut rng, &vocabulary).map_err(|source| {
+        BenchError::Io {
+            path: file.clone(),
+            source,
+        }
+    })?;
+    eprintln!("importing…");
+    let started = Instant::now();
+    let run = ingest::import_file(
+        &context,
+        &ImportRequest {
+            actor: &Actor::system(),
+            tenant: &tenant,
+            format: ImportFormat::Jsonl,
+            path: &file,
+            skip_invalid: false,
+        },
+        &mut |_| {},
+    )
+    .map_err(|e| setup(&e))?;
+    let import_seconds = started.elapsed().as_secs_f64();
+    let import_rate = run.imported as f64 / import_seconds;
+
+    let idle = time_pages(&context, tenant.id, options.pages, None)?;
+
+    // The generator dates threads over the months of 2026; keep the last 120 days of them.
+    let mut policies = Policies::default();
+    policies.set(Category::Interactions, Keep::Days(120));
+    retention::save_policies(&context, &Actor::system(), None, tenant.id, &policies)
+        .map_err(|e| setup(&e))?;
+    let now = chrono::Utc::now();
+    let started = Instant::now();
+    let preview =
+        retention::preview(&context, &Actor::system(), tenant.id, now).map_err(|e| setup(&e))?;
+    let preview_seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "sweeping ({} of {} interactions expire)…",
+        preview.total_deleted(),
+        run.imported
+    );
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (report, sweep_seconds, during) = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| time_pages(&context, tenant.id, options.pages, Some(&stop)));
+        let started = Instant::now();
+        let report = retention::run(
+            &context,
+            &Actor::system(),
+            None,
+            tenant.id,
+            Trigger::CommandLine,
+            now,
+            &mut |_| {},
+        );
+        let seconds = started.elapsed().as_secs_f64();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let during = reader
+            .join()
+            .map_err(|_| BenchError::Setup("the page reader panicked".to_owned()));
+        (report, seconds, during)
+    });
+    let report = report.map_err(|e| setup(&e))?;
+    let during = during??;
+    print_retention(&RetentionFigures {
+        imported: run.imported,
+        import_rate,
+        deleted: report.total_deleted(),
+        sweep_seconds,
+        preview_seconds,
+        idle: &idle,
+        during: &during,
+    });
+    Ok(())
+}
+
+/// What `bench retention` measured.
+struct RetentionFigures<'a> {
+    imported: u64,
+    import_rate: f64,
+    deleted: u64,
+    sweep_seconds: f64,
+    /// The preview's time: the same walk over every record, deleting nothing.
+    preview_seconds: f64,
+    idle: &'a [Duration],
+    during: &'a [Duration],
+}
+
+/// Prints the retention figures for people, then as one JSON line for scripts.
+#[allow(clippy::cast_precision_loss)] // Figures are printed with a few significant digits.
+fn print_retention(figures: &RetentionFigures<'_>) {
+    let RetentionFigures {
+        imported,
+        import_rate,
+        deleted,
+        sweep_seconds,
+        preview_seconds,
+        idle,
+        during,
+    } = *figures;
+    let rate = deleted as f64 / sweep_seconds;
+    let (idle_p50, idle_p99) = (percentile(idle, 0.5), percentile(idle, 0.99));
+    let (busy_p50, busy_p99) = (percentile(during, 0.5), percentile(during, 0.99));
+    println!("interactions imported   {imported} ({import_rate:.0}/s)");
+    println!(
+        "swept                   {deleted} deleted of {imported} in {sweep_seconds:.1} s: {rate:.0} deletions/s (the walk over every record included)"
+    );
+    println!(
+        "baseline: import rate   deletions/imports ratio {:.2}",
+        rate / import_rate
+    );
+    println!(
+        "walk only (preview)     {preview_seconds:.1} s, {:.0} records/s",
+        imported as f64 / preview_seconds
+    );
+    println!(
+        "list page idle          p50 {idle_p50:.1} ms, p99 {idle_p99:.1} ms ({} pages)",
+        idle.len()
+    );
+    println!(
+        "list page during sweep  p50 {busy_p50:.1} ms, p99 {busy_p99:.1} ms ({} pages); p99 ratio {:.2}",
+        during.len(),
+        busy_p99 / idle_p99.max(f64::EPSILON)
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "interactions": imported,
+            "deleted": deleted,
+            "sweep_seconds": sweep_seconds,
+            "deletions_per_second": rate,
+            "import_per_second": import_rate,
+            "deletion_to_import_ratio": rate / import_rate,
+            "preview_seconds": preview_seconds,
+            "page_idle_p50_ms": idle_p50,
+            "page_idle_p99_ms": idle_p99,
+            "page_during_sweep_p50_ms": busy_p50,
+            "page_during_sweep_p99_ms": busy_p99,
+        })
+    );
+}

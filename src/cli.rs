@@ -161,6 +161,9 @@ enum Command {
     /// most 5,000).
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// Retention: preview or run a tenant's sweep (the server must be stopped).
+    #[command(subcommand)]
+    Retention(crate::retention::cli::RetentionCommand),
 }
 
 #[derive(Subcommand)]
@@ -423,6 +426,20 @@ enum BenchCommand {
         #[arg(long, default_value = "127.0.0.1:9443")]
         listen: std::net::SocketAddr,
     },
+    /// Import a synthetic tenant, expire about half of it and run the retention sweep while
+    /// another thread reads interactions-list pages: deletions per second (with the import rate
+    /// as baseline) and page latency idle and during the sweep.
+    Retention {
+        /// Interactions to generate.
+        #[arg(long, default_value_t = 100_000)]
+        interactions: u64,
+        /// List pages to time, idle and during the sweep (at least).
+        #[arg(long, default_value_t = 200)]
+        pages: usize,
+        /// Directory for the throw-away instance (removed afterwards).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -553,6 +570,7 @@ pub fn run() -> ExitCode {
             tenant,
             out,
         }) => accounts_export(&config.path, &tenant, out.as_deref()),
+        Command::Retention(command) => crate::retention::cli::run(command).map_err(Failure),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -606,6 +624,19 @@ fn bench(command: BenchCommand) -> Outcome {
                 dir,
                 listen,
                 password,
+            })
+            .map_err(Failure::from)
+        }
+        BenchCommand::Retention {
+            interactions,
+            pages,
+            dir,
+        } => {
+            crate::telemetry::init_for_command();
+            crate::bench::retention(&crate::bench::RetentionBench {
+                interactions,
+                pages,
+                dir,
             })
             .map_err(Failure::from)
         }
@@ -667,6 +698,18 @@ fn serve(config_path: &Path) -> Outcome {
         crate::leads::webhook::Schedule::default(),
     )
     .map_err(|error| Failure(format!("cannot start the CRM delivery thread: {error}")))?;
+    // The scheduler (retention's nightly sweep), a thread of its own for the same reason.
+    let retention_schedule = crate::scheduler::Schedule::parse(&context.config.retention.schedule)
+        .map_err(|message| Failure(format!("retention.schedule: {message}")))?;
+    let scheduler = crate::scheduler::spawn(
+        context.clone().into_inner(),
+        vec![crate::scheduler::Task {
+            name: "retention",
+            schedule: retention_schedule,
+            work: Box::new(crate::retention::run_all_tenants),
+        }],
+    )
+    .map_err(|error| Failure(format!("cannot start the scheduler: {error}")))?;
     let served = actix_web::rt::System::new().block_on(async move {
         let server = crate::web::serve(context.clone(), listener)?;
         actix_web::rt::spawn(purge_sessions_periodically(context));
@@ -686,6 +729,7 @@ fn serve(config_path: &Path) -> Outcome {
     // The server has stopped (a signal): stop taking jobs, and give the batch in hand a moment.
     worker.stop(ANALYSIS_STOP_PATIENCE);
     deliveries.stop(ANALYSIS_STOP_PATIENCE);
+    scheduler.stop(ANALYSIS_STOP_PATIENCE);
     served
 }
 

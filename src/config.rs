@@ -41,6 +41,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub integrations: IntegrationsConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// The operator's SMTP relay for feedback requests; absent means Rapport sends no mail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp: Option<SmtpConfig>,
@@ -158,6 +160,25 @@ pub struct MetricsConfig {
     /// A file holding the bearer token (at least 32 characters; mode 0600 or 0640).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+}
+
+/// The retention sweep (`[retention]`): when the scheduler runs it for every tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// A cron expression in UTC: six fields with seconds first, or the classic five.
+    pub schedule: String,
+}
+
+/// Nightly at 02:30 UTC.
+pub const DEFAULT_RETENTION_SCHEDULE: &str = "0 30 2 * * *";
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            schedule: DEFAULT_RETENTION_SCHEDULE.to_owned(),
+        }
+    }
 }
 
 /// Outbound integrations (the CRM webhook): where tenant admins' URLs may lead.
@@ -359,6 +380,9 @@ impl Config {
         if let Some(smtp) = &self.smtp {
             problems.extend(smtp.problems());
         }
+        if let Err(message) = crate::scheduler::Schedule::parse(&self.retention.schedule) {
+            problems.push(format!("retention.schedule: {message}"));
+        }
         if self
             .log
             .level
@@ -510,8 +534,18 @@ allow_private_networks = false
         threads = inference.threads,
         context_size = inference.context_size,
         batch_width = inference.batch_width,
-    ) + SMTP_TEMPLATE
+    ) + RETENTION_TEMPLATE
+        + SMTP_TEMPLATE
 }
+
+/// The template's `[retention]` part (its schedule is [`DEFAULT_RETENTION_SCHEDULE`]).
+const RETENTION_TEMPLATE: &str = r#"
+[retention]
+# When the scheduler runs every tenant's retention sweep: a cron expression in UTC, six fields
+# with seconds first (seconds minutes hours day-of-month month day-of-week), or the classic five.
+# The periods themselves are set per tenant by its privacy officer (Retention page).
+schedule = "0 30 2 * * *"
+"#;
 
 /// The template's `[smtp]` part: commented out, since no relay is the default.
 const SMTP_TEMPLATE: &str = r#"
@@ -565,6 +599,22 @@ mod tests {
         assert_eq!(parsed.storage.cache_capacity_mib, 128);
         assert!(parsed.server.tls.is_some());
         assert!(parsed.value_problems().is_empty());
+    }
+
+    #[test]
+    fn the_retention_schedule_defaults_to_nightly_and_a_bad_one_is_refused_by_key() {
+        assert!(RETENTION_TEMPLATE.contains(DEFAULT_RETENTION_SCHEDULE));
+        let mut config: Config = toml::from_str(&packaged_template()).unwrap();
+        assert_eq!(config.retention.schedule, DEFAULT_RETENTION_SCHEDULE);
+        assert!(config.value_problems().is_empty());
+        config.retention.schedule = "nightly".to_owned();
+        let problems = config.value_problems();
+        assert!(
+            problems
+                .iter()
+                .any(|problem| problem.starts_with("retention.schedule:")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -103,3 +103,11 @@ id_type!(
     /// One alert in a tenant's alerts inbox (a negative review, later churn risk).
     AlertId
 );
+id_type!(
+    /// One legal hold of a tenant (see `retention::holds`).
+    HoldId
+);
+id_type!(
+    /// One retention sweep of a tenant, with its stored report.
+    RetentionRunId
+);

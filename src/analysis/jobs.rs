@@ -204,6 +204,12 @@ impl JobCounts {
     pub fn total(&self) -> u64 {
         self.queued + self.running + self.done + self.failed
     }
+
+    /// Records that a job in `state` was removed (its interaction was deleted).
+    pub fn forget(&mut self, state: JobState) {
+        let slot = self.slot(state);
+        *slot = slot.saturating_sub(1);
+    }
 }
 
 fn union(left: &[AnalysisKind], right: &[AnalysisKind]) -> Vec<AnalysisKind> {

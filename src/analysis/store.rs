@@ -459,6 +459,89 @@ impl AnalysisStore {
         })
     }
 
+    /// Deletes what the analysis store keeps about each of `subjects` (interactions or review
+    /// signals that are being deleted: their jobs, queue entries and stored analyses), together
+    /// with whatever `stage_more` stages, in one commit under the queue's lock. A worker that
+    /// finishes one of those jobs afterwards finds it gone and stores nothing (see
+    /// [`AnalysisStore::finish`]). Used only by `records::delete`.
+    pub fn forget_with(
+        &self,
+        tenant: TenantId,
+        subjects: &[RecordId],
+        stage_more: impl FnOnce(&mut WriteSet) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.locked(|| {
+            let jobs = self.jobs(tenant)?;
+            let queue = self.queue(tenant)?;
+            let results = self.results(tenant)?;
+            let mut counts = self.counts(tenant)?;
+            let mut writes = WriteSet::default();
+            let mut jobs_removed = false;
+            for subject in subjects {
+                if let Some(job) = jobs.get(subject)? {
+                    if let Some(key) = QueueKey::of(&job) {
+                        writes.remove(&queue, &key);
+                    }
+                    writes.remove(&jobs, subject);
+                    counts.forget(job.state);
+                    jobs_removed = true;
+                }
+                for key in results.keys_with_prefix(&subject.to_bytes()) {
+                    writes.remove(&results, &key?);
+                }
+            }
+            stage_more(&mut writes)?;
+            if jobs_removed {
+                writes.put(&self.counts_collection(tenant)?, &COUNTS_KEY, &counts)?;
+            }
+            self.store.commit(writes)
+        })
+    }
+
+    /// Every stored analysis created before `cutoff`, as (interaction or signal, kind): what
+    /// the derived-data retention period has expired. Reads every analysis of the tenant (the
+    /// creation time is inside the sealed value); only the sweep calls it.
+    pub fn analyses_created_before(
+        &self,
+        tenant: TenantId,
+        cutoff: chrono::DateTime<Utc>,
+    ) -> Result<Vec<(RecordId, AnalysisKind)>, StoreError> {
+        let mut expired = Vec::new();
+        for entry in self.results(tenant)?.scan() {
+            let (key, analysis) = entry?;
+            if analysis.provenance.created < cutoff {
+                expired.push((key.interaction, key.kind));
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Removes the named analyses in one commit under the queue's lock; the records they came
+    /// from stay. Returns how many existed.
+    pub fn remove_analyses(
+        &self,
+        tenant: TenantId,
+        analyses: &[(RecordId, AnalysisKind)],
+    ) -> Result<u64, StoreError> {
+        self.locked(|| {
+            let results = self.results(tenant)?;
+            let mut writes = WriteSet::default();
+            let mut removed = 0;
+            for (interaction, kind) in analyses {
+                let key = AnalysisKey {
+                    interaction: *interaction,
+                    kind: *kind,
+                };
+                if results.get(&key)?.is_some() {
+                    writes.remove(&results, &key);
+                    removed += 1;
+                }
+            }
+            self.store.commit(writes)?;
+            Ok(removed)
+        })
+    }
+
     /// Jobs that ended done since the process started, in every tenant.
     pub fn completed_total(&self) -> u64 {
         self.completed.load(std::sync::atomic::Ordering::Relaxed)

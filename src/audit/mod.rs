@@ -165,6 +165,17 @@ pub enum AuditAction {
     QaReportExported,
     /// Someone asked for an account's briefing to be written again; the target names the account.
     BriefingRequested,
+    /// A privacy officer changed a tenant's retention policies; the target holds the periods
+    /// (numbers only).
+    RetentionPolicyChanged,
+    /// A retention sweep ran (command line, console or scheduler); the target holds its counts
+    /// per category, deleted and held, and its error kinds.
+    RetentionRun,
+    /// A privacy officer placed a legal hold; the target names it by id and kind, never its
+    /// subject's address.
+    LegalHoldCreated,
+    /// A privacy officer released a legal hold.
+    LegalHoldReleased,
 }
 
 impl AuditAction {
@@ -233,6 +244,10 @@ impl AuditAction {
             Self::AccountsExported => "account.exported",
             Self::QaReportExported => "qa.exported",
             Self::BriefingRequested => "account.briefing_requested",
+            Self::RetentionPolicyChanged => "retention.policy_changed",
+            Self::RetentionRun => "retention.run",
+            Self::LegalHoldCreated => "legal_hold.created",
+            Self::LegalHoldReleased => "legal_hold.released",
         }
     }
 }

@@ -414,6 +414,7 @@ pub mod policy {
     policy!(ManageHealth, ManageHealth);
     policy!(ExportAccounts, ExportAccounts);
     policy!(ExportQaReport, ExportQaReport);
+    policy!(ManageRetention, ManageRetention);
 }
 
 /// A signed-in user whose role grants `P` on the appliance.

@@ -92,6 +92,9 @@ pub enum Permission {
     ExportAccounts,
     /// Export the QA report as CSV (QA leads and tenant admins).
     ExportQaReport,
+    /// Set the tenant's retention policies, preview and run the sweep, and place and release
+    /// legal holds (privacy officers only).
+    ManageRetention,
 }
 
 impl Role {
@@ -143,7 +146,11 @@ impl Role {
             ),
             Role::PrivacyOfficer => matches!(
                 permission,
-                P::ViewTenant | P::ViewTenantAudit | P::ViewTenantData | P::ManagePrivacy
+                P::ViewTenant
+                    | P::ViewTenantAudit
+                    | P::ViewTenantData
+                    | P::ManagePrivacy
+                    | P::ManageRetention
             ),
             Role::Auditor => matches!(permission, P::ViewTenant | P::ViewTenantAudit),
         }

@@ -700,7 +700,6 @@ fn roll_back<R: SourceRecord>(
 ) -> Result<(), StoreError> {
     let store = RecordStore::<R>::new(context.store.clone());
     let records = store.records(tenant)?;
-    let sources = store.sources(tenant)?;
     let journal = journal::<R>(context, tenant)?;
     let search = SearchIndex::new(context.store.clone());
     let mut sequence = journal_sequence(&journal, run)?;
@@ -736,13 +735,14 @@ fn roll_back<R: SourceRecord>(
                     // The run created the record: remove it, and also clean up after a batch
                     // that a crash cut short (claim or index entries in, record not).
                     None if holds_run_version || current.is_none() => {
-                        if current.is_some() {
-                            writes.remove(&records, &entry.record);
-                        }
-                        if sources.get(&entry.source_key)? == Some(entry.record) {
-                            writes.release(&sources, &entry.source_key);
-                        }
-                        index.retire(&mut writes, entry.record)?;
+                        crate::records::delete::stage_deletion::<R>(
+                            context,
+                            tenant,
+                            entry.record,
+                            &entry.source_key,
+                            &mut writes,
+                            &mut index,
+                        )?;
                     }
                     // Changed since by someone else (or erased): theirs to keep.
                     _ => {}

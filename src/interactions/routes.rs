@@ -241,6 +241,8 @@ struct ShowPage {
     messages: Vec<MessageView>,
     analysis: AnalysisPanel,
     scorecard: Option<ScorecardPanel>,
+    /// An active legal hold covers it (retention keeps it).
+    on_hold: bool,
 }
 
 async fn show(
@@ -273,6 +275,8 @@ async fn show(
             &interaction,
         )?;
         let no_highlights = Vec::new();
+        let on_hold =
+            crate::retention::holds::interaction_is_held(&context, access.tenant.id, &interaction)?;
         audit_personal_read(
             &context,
             &access.session,
@@ -326,6 +330,7 @@ async fn show(
                 .collect(),
             analysis,
             scorecard,
+            on_hold,
             base,
         })
     })

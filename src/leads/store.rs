@@ -56,6 +56,18 @@ impl LeadStore {
         self.store.collection(Scope::Tenant(tenant), "crm_outbox")
     }
 
+    /// Stages the removal of the interaction's lead state into `writes` (the interaction is
+    /// being deleted; see `records::delete`).
+    pub fn stage_removal(
+        &self,
+        tenant: TenantId,
+        interaction: RecordId,
+        writes: &mut crate::store::WriteSet,
+    ) -> Result<(), StoreError> {
+        writes.remove(&self.states(tenant)?, &interaction);
+        Ok(())
+    }
+
     /// The interaction's lead state (the default: not marked, `new`, nobody assigned).
     pub fn state(&self, tenant: TenantId, interaction: RecordId) -> Result<LeadState, StoreError> {
         Ok(self.states(tenant)?.get(&interaction)?.unwrap_or_default())

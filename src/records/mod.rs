@@ -2,6 +2,8 @@
 //! validation that names the bad field, and the stored envelope around the record. One generic
 //! [`RecordStore`] keeps every kind, sealed under the tenant's keys.
 
+pub mod delete;
+
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

@@ -43,6 +43,18 @@ impl ReviewStore {
             .collection(Scope::Tenant(tenant), "review_settings")
     }
 
+    /// Stages the removal of the review's workflow state into `writes` (the review signal is
+    /// being deleted; see `records::delete`).
+    pub fn stage_removal(
+        &self,
+        tenant: TenantId,
+        review: RecordId,
+        writes: &mut crate::store::WriteSet,
+    ) -> Result<(), StoreError> {
+        writes.remove(&self.states(tenant)?, &review);
+        Ok(())
+    }
+
     /// The review's workflow state; the default (`new`, nothing written) when it has none.
     pub fn state(&self, tenant: TenantId, review: RecordId) -> Result<ReviewState, StoreError> {
         Ok(self.states(tenant)?.get(&review)?.unwrap_or_default())

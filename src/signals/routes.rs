@@ -32,6 +32,8 @@ pub struct SignalRow {
     pub time: String,
     pub account: String,
     pub summary: String,
+    /// An active legal hold covers it.
+    pub on_hold: bool,
 }
 
 #[derive(Template)]
@@ -76,6 +78,11 @@ async fn list(
             client,
             "signals list",
         )?;
+        let holds = crate::retention::holds::ActiveHolds::load(
+            &context,
+            access.tenant.id,
+            chrono::Utc::now(),
+        )?;
         let list_url = format!("/t/{}/signals", access.tenant.slug);
         let older = found.next_cursor.map(|next| {
             let mut pairs = vec![("cursor", next.to_string())];
@@ -103,6 +110,7 @@ async fn list(
                     time: format_time(signal.record.occurred_at),
                     account: signal.record.account.clone().unwrap_or_default(),
                     summary: signal.record.signal.summary(),
+                    on_hold: crate::retention::holds::signal_is_held(&holds, &signal.record),
                 })
                 .collect(),
             older,

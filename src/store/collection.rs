@@ -94,6 +94,24 @@ impl RecordKey for crate::ids::AlertId {
     }
 }
 
+impl RecordKey for crate::ids::HoldId {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        self.to_bytes().to_vec()
+    }
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(Self::from_bytes(bytes.try_into().ok()?))
+    }
+}
+
+impl RecordKey for crate::ids::RetentionRunId {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        self.to_bytes().to_vec()
+    }
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(Self::from_bytes(bytes.try_into().ok()?))
+    }
+}
+
 /// An entry of an ordered log: the log's id, then a big-endian sequence number.
 impl RecordKey for (crate::ids::ImportId, u64) {
     fn to_key_bytes(&self) -> Vec<u8> {
@@ -308,6 +326,11 @@ impl<K: RecordKey, T: Serialize + DeserializeOwned> Collection<K, T> {
                 .map(|bytes| K::from_key_bytes(&bytes))
                 .transpose()
         })
+    }
+
+    /// Whether a record is stored under `key`, without opening it.
+    pub fn contains(&self, key: &K) -> Result<bool, StoreError> {
+        Ok(self.tree.contains_key(key.to_key_bytes())?)
     }
 
     pub fn len(&self) -> usize {

@@ -73,6 +73,10 @@ fn nav_for(session: &RequestSession, tenant: Option<&Tenant>, active: &str) -> V
         if role.grants(Permission::ManagePrivacy) {
             links.push((format!("{base}/privacy/restrictions"), "Restrictions"));
         }
+        if role.grants(Permission::ManageRetention) {
+            links.push((format!("{base}/privacy/retention"), "Retention"));
+            links.push((format!("{base}/privacy/holds"), "Legal holds"));
+        }
         if role.grants(Permission::ManageTenantUsers) {
             links.push((format!("{base}/users"), "Users"));
         }

@@ -35,6 +35,7 @@ mod pii;
 mod privacy;
 mod qa;
 mod remote;
+mod retention;
 mod reviews;
 mod roles;
 mod search;

@@ -82,6 +82,16 @@ const MATRIX: &[(&str, &str, [Expect; 7])] = &[
         [SignIn, Refused, Refused, Refused, Refused, Allowed, Refused],
     ),
     (
+        "tenant: retention",
+        "/t/acme/privacy/retention",
+        [SignIn, Refused, Refused, Refused, Refused, Allowed, Refused],
+    ),
+    (
+        "tenant: legal holds",
+        "/t/acme/privacy/holds",
+        [SignIn, Refused, Refused, Refused, Refused, Allowed, Refused],
+    ),
+    (
         "tenant: QA page",
         "/t/acme/qa",
         [SignIn, Refused, Allowed, Allowed, Allowed, Allowed, Refused],
@@ -265,6 +275,29 @@ const POST_MATRIX: &[PostCase] = &[
             ("email", "subject@example.org"),
             ("kind", "objection"),
             ("reason", "DSR-1"),
+        ],
+        [Refused, Refused, Refused, Refused, Allowed, Refused],
+    ),
+    (
+        "save the retention policy",
+        "/t/acme/privacy/retention",
+        &[("interactions", ""), ("audit_log", "365")],
+        [Refused, Refused, Refused, Refused, Allowed, Refused],
+    ),
+    (
+        "preview retention",
+        "/t/acme/privacy/retention/preview",
+        &[],
+        [Refused, Refused, Refused, Refused, Allowed, Refused],
+    ),
+    (
+        "place a legal hold",
+        "/t/acme/privacy/holds",
+        &[
+            ("kind", "tag"),
+            ("value", "litigation"),
+            ("reason", "M-1"),
+            ("owner", "Legal"),
         ],
         [Refused, Refused, Refused, Refused, Allowed, Refused],
     ),
