@@ -157,6 +157,22 @@ enum Command {
     /// reads at most one page bound of signals).
     #[command(subcommand)]
     Reviews(ReviewsCommand),
+    /// Dashboard aggregates.
+    #[command(subcommand)]
+    Insights(InsightsCommand),
+}
+
+#[derive(Subcommand)]
+enum InsightsCommand {
+    /// Rebuild a tenant's dashboard aggregates from its data (after an upgrade, or to repair
+    /// them); prints progress.
+    Rebuild {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The tenant (slug).
+        #[arg(long, value_name = "SLUG")]
+        tenant: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -514,6 +530,9 @@ pub fn run() -> ExitCode {
         Command::Keys(command) => crate::rotation::run(command).map_err(Failure),
         Command::Health(command) => health(command),
         Command::Reviews(command) => reviews(command),
+        Command::Insights(InsightsCommand::Rebuild { config, tenant }) => {
+            insights_rebuild(&config.path, &tenant)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -1412,5 +1431,28 @@ fn health_recompute(config: &Path, slug: &str, account: Option<crate::ids::Recor
         }
     }
     println!("{scored} of {total} account(s) have a score");
+    Ok(())
+}
+
+/// `rapport insights rebuild`: the tenant's dashboard aggregates from scratch, audited.
+fn insights_rebuild(config: &Path, slug: &str) -> Outcome {
+    let context = open(config)?;
+    let tenant = find_tenant(&context, slug)?;
+    let done = crate::insights::rebuild(&context, tenant.id, &mut |progress| {
+        println!(
+            "{} account(s), {} interaction(s), {} signal(s) counted",
+            progress.accounts, progress.interactions, progress.signals
+        );
+    })?;
+    context.audit(AuditEvent::new(
+        Some(tenant.id),
+        Actor::cli(),
+        AuditAction::InsightsRebuilt,
+        format!(
+            "dashboard aggregates rebuilt: {} account(s), {} interaction(s), {} signal(s)",
+            done.accounts, done.interactions, done.signals
+        ),
+    ))?;
+    println!("rebuilt the dashboard aggregates of {slug}");
     Ok(())
 }

@@ -158,6 +158,10 @@ pub enum AuditAction {
     /// A tenant admin changed the account-health configuration (measures, bands, churn rules);
     /// the target holds the settings, no tenant content.
     HealthConfigChanged,
+    /// A dashboard chart's data was downloaded as CSV; the target names the chart and range.
+    DashboardExported,
+    /// `rapport insights rebuild` rebuilt a tenant's dashboard aggregates; the target has counts.
+    InsightsRebuilt,
 }
 
 impl AuditAction {
@@ -223,6 +227,8 @@ impl AuditAction {
             Self::ReviewsExported => "review.exported",
             Self::ReviewSettingsChanged => "review.settings_changed",
             Self::HealthConfigChanged => "health.config_changed",
+            Self::DashboardExported => "dashboard.exported",
+            Self::InsightsRebuilt => "insights.rebuilt",
         }
     }
 }

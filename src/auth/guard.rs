@@ -412,6 +412,7 @@ pub mod policy {
     policy!(WorkReviews, WorkReviews);
     policy!(ManageReviewSettings, ManageReviewSettings);
     policy!(ManageHealth, ManageHealth);
+    policy!(ViewDashboards, ViewDashboards);
 }
 
 /// A signed-in user whose role grants `P` on the appliance.

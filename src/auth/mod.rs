@@ -87,6 +87,8 @@ pub enum Permission {
     ManageReviewSettings,
     /// Configure account health: its measures, weights, bands and churn-risk rules.
     ManageHealth,
+    /// See the dashboards (aggregates naming agents and accounts) and download their CSVs.
+    ViewDashboards,
 }
 
 impl Role {
@@ -113,6 +115,7 @@ impl Role {
                     | P::WorkReviews
                     | P::ManageReviewSettings
                     | P::ManageHealth
+                    | P::ViewDashboards
             ),
             Role::Analyst => matches!(
                 permission,
@@ -123,6 +126,7 @@ impl Role {
                     | P::WorkAlerts
                     | P::WorkLeads
                     | P::WorkReviews
+                    | P::ViewDashboards
             ),
             Role::QaLead => matches!(
                 permission,
@@ -131,6 +135,7 @@ impl Role {
                     | P::RequestAnalysis
                     | P::ReviewQa
                     | P::ManageScorecards
+                    | P::ViewDashboards
             ),
             Role::PrivacyOfficer => matches!(
                 permission,

@@ -329,6 +329,8 @@ struct Writer<'a, R: SourceRecord> {
     imported: u64,
     updated: u64,
     batch: Batch<R>,
+    /// Every record id written, for the dashboard aggregates once the run commits.
+    written: Vec<RecordId>,
 }
 
 impl<'a, R: SourceRecord> Writer<'a, R> {
@@ -351,6 +353,7 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
                 order: Vec::new(),
                 pending: HashMap::new(),
             },
+            written: Vec::new(),
         })
     }
 
@@ -436,6 +439,7 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
                 }
             }
             writes.put(&self.records, &stored.id, stored)?;
+            self.written.push(stored.id);
         }
         if last || index.pending_bytes() >= POSTINGS_BUDGET_BYTES {
             self.vocabulary = index.finish(&mut writes)?;
@@ -621,6 +625,8 @@ fn import_kind<R: SourceRecord>(
     // has committed).
     crate::alerts::after_import(context, tenant.id, &run);
     crate::health::after_import(context, tenant.id, &run);
+    // The dashboard aggregates of what the run wrote, in chunks (logged, never an error).
+    crate::insights::refresh_logged(context, tenant.id, R::KIND, &writer.written);
     // The import is committed; a journal left behind by a failure here is only garbage (a
     // committed run is never rolled back), so it is reported, not turned into an error.
     if let Err(error) = discard_journal::<R>(context, tenant.id, run.id) {
@@ -705,6 +711,7 @@ fn roll_back<R: SourceRecord>(
     let search = SearchIndex::new(context.store.clone());
     let mut sequence = journal_sequence(&journal, run)?;
     sequence.reverse();
+    let mut undone = Vec::new();
     for seq in sequence {
         context.store.lock_scope(Scope::Tenant(tenant)).run(|| {
             let Some(batch) = journal.get(&(run, seq))? else {
@@ -713,6 +720,7 @@ fn roll_back<R: SourceRecord>(
             let mut writes = WriteSet::default();
             let mut index = search.batch(tenant)?;
             for entry in batch.entries.iter().rev() {
+                undone.push(entry.record);
                 let current = records.get(&entry.record)?;
                 let holds_run_version = current
                     .as_ref()
@@ -753,6 +761,9 @@ fn roll_back<R: SourceRecord>(
             context.store.commit(writes)
         })?;
     }
+    // The dashboard aggregates of the records restored or removed (logged, never an error:
+    // the rollback has committed).
+    crate::insights::refresh_logged(context, tenant, R::KIND, &undone);
     Ok(())
 }
 

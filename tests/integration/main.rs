@@ -16,6 +16,7 @@ mod browser;
 mod cli;
 mod console;
 mod csrf;
+mod dashboard;
 mod durability;
 mod feedback;
 mod formats;
