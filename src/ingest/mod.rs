@@ -329,7 +329,9 @@ struct Writer<'a, R: SourceRecord> {
     imported: u64,
     updated: u64,
     batch: Batch<R>,
-    /// Every record id written, for the dashboard aggregates once the run commits.
+    /// The last batch's records, for the dashboard aggregates: seeds of interactions (so they
+    /// are not read back), ids of other kinds.
+    seeds: Vec<crate::insights::Seed>,
     written: Vec<RecordId>,
 }
 
@@ -353,6 +355,7 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
                 order: Vec::new(),
                 pending: HashMap::new(),
             },
+            seeds: Vec::new(),
             written: Vec::new(),
         })
     }
@@ -382,7 +385,18 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
         let store = self.context.store.clone();
         store
             .lock_scope(Scope::Tenant(self.tenant))
-            .run(|| self.write_batch(last))
+            .run(|| self.write_batch(last))?;
+        // The batch's dashboard aggregates, once it is written (logged, never an error; a run
+        // rolled back later takes them away again in `roll_back`).
+        let seeds = std::mem::take(&mut self.seeds);
+        if !seeds.is_empty() {
+            if let Err(error) = crate::insights::refresh_seeded(self.context, self.tenant, &seeds) {
+                tracing::warn!(tenant = %self.tenant, records = seeds.len(), %error, "dashboard aggregates not updated");
+            }
+        }
+        let written = std::mem::take(&mut self.written);
+        crate::insights::refresh_logged(self.context, self.tenant, R::KIND, &written);
+        Ok(())
     }
 
     fn write_batch(&mut self, last: bool) -> Result<(), IngestError> {
@@ -439,7 +453,11 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
                 }
             }
             writes.put(&self.records, &stored.id, stored)?;
-            self.written.push(stored.id);
+            match (stored as &dyn std::any::Any).downcast_ref::<crate::interactions::Interaction>()
+            {
+                Some(interaction) => self.seeds.push(crate::insights::Seed::of(interaction)),
+                None => self.written.push(stored.id),
+            }
         }
         if last || index.pending_bytes() >= POSTINGS_BUDGET_BYTES {
             self.vocabulary = index.finish(&mut writes)?;
@@ -625,8 +643,6 @@ fn import_kind<R: SourceRecord>(
     // has committed).
     crate::alerts::after_import(context, tenant.id, &run);
     crate::health::after_import(context, tenant.id, &run);
-    // The dashboard aggregates of what the run wrote, in chunks (logged, never an error).
-    crate::insights::refresh_logged(context, tenant.id, R::KIND, &writer.written);
     // The import is committed; a journal left behind by a failure here is only garbage (a
     // committed run is never rolled back), so it is reported, not turned into an error.
     if let Err(error) = discard_journal::<R>(context, tenant.id, run.id) {

@@ -109,7 +109,7 @@ pub struct QaSums {
     /// Interactions with an overall score.
     pub scored: i64,
     pub overall_tenths: i64,
-    /// Criterion name → (times scored, points, most points).
+    /// Criterion name → (times scored, points, most points); kept for the [`QA_ALL`] group only.
     pub criteria: BTreeMap<String, (i64, i64, i64)>,
 }
 
@@ -197,7 +197,14 @@ impl DayBucket {
                             sums.scored += sign;
                             sums.overall_tenths += sign * tenths;
                         }
-                        for (criterion, points, most) in &qa.criteria {
+                        // Per-criterion sums only for the whole: per agent they would multiply
+                        // a bucket's size by the number of agents.
+                        let criteria = if group == QA_ALL {
+                            qa.criteria.as_slice()
+                        } else {
+                            &[]
+                        };
+                        for (criterion, points, most) in criteria {
                             let entry = sums.criteria.entry(criterion.clone()).or_default();
                             entry.0 += sign;
                             entry.1 += sign * points;
@@ -278,26 +285,58 @@ fn team_of(tags: &[String]) -> Option<String> {
     })
 }
 
-/// The contribution of an interaction as it is now: its record, stored analyses and QA
-/// overrides. `owner` is the account's owner (empty when unknown). `None` without a message time.
+/// What a contribution needs of an interaction's record, taken from it once: the importer makes
+/// these from the versions it has just written, so that it does not read them back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seed {
+    pub id: RecordId,
+    /// The day of the first message; `None` without messages.
+    pub day: Option<i32>,
+    pub channel: &'static str,
+    /// The account as the interaction names it, lower case.
+    pub account: String,
+    pub team: Option<String>,
+    pub ai_tool: Option<String>,
+}
+
+impl Seed {
+    pub fn of(interaction: &Interaction) -> Self {
+        let record = &interaction.record;
+        Self {
+            id: interaction.id,
+            day: first_message_time(record).map(|began| DayKey::of(began.date_naive()).0),
+            channel: record.channel.as_str(),
+            account: record.account.as_deref().map(normalise).unwrap_or_default(),
+            team: team_of(&record.tags),
+            ai_tool: record
+                .ai_tool
+                .as_deref()
+                .map(str::trim)
+                .filter(|tool| !tool.is_empty())
+                .map(str::to_owned),
+        }
+    }
+}
+
+/// The contribution of an interaction as it is now: its seed, stored analyses and QA overrides.
+/// `owner` is the account's owner (empty when unknown). `None` without a message time.
 pub fn interaction_contribution(
     context: &AppContext,
     tenant: TenantId,
-    interaction: &Interaction,
+    seed: &Seed,
     owner: &str,
 ) -> Result<Option<InteractionContribution>, StoreError> {
-    let Some(began) = first_message_time(&interaction.record) else {
+    let Some(day) = seed.day else {
         return Ok(None);
     };
-    let record = &interaction.record;
     let mut part = InteractionContribution {
-        day: DayKey::of(began.date_naive()).0,
-        channel: record.channel.as_str().to_owned(),
-        account: record.account.as_deref().map(normalise).unwrap_or_default(),
+        day,
+        channel: seed.channel.to_owned(),
+        account: seed.account.clone(),
         owner: owner.to_owned(),
         ..InteractionContribution::default()
     };
-    for analysis in context.analysis.analyses(tenant, interaction.id)? {
+    for analysis in context.analysis.analyses(tenant, seed.id)? {
         match &analysis.result {
             AnalysisResult::Sentiment { overall, .. } => {
                 let score = crate::health::sentiment_value(&analysis.result).unwrap_or(0.0);
@@ -315,62 +354,56 @@ pub fn interaction_contribution(
             }
             AnalysisResult::Qa(result) => {
                 let overrides = crate::qa::store::QaStore::new(context.store.clone())
-                    .overrides(tenant, interaction.id)?;
-                let overall = crate::qa::effective_overall(result, &overrides);
-                let points = crate::qa::effective_points(result, &overrides);
-                let mut groups = vec![QA_ALL.to_owned()];
-                let agent = result
-                    .agent
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|name| !name.is_empty());
-                match result.agent_kind {
-                    AgentKind::Human | AgentKind::Mixed => {
-                        if let Some(agent) = agent {
-                            groups.push(format!("agent:{agent}"));
-                        }
-                    }
-                    AgentKind::Ai | AgentKind::None => {}
-                }
-                if matches!(result.agent_kind, AgentKind::Ai | AgentKind::Mixed) {
-                    let tool = record
-                        .ai_tool
-                        .as_deref()
-                        .map(str::trim)
-                        .filter(|t| !t.is_empty());
-                    if let Some(name) =
-                        tool.or(agent.filter(|_| result.agent_kind == AgentKind::Ai))
-                    {
-                        groups.push(format!("ai:{name}"));
-                    }
-                }
-                if let Some(team) = team_of(&record.tags) {
-                    groups.push(format!("team:{team}"));
-                }
-                part.qa = Some(QaPart {
-                    groups,
-                    overall_tenths: overall
-                        .score
-                        .map(|score| round_to_i64(f64::from(score) * 10.0)),
-                    criteria: result
-                        .criteria
-                        .iter()
-                        .zip(points)
-                        .filter_map(|(criterion, points)| {
-                            let points = points?;
-                            Some((
-                                criterion.name.clone(),
-                                i64::from(points.saturating_sub(criterion.scale.min())),
-                                i64::from(criterion.scale.max() - criterion.scale.min()),
-                            ))
-                        })
-                        .collect(),
-                });
+                    .overrides(tenant, seed.id)?;
+                part.qa = Some(qa_part(seed, result, &overrides));
             }
             _ => {}
         }
     }
     Ok(Some(part))
+}
+
+/// The QA groups an interaction counts in, with its effective overall score and points.
+fn qa_part(seed: &Seed, result: &crate::qa::QaResult, overrides: &[crate::qa::Override]) -> QaPart {
+    let overall = crate::qa::effective_overall(result, overrides);
+    let points = crate::qa::effective_points(result, overrides);
+    let mut groups = vec![QA_ALL.to_owned()];
+    let agent = result
+        .agent
+        .as_deref()
+        .map(str::trim)
+        .filter(|name| !name.is_empty());
+    if let (AgentKind::Human | AgentKind::Mixed, Some(agent)) = (result.agent_kind, agent) {
+        groups.push(format!("agent:{agent}"));
+    }
+    if matches!(result.agent_kind, AgentKind::Ai | AgentKind::Mixed) {
+        let ai_author = agent.filter(|_| result.agent_kind == AgentKind::Ai);
+        if let Some(name) = seed.ai_tool.as_deref().or(ai_author) {
+            groups.push(format!("ai:{name}"));
+        }
+    }
+    if let Some(team) = &seed.team {
+        groups.push(format!("team:{team}"));
+    }
+    QaPart {
+        groups,
+        overall_tenths: overall
+            .score
+            .map(|score| round_to_i64(f64::from(score) * 10.0)),
+        criteria: result
+            .criteria
+            .iter()
+            .zip(points)
+            .filter_map(|(criterion, points)| {
+                let points = points?;
+                Some((
+                    criterion.name.clone(),
+                    i64::from(points.saturating_sub(criterion.scale.min())),
+                    i64::from(criterion.scale.max() - criterion.scale.min()),
+                ))
+            })
+            .collect(),
+    }
 }
 
 #[allow(clippy::cast_possible_truncation)] // Scores are small: ±1000 or 0–1000.
@@ -409,11 +442,28 @@ pub fn refresh(
                 context
                     .store
                     .lock_scope(Scope::Tenant(tenant))
-                    .run(|| refresh_chunk(context, tenant, kind, chunk))?;
+                    .run(|| refresh_chunk(context, tenant, kind, chunk, None))?;
             }
         }
         RecordKind::Account => refresh_accounts(context, tenant, ids)?,
         RecordKind::Contact => {}
+    }
+    Ok(())
+}
+
+/// [`refresh`] of interactions whose current versions the caller has just written and seeded
+/// (the importer, after each batch), so that they are not read back.
+pub fn refresh_seeded(
+    context: &AppContext,
+    tenant: TenantId,
+    seeds: &[Seed],
+) -> Result<(), InsightsError> {
+    for chunk in seeds.chunks(REFRESH_CHUNK) {
+        let ids: Vec<RecordId> = chunk.iter().map(|seed| seed.id).collect();
+        context
+            .store
+            .lock_scope(Scope::Tenant(tenant))
+            .run(|| refresh_chunk(context, tenant, RecordKind::Interaction, &ids, Some(chunk)))?;
     }
     Ok(())
 }
@@ -423,6 +473,7 @@ fn refresh_chunk(
     tenant: TenantId,
     kind: RecordKind,
     ids: &[RecordId],
+    seeds: Option<&[Seed]>,
 ) -> Result<(), InsightsError> {
     let store = InsightsStore::new(context.store.clone());
     let contributions = store.contributions(tenant)?;
@@ -433,34 +484,37 @@ fn refresh_chunk(
     let owners = directory.owners_by_key();
     let mut writes = WriteSet::default();
     let mut changes: Vec<(Contribution, i64)> = Vec::new();
-    for id in ids {
+    for (index, id) in ids.iter().enumerate() {
         let old = contributions.get(id)?;
         let new = match kind {
-            RecordKind::Interaction => match context.interactions.get(tenant, *id)? {
-                Some(interaction) => {
-                    let account = interaction
-                        .record
-                        .account
-                        .as_deref()
-                        .map(normalise)
-                        .unwrap_or_default();
-                    // The owner when the interaction was first counted stays while it names
-                    // the same account ("the owner at the time").
-                    let owner = match &old {
-                        Some(Contribution::Interaction(old)) if old.account == account => {
-                            old.owner.clone()
-                        }
-                        _ => owners
-                            .get(account.as_str())
-                            .copied()
-                            .unwrap_or("")
-                            .to_owned(),
-                    };
-                    interaction_contribution(context, tenant, &interaction, &owner)?
-                        .map(Contribution::Interaction)
+            RecordKind::Interaction => {
+                let seed = match seeds.and_then(|seeds| seeds.get(index)) {
+                    Some(seed) => Some(seed.clone()),
+                    None => context
+                        .interactions
+                        .get(tenant, *id)?
+                        .map(|interaction| Seed::of(&interaction)),
+                };
+                match seed {
+                    Some(seed) => {
+                        // The owner when the interaction was first counted stays while it
+                        // names the same account ("the owner at the time").
+                        let owner = match &old {
+                            Some(Contribution::Interaction(old)) if old.account == seed.account => {
+                                old.owner.clone()
+                            }
+                            _ => owners
+                                .get(seed.account.as_str())
+                                .copied()
+                                .unwrap_or("")
+                                .to_owned(),
+                        };
+                        interaction_contribution(context, tenant, &seed, &owner)?
+                            .map(Contribution::Interaction)
+                    }
+                    None => None,
                 }
-                None => None,
-            },
+            }
             _ => context
                 .signals
                 .get(tenant, *id)?
@@ -682,4 +736,69 @@ pub fn rebuild(
         }
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(owner: &str, label: &str) -> Contribution {
+        Contribution::Interaction(InteractionContribution {
+            day: 739_000,
+            channel: "chat".to_owned(),
+            account: "a-1".to_owned(),
+            owner: owner.to_owned(),
+            sentiment: Some(SentimentPart {
+                label: label.to_owned(),
+                score_milli: -250,
+            }),
+            topics: vec!["billing".to_owned()],
+            qa: Some(QaPart {
+                groups: vec![QA_ALL.to_owned(), "agent:Sam".to_owned()],
+                overall_tenths: Some(875),
+                criteria: vec![("Greeting".to_owned(), 1, 1)],
+            }),
+        })
+    }
+
+    #[test]
+    fn a_contribution_taken_away_leaves_exactly_what_was_there() {
+        let review = Contribution::Review(ReviewContribution {
+            day: 739_000,
+            platform: "google".to_owned(),
+            rating: 2,
+        });
+        let mut bucket = DayBucket::default();
+        bucket.apply(&chat("csm@example.com", "negative"), 1);
+        let one = bucket.clone();
+        bucket.apply(&chat("csm@example.com", "positive"), 1);
+        bucket.apply(&chat("", "negative"), 1);
+        bucket.apply(&review, 1);
+        let cell = &bucket.cells[0];
+        assert_eq!(cell.volume, 2);
+        assert_eq!(cell.sentiment_milli, -500);
+        assert_eq!(cell.topics["billing"], 2);
+        assert_eq!(cell.qa[QA_ALL].criteria["Greeting"], (2, 2, 2));
+        assert!(
+            cell.qa["agent:Sam"].criteria.is_empty(),
+            "criteria kept for the whole only"
+        );
+        assert_eq!(cell.qa["agent:Sam"].overall_tenths, 1750);
+        assert_eq!(bucket.reviews["google"], [0, 1, 0, 0, 0]);
+        bucket.apply(&review, -1);
+        bucket.apply(&chat("", "negative"), -1);
+        bucket.apply(&chat("csm@example.com", "positive"), -1);
+        assert_eq!(bucket, one);
+        bucket.apply(&chat("csm@example.com", "negative"), -1);
+        assert!(bucket.is_empty());
+    }
+
+    #[test]
+    fn teams_come_from_team_tags() {
+        assert_eq!(
+            team_of(&["vip".to_owned(), "Team: Blue ".to_owned()]).as_deref(),
+            Some("Blue")
+        );
+        assert_eq!(team_of(&["team:".to_owned()]), None);
+    }
 }
