@@ -344,6 +344,28 @@ async fn the_dashboard_draws_every_chart_and_each_csv_is_exactly_its_data() {
         .unwrap();
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
 
+    // The account page draws the health history over the bands, its table the text alternative.
+    let mut northwind = None;
+    app.context
+        .accounts
+        .for_each(tenant.id, |account| {
+            if account.record.source_id == "A-1" {
+                northwind = Some(account.id);
+            }
+            Ok(())
+        })
+        .unwrap();
+    let northwind = northwind.unwrap();
+    let account_page = app
+        .get(&analyst, &format!("/t/acme/accounts/{northwind}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(account_page.contains("id=\"chart-health-history\""));
+    assert!(account_page.contains("id=\"health-history-table\""));
+    assert!(account_page.contains("role=\"img\""));
+
     // Audited: the page as a read of personal data, each CSV as an export.
     let entries = app
         .context
