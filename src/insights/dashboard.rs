@@ -4,7 +4,8 @@
 //! interactions. Each chart's data is one `charts` value, so the page, its data table and its CSV
 //! show the same numbers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 use chrono::{Datelike, Duration, NaiveDate};
 
@@ -41,7 +42,7 @@ pub const CHARTS: [&str; 7] = [
 ];
 
 /// The dashboard's GET form.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Filters {
     pub from: NaiveDate,
     pub to: NaiveDate,
@@ -263,9 +264,47 @@ fn line_series(
         .collect()
 }
 
-/// Builds the dashboard of `filters` from the tenant's aggregates. `base` is `/t/{slug}`.
-#[allow(clippy::too_many_lines)] // One chart after the other, each a few lines.
+/// Dashboards built since their tenant's aggregates last changed, by tenant, filters and base
+/// URL, with the aggregate generation they were built at (see `store::generation`).
+type Cache = HashMap<(TenantId, Filters, String), (u64, Dashboard)>;
+static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+/// Cached dashboards, at most (all are dropped when full: a cache, not a store).
+const CACHED: usize = 256;
+
+/// The dashboard of `filters` from the tenant's aggregates. `base` is `/t/{slug}`. A dashboard
+/// built at the tenant's current aggregate generation is served from memory; any write of the
+/// aggregates moves the generation on, so a cached one is never stale.
 pub fn build(
+    context: &AppContext,
+    tenant: TenantId,
+    filters: &Filters,
+    base: &str,
+) -> Result<Dashboard, StoreError> {
+    let key = (tenant, filters.clone(), base.to_owned());
+    // Read before the aggregates are: a write meanwhile leaves the entry at the older
+    // generation, so the next request builds again.
+    let generation = super::store::generation(tenant);
+    if let Some((built_at, dashboard)) = CACHE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+    {
+        if *built_at == generation {
+            return Ok(dashboard.clone());
+        }
+    }
+    let dashboard = build_uncached(context, tenant, filters, base)?;
+    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    if cache.len() >= CACHED {
+        cache.clear();
+    }
+    cache.insert(key, (generation, dashboard.clone()));
+    Ok(dashboard)
+}
+
+/// [`build`] without the cache.
+#[allow(clippy::too_many_lines)] // One chart after the other, each a few lines.
+pub fn build_uncached(
     context: &AppContext,
     tenant: TenantId,
     filters: &Filters,

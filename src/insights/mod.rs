@@ -533,7 +533,7 @@ fn refresh_chunk(
         changes.extend(new.map(|new| (new, 1)));
     }
     stage_buckets(&store, tenant, &mut writes, &changes)?;
-    store.commit(writes)?;
+    store.commit(tenant, writes)?;
     Ok(())
 }
 
@@ -589,7 +589,7 @@ fn refresh_accounts(
         }
         let mut writes = WriteSet::default();
         store.stage_directory(&mut writes, tenant, &directory)?;
-        store.commit(writes)?;
+        store.commit(tenant, writes)?;
         Ok(())
     })
 }
@@ -628,7 +628,7 @@ fn store_health(
             entry.day = Some(snapshot.day);
             let mut writes = WriteSet::default();
             store.stage_directory(&mut writes, tenant, &directory)?;
-            store.commit(writes)?;
+            store.commit(tenant, writes)?;
             Ok(())
         })
     }

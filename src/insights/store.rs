@@ -7,6 +7,9 @@
 //! - `insights_accounts`: `directory` → [`AccountDirectory`], every account's name, keys, owner
 //!   and latest health score and band, so the dashboard never walks accounts.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
+
 use chrono::{Datelike, NaiveDate};
 
 use crate::ids::{RecordId, TenantId};
@@ -14,6 +17,21 @@ use crate::insights::{AccountDirectory, Contribution, DayBucket};
 use crate::store::{Collection, RecordKey, Scope, Store, StoreError, WriteSet};
 
 const DIRECTORY_KEY: &str = "directory";
+
+/// Per tenant, how many times its aggregates were written in this process: a dashboard cached
+/// at one generation is stale at the next.
+static GENERATIONS: LazyLock<Mutex<HashMap<TenantId, u64>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The tenant's aggregate generation (see [`InsightsStore::commit`]).
+pub fn generation(tenant: TenantId) -> u64 {
+    GENERATIONS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&tenant)
+        .copied()
+        .unwrap_or(0)
+}
 
 /// A day bucket's key: days since the common era, big-endian so that keys sort by day.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -138,7 +156,7 @@ impl InsightsStore {
             for key in &keys {
                 writes.remove(&contributions, key);
             }
-            self.store.commit(writes)?;
+            self.commit(tenant, writes)?;
         }
         let days = self.days(tenant)?;
         let keys: Vec<DayKey> = days.keys_with_prefix(&[]).collect::<Result<_, _>>()?;
@@ -147,18 +165,26 @@ impl InsightsStore {
             for key in chunk {
                 writes.remove(&days, key);
             }
-            self.store.commit(writes)?;
+            self.commit(tenant, writes)?;
         }
         let mut writes = WriteSet::default();
         writes.remove(&self.directories(tenant)?, &DIRECTORY_KEY);
-        self.store.commit(writes)
+        self.commit(tenant, writes)
     }
 
-    pub fn commit(&self, writes: WriteSet) -> Result<(), StoreError> {
+    /// Commits aggregate writes of `tenant` and moves its [`generation`] on, so that cached
+    /// dashboards built from the earlier state are no longer served. Every write of the three
+    /// collections goes through here.
+    pub fn commit(&self, tenant: TenantId, writes: WriteSet) -> Result<(), StoreError> {
         if writes.is_empty() {
             return Ok(());
         }
-        self.store.commit(writes)
+        let committed = self.store.commit(writes);
+        // Also after a failed commit: part of it may have landed, and a needless rebuild of a
+        // cached page costs only time.
+        let mut generations = GENERATIONS.lock().unwrap_or_else(PoisonError::into_inner);
+        *generations.entry(tenant).or_insert(0) += 1;
+        committed
     }
 }
 

@@ -344,6 +344,18 @@ async fn the_dashboard_draws_every_chart_and_each_csv_is_exactly_its_data() {
         .unwrap();
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
 
+    // A page built before a write is not served after it: an API write today shows at once.
+    write_interaction(
+        &app.context,
+        tenant.id,
+        serde_json::from_str(&interaction("T-6", "chat", "A-2", 0, "Hello again")).unwrap(),
+    );
+    let after_write = csv("volume").await;
+    assert!(
+        after_write.ends_with(&format!("{},0,1,0\n", day(0))),
+        "{after_write}"
+    );
+
     // The account page draws the health history over the bands, its table the text alternative.
     let mut northwind = None;
     app.context
