@@ -164,6 +164,9 @@ enum Command {
     /// Retention: preview or run a tenant's sweep (the server must be stopped).
     #[command(subcommand)]
     Retention(crate::retention::cli::RetentionCommand),
+    /// Dashboard aggregates.
+    #[command(subcommand)]
+    Insights(InsightsCommand),
 }
 
 #[derive(Subcommand)]
@@ -179,6 +182,19 @@ enum AccountsCommand {
         /// Write to this new file (mode 0600) instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum InsightsCommand {
+    /// Rebuild a tenant's dashboard aggregates from its data (after an upgrade, or to repair
+    /// them); prints progress.
+    Rebuild {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The tenant (slug).
+        #[arg(long, value_name = "SLUG")]
+        tenant: String,
     },
 }
 
@@ -571,6 +587,9 @@ pub fn run() -> ExitCode {
             out,
         }) => accounts_export(&config.path, &tenant, out.as_deref()),
         Command::Retention(command) => crate::retention::cli::run(command).map_err(Failure),
+        Command::Insights(InsightsCommand::Rebuild { config, tenant }) => {
+            insights_rebuild(&config.path, &tenant)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -1527,5 +1546,28 @@ fn health_recompute(config: &Path, slug: &str, account: Option<crate::ids::Recor
         }
     }
     println!("{scored} of {total} account(s) have a score");
+    Ok(())
+}
+
+/// `rapport insights rebuild`: the tenant's dashboard aggregates from scratch, audited.
+fn insights_rebuild(config: &Path, slug: &str) -> Outcome {
+    let context = open(config)?;
+    let tenant = find_tenant(&context, slug)?;
+    let done = crate::insights::rebuild(&context, tenant.id, &mut |progress| {
+        println!(
+            "{} account(s), {} interaction(s), {} signal(s) counted",
+            progress.accounts, progress.interactions, progress.signals
+        );
+    })?;
+    context.audit(AuditEvent::new(
+        Some(tenant.id),
+        Actor::cli(),
+        AuditAction::InsightsRebuilt,
+        format!(
+            "dashboard aggregates rebuilt: {} account(s), {} interaction(s), {} signal(s)",
+            done.accounts, done.interactions, done.signals
+        ),
+    ))?;
+    println!("rebuilt the dashboard aggregates of {slug}");
     Ok(())
 }

@@ -252,6 +252,12 @@ pub fn process_batch(
         .analysis
         .record_batch(tenant, started, (report.done + report.failed) as u64);
     crate::health::after_analysis(context, tenant, &claimed);
+    let interactions: Vec<_> = claimed
+        .iter()
+        .filter(|job| job.subject == JobSubject::Interaction)
+        .map(|job| job.interaction)
+        .collect();
+    crate::insights::after_analysis(context, tenant, &interactions);
     Ok(report)
 }
 

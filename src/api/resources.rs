@@ -323,6 +323,7 @@ pub fn write_record<R: ApiResource>(
     crate::analysis::enqueue_written(context, tenant, R::KIND, stored.id, stored.updated);
     crate::alerts::after_write(context, tenant, R::KIND, stored.id, created);
     crate::health::after_write(context, tenant, R::KIND, stored.id);
+    crate::insights::refresh_logged(context, tenant, R::KIND, &[stored.id]);
     Ok((stored, created))
 }
 

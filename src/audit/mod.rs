@@ -176,6 +176,10 @@ pub enum AuditAction {
     LegalHoldCreated,
     /// A privacy officer released a legal hold.
     LegalHoldReleased,
+    /// A dashboard chart's data was downloaded as CSV; the target names the chart and range.
+    DashboardExported,
+    /// `rapport insights rebuild` rebuilt a tenant's dashboard aggregates; the target has counts.
+    InsightsRebuilt,
 }
 
 impl AuditAction {
@@ -248,6 +252,8 @@ impl AuditAction {
             Self::RetentionRun => "retention.run",
             Self::LegalHoldCreated => "legal_hold.created",
             Self::LegalHoldReleased => "legal_hold.released",
+            Self::DashboardExported => "dashboard.exported",
+            Self::InsightsRebuilt => "insights.rebuilt",
         }
     }
 }

@@ -415,6 +415,7 @@ pub mod policy {
     policy!(ExportAccounts, ExportAccounts);
     policy!(ExportQaReport, ExportQaReport);
     policy!(ManageRetention, ManageRetention);
+    policy!(ViewDashboards, ViewDashboards);
 }
 
 /// A signed-in user whose role grants `P` on the appliance.

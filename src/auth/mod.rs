@@ -95,6 +95,8 @@ pub enum Permission {
     /// Set the tenant's retention policies, preview and run the sweep, and place and release
     /// legal holds (privacy officers only).
     ManageRetention,
+    /// See the dashboards (aggregates naming agents and accounts) and download their CSVs.
+    ViewDashboards,
 }
 
 impl Role {
@@ -123,6 +125,7 @@ impl Role {
                     | P::ManageHealth
                     | P::ExportAccounts
                     | P::ExportQaReport
+                    | P::ViewDashboards
             ),
             Role::Analyst => matches!(
                 permission,
@@ -134,6 +137,7 @@ impl Role {
                     | P::WorkLeads
                     | P::WorkReviews
                     | P::ExportAccounts
+                    | P::ViewDashboards
             ),
             Role::QaLead => matches!(
                 permission,
@@ -143,6 +147,7 @@ impl Role {
                     | P::ReviewQa
                     | P::ManageScorecards
                     | P::ExportQaReport
+                    | P::ViewDashboards
             ),
             Role::PrivacyOfficer => matches!(
                 permission,

@@ -230,7 +230,7 @@ fn bug_closed(status: Option<&str>) -> bool {
 }
 
 /// The sentiment value of an analysis: P(positive) − P(negative) of the customer side.
-fn sentiment_value(result: &AnalysisResult) -> Option<f64> {
+pub(crate) fn sentiment_value(result: &AnalysisResult) -> Option<f64> {
     let AnalysisResult::Sentiment { overall, .. } = result else {
         return None;
     };
@@ -428,6 +428,7 @@ pub fn recompute(
     let snapshot = snapshot_of(&config, account.id, facts, earlier.last(), now);
     health.put(tenant, &snapshot)?;
     crate::accounts::briefing::refresh(context, tenant, &account);
+    crate::insights::after_health(context, tenant, &snapshot);
     let fired = rules::evaluate(&config.rules, &snapshot, &earlier);
     if !fired.is_empty() {
         raise_alerts(context, tenant, &account, &snapshot, &fired)?;

@@ -237,6 +237,8 @@ pub struct HealthView {
     pub explanation: Vec<String>,
     /// Newest first.
     pub history: Vec<HistoryRow>,
+    /// The history drawn, oldest first, over the tenant's bands; the table above is its text.
+    pub history_chart: crate::charts::LineChart,
 }
 
 /// The account's health as the account page shows it; `None` before its first recompute.
@@ -245,8 +247,8 @@ pub fn account_health(
     tenant: TenantId,
     account: RecordId,
 ) -> Result<Option<HealthView>, StoreError> {
-    let history =
-        HealthStore::new(context.store.clone()).history(tenant, account, HISTORY_SHOWN)?;
+    let health = HealthStore::new(context.store.clone());
+    let history = health.history(tenant, account, HISTORY_SHOWN)?;
     let Some(latest) = history.last() else {
         return Ok(None);
     };
@@ -275,6 +277,7 @@ pub fn account_health(
             })
             .collect(),
         explanation: latest.explanation.sentences(),
+        history_chart: history_chart(&health.config(tenant)?, &history),
         history: history
             .iter()
             .rev()
@@ -285,4 +288,39 @@ pub fn account_health(
             })
             .collect(),
     }))
+}
+
+/// The score history as a line chart over the red, amber and green bands of `config`.
+fn history_chart(
+    config: &HealthConfig,
+    history: &[crate::health::Snapshot],
+) -> crate::charts::LineChart {
+    use crate::charts::{Caption, LineData, Series, Zone};
+    let (red, amber) = (f64::from(config.red_below), f64::from(config.amber_below));
+    LineData {
+        caption: Caption {
+            id: "health-history".to_owned(),
+            title: "Health score history".to_owned(),
+            description: format!(
+                "The account's daily health score (0–100) over its last {} snapshots, against the bands: red below {red}, amber below {amber}, green from {amber}.",
+                history.len()
+            ),
+            csv_url: None,
+            table_elsewhere: true,
+        },
+        x_name: "day".to_owned(),
+        x_labels: history.iter().map(|snapshot| snapshot.day.to_string()).collect(),
+        series: vec![Series {
+            name: "score".to_owned(),
+            values: history.iter().map(|snapshot| snapshot.score.map(round1)).collect(),
+        }],
+        decimals: 1,
+        range: Some((0.0, 100.0)),
+        zones: vec![
+            Zone { from: 0.0, to: red, label: format!("red (below {red})"), class: "band-red" },
+            Zone { from: red, to: amber, label: format!("amber (below {amber})"), class: "band-amber" },
+            Zone { from: amber, to: 100.0, label: "green".to_owned(), class: "band-green" },
+        ],
+    }
+    .geometry()
 }

@@ -329,6 +329,10 @@ struct Writer<'a, R: SourceRecord> {
     imported: u64,
     updated: u64,
     batch: Batch<R>,
+    /// The last batch's records, for the dashboard aggregates: seeds of interactions (so they
+    /// are not read back), ids of other kinds.
+    seeds: Vec<crate::insights::Seed>,
+    written: Vec<RecordId>,
 }
 
 impl<'a, R: SourceRecord> Writer<'a, R> {
@@ -351,6 +355,8 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
                 order: Vec::new(),
                 pending: HashMap::new(),
             },
+            seeds: Vec::new(),
+            written: Vec::new(),
         })
     }
 
@@ -379,7 +385,18 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
         let store = self.context.store.clone();
         store
             .lock_scope(Scope::Tenant(self.tenant))
-            .run(|| self.write_batch(last))
+            .run(|| self.write_batch(last))?;
+        // The batch's dashboard aggregates, once it is written (logged, never an error; a run
+        // rolled back later takes them away again in `roll_back`).
+        let seeds = std::mem::take(&mut self.seeds);
+        if !seeds.is_empty() {
+            if let Err(error) = crate::insights::refresh_seeded(self.context, self.tenant, &seeds) {
+                tracing::warn!(tenant = %self.tenant, records = seeds.len(), %error, "dashboard aggregates not updated");
+            }
+        }
+        let written = std::mem::take(&mut self.written);
+        crate::insights::refresh_logged(self.context, self.tenant, R::KIND, &written);
+        Ok(())
     }
 
     fn write_batch(&mut self, last: bool) -> Result<(), IngestError> {
@@ -436,6 +453,11 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
                 }
             }
             writes.put(&self.records, &stored.id, stored)?;
+            match (stored as &dyn std::any::Any).downcast_ref::<crate::interactions::Interaction>()
+            {
+                Some(interaction) => self.seeds.push(crate::insights::Seed::of(interaction)),
+                None => self.written.push(stored.id),
+            }
         }
         if last || index.pending_bytes() >= POSTINGS_BUDGET_BYTES {
             self.vocabulary = index.finish(&mut writes)?;
@@ -704,6 +726,7 @@ fn roll_back<R: SourceRecord>(
     let search = SearchIndex::new(context.store.clone());
     let mut sequence = journal_sequence(&journal, run)?;
     sequence.reverse();
+    let mut undone = Vec::new();
     for seq in sequence {
         context.store.lock_scope(Scope::Tenant(tenant)).run(|| {
             let Some(batch) = journal.get(&(run, seq))? else {
@@ -712,6 +735,7 @@ fn roll_back<R: SourceRecord>(
             let mut writes = WriteSet::default();
             let mut index = search.batch(tenant)?;
             for entry in batch.entries.iter().rev() {
+                undone.push(entry.record);
                 let current = records.get(&entry.record)?;
                 let holds_run_version = current
                     .as_ref()
@@ -753,6 +777,9 @@ fn roll_back<R: SourceRecord>(
             context.store.commit(writes)
         })?;
     }
+    // The dashboard aggregates of the records restored or removed (logged, never an error:
+    // the rollback has committed).
+    crate::insights::refresh_logged(context, tenant, R::KIND, &undone);
     Ok(())
 }
 

@@ -681,6 +681,12 @@ pub fn override_criterion(
         at: Utc::now(),
     };
     store::QaStore::new(context.store.clone()).add_override(tenant, interaction, entry.clone())?;
+    crate::insights::refresh_logged(
+        context,
+        tenant,
+        crate::records::RecordKind::Interaction,
+        &[interaction],
+    );
     context.audit(
         AuditEvent::new(
             Some(tenant),

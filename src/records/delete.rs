@@ -128,11 +128,9 @@ pub fn delete<R: SourceRecord>(
         Ok::<_, StoreError>(deleted)
     })?;
     if !deleted.is_empty() {
-        // The batch has committed: aggregates built from these records are corrected here.
-        // insights::forget is wired here at merge:
-        // crate::insights::forget(context, tenant, &interaction_ids, &signal_ids)
-        // with `deleted` as the interaction ids for `RecordKind::Interaction` and as the signal
-        // ids for `RecordKind::Signal`.
+        // The batch has committed: the dashboard aggregates built from these records lose their
+        // contributions (a failure is logged; `rapport insights rebuild` repairs).
+        crate::insights::refresh_logged(context, tenant, R::KIND, &deleted);
     }
     Ok(deleted)
 }

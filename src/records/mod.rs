@@ -295,6 +295,11 @@ impl<R: SourceRecord> RecordStore<R> {
     }
 
     /// Calls `visit` with every record, oldest first, without holding them all in memory.
+    /// Every record's id, oldest first, from keys alone: no record is opened (rebuilds).
+    pub fn ids(&self, tenant: TenantId) -> Result<Vec<RecordId>, StoreError> {
+        self.records(tenant)?.keys_with_prefix(&[]).collect()
+    }
+
     pub fn for_each(
         &self,
         tenant: TenantId,

@@ -126,6 +126,9 @@ fn nav_for(session: &RequestSession, tenant: Option<&Tenant>, active: &str) -> V
         if role.grants(Permission::ManageHealth) {
             links.push((format!("{base}/settings/health"), "Account health"));
         }
+        if role.grants(Permission::ViewDashboards) {
+            links.push((format!("{base}/dashboard"), "Dashboard"));
+        }
     }
     links.push(("/account/password".to_owned(), "Password"));
     links.push(("/account/second-factor".to_owned(), "Two-factor"));

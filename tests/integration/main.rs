@@ -17,6 +17,7 @@ mod browser;
 mod cli;
 mod console;
 mod csrf;
+mod dashboard;
 mod durability;
 mod feedback;
 mod formats;

@@ -192,6 +192,16 @@ const MATRIX: &[(&str, &str, [Expect; 7])] = &[
         [SignIn, Refused, Allowed, Refused, Refused, Refused, Refused],
     ),
     (
+        "tenant: dashboard",
+        "/t/acme/dashboard",
+        [SignIn, Refused, Allowed, Allowed, Allowed, Refused, Refused],
+    ),
+    (
+        "tenant: dashboard CSV",
+        "/t/acme/dashboard/volume.csv",
+        [SignIn, Refused, Allowed, Allowed, Allowed, Refused, Refused],
+    ),
+    (
         "account",
         "/account/password",
         [SignIn, Allowed, Allowed, Allowed, Allowed, Allowed, Allowed],

@@ -1,0 +1,209 @@
+//! The aggregates' collections, in the tenant's scope and sealed like every record:
+//!
+//! - `insights_contributions`: interaction or review signal id → the [`Contribution`] it made to
+//!   the day buckets, so that a change subtracts exactly what was added;
+//! - `insights_days`: day (days since the common era, big-endian) → [`DayBucket`], so a date range
+//!   is a range scan of at most one record per day;
+//! - `insights_accounts`: `directory` → [`AccountDirectory`], every account's name, keys, owner
+//!   and latest health score and band, so the dashboard never walks accounts.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
+
+use chrono::{Datelike, NaiveDate};
+
+use crate::ids::{RecordId, TenantId};
+use crate::insights::{AccountDirectory, Contribution, DayBucket};
+use crate::store::{Collection, RecordKey, Scope, Store, StoreError, WriteSet};
+
+const DIRECTORY_KEY: &str = "directory";
+
+/// Per tenant, how many times its aggregates were written in this process: a dashboard cached
+/// at one generation is stale at the next.
+static GENERATIONS: LazyLock<Mutex<HashMap<TenantId, u64>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The tenant's aggregate generation (see [`InsightsStore::commit`]).
+pub fn generation(tenant: TenantId) -> u64 {
+    GENERATIONS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&tenant)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// A day bucket's key: days since the common era, big-endian so that keys sort by day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DayKey(pub i32);
+
+impl DayKey {
+    pub fn of(day: NaiveDate) -> Self {
+        Self(day.num_days_from_ce())
+    }
+
+    pub fn day(self) -> Option<NaiveDate> {
+        NaiveDate::from_num_days_from_ce_opt(self.0)
+    }
+}
+
+impl RecordKey for DayKey {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        // Offset so that the big-endian bytes of every i32 sort like the numbers.
+        (u32::from_ne_bytes(self.0.to_ne_bytes()) ^ 0x8000_0000)
+            .to_be_bytes()
+            .to_vec()
+    }
+
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        let raw = u32::from_be_bytes(bytes.try_into().ok()?);
+        Some(Self(i32::from_ne_bytes((raw ^ 0x8000_0000).to_ne_bytes())))
+    }
+}
+
+/// The aggregates of every tenant. Cheap to make: it holds only the store handle.
+#[derive(Clone)]
+pub struct InsightsStore {
+    store: Store,
+}
+
+impl std::fmt::Debug for InsightsStore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("InsightsStore")
+    }
+}
+
+impl InsightsStore {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    pub(crate) fn contributions(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Collection<RecordId, Contribution>, StoreError> {
+        self.store
+            .collection(Scope::Tenant(tenant), "insights_contributions")
+    }
+
+    pub(crate) fn days(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Collection<DayKey, DayBucket>, StoreError> {
+        self.store
+            .collection(Scope::Tenant(tenant), "insights_days")
+    }
+
+    fn directories(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Collection<&'static str, AccountDirectory>, StoreError> {
+        self.store
+            .collection(Scope::Tenant(tenant), "insights_accounts")
+    }
+
+    pub fn directory(&self, tenant: TenantId) -> Result<AccountDirectory, StoreError> {
+        Ok(self
+            .directories(tenant)?
+            .get(&DIRECTORY_KEY)?
+            .unwrap_or_default())
+    }
+
+    pub(crate) fn stage_directory(
+        &self,
+        writes: &mut WriteSet,
+        tenant: TenantId,
+        directory: &AccountDirectory,
+    ) -> Result<(), StoreError> {
+        writes.put(&self.directories(tenant)?, &DIRECTORY_KEY, directory)
+    }
+
+    /// The buckets of the days `from..=to`, oldest first: one range scan, at most one record
+    /// per day.
+    pub fn buckets(
+        &self,
+        tenant: TenantId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<(NaiveDate, DayBucket)>, StoreError> {
+        let days = self.days(tenant)?;
+        let (first, last) = (DayKey::of(from), DayKey::of(to));
+        let mut found = Vec::new();
+        for entry in days.scan_after(&DayKey(first.0 - 1)) {
+            let (key, bucket) = entry?;
+            if key > last {
+                break;
+            }
+            if let Some(day) = key.day() {
+                found.push((day, bucket));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Removes every aggregate of the tenant (before a rebuild), in commits of 1,000 keys.
+    pub fn clear(&self, tenant: TenantId) -> Result<(), StoreError> {
+        let contributions = self.contributions(tenant)?;
+        loop {
+            let keys: Vec<RecordId> = contributions
+                .keys_with_prefix(&[])
+                .take(1000)
+                .collect::<Result<_, _>>()?;
+            if keys.is_empty() {
+                break;
+            }
+            let mut writes = WriteSet::default();
+            for key in &keys {
+                writes.remove(&contributions, key);
+            }
+            self.commit(tenant, writes)?;
+        }
+        let days = self.days(tenant)?;
+        let keys: Vec<DayKey> = days.keys_with_prefix(&[]).collect::<Result<_, _>>()?;
+        for chunk in keys.chunks(1000) {
+            let mut writes = WriteSet::default();
+            for key in chunk {
+                writes.remove(&days, key);
+            }
+            self.commit(tenant, writes)?;
+        }
+        let mut writes = WriteSet::default();
+        writes.remove(&self.directories(tenant)?, &DIRECTORY_KEY);
+        self.commit(tenant, writes)
+    }
+
+    /// Commits aggregate writes of `tenant` and moves its [`generation`] on, so that cached
+    /// dashboards built from the earlier state are no longer served. Every write of the three
+    /// collections goes through here.
+    pub fn commit(&self, tenant: TenantId, writes: WriteSet) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let committed = self.store.commit(writes);
+        // Also after a failed commit: part of it may have landed, and a needless rebuild of a
+        // cached page costs only time.
+        let mut generations = GENERATIONS.lock().unwrap_or_else(PoisonError::into_inner);
+        *generations.entry(tenant).or_insert(0) += 1;
+        committed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_keys_sort_like_days() {
+        let days = [-5, -1, 0, 1, 738_000, 738_001];
+        let mut keys: Vec<Vec<u8>> = days.iter().map(|day| DayKey(*day).to_key_bytes()).collect();
+        let sorted = keys.clone();
+        keys.sort();
+        assert_eq!(keys, sorted);
+        for day in days {
+            assert_eq!(
+                DayKey::from_key_bytes(&DayKey(day).to_key_bytes()),
+                Some(DayKey(day))
+            );
+        }
+    }
+}

@@ -1,0 +1,682 @@
+//! Dashboards end to end: accounts, interactions and reviews imported through the real import
+//! path and analysed with the `off` backend; the page draws every chart and each CSV holds exactly
+//! the hand-computed numbers (or, for the model-derived sentiment and topics, the numbers counted
+//! independently from the stored analyses); the aggregates kept incrementally through imports,
+//! API writes, re-analyses, a rolled-back import and `forget` equal a rebuild from scratch; and
+//! only tenant admins, analysts and QA leads of the tenant see the dashboard.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::{Duration, NaiveDate, Utc};
+use rapport::analysis::AnalysisResult;
+use rapport::audit::{Actor, AuditAction, AuditView};
+use rapport::context::AppContext;
+use rapport::ids::{ImportId, RecordId, TenantId};
+use rapport::ingest::{self, ImportFormat, ImportRequest, ImportSource, ImportState};
+use rapport::insights::{self, InsightsStore};
+use rapport::tenants::Tenant;
+use rapport::users::Role;
+use reqwest::StatusCode;
+
+use crate::helpers::{run_queue, use_off_backend, write_interaction, TestApp};
+
+fn import(context: &AppContext, tenant: &Tenant, format: ImportFormat, path: &Path) {
+    let run = ingest::import_file(
+        context,
+        &ImportRequest {
+            actor: &Actor::cli(),
+            tenant,
+            format,
+            path,
+            skip_invalid: false,
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(run.state, ImportState::Committed, "{run:?}");
+    rapport::analysis::enqueue_after_import(context, tenant.id, &run);
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+fn day(days_ago: i64) -> NaiveDate {
+    (Utc::now() - Duration::days(days_ago)).date_naive()
+}
+
+/// One interaction whose first message was `days_ago` days ago (at noon).
+fn interaction(id: &str, channel: &str, account: &str, days_ago: i64, text: &str) -> String {
+    let at = format!("{}T12:00:00Z", day(days_ago));
+    serde_json::json!({
+        "source_system": "desk", "source_id": id, "channel": channel, "account": account,
+        "tags": ["team:Blue"],
+        "messages": [
+            {"role": "customer", "author_name": "Ann Lee", "sent_at": at, "text": text},
+            {"role": "agent", "author_name": "Sam Hill", "sent_at": at,
+             "text": "Hello Ann, thanks for reaching out. I have fixed it. Have a nice day!"}
+        ]
+    })
+    .to_string()
+}
+
+const ACCOUNTS: &str = "account_id,name,domain,plan,arr,renewal_date,owner_email\n\
+    A-1,Northwind,northwind.example,Pro,1200,,csm@acme.example\n\
+    A-2,Contoso,contoso.example,Basic,300,,other@acme.example\n";
+
+/// Five interactions over three days (2, 1 and 1 days ago … and one outside the range).
+fn interactions_file() -> String {
+    [
+        interaction(
+            "T-1",
+            "chat",
+            "A-1",
+            2,
+            "Thank you, the new dashboard is great!",
+        ),
+        interaction(
+            "T-2",
+            "chat",
+            "A-2",
+            2,
+            "The invoice is wrong and I am angry.",
+        ),
+        interaction(
+            "T-3",
+            "email",
+            "A-1",
+            1,
+            "Where is my refund? This is terrible.",
+        ),
+        interaction(
+            "T-4",
+            "ticket",
+            "northwind.example",
+            1,
+            "Password reset does not work.",
+        ),
+        interaction("T-5", "chat", "A-1", 40, "Old question about billing."),
+    ]
+    .join("\n")
+        + "\n"
+}
+
+fn reviews_file() -> String {
+    let at = |days_ago: i64| format!("{}T09:00:00Z", day(days_ago));
+    format!(
+        "review_id,platform,location,rating,text,reviewer,reply,reviewed_at,account\n\
+         r-1,google,,5,Great service,Jo,,{},\n\
+         r-2,google,,1,Never again,Al,,{},\n\
+         r-3,trustpilot,,5,Lovely,Bea,,{},\n\
+         r-4,google,,3,Fine,Cy,,{},\n",
+        at(1),
+        at(2),
+        at(2),
+        at(60)
+    )
+}
+
+fn set_up(app: &TestApp) -> (Tenant, tempfile::TempDir) {
+    let tenant = app.create_tenant("acme");
+    use_off_backend(&app.context, tenant.id);
+    let dir = tempfile::tempdir().unwrap();
+    import(
+        &app.context,
+        &tenant,
+        ImportFormat::Accounts,
+        &write(dir.path(), "accounts.csv", ACCOUNTS),
+    );
+    import(
+        &app.context,
+        &tenant,
+        ImportFormat::Jsonl,
+        &write(dir.path(), "chats.jsonl", &interactions_file()),
+    );
+    import(
+        &app.context,
+        &tenant,
+        ImportFormat::Reviews,
+        &write(dir.path(), "reviews.csv", &reviews_file()),
+    );
+    run_queue(&app.context, tenant.id);
+    (tenant, dir)
+}
+
+/// Sentiment labels per day of the tenant's interactions in `from..=to`, counted from the stored
+/// analyses directly (independently of the aggregates).
+fn sentiment_by_day(
+    context: &AppContext,
+    tenant: TenantId,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> BTreeMap<(NaiveDate, String), i64> {
+    let mut counts = BTreeMap::new();
+    context
+        .interactions
+        .for_each(tenant, |interaction| {
+            let began = rapport::interactions::query::first_message_time(&interaction.record)
+                .unwrap()
+                .date_naive();
+            if began < from || began > to {
+                return Ok(());
+            }
+            for analysis in context.analysis.analyses(tenant, interaction.id)? {
+                if let AnalysisResult::Sentiment { overall, .. } = analysis.result {
+                    *counts
+                        .entry((began, overall.label.to_lowercase()))
+                        .or_insert(0) += 1;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    counts
+}
+
+#[tokio::test]
+async fn the_dashboard_draws_every_chart_and_each_csv_is_exactly_its_data() {
+    let app = TestApp::spawn();
+    let (tenant, _dir) = set_up(&app);
+    app.create_user("analyst@acme.example", Role::Analyst, Some(&tenant));
+    let analyst = app.signed_in_client("analyst@acme.example").await;
+
+    let (from, to) = (day(3), day(0));
+    let filters = format!("from={from}&to={to}");
+    let page = app
+        .get(&analyst, &format!("/t/acme/dashboard?{filters}"))
+        .await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    for id in [
+        "sentiment",
+        "volume",
+        "topics",
+        "qa-agents",
+        "qa-criteria",
+        "reviews",
+        "health",
+    ] {
+        assert!(
+            html.contains("<figure class=\"chart chart-")
+                && html.contains(&format!("id=\"chart-{id}\"")),
+            "chart {id} is on the page"
+        );
+        assert!(
+            html.contains(&format!(
+                "/t/acme/dashboard/{id}.csv?from={from}&#38;to={to}"
+            )) || html.contains(&format!(
+                "/t/acme/dashboard/{id}.csv?from={from}&amp;to={to}"
+            )),
+            "chart {id} links its CSV"
+        );
+    }
+    assert!(html.contains("role=\"img\""));
+    assert!(
+        !html.contains("<script"),
+        "the dashboard works without JavaScript"
+    );
+
+    let csv = |name: &'static str| {
+        let analyst = analyst.clone();
+        let url = app.url(&format!("/t/acme/dashboard/{name}.csv?{filters}"));
+        async move {
+            let response = analyst.get(url).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{name}.csv");
+            assert!(response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/csv"));
+            response.text().await.unwrap()
+        }
+    };
+
+    // Volume by channel, by hand: two chats two days ago, an e-mail and a ticket yesterday;
+    // the chat of 40 days ago is outside the range.
+    let expected_volume = format!(
+        "day,ticket,chat,email\n{},0,0,0\n{},0,2,0\n{},1,0,1\n{},0,0,0\n",
+        day(3),
+        day(2),
+        day(1),
+        day(0)
+    );
+    assert_eq!(csv("volume").await, expected_volume);
+    // The same rows are the chart's data table on the page.
+    assert!(html.contains(&format!(
+        "<td>{}</td><td>0</td><td>2</td><td>0</td>",
+        day(2)
+    )));
+
+    // Review ratings in the range: 5, 1 and 5 stars (the 3 stars of 60 days ago is outside).
+    assert_eq!(
+        csv("reviews").await,
+        "rating,count\n1 star,1\n2 stars,0\n3 stars,0\n4 stars,0\n5 stars,2\n"
+    );
+
+    // Sentiment per day, against a count of the stored analyses.
+    let counted = sentiment_by_day(&app.context, tenant.id, from, to);
+    assert_eq!(
+        counted.values().sum::<i64>(),
+        4,
+        "every interaction in range analysed"
+    );
+    let mut expected = String::from("day,positive,neutral,negative\n");
+    for offset in (0..=3).rev() {
+        let d = day(offset);
+        let n = |label: &str| counted.get(&(d, label.to_owned())).copied().unwrap_or(0);
+        writeln!(
+            expected,
+            "{d},{},{},{}",
+            n("positive"),
+            n("neutral"),
+            n("negative")
+        )
+        .unwrap();
+    }
+    assert_eq!(csv("sentiment").await, expected);
+
+    // QA by agent and team: every scored interaction was answered by Sam Hill of team Blue.
+    let qa = csv("qa-agents").await;
+    let mut lines = qa.lines();
+    assert_eq!(lines.next(), Some("group,mean QA score"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 2, "{qa}");
+    assert!(rows[0].starts_with("agent: Sam Hill,"));
+    assert!(rows[1].starts_with("team: Blue,"));
+    assert_eq!(
+        rows[0].split(',').nth(1),
+        rows[1].split(',').nth(1),
+        "one agent in one team: the same mean"
+    );
+
+    // Health: neither account has a snapshot with a score yet, or both are banded; the CSV
+    // counts every account once.
+    let health = csv("health").await;
+    let total: u64 = health
+        .lines()
+        .skip(1)
+        .map(|line| line.rsplit(',').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 2, "{health}");
+
+    // Filtering by owner keeps only the owner's accounts' interactions (A-1 and its domain).
+    let owner_volume = analyst
+        .get(app.url(&format!(
+            "/t/acme/dashboard/volume.csv?{filters}&owner=csm%40acme.example"
+        )))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        owner_volume,
+        format!(
+            "day,ticket,chat,email\n{},0,0,0\n{},0,1,0\n{},1,0,1\n{},0,0,0\n",
+            day(3),
+            day(2),
+            day(1),
+            day(0)
+        )
+    );
+    // A channel filter keeps only its series; no data at all says so.
+    let chat_only = analyst
+        .get(app.url(&format!(
+            "/t/acme/dashboard?from={}&to={}&channel=call",
+            day(3),
+            day(0)
+        )))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(chat_only.contains("No data for these filters."));
+    let refused = analyst
+        .get(app.url("/t/acme/dashboard?from=2026-13-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+
+    // A page built before a write is not served after it: an API write today shows at once.
+    write_interaction(
+        &app.context,
+        tenant.id,
+        serde_json::from_str(&interaction("T-6", "chat", "A-2", 0, "Hello again")).unwrap(),
+    );
+    let after_write = csv("volume").await;
+    assert!(
+        after_write.ends_with(&format!("{},0,1,0\n", day(0))),
+        "{after_write}"
+    );
+
+    // The account page draws the health history over the bands, its table the text alternative.
+    let mut northwind = None;
+    app.context
+        .accounts
+        .for_each(tenant.id, |account| {
+            if account.record.source_id == "A-1" {
+                northwind = Some(account.id);
+            }
+            Ok(())
+        })
+        .unwrap();
+    let northwind = northwind.unwrap();
+    let account_page = app
+        .get(&analyst, &format!("/t/acme/accounts/{northwind}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(account_page.contains("id=\"chart-health-history\""));
+    assert!(account_page.contains("id=\"health-history-table\""));
+    assert!(account_page.contains("role=\"img\""));
+
+    // Audited: the page as a read of personal data, each CSV as an export.
+    let entries = app
+        .context
+        .audit_log
+        .entries(AuditView::Tenant(tenant.id), None, 10_000)
+        .unwrap();
+    assert!(entries
+        .iter()
+        .any(|entry| entry.event.action == AuditAction::PersonalDataRead
+            && entry.event.target == "dashboard"));
+    assert!(entries
+        .iter()
+        .any(|entry| entry.event.action == AuditAction::DashboardExported
+            && entry.event.target.starts_with("dashboard volume.csv")));
+}
+
+#[tokio::test]
+async fn only_the_tenants_admins_analysts_and_qa_leads_see_its_dashboard() {
+    let app = TestApp::spawn();
+    let acme = app.create_tenant("acme");
+    let beta = app.create_tenant("beta");
+    app.create_user("a@beta.example", Role::Analyst, Some(&beta));
+    app.create_user("auditor@acme.example", Role::Auditor, Some(&acme));
+    app.create_user("privacy@acme.example", Role::PrivacyOfficer, Some(&acme));
+    app.create_user("qa@acme.example", Role::QaLead, Some(&acme));
+    let stranger = app.signed_in_client("a@beta.example").await;
+    for path in ["/t/acme/dashboard", "/t/acme/dashboard/topics.csv"] {
+        assert_eq!(
+            app.get(&stranger, path).await.status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        app.get(&stranger, "/t/beta/dashboard").await.status(),
+        StatusCode::OK
+    );
+    for email in ["auditor@acme.example", "privacy@acme.example"] {
+        let client = app.signed_in_client(email).await;
+        assert_eq!(
+            app.get(&client, "/t/acme/dashboard").await.status(),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            app.get(&client, "/t/acme/dashboard/volume.csv")
+                .await
+                .status(),
+            StatusCode::FORBIDDEN
+        );
+        let home = app.get(&client, "/t/acme/").await.text().await.unwrap();
+        assert!(
+            !home.contains("/t/acme/dashboard"),
+            "no Dashboard link for {email}"
+        );
+    }
+    let qa_lead = app.signed_in_client("qa@acme.example").await;
+    let home = app.get(&qa_lead, "/t/acme/").await.text().await.unwrap();
+    assert!(home.contains("href=\"/t/acme/dashboard\""));
+    assert_eq!(
+        app.get(&qa_lead, "/t/acme/dashboard/nonsense.csv")
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let _ = acme;
+}
+
+/// A file that has one record fewer when it is read the second time: the import's pass 2 writes
+/// its records, sees the difference and rolls the run back.
+struct ShrinkingSource {
+    whole: PathBuf,
+    short: PathBuf,
+    opened: std::cell::Cell<u32>,
+}
+
+impl ImportSource for ShrinkingSource {
+    fn open(&self) -> std::io::Result<(Box<dyn std::io::Read>, u64)> {
+        let count = self.opened.get();
+        self.opened.set(count + 1);
+        let file = std::fs::File::open(if count == 0 { &self.whole } else { &self.short })?;
+        let length = file.metadata()?.len();
+        Ok((Box::new(file), length))
+    }
+}
+
+fn snapshot(
+    context: &AppContext,
+    tenant: TenantId,
+) -> (Vec<(NaiveDate, insights::DayBucket)>, usize) {
+    let store = InsightsStore::new(context.store.clone());
+    let buckets = store.buckets(tenant, day(400), day(-1)).unwrap();
+    let mut directory = store.directory(tenant).unwrap();
+    directory.accounts.sort_by_key(|entry| entry.id);
+    (buckets, directory.accounts.len())
+}
+
+fn total_volume(buckets: &[(NaiveDate, insights::DayBucket)]) -> i64 {
+    buckets
+        .iter()
+        .flat_map(|(_, bucket)| &bucket.cells)
+        .map(|cell| cell.volume)
+        .sum()
+}
+
+#[tokio::test]
+async fn incremental_aggregates_equal_a_rebuild_after_imports_reanalyses_rollbacks_and_forgets() {
+    let app = TestApp::spawn();
+    let (tenant, dir) = set_up(&app);
+    let context = &app.context;
+    let (buckets, accounts) = snapshot(context, tenant.id);
+    assert_eq!(total_volume(&buckets), 5);
+    assert_eq!(accounts, 2);
+
+    // An update through the API moves T-2 to another day and channel; a forced re-analysis.
+    let mut moved: rapport::interactions::InteractionRecord = serde_json::from_str(&interaction(
+        "T-2",
+        "call",
+        "A-2",
+        5,
+        "All good now, thanks!",
+    ))
+    .unwrap();
+    moved.subject = Some("Moved".to_owned());
+    let written = write_interaction(context, tenant.id, moved);
+    rapport::analysis::enqueue_interaction(
+        context,
+        tenant.id,
+        written.id,
+        rapport::analysis::jobs::Priority::Live,
+        true,
+    )
+    .unwrap();
+    run_queue(context, tenant.id);
+
+    // A re-import that changes T-3's channel, then an import rolled back half-way whose records
+    // (an update of T-1 and a new T-9) must leave no trace.
+    import(
+        context,
+        &tenant,
+        ImportFormat::Jsonl,
+        &write(
+            dir.path(),
+            "again.jsonl",
+            &(interaction(
+                "T-3",
+                "ticket",
+                "A-1",
+                1,
+                "Where is my refund? This is terrible.",
+            ) + "\n"),
+        ),
+    );
+    run_queue(context, tenant.id);
+    let whole = write(
+        dir.path(),
+        "whole.jsonl",
+        &format!(
+            "{}\n{}\n",
+            interaction("T-1", "email", "A-2", 7, "Changed"),
+            interaction("T-9", "chat", "A-1", 3, "New")
+        ),
+    );
+    let short = write(
+        dir.path(),
+        "short.jsonl",
+        &format!("{}\n", interaction("T-1", "email", "A-2", 7, "Changed")),
+    );
+    let outcome = ingest::import_from_source(
+        context,
+        &ImportRequest {
+            actor: &Actor::cli(),
+            tenant: &tenant,
+            format: ImportFormat::Jsonl,
+            path: &whole,
+            skip_invalid: false,
+        },
+        &ShrinkingSource {
+            whole: whole.clone(),
+            short,
+            opened: std::cell::Cell::new(0),
+        },
+        ImportId::new(),
+        &mut |_| {},
+    );
+    assert!(outcome.is_err(), "the changed file fails the import");
+
+    // Erasure of T-4 and of the 1-star review: the records go, then `forget`.
+    let find = |key: &str| {
+        context
+            .interactions
+            .find_by_source(tenant.id, &format!("desk\u{0}{key}"))
+            .unwrap()
+            .unwrap()
+            .id
+    };
+    let erased = find("T-4");
+    context
+        .interactions
+        .records(tenant.id)
+        .unwrap()
+        .remove(&erased)
+        .unwrap();
+    let mut review: Option<RecordId> = None;
+    context
+        .signals
+        .for_each(tenant.id, |signal| {
+            if signal.record.source_id == "r-2" {
+                review = Some(signal.id);
+            }
+            Ok(())
+        })
+        .unwrap();
+    let review = review.unwrap();
+    context
+        .signals
+        .records(tenant.id)
+        .unwrap()
+        .remove(&review)
+        .unwrap();
+    insights::forget(context, tenant.id, &[erased], &[review]).unwrap();
+    // Forgetting twice changes nothing.
+    insights::forget(context, tenant.id, &[erased], &[review]).unwrap();
+
+    let incremental = snapshot(context, tenant.id);
+    assert_eq!(
+        total_volume(&incremental.0),
+        4,
+        "T-4 forgotten, T-9 rolled back"
+    );
+    let ratings: i64 = incremental
+        .0
+        .iter()
+        .flat_map(|(_, bucket)| bucket.reviews.values())
+        .map(|counts| counts[0])
+        .sum();
+    assert_eq!(ratings, 0, "the erased 1-star review no longer counts");
+    let call_day = incremental
+        .0
+        .iter()
+        .find(|(d, _)| *d == day(5))
+        .expect("T-2 counts on its new day");
+    assert_eq!(call_day.1.cells[0].channel, "call");
+
+    let mut progress = Vec::new();
+    let done = insights::rebuild(context, tenant.id, &mut |step| progress.push(step)).unwrap();
+    assert_eq!((done.accounts, done.interactions), (2, 4));
+    assert!(!progress.is_empty());
+    let rebuilt = snapshot(context, tenant.id);
+    assert_eq!(
+        incremental, rebuilt,
+        "incremental maintenance equals a rebuild"
+    );
+}
+
+#[test]
+fn the_rebuild_command_prints_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::helpers::cli_instance(dir.path(), crate::helpers::free_port());
+    let created = crate::helpers::rapport(
+        &[
+            "tenant",
+            "create",
+            "--config",
+            config.to_str().unwrap(),
+            "--slug",
+            "acme",
+            "--name",
+            "Acme",
+        ],
+        None,
+    );
+    assert!(
+        created.status.success(),
+        "{}",
+        crate::helpers::stderr(&created)
+    );
+    let rebuilt = crate::helpers::rapport(
+        &[
+            "insights",
+            "rebuild",
+            "--config",
+            config.to_str().unwrap(),
+            "--tenant",
+            "acme",
+        ],
+        None,
+    );
+    assert!(
+        rebuilt.status.success(),
+        "{}",
+        crate::helpers::stderr(&rebuilt)
+    );
+    let out = crate::helpers::stdout(&rebuilt);
+    assert!(
+        out.contains("0 account(s), 0 interaction(s), 0 signal(s) counted"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rebuilt the dashboard aggregates of acme"),
+        "{out}"
+    );
+}
