@@ -680,3 +680,51 @@ fn the_rebuild_command_prints_progress() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn a_retention_sweep_takes_deleted_interactions_out_of_the_aggregates() {
+    use rapport::retention::{self, Category, Keep, Policies, Trigger};
+
+    let app = TestApp::spawn();
+    let (tenant, _dir) = set_up(&app);
+    let context = &app.context;
+    let (before, _) = snapshot(context, tenant.id);
+    assert_eq!(total_volume(&before), 5);
+    assert!(
+        before.iter().any(|(d, _)| *d == day(40)),
+        "T-5 counts on its day before the sweep"
+    );
+
+    let mut policies = Policies::default();
+    policies.set(Category::Interactions, Keep::Days(30));
+    retention::save_policies(context, &Actor::cli(), None, tenant.id, &policies).unwrap();
+    let report = retention::run(
+        context,
+        &Actor::cli(),
+        None,
+        tenant.id,
+        Trigger::CommandLine,
+        Utc::now(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(report.total_deleted(), 1, "only T-5 is older than 30 days");
+
+    let after = snapshot(context, tenant.id);
+    assert_eq!(
+        total_volume(&after.0),
+        4,
+        "the swept interaction no longer counts"
+    );
+    let old_day = after.0.iter().find(|(d, _)| *d == day(40));
+    assert!(
+        old_day.is_none_or(|(_, bucket)| bucket.cells.iter().all(|cell| cell.volume == 0)),
+        "nothing is left on the swept interaction's day"
+    );
+    insights::rebuild(context, tenant.id, &mut |_| {}).unwrap();
+    assert_eq!(
+        after,
+        snapshot(context, tenant.id),
+        "the sweep's correction equals a rebuild"
+    );
+}
