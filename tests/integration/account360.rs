@@ -6,7 +6,7 @@
 //! CSV exports equal the data, and only the roles that may export get them.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{Duration, Utc};
 use rapport::accounts::briefing::{self, Briefing};
@@ -17,7 +17,7 @@ use rapport::health::{ChurnRule, HealthStore};
 use rapport::ids::{RecordId, TenantId};
 use rapport::inference::models::DEFAULT_MODEL_SHA256;
 use rapport::inference::BackendKind;
-use rapport::ingest::{self, ImportFormat, ImportRequest, ImportState};
+use rapport::ingest::ImportFormat;
 use rapport::privacy::RestrictionKind;
 use rapport::tenants::Tenant;
 use rapport::users::Role;
@@ -26,28 +26,10 @@ use reqwest::StatusCode;
 use crate::helpers::{run_queue, use_off_backend, TestApp};
 
 fn import(app: &TestApp, tenant: &Tenant, format: ImportFormat, path: &Path) {
-    let run = ingest::import_file(
-        &app.context,
-        &ImportRequest {
-            actor: &Actor::cli(),
-            tenant,
-            format,
-            path,
-            skip_invalid: false,
-        },
-        &mut |_| {},
-    )
-    .unwrap();
-    assert_eq!(run.state, ImportState::Committed, "{run:?}");
-    // As `rapport import` and the console's upload do after a committed run.
-    rapport::analysis::enqueue_after_import(&app.context, tenant.id, &run);
+    import_committed(&app.context, tenant, format, path);
 }
 
-fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, body).unwrap();
-    path
-}
+use crate::helpers::{import_committed, write_file as write};
 
 /// One chat of `account` that began `days_ago` days ago.
 fn chat(id: &str, account: &str, days_ago: i64, customer: &str, text: &str) -> String {

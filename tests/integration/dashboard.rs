@@ -14,7 +14,7 @@ use rapport::analysis::AnalysisResult;
 use rapport::audit::{Actor, AuditAction, AuditView};
 use rapport::context::AppContext;
 use rapport::ids::{ImportId, RecordId, TenantId};
-use rapport::ingest::{self, ImportFormat, ImportRequest, ImportSource, ImportState};
+use rapport::ingest::{self, ImportFormat, ImportRequest, ImportSource};
 use rapport::insights::{self, InsightsStore};
 use rapport::tenants::Tenant;
 use rapport::users::Role;
@@ -23,27 +23,10 @@ use reqwest::StatusCode;
 use crate::helpers::{run_queue, use_off_backend, write_interaction, TestApp};
 
 fn import(context: &AppContext, tenant: &Tenant, format: ImportFormat, path: &Path) {
-    let run = ingest::import_file(
-        context,
-        &ImportRequest {
-            actor: &Actor::cli(),
-            tenant,
-            format,
-            path,
-            skip_invalid: false,
-        },
-        &mut |_| {},
-    )
-    .unwrap();
-    assert_eq!(run.state, ImportState::Committed, "{run:?}");
-    rapport::analysis::enqueue_after_import(context, tenant.id, &run);
+    import_committed(context, tenant, format, path);
 }
 
-fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, body).unwrap();
-    path
-}
+use crate::helpers::{import_committed, write_file as write};
 
 fn day(days_ago: i64) -> NaiveDate {
     (Utc::now() - Duration::days(days_ago)).date_naive()

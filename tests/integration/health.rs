@@ -4,7 +4,7 @@
 //! it; the score-drop rule raises exactly one alert, to the account's owner; only tenant admins
 //! configure health.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{Duration, Utc};
 use rapport::alerts::{Alert, AlertKind, AlertStore};
@@ -13,7 +13,7 @@ use rapport::health::{
     self, ChurnRule, HealthConfig, HealthStore, Measure, MeasureValue, Snapshot,
 };
 use rapport::ids::RecordId;
-use rapport::ingest::{self, ImportFormat, ImportRequest, ImportState};
+use rapport::ingest::ImportFormat;
 use rapport::tenants::Tenant;
 use rapport::users::Role;
 use reqwest::StatusCode;
@@ -23,28 +23,10 @@ use crate::helpers::{
 };
 
 fn import(app: &TestApp, tenant: &Tenant, format: ImportFormat, path: &Path) {
-    let run = ingest::import_file(
-        &app.context,
-        &ImportRequest {
-            actor: &Actor::cli(),
-            tenant,
-            format,
-            path,
-            skip_invalid: false,
-        },
-        &mut |_| {},
-    )
-    .unwrap();
-    assert_eq!(run.state, ImportState::Committed, "{run:?}");
-    // As `rapport import` and the console's upload do after a committed run.
-    rapport::analysis::enqueue_after_import(&app.context, tenant.id, &run);
+    import_committed(&app.context, tenant, format, path);
 }
 
-fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, body).unwrap();
-    path
-}
+use crate::helpers::{import_committed, write_file as write};
 
 /// One chat of account A-1 that began `days_ago` days ago; the customer's words are neutral for
 /// the lexicon (sentiment value 0).

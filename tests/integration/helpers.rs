@@ -338,3 +338,38 @@ pub fn escaped(text: &str) -> String {
         .replace('"', "&#34;")
         .replace('\'', "&#39;")
 }
+
+/// Imports `path` through the real import engine, asserts the run committed, and queues its
+/// interactions for analysis, as `rapport import` and the console's upload do.
+pub fn import_committed(
+    context: &AppContext,
+    tenant: &Tenant,
+    format: rapport::ingest::ImportFormat,
+    path: &Path,
+) {
+    let run = rapport::ingest::import_file(
+        context,
+        &rapport::ingest::ImportRequest {
+            actor: &Actor::cli(),
+            tenant,
+            format,
+            path,
+            skip_invalid: false,
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        run.state,
+        rapport::ingest::ImportState::Committed,
+        "{run:?}"
+    );
+    rapport::analysis::enqueue_after_import(context, tenant.id, &run);
+}
+
+/// Writes `body` to `dir/name` and returns the path.
+pub fn write_file(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path
+}
