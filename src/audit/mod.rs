@@ -180,6 +180,13 @@ pub enum AuditAction {
     DashboardExported,
     /// `rapport insights rebuild` rebuilt a tenant's dashboard aggregates; the target has counts.
     InsightsRebuilt,
+    /// The operator started a tenant's offboarding (export written, wind-down begun); the
+    /// target names the tenant and holds the export's counts and digest, the purge date.
+    TenantOffboardingStarted,
+    /// The operator cancelled a tenant's offboarding during its wind-down.
+    TenantOffboardingCancelled,
+    /// A tenant's keys and data were destroyed after its wind-down; the target holds counts.
+    TenantPurged,
 }
 
 impl AuditAction {
@@ -254,6 +261,9 @@ impl AuditAction {
             Self::LegalHoldReleased => "legal_hold.released",
             Self::DashboardExported => "dashboard.exported",
             Self::InsightsRebuilt => "insights.rebuilt",
+            Self::TenantOffboardingStarted => "tenant.offboarding_started",
+            Self::TenantOffboardingCancelled => "tenant.offboarding_cancelled",
+            Self::TenantPurged => "tenant.purged",
         }
     }
 }
