@@ -51,7 +51,7 @@ fn print_status(out: &mut dyn Write, offboarding: &Offboarding) -> std::io::Resu
     match &offboarding.state {
         OffboardingState::Purged { at, destroyed } => writeln!(
             out,
-            "purged {}: {} key(s) destroyed, {} tree(s) with {} record(s) deleted; the slug stays reserved",
+            "purged {}: {} key(s) destroyed, {} tree(s) with {} record(s) deleted; the slug stays reserved. Rotate the master key (`rapport keys rotate-master`) so that copies of the wrapped keys in old log segments and backups can no longer be unwrapped",
             at.format("%Y-%m-%d %H:%M UTC"),
             destroyed.keys,
             destroyed.trees,
