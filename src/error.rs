@@ -185,7 +185,9 @@ impl From<TenantError> for AppError {
             TenantError::Store(store) => store.into(),
             TenantError::Audit(audit) => audit.into(),
             TenantError::NotFound(_) => Self::NotFound,
-            TenantError::SlugTaken(_) => Self::Conflict(error.to_string()),
+            TenantError::SlugTaken(_) | TenantError::SlugReserved(_) => {
+                Self::Conflict(error.to_string())
+            }
             TenantError::InvalidSlug(_) | TenantError::InvalidName => {
                 Self::BadRequest(error.to_string())
             }

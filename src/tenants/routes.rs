@@ -116,9 +116,13 @@ async fn create(
             Err(
                 error @ (TenantError::InvalidSlug(_)
                 | TenantError::InvalidName
-                | TenantError::SlugTaken(_)),
+                | TenantError::SlugTaken(_)
+                | TenantError::SlugReserved(_)),
             ) => {
-                let status = if matches!(error, TenantError::SlugTaken(_)) {
+                let status = if matches!(
+                    error,
+                    TenantError::SlugTaken(_) | TenantError::SlugReserved(_)
+                ) {
                     StatusCode::CONFLICT
                 } else {
                     StatusCode::UNPROCESSABLE_ENTITY

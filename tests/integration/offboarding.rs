@@ -384,7 +384,10 @@ async fn the_purge_destroys_keys_and_data_after_the_wind_down_and_spares_the_oth
         .unwrap()
         .iter()
         .all(|tenant| tenant.id != acme.id));
-    assert!(rapport::tenants::create_tenant(context, Actor::cli(), None, "acme", "New").is_err());
+    let reserved = rapport::tenants::create_tenant(context, Actor::cli(), None, "acme", "New")
+        .unwrap_err()
+        .to_string();
+    assert!(reserved.contains("stays reserved"), "{reserved}");
     // Its users are gone (sign-in fails) and their addresses can be used again.
     let response = app
         .login(
