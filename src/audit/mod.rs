@@ -180,6 +180,7 @@ pub enum AuditAction {
     DashboardExported,
     /// `rapport insights rebuild` rebuilt a tenant's dashboard aggregates; the target has counts.
     InsightsRebuilt,
+    RecordsReindexed,
     /// The operator started a tenant's offboarding (export written, wind-down begun); the
     /// target names the tenant and holds the export's counts and digest, the purge date.
     TenantOffboardingStarted,
@@ -261,6 +262,7 @@ impl AuditAction {
             Self::LegalHoldReleased => "legal_hold.released",
             Self::DashboardExported => "dashboard.exported",
             Self::InsightsRebuilt => "insights.rebuilt",
+            Self::RecordsReindexed => "records.reindexed",
             Self::TenantOffboardingStarted => "tenant.offboarding_started",
             Self::TenantOffboardingCancelled => "tenant.offboarding_cancelled",
             Self::TenantPurged => "tenant.purged",
