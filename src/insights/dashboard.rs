@@ -1,7 +1,7 @@
 //! The dashboard's filters and its charts' data, built from day buckets and the account directory
 //! only: a date range of N days reads at most 2·N bucket records (the range and, for the topic
-//! trend, the equal range before it) and one directory record, whatever the number of
-//! interactions. Each chart's data is one `charts` value, so the page, its data table and its CSV
+//! trend, the equal range before it) and the account directory (one small entry per account),
+//! whatever the number of interactions. Each chart's data is one `charts` value, so the page, its data table and its CSV
 //! show the same numbers.
 
 use std::collections::{BTreeMap, HashMap};

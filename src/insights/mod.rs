@@ -1,5 +1,5 @@
 //! Customer-success aggregates, maintained incrementally: what the dashboard draws is read from a
-//! bounded number of small sealed records (one bucket per day, one account directory), never by
+//! bounded number of small sealed records (one bucket per day, one directory entry per account), never by
 //! scanning a tenant's interactions at page load.
 //!
 //! Each interaction and each review signal has one stored [`Contribution`]: what it adds to its
@@ -36,6 +36,7 @@ use crate::ids::{RecordId, TenantId};
 use crate::interactions::query::first_message_time;
 use crate::interactions::Interaction;
 use crate::qa::AgentKind;
+use crate::records::refs::{RefIndex, Reference};
 use crate::records::RecordKind;
 use crate::signals::{Signal, StoredSignal};
 use crate::store::{Scope, StoreError, WriteSet};
@@ -244,26 +245,11 @@ pub struct AccountEntry {
     pub day: Option<NaiveDate>,
 }
 
-/// Every account's name, keys, owner and latest health: one record per tenant.
+/// Every account's name, keys, owner and latest health, as the dashboard reads them (stored as
+/// one entry per account).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AccountDirectory {
     pub accounts: Vec<AccountEntry>,
-}
-
-impl AccountDirectory {
-    fn owners_by_key(&self) -> HashMap<&str, &str> {
-        let mut owners = HashMap::new();
-        for entry in &self.accounts {
-            for key in &entry.keys {
-                owners.insert(key.as_str(), entry.owner.as_str());
-            }
-        }
-        owners
-    }
-
-    fn entry_mut(&mut self, id: RecordId) -> Option<&mut AccountEntry> {
-        self.accounts.iter_mut().find(|entry| entry.id == id)
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -477,11 +463,7 @@ fn refresh_chunk(
 ) -> Result<(), InsightsError> {
     let store = InsightsStore::new(context.store.clone());
     let contributions = store.contributions(tenant)?;
-    let directory = match kind {
-        RecordKind::Interaction => store.directory(tenant)?,
-        _ => AccountDirectory::default(),
-    };
-    let owners = directory.owners_by_key();
+    let mut owners: HashMap<String, String> = HashMap::new();
     let mut writes = WriteSet::default();
     let mut changes: Vec<(Contribution, i64)> = Vec::new();
     for (index, id) in ids.iter().enumerate() {
@@ -503,11 +485,7 @@ fn refresh_chunk(
                             Some(Contribution::Interaction(old)) if old.account == seed.account => {
                                 old.owner.clone()
                             }
-                            _ => owners
-                                .get(seed.account.as_str())
-                                .copied()
-                                .unwrap_or("")
-                                .to_owned(),
+                            _ => owner_for(context, tenant, &store, &mut owners, &seed.account)?,
                         };
                         interaction_contribution(context, tenant, &seed, &owner)?
                             .map(Contribution::Interaction)
@@ -535,6 +513,37 @@ fn refresh_chunk(
     stage_buckets(&store, tenant, &mut writes, &changes)?;
     store.commit(tenant, writes)?;
     Ok(())
+}
+
+/// The owner of the account that interactions name by `key` (remembered in `memo` for the rest
+/// of the chunk): the newest account filed under that key in the reference index, read from its
+/// directory entry. Empty when no account or no owner is known.
+fn owner_for(
+    context: &AppContext,
+    tenant: TenantId,
+    store: &InsightsStore,
+    memo: &mut HashMap<String, String>,
+    key: &str,
+) -> Result<String, StoreError> {
+    if let Some(owner) = memo.get(key) {
+        return Ok(owner.clone());
+    }
+    let account = match Reference::account(key) {
+        Some(reference) => RefIndex::new(context.store.clone())
+            .referring(tenant, RecordKind::Account, &reference, 1)?
+            .first()
+            .copied(),
+        None => None,
+    };
+    let owner = match account {
+        Some(id) => store
+            .entry(tenant, id)?
+            .map(|entry| entry.owner)
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    memo.insert(key.to_owned(), owner.clone());
+    Ok(owner)
 }
 
 /// Applies `changes` to their days' buckets, reading each bucket once.
@@ -569,33 +578,36 @@ fn stage_buckets(
 }
 
 /// Brings the directory's entries of `ids` (accounts) up to date: name, keys and owner; a gone
-/// account leaves it. Health scores stay as [`after_health`] stored them.
+/// account leaves it. Health scores stay as [`after_health`] stored them. A thousand entries per
+/// commit.
 fn refresh_accounts(
     context: &AppContext,
     tenant: TenantId,
     ids: &[RecordId],
 ) -> Result<(), InsightsError> {
-    if ids.is_empty() {
-        return Ok(());
-    }
     let store = InsightsStore::new(context.store.clone());
-    context.store.lock_scope(Scope::Tenant(tenant)).run(|| {
-        let mut directory = store.directory(tenant)?;
-        for id in ids {
-            match context.accounts.get(tenant, *id)? {
-                Some(account) => upsert_entry(&mut directory, &account),
-                None => directory.accounts.retain(|entry| entry.id != *id),
+    for chunk in ids.chunks(1000) {
+        context.store.lock_scope(Scope::Tenant(tenant)).run(|| {
+            let mut writes = WriteSet::default();
+            for id in chunk {
+                match context.accounts.get(tenant, *id)? {
+                    Some(account) => {
+                        let entry = entry_of(store.entry(tenant, *id)?, &account);
+                        store.stage_entry(&mut writes, tenant, &entry)?;
+                    }
+                    None => store.stage_entry_removal(&mut writes, tenant, *id)?,
+                }
             }
-        }
-        let mut writes = WriteSet::default();
-        store.stage_directory(&mut writes, tenant, &directory)?;
-        store.commit(tenant, writes)?;
-        Ok(())
-    })
+            store.commit(tenant, writes)?;
+            Ok::<_, InsightsError>(())
+        })?;
+    }
+    Ok(())
 }
 
-/// Stores an account's latest health score and band in the directory (called where a snapshot
-/// is stored). An older day's snapshot never replaces a newer one. Failures are logged by id.
+/// Stores an account's latest health score and band in its directory entry (called where a
+/// snapshot is stored). An older day's snapshot never replaces a newer one. Failures are logged
+/// by id.
 pub fn after_health(context: &AppContext, tenant: TenantId, snapshot: &Snapshot) {
     if let Err(error) = store_health(context, tenant, snapshot) {
         tracing::warn!(%tenant, account = %snapshot.account, %error, "dashboard health not updated");
@@ -607,35 +619,37 @@ fn store_health(
     tenant: TenantId,
     snapshot: &Snapshot,
 ) -> Result<(), InsightsError> {
-    {
-        let store = InsightsStore::new(context.store.clone());
-        context.store.lock_scope(Scope::Tenant(tenant)).run(|| {
-            let mut directory = store.directory(tenant)?;
-            if directory.entry_mut(snapshot.account).is_none() {
+    let store = InsightsStore::new(context.store.clone());
+    context.store.lock_scope(Scope::Tenant(tenant)).run(|| {
+        let mut entry = match store.entry(tenant, snapshot.account)? {
+            Some(entry) => entry,
+            None => {
                 let Some(account) = context.accounts.get(tenant, snapshot.account)? else {
                     return Ok(());
                 };
-                upsert_entry(&mut directory, &account);
+                entry_of(None, &account)
             }
-            let Some(entry) = directory.entry_mut(snapshot.account) else {
-                return Ok(());
-            };
-            if entry.day.is_some_and(|day| day > snapshot.day) {
-                return Ok(());
-            }
-            entry.score = snapshot.score;
-            entry.band = snapshot.band;
-            entry.day = Some(snapshot.day);
-            let mut writes = WriteSet::default();
-            store.stage_directory(&mut writes, tenant, &directory)?;
-            store.commit(tenant, writes)?;
-            Ok(())
-        })
-    }
+        };
+        if entry.day.is_some_and(|day| day > snapshot.day)
+            || (entry.day == Some(snapshot.day)
+                && entry.score == snapshot.score
+                && entry.band == snapshot.band)
+        {
+            return Ok(());
+        }
+        entry.score = snapshot.score;
+        entry.band = snapshot.band;
+        entry.day = Some(snapshot.day);
+        let mut writes = WriteSet::default();
+        store.stage_entry(&mut writes, tenant, &entry)?;
+        store.commit(tenant, writes)?;
+        Ok(())
+    })
 }
 
-/// Puts the account's name, keys and owner in the directory, keeping its health.
-fn upsert_entry(directory: &mut AccountDirectory, account: &crate::accounts::Account) {
+/// The account's entry with its name, keys and owner as they are now, keeping the health of
+/// `existing`.
+fn entry_of(existing: Option<AccountEntry>, account: &crate::accounts::Account) -> AccountEntry {
     let mut keys = vec![normalise(&account.record.source_id)];
     keys.extend(account.record.domain.as_deref().map(normalise));
     let owner = account
@@ -644,20 +658,17 @@ fn upsert_entry(directory: &mut AccountDirectory, account: &crate::accounts::Acc
         .as_deref()
         .map(normalise)
         .unwrap_or_default();
-    if let Some(entry) = directory.entry_mut(account.id) {
-        entry.name.clone_from(&account.record.name);
-        entry.keys = keys;
-        entry.owner = owner;
-    } else {
-        directory.accounts.push(AccountEntry {
-            id: account.id,
-            name: account.record.name.clone(),
-            keys,
-            owner,
-            score: None,
-            band: None,
-            day: None,
-        });
+    let (score, band, day) = existing.map_or((None, None, None), |entry| {
+        (entry.score, entry.band, entry.day)
+    });
+    AccountEntry {
+        id: account.id,
+        name: account.record.name.clone(),
+        keys,
+        owner,
+        score,
+        band,
+        day,
     }
 }
 

@@ -4,8 +4,9 @@
 //!   the day buckets, so that a change subtracts exactly what was added;
 //! - `insights_days`: day (days since the common era, big-endian) → [`DayBucket`], so a date range
 //!   is a range scan of at most one record per day;
-//! - `insights_accounts`: `directory` → [`AccountDirectory`], every account's name, keys, owner
-//!   and latest health score and band, so the dashboard never walks accounts.
+//! - `insights_account_entries`: account id → [`AccountEntry`], the account's name, keys, owner
+//!   and latest health score and band, so the dashboard never opens accounts or health history,
+//!   and a health update or an account import writes only its own entries.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, PoisonError};
@@ -13,10 +14,8 @@ use std::sync::{LazyLock, Mutex, PoisonError};
 use chrono::{Datelike, NaiveDate};
 
 use crate::ids::{RecordId, TenantId};
-use crate::insights::{AccountDirectory, Contribution, DayBucket};
+use crate::insights::{AccountDirectory, AccountEntry, Contribution, DayBucket};
 use crate::store::{Collection, RecordKey, Scope, Store, StoreError, WriteSet};
-
-const DIRECTORY_KEY: &str = "directory";
 
 /// Per tenant, how many times its aggregates were written in this process: a dashboard cached
 /// at one generation is stale at the next.
@@ -94,28 +93,47 @@ impl InsightsStore {
             .collection(Scope::Tenant(tenant), "insights_days")
     }
 
-    fn directories(
+    fn entries(&self, tenant: TenantId) -> Result<Collection<RecordId, AccountEntry>, StoreError> {
+        self.store
+            .collection(Scope::Tenant(tenant), "insights_account_entries")
+    }
+
+    /// Every account's entry, in account id order (the dashboard caches what it builds from it).
+    pub fn directory(&self, tenant: TenantId) -> Result<AccountDirectory, StoreError> {
+        let accounts = self
+            .entries(tenant)?
+            .scan()
+            .map(|entry| entry.map(|(_, entry)| entry))
+            .collect::<Result<_, _>>()?;
+        Ok(AccountDirectory { accounts })
+    }
+
+    /// One account's entry.
+    pub(crate) fn entry(
         &self,
         tenant: TenantId,
-    ) -> Result<Collection<&'static str, AccountDirectory>, StoreError> {
-        self.store
-            .collection(Scope::Tenant(tenant), "insights_accounts")
+        account: RecordId,
+    ) -> Result<Option<AccountEntry>, StoreError> {
+        self.entries(tenant)?.get(&account)
     }
 
-    pub fn directory(&self, tenant: TenantId) -> Result<AccountDirectory, StoreError> {
-        Ok(self
-            .directories(tenant)?
-            .get(&DIRECTORY_KEY)?
-            .unwrap_or_default())
-    }
-
-    pub(crate) fn stage_directory(
+    pub(crate) fn stage_entry(
         &self,
         writes: &mut WriteSet,
         tenant: TenantId,
-        directory: &AccountDirectory,
+        entry: &AccountEntry,
     ) -> Result<(), StoreError> {
-        writes.put(&self.directories(tenant)?, &DIRECTORY_KEY, directory)
+        writes.put(&self.entries(tenant)?, &entry.id, entry)
+    }
+
+    pub(crate) fn stage_entry_removal(
+        &self,
+        writes: &mut WriteSet,
+        tenant: TenantId,
+        account: RecordId,
+    ) -> Result<(), StoreError> {
+        writes.remove(&self.entries(tenant)?, &account);
+        Ok(())
     }
 
     /// The buckets of the days `from..=to`, oldest first: one range scan, at most one record
@@ -167,8 +185,21 @@ impl InsightsStore {
             }
             self.commit(tenant, writes)?;
         }
+        let entries = self.entries(tenant)?;
+        let keys: Vec<RecordId> = entries.keys_with_prefix(&[]).collect::<Result<_, _>>()?;
+        for chunk in keys.chunks(1000) {
+            let mut writes = WriteSet::default();
+            for key in chunk {
+                writes.remove(&entries, key);
+            }
+            self.commit(tenant, writes)?;
+        }
+        // The one-record directory of earlier versions, which these entries replace.
+        let legacy: Collection<&'static str, AccountDirectory> = self
+            .store
+            .collection(Scope::Tenant(tenant), "insights_accounts")?;
         let mut writes = WriteSet::default();
-        writes.remove(&self.directories(tenant)?, &DIRECTORY_KEY);
+        writes.remove(&legacy, &"directory");
         self.commit(tenant, writes)
     }
 
