@@ -621,14 +621,13 @@ fn store_health(
 ) -> Result<(), InsightsError> {
     let store = InsightsStore::new(context.store.clone());
     context.store.lock_scope(Scope::Tenant(tenant)).run(|| {
-        let mut entry = match store.entry(tenant, snapshot.account)? {
-            Some(entry) => entry,
-            None => {
-                let Some(account) = context.accounts.get(tenant, snapshot.account)? else {
-                    return Ok(());
-                };
-                entry_of(None, &account)
-            }
+        let mut entry = if let Some(entry) = store.entry(tenant, snapshot.account)? {
+            entry
+        } else {
+            let Some(account) = context.accounts.get(tenant, snapshot.account)? else {
+                return Ok(());
+            };
+            entry_of(None, &account)
         };
         if entry.day.is_some_and(|day| day > snapshot.day)
             || (entry.day == Some(snapshot.day)
