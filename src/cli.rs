@@ -167,6 +167,9 @@ enum Command {
     /// Dashboard aggregates.
     #[command(subcommand)]
     Insights(InsightsCommand),
+    /// Data-subject requests: create, list, show and complete (the server must be stopped).
+    #[command(subcommand)]
+    Dsar(crate::privacy::requests::cli::DsarCommand),
 }
 
 #[derive(Subcommand)]
@@ -483,7 +486,7 @@ enum ApikeyCommand {
         /// The tenant (slug) the key belongs to.
         #[arg(long, value_name = "SLUG")]
         tenant: String,
-        /// Comma-separated scopes: read, write.
+        /// Comma-separated scopes: read, write, privacy (data-subject requests).
         #[arg(long, value_name = "SCOPES")]
         scopes: String,
         /// What uses the key (shown in the console).
@@ -590,6 +593,7 @@ pub fn run() -> ExitCode {
         Command::Insights(InsightsCommand::Rebuild { config, tenant }) => {
             insights_rebuild(&config.path, &tenant)
         }
+        Command::Dsar(command) => crate::privacy::requests::cli::run(command).map_err(Failure),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -722,11 +726,21 @@ fn serve(config_path: &Path) -> Outcome {
         .map_err(|message| Failure(format!("retention.schedule: {message}")))?;
     let scheduler = crate::scheduler::spawn(
         context.clone().into_inner(),
-        vec![crate::scheduler::Task {
-            name: "retention",
-            schedule: retention_schedule,
-            work: Box::new(crate::retention::run_all_tenants),
-        }],
+        vec![
+            crate::scheduler::Task {
+                name: "retention",
+                schedule: retention_schedule,
+                work: Box::new(crate::retention::run_all_tenants),
+            },
+            crate::scheduler::Task {
+                name: "privacy-requests",
+                schedule: crate::scheduler::Schedule::parse(
+                    crate::privacy::requests::reminders::SCHEDULE,
+                )
+                .map_err(Failure)?,
+                work: Box::new(crate::privacy::requests::reminders::run_all_tenants),
+            },
+        ],
     )
     .map_err(|error| Failure(format!("cannot start the scheduler: {error}")))?;
     let served = actix_web::rt::System::new().block_on(async move {
