@@ -132,9 +132,9 @@ pub fn subject_emails(
         .collect())
 }
 
-/// Finds everything about `subject` in `tenant` (see the module comment). Blocking; reads
-/// nothing but what the indexes point at, plus the tenant's audit log.
-pub fn find_subject(
+/// The records that name `subject` (contacts, interactions as author, signals), found through
+/// the reference index.
+fn records_naming(
     context: &AppContext,
     tenant: TenantId,
     subject: &SubjectRef,
@@ -150,6 +150,17 @@ pub fn find_subject(
             found.contacts.insert(0, contact);
         }
     }
+    Ok(found)
+}
+
+/// Finds everything about `subject` in `tenant` (see the module comment). Blocking; reads
+/// nothing but what the indexes point at, plus the tenant's audit log.
+pub fn find_subject(
+    context: &AppContext,
+    tenant: TenantId,
+    subject: &SubjectRef,
+) -> Result<Found, RequestError> {
+    let mut found = records_naming(context, tenant, subject)?;
     found.mentions = mentions(context, tenant, &found)?;
     for interaction in found.interactions.iter().chain(&found.mentions) {
         found
@@ -159,10 +170,23 @@ pub fn find_subject(
             found.search_entries.push(interaction.id);
         }
     }
-    let (audit, more) = audit_about(context, tenant, subject, &found)?;
+    let (audit, more) = audit_about(context, tenant, subject, &found, MAX_PER_KIND)?;
     found.audit = audit;
     found.truncated |= more;
     Ok(found)
+}
+
+/// The tenant's audit entries about `subject`, newest first, at most `limit`, and whether more
+/// matched: the audit page's subject filter. Entries name records by id and subjects by token
+/// label, so the subject's records are found first and the log is filtered by them.
+pub fn audit_for_subject(
+    context: &AppContext,
+    tenant: TenantId,
+    subject: &SubjectRef,
+    limit: usize,
+) -> Result<(Vec<AuditEntry>, bool), RequestError> {
+    let found = records_naming(context, tenant, subject)?;
+    audit_about(context, tenant, subject, &found, limit)
 }
 
 /// Interactions whose text holds one of the subject's addresses and that the subject did not
@@ -206,6 +230,7 @@ fn audit_about(
     tenant: TenantId,
     subject: &SubjectRef,
     found: &Found,
+    limit: usize,
 ) -> Result<(Vec<AuditEntry>, bool), RequestError> {
     let ids: std::collections::HashSet<String> = found
         .record_ids()
@@ -221,7 +246,7 @@ fn audit_about(
     // cost per entry does not grow with the number of records found.
     Ok(context
         .audit_log
-        .entries_matching(AuditView::Tenant(tenant), MAX_PER_KIND, |entry| {
+        .entries_matching(AuditView::Tenant(tenant), limit, |entry| {
             let target = &entry.event.target;
             labels.iter().any(|label| target.contains(label.as_str()))
                 || target

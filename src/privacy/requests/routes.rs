@@ -46,6 +46,15 @@ pub fn routes(config: &mut web::ServiceConfig) {
         );
 }
 
+/// The audit page's subject filter (a GET form: it changes nothing, so it has no CSRF token).
+#[derive(Clone, Debug, Default)]
+pub struct SubjectFilter {
+    pub action: String,
+    /// `email`, `phone`, `name` or `contact`.
+    pub kind: String,
+    pub value: String,
+}
+
 fn base(tenant: &Tenant) -> String {
     format!("/t/{}/privacy/requests", tenant.slug)
 }
