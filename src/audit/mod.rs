@@ -180,6 +180,7 @@ pub enum AuditAction {
     DashboardExported,
     /// `rapport insights rebuild` rebuilt a tenant's dashboard aggregates; the target has counts.
     InsightsRebuilt,
+    RecordsReindexed,
     /// A privacy officer recorded a data-subject request; the target names the request by id and
     /// kind and the subject by a keyed-token label, never the identifier itself.
     DsarCreated,
@@ -271,6 +272,7 @@ impl AuditAction {
             Self::LegalHoldReleased => "legal_hold.released",
             Self::DashboardExported => "dashboard.exported",
             Self::InsightsRebuilt => "insights.rebuilt",
+            Self::RecordsReindexed => "records.reindexed",
             Self::DsarCreated => "dsar.created",
             Self::DsarStateChanged => "dsar.state_changed",
             Self::DsarRectified => "dsar.rectified",

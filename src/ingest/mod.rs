@@ -321,6 +321,7 @@ struct Writer<'a, R: SourceRecord> {
     sources: BlindIndex<RecordId>,
     journal: Collection<(ImportId, u64), JournalBatch<R>>,
     search: SearchIndex,
+    references: crate::records::refs::TenantRefs,
     /// The search postings collected since they were last written, if any.
     index: Option<IndexBatch>,
     /// Terms met by earlier batches, with their keyed tokens (while no index batch is open).
@@ -346,6 +347,8 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
             sources: store.sources(tenant)?,
             journal: journal::<R>(context, tenant)?,
             search: SearchIndex::new(context.store.clone()),
+            references: crate::records::refs::RefIndex::new(context.store.clone())
+                .tenant(tenant)?,
             index: None,
             vocabulary: Vocabulary::default(),
             batches: 0,
@@ -453,6 +456,8 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
                 }
             }
             writes.put(&self.records, &stored.id, stored)?;
+            self.references
+                .stage(&mut writes, R::KIND, stored.id, &stored.record.references())?;
             match (stored as &dyn std::any::Any).downcast_ref::<crate::interactions::Interaction>()
             {
                 Some(interaction) => self.seeds.push(crate::insights::Seed::of(interaction)),
@@ -724,6 +729,7 @@ fn roll_back<R: SourceRecord>(
     let records = store.records(tenant)?;
     let journal = journal::<R>(context, tenant)?;
     let search = SearchIndex::new(context.store.clone());
+    let references = crate::records::refs::RefIndex::new(context.store.clone()).tenant(tenant)?;
     let mut sequence = journal_sequence(&journal, run)?;
     sequence.reverse();
     let mut undone = Vec::new();
@@ -749,6 +755,12 @@ fn roll_back<R: SourceRecord>(
                 match &entry.previous {
                     Some(previous) if holds_run_version || holds_previous => {
                         writes.put(&records, &entry.record, previous)?;
+                        references.stage(
+                            &mut writes,
+                            R::KIND,
+                            entry.record,
+                            &previous.record.references(),
+                        )?;
                         let texts = previous.record.search_texts();
                         if texts.is_empty() {
                             index.retire(&mut writes, entry.record)?;

@@ -3,6 +3,7 @@
 //! [`RecordStore`] keeps every kind, sealed under the tenant's keys.
 
 pub mod delete;
+pub mod refs;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -79,6 +80,12 @@ pub trait SourceRecord: Clone + Serialize + DeserializeOwned + Send + 'static {
 
     /// The texts that search indexes for this record; none for kinds that are not searched.
     fn search_texts(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    /// What the record names (accounts, people), for the reference index ([`refs`]); none by
+    /// default.
+    fn references(&self) -> Vec<refs::Reference> {
         Vec::new()
     }
 
@@ -277,6 +284,13 @@ impl<R: SourceRecord> RecordStore<R> {
             if created {
                 writes.claim(&self.sources(tenant)?, &key, &stored.id)?;
             }
+            refs::RefIndex::new(self.store.clone()).stage(
+                &mut writes,
+                tenant,
+                R::KIND,
+                stored.id,
+                &stored.record.references(),
+            )?;
             let texts = stored.record.search_texts();
             if !texts.is_empty() {
                 crate::search::SearchIndex::new(self.store.clone()).stage(

@@ -36,6 +36,7 @@ mod packaging;
 mod pii;
 mod privacy;
 mod qa;
+mod references;
 mod remote;
 mod retention;
 mod reviews;

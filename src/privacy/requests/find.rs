@@ -24,10 +24,10 @@ use crate::interactions::InteractionRecord;
 use crate::privacy::requests::RequestError;
 use crate::privacy::subject::SubjectRef;
 use crate::privacy::{normalise_email, subject_label, Restrictions};
+use crate::records::refs::Reference;
 use crate::records::{SourceRecord as _, Stored};
 use crate::signals::SignalRecord;
 use crate::store::StoreError;
-use pending_refs::Reference;
 
 /// The most records of one kind a search returns (and the most audit entries).
 pub const MAX_PER_KIND: usize = 10_000;
@@ -144,7 +144,21 @@ fn records_naming(
         references,
         ..Found::default()
     };
-    // PENDING-REFS: the reference index's look-ups go here once it has landed.
+    if !found.references.is_empty() {
+        let contacts = context
+            .contacts
+            .naming(tenant, &found.references, MAX_PER_KIND)?;
+        let interactions = context
+            .interactions
+            .naming(tenant, &found.references, MAX_PER_KIND)?;
+        let signals = context
+            .signals
+            .naming(tenant, &found.references, MAX_PER_KIND)?;
+        found.truncated = contacts.more || interactions.more || signals.more;
+        found.contacts = contacts.items;
+        found.interactions = interactions.items;
+        found.signals = signals.items;
+    }
     if let Some(contact) = contact {
         if !found.contacts.iter().any(|known| known.id == contact.id) {
             found.contacts.insert(0, contact);
@@ -253,28 +267,4 @@ fn audit_about(
                     .split(|c: char| !c.is_ascii_alphanumeric())
                     .any(|word| word.len() == ID_CHARS && ids.contains(word))
         })?)
-}
-
-/// PENDING-REFS: a stand-in for `records::refs::Reference` until the reference index lands.
-// The real constructors return `Option`.
-#[allow(clippy::unnecessary_wraps)]
-mod pending_refs {
-    #[derive(Clone, Debug, PartialEq, Eq)]
-    pub enum Reference {
-        Email(String),
-        Phone(String),
-        Name(String),
-    }
-
-    impl Reference {
-        pub fn email(value: &str) -> Option<Self> {
-            Some(Self::Email(value.trim().to_lowercase()))
-        }
-        pub fn phone(value: &str) -> Option<Self> {
-            Some(Self::Phone(value.to_owned()))
-        }
-        pub fn name(value: &str) -> Option<Self> {
-            Some(Self::Name(value.to_owned()))
-        }
-    }
 }
