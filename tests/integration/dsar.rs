@@ -714,6 +714,26 @@ async fn due_dates_flag_overdue_and_due_soon_requests_and_the_scheduler_reminds(
     .await;
     assert_eq!(future["errors"][0]["pointer"], "/received");
 
+    let openapi = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for path in [
+        "\"/api/v1/privacy/requests\"",
+        "\"/api/v1/privacy/requests/{id}/transition\"",
+        "\"/api/v1/privacy/requests/{id}/package/{part}\"",
+    ] {
+        assert!(
+            openapi.contains(path),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+
     let report = reminders::run_tenant(&app.context, tenant.id, Utc::now()).unwrap();
     assert_eq!((report.overdue, report.due_soon), (1, 1));
     let reminder = audit_entries(&app, &tenant)
@@ -889,4 +909,142 @@ async fn the_console_records_and_moves_a_request_and_the_audit_log_filters_by_su
         })
         .unwrap();
     assert!(!filtered.event.target.contains("jo.kim"));
+}
+
+#[test]
+fn the_command_line_creates_lists_shows_and_completes_requests() {
+    use crate::helpers::{cli_instance, free_port, rapport, stderr, stdout, write_file};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = cli_instance(dir.path(), free_port());
+    let config = config.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--config", config, "--tenant", "crm"]);
+        rapport(&all, None)
+    };
+    let created = rapport(
+        &[
+            "tenant", "create", "--config", config, "--slug", "crm", "--name", "CRM",
+        ],
+        None,
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let contacts = write_file(
+        dir.path(),
+        "contacts.csv",
+        "contact_id,name,email,phone,date_of_birth,job_title,account_id\n\
+         k1,Ana Souza,Ana@Example.com,+44 20 7946 0958,,Buyer,acme.example\n\
+         k2,Bo Lee,bo@example.com,,,,globex.example\n",
+    );
+    let imported = rapport(
+        &[
+            "import",
+            "--config",
+            config,
+            "--tenant",
+            "crm",
+            "--format",
+            "contacts",
+            contacts.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(imported.status.success(), "{}", stderr(&imported));
+
+    let refused = run(&[
+        "dsar",
+        "create",
+        "--kind",
+        "access",
+        "--email",
+        "not-an-address",
+    ]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("Subject: the subject's e-mail address is not an address"));
+    let created = run(&[
+        "dsar",
+        "create",
+        "--kind",
+        "access",
+        "--phone",
+        "+44 20 7946 0958",
+    ]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let id = stdout(&created).trim().to_owned();
+    assert_eq!(id.len(), 26, "{id}");
+    let listed = stdout(&run(&["dsar", "list"]));
+    assert!(
+        listed.starts_with(&format!("{id}  access        received")),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains("7946"),
+        "the list shows no identifier: {listed}"
+    );
+
+    let no_out = run(&["dsar", "complete", &id]);
+    assert!(
+        stderr(&no_out).contains("give --out FILE"),
+        "{}",
+        stderr(&no_out)
+    );
+    let no_method = run(&["dsar", "complete", &id, "--out", "/dev/null"]);
+    assert!(
+        stderr(&no_method).contains("Verification method: choose how"),
+        "{}",
+        stderr(&no_method)
+    );
+    let out = dir.path().join("package.json");
+    let completed = run(&[
+        "dsar",
+        "complete",
+        &id,
+        "--method",
+        "call_back",
+        "--verification-note",
+        "called back",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(completed.status.success(), "{}", stderr(&completed));
+    let package: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let names: Vec<&str> = package["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|contact| contact["record"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["Ana Souza"]);
+    let shown = stdout(&run(&["dsar", "show", &id]));
+    assert!(shown.contains("subject: phone +442079460958"), "{shown}");
+    assert!(
+        shown.contains("in_progress -> completed  by command line: package built"),
+        "{shown}"
+    );
+
+    let erasure = run(&[
+        "dsar",
+        "create",
+        "--kind",
+        "erasure",
+        "--email",
+        "bo@example.com",
+    ]);
+    let erasure_id = stdout(&erasure).trim().to_owned();
+    let refused = run(&[
+        "dsar",
+        "complete",
+        &erasure_id,
+        "--method",
+        "other",
+        "--verification-note",
+        "letter",
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("erasure is not available yet"),
+        "{}",
+        stderr(&refused)
+    );
 }
