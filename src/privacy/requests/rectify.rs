@@ -8,7 +8,7 @@
 //! fail, the history entry is taken back. A later import from the source system carries the
 //! source's values again: the officer should have the source corrected too (the README says so).
 
-use chrono::{NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::accounts::ContactRecord;
 use crate::api::ApiError;
@@ -22,6 +22,7 @@ use crate::privacy::requests::{
     invalid, FieldChange, PrivacyRequest, Rectification, RequestError, RequestKind, RequestState,
 };
 use crate::privacy::subject::{normalise_name, normalise_phone, SubjectRef};
+use crate::store::Scope;
 
 /// The corrected values as typed; `None` leaves a field alone, an empty text clears an optional
 /// field.
@@ -130,16 +131,16 @@ fn write_problem(error: ApiError) -> RequestError {
     }
 }
 
-/// Rectifies the subject's contact through request `id` (a rectification request in progress).
-/// Audited as `dsar.rectified`, naming the fields changed, never their values.
-pub fn rectify(
+/// Checks the request and the contact, and stores the rectification's history entry (previous
+/// and new values) in the request, under the tenant's writer lock. Returns the request, the
+/// corrected contact record and the entry's time.
+fn stage(
     context: &AppContext,
     by: &By,
     tenant: TenantId,
     id: RequestId,
     corrections: &Corrections,
-) -> Result<PrivacyRequest, RequestError> {
-    let store = RequestStore::new(context.store.clone());
+) -> Result<(PrivacyRequest, ContactRecord, DateTime<Utc>), RequestError> {
     let mut request = load(context, tenant, id)?;
     if request.kind != RequestKind::Rectification || request.state != RequestState::InProgress {
         return Err(RequestError::CannotComplete(format!(
@@ -171,15 +172,30 @@ pub fn rectify(
             "nothing differs from the stored values",
         ));
     }
-    let fields: Vec<String> = changes.iter().map(|(field, _, _)| field.clone()).collect();
+    let at = Utc::now();
     request.rectifications.push(Rectification {
         contact: contact_id,
         changes,
         by: by.actor.label.clone(),
-        at: Utc::now(),
+        at,
     });
-    // The previous values are durable before the contact changes.
-    store.put(tenant, &request)?;
+    RequestStore::new(context.store.clone()).put(tenant, &request)?;
+    Ok((request, record, at))
+}
+
+/// Rectifies the subject's contact through request `id` (a rectification request in progress).
+/// Audited as `dsar.rectified`, naming the fields changed, never their values.
+pub fn rectify(
+    context: &AppContext,
+    by: &By,
+    tenant: TenantId,
+    id: RequestId,
+    corrections: &Corrections,
+) -> Result<PrivacyRequest, RequestError> {
+    let lock = || context.store.lock_scope(Scope::Tenant(tenant));
+    // The previous values are durable before the contact changes. The contact's write takes the
+    // writer lock itself, so the request is staged, and taken back, under locks of their own.
+    let (request, record, at) = lock().run(|| stage(context, by, tenant, id, corrections))?;
     let via = format!("privacy request {id}");
     if let Err(error) = crate::api::resources::write_record(
         context,
@@ -189,20 +205,32 @@ pub fn rectify(
         &via,
         record,
     ) {
-        request.rectifications.pop();
-        store.put(tenant, &request)?;
+        lock().run(|| -> Result<(), RequestError> {
+            let mut request = load(context, tenant, id)?;
+            request.rectifications.retain(|entry| entry.at != at);
+            RequestStore::new(context.store.clone()).put(tenant, &request)?;
+            Ok(())
+        })?;
         return Err(write_problem(error));
     }
+    let entry = request
+        .rectifications
+        .last()
+        .map(|entry| {
+            let fields: Vec<&str> = entry
+                .changes
+                .iter()
+                .map(|(field, _, _)| field.as_str())
+                .collect();
+            format!("contact {} ({})", entry.contact, fields.join(", "))
+        })
+        .unwrap_or_default();
     context.audit(
         AuditEvent::new(
             Some(tenant),
             by.actor.clone(),
             AuditAction::DsarRectified,
-            format!(
-                "{}: contact {contact_id} ({})",
-                request.audit_label(),
-                fields.join(", ")
-            ),
+            format!("{}: {entry}", request.audit_label()),
         )
         .client(by.client.clone()),
     )?;
