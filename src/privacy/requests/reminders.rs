@@ -129,3 +129,20 @@ pub fn run_all_tenants(context: &AppContext) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daily_schedule_parses_and_fires_at_seven() {
+        let schedule = crate::scheduler::Schedule::parse(SCHEDULE).unwrap();
+        let start = DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            schedule.next_after(start).unwrap().to_rfc3339(),
+            "2026-03-02T07:00:00+00:00"
+        );
+    }
+}
