@@ -382,6 +382,39 @@ impl SearchIndex {
         let matched = ranked.len() - retired;
         Ok((hits, matched))
     }
+
+    /// The live records whose indexed text holds `term` exactly (one normalised term, such as an
+    /// e-mail address in lower case), at most `limit`, and whether more did. Only that term's
+    /// postings are read: no ranking, no other word of the query.
+    pub fn records_with_term(
+        &self,
+        tenant: TenantId,
+        term: &str,
+        limit: usize,
+    ) -> Result<(Vec<RecordId>, bool), StoreError> {
+        let trees = self.trees(tenant)?;
+        let token = trees.tokens.pseudonym(term);
+        let mut documents = Vec::new();
+        for chunk in trees.postings.scan_prefix(&token) {
+            chunk?
+                .1
+                .for_each(|posting| documents.push(posting.document));
+        }
+        let mut records = Vec::new();
+        let mut seen = HashSet::new();
+        for document in documents {
+            // Retired versions have no document entry any more.
+            if let Some(entry) = trees.documents.get(&document)? {
+                if records.len() == limit {
+                    return Ok((records, true));
+                }
+                if seen.insert(entry.record) {
+                    records.push(entry.record);
+                }
+            }
+        }
+        Ok((records, false))
+    }
 }
 
 /// Terms met by a writer, each with its keyed token, numbered so that a batch's postings are

@@ -31,8 +31,6 @@ use crate::store::StoreError;
 
 /// The most records of one kind a search returns (and the most audit entries).
 pub const MAX_PER_KIND: usize = 10_000;
-/// How many search hits per e-mail address are examined for mentions.
-const MAX_MENTION_HITS: usize = 1_000;
 /// The length of a record id (a ULID) as text.
 const ID_CHARS: usize = 26;
 
@@ -215,12 +213,13 @@ fn mentions(
     let mut mentions = Vec::new();
     let index = crate::search::SearchIndex::new(context.store.clone());
     for email in found.emails() {
-        let (hits, _) = index.search(tenant, &email, MAX_MENTION_HITS)?;
-        for hit in hits {
-            if authored.contains(&hit.record) || !seen.insert(hit.record) {
+        // An address is indexed as one term of its own (see `search::for_each_term`).
+        let (candidates, _) = index.records_with_term(tenant, &email, MAX_PER_KIND)?;
+        for candidate in candidates {
+            if authored.contains(&candidate) || !seen.insert(candidate) {
                 continue;
             }
-            let Some(interaction) = context.interactions.get(tenant, hit.record)? else {
+            let Some(interaction) = context.interactions.get(tenant, candidate)? else {
                 continue;
             };
             let record = &interaction.record;
