@@ -845,6 +845,45 @@ mod tests {
     }
 
     #[test]
+    fn an_address_is_found_as_one_term_and_a_retired_version_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, tenant) = temp_store(dir.path());
+        let index = SearchIndex::new(store.clone());
+        let (jo, ana, lee) = (RecordId::new(), RecordId::new(), RecordId::new());
+        let mut writes = WriteSet::default();
+        index
+            .stage(
+                &mut writes,
+                tenant,
+                &[
+                    (jo, vec!["Write to Jo.Kim@Example.org please"]),
+                    (ana, vec!["jo and kim from example.org wrote"]),
+                    (lee, vec!["copy jo.kim@example.org and jo.kim@example.org"]),
+                ],
+            )
+            .unwrap();
+        store.commit(writes).unwrap();
+        let (found, more) = index
+            .records_with_term(tenant, "jo.kim@example.org", 10)
+            .unwrap();
+        assert_eq!((found, more), (vec![jo, lee], false));
+        let (found, more) = index
+            .records_with_term(tenant, "jo.kim@example.org", 1)
+            .unwrap();
+        assert_eq!((found, more), (vec![jo], true));
+        // Lee's re-indexed version no longer names the address.
+        let mut writes = WriteSet::default();
+        index
+            .stage(&mut writes, tenant, &[(lee, vec!["nothing here"])])
+            .unwrap();
+        store.commit(writes).unwrap();
+        let (found, _) = index
+            .records_with_term(tenant, "jo.kim@example.org", 10)
+            .unwrap();
+        assert_eq!(found, vec![jo]);
+    }
+
+    #[test]
     fn postings_held_over_several_commits_are_found_once_finished() {
         let dir = tempfile::tempdir().unwrap();
         let (store, tenant) = temp_store(dir.path());
