@@ -435,6 +435,14 @@ async fn a_portability_request_by_contact_id_packages_that_contact_s_data() {
         writer,
     } = setup();
     let data = seed(&app, &tenant, &writer).await;
+    // The tenant keeps export packages for 2 days: the package expires then, not after 5.
+    let mut policies = rapport::retention::policies(&app.context, tenant.id).unwrap();
+    policies.set(
+        rapport::retention::Category::ExportPackages,
+        rapport::retention::Keep::Days(2),
+    );
+    rapport::retention::save_policies(&app.context, &Actor::cli(), None, tenant.id, &policies)
+        .unwrap();
     let request = create(&app, &key, "portability", ("contact", &data.ana_contact)).await;
     let id = request["id"].as_str().unwrap().to_owned();
     verify_and_start(&app, &key, &id).await;
@@ -444,6 +452,17 @@ async fn a_portability_request_by_contact_id_packages_that_contact_s_data() {
     )
     .await;
     assert_eq!(done["package"]["counts"]["interactions"], 2);
+    let created_at: chrono::DateTime<Utc> = done["package"]["created_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expires_at: chrono::DateTime<Utc> = done["package"]["expires_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(expires_at - created_at, Duration::days(2));
     let text = get(
         &app,
         &key,

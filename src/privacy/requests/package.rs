@@ -5,7 +5,7 @@
 //! Rapport has no archive crate, so the package is not zipped: it is one sealed value in the
 //! tenant's scope (`privacy_request_packages`, by request id), whose parts are downloaded
 //! separately (`package.json`, `package.html`, `<type>.csv`). It expires 5 days after it is
-//! built: a download after that is refused with the expiry time, and the scheduler's daily run
+//! built (or sooner when the tenant's retention policy keeps export packages for less): a download after that is refused with the expiry time, and the scheduler's daily run
 //! deletes it ([`super::reminders`]). Every download is audited as `dsar.package_downloaded`.
 //!
 //! Audit entries go into the package without their actor and client address: those are the
@@ -425,13 +425,26 @@ fn html_page(
     page.render().map_err(|error| package_error("page", &error))
 }
 
-/// Builds the package of `request` from what was found, expiring [`EXPIRY_DAYS`] after `now`.
+/// How many days a package of `tenant` can be downloaded: [`EXPIRY_DAYS`], or fewer when the
+/// tenant's retention policy keeps export packages for less (at least one day).
+pub fn expiry_days(context: &AppContext, tenant: TenantId) -> Result<i64, RequestError> {
+    use crate::retention::{policies, Category, Keep};
+    Ok(
+        match policies(context, tenant)?.get(Category::ExportPackages) {
+            Keep::Days(days) => i64::from(days).clamp(1, EXPIRY_DAYS),
+            Keep::Forever => EXPIRY_DAYS,
+        },
+    )
+}
+
+/// Builds the package of `request` from what was found, expiring `days` after `now`.
 pub fn build(
     request: &PrivacyRequest,
     found: &Found,
     now: DateTime<Utc>,
+    days: i64,
 ) -> Result<Package, RequestError> {
-    let expires_at = now + Duration::days(EXPIRY_DAYS);
+    let expires_at = now + Duration::days(days);
     let counts = vec![
         ("contacts".to_owned(), found.contacts.len()),
         ("interactions".to_owned(), found.interactions.len()),

@@ -255,7 +255,8 @@ fn complete(
     let (note, built) = match request.kind {
         RequestKind::Access | RequestKind::Portability => {
             let found = find::find_subject(context, tenant, &request.subject)?;
-            let built = package::build(&request, &found, now)?;
+            let days = package::expiry_days(context, tenant)?;
+            let built = package::build(&request, &found, now, days)?;
             (
                 format!("package built, {} items", found.total()),
                 Some(built),
