@@ -348,6 +348,10 @@ enum TenantCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Offboard a tenant: export everything to a new directory, then lock it for a wind-down
+    /// (default 30 days) after which `rapport serve`'s scheduler destroys its keys and data.
+    /// `--cancel` ends a wind-down; `--status` shows where it stands.
+    Offboard(crate::offboarding::cli::OffboardArgs),
 }
 
 #[derive(Subcommand)]
@@ -752,6 +756,11 @@ fn serve(config_path: &Path) -> Outcome {
                 work: Box::new(crate::retention::run_all_tenants),
             },
             crate::scheduler::Task {
+                name: "offboarding",
+                schedule: crate::offboarding::purge_schedule().map_err(Failure)?,
+                work: Box::new(crate::offboarding::run_scheduled),
+            },
+            crate::scheduler::Task {
                 name: "privacy-requests",
                 schedule: crate::scheduler::Schedule::parse(
                     crate::privacy::requests::reminders::SCHEDULE,
@@ -916,6 +925,7 @@ fn tenant(command: TenantCommand) -> Outcome {
                 )?;
             }
         }
+        TenantCommand::Offboard(args) => crate::offboarding::cli::run(args).map_err(Failure)?,
     }
     Ok(())
 }

@@ -264,6 +264,14 @@ impl<K: RecordKey, T: Serialize + DeserializeOwned> Collection<K, T> {
         }
     }
 
+    /// The record's bytes exactly as stored (sealed), for [`Store::open_with_stored_keys`].
+    pub fn sealed_bytes(&self, key: &K) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree
+            .get(key.to_key_bytes())?
+            .map(|bytes| bytes.to_vec()))
+    }
+
     /// Inserts or replaces one record, durably.
     pub fn insert(&self, key: &K, value: &T) -> Result<(), StoreError> {
         let mut writes = WriteSet::default();
