@@ -170,6 +170,9 @@ enum Command {
     /// Imported records: maintenance.
     #[command(subcommand)]
     Records(RecordsCommand),
+    /// Data-subject requests: create, list, show and complete (the server must be stopped).
+    #[command(subcommand)]
+    Dsar(crate::privacy::requests::cli::DsarCommand),
 }
 
 #[derive(Subcommand)]
@@ -503,7 +506,7 @@ enum ApikeyCommand {
         /// The tenant (slug) the key belongs to.
         #[arg(long, value_name = "SLUG")]
         tenant: String,
-        /// Comma-separated scopes: read, write.
+        /// Comma-separated scopes: read, write, privacy (data-subject requests).
         #[arg(long, value_name = "SCOPES")]
         scopes: String,
         /// What uses the key (shown in the console).
@@ -613,6 +616,7 @@ pub fn run() -> ExitCode {
         Command::Records(RecordsCommand::Reindex { config, tenant }) => {
             records_reindex(&config.path, &tenant)
         }
+        Command::Dsar(command) => crate::privacy::requests::cli::run(command).map_err(Failure),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -755,6 +759,14 @@ fn serve(config_path: &Path) -> Outcome {
                 name: "offboarding",
                 schedule: crate::offboarding::purge_schedule().map_err(Failure)?,
                 work: Box::new(crate::offboarding::run_scheduled),
+            },
+            crate::scheduler::Task {
+                name: "privacy-requests",
+                schedule: crate::scheduler::Schedule::parse(
+                    crate::privacy::requests::reminders::SCHEDULE,
+                )
+                .map_err(Failure)?,
+                work: Box::new(crate::privacy::requests::reminders::run_all_tenants),
             },
         ],
     )

@@ -111,3 +111,7 @@ id_type!(
     /// One retention sweep of a tenant, with its stored report.
     RetentionRunId
 );
+id_type!(
+    /// One data-subject request of a tenant (see `privacy::requests`).
+    RequestId
+);

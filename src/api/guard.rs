@@ -28,6 +28,13 @@ pub struct ReadScope;
 /// Creating and updating records.
 pub struct WriteScope;
 
+/// Managing data-subject requests.
+pub struct PrivacyScope;
+
+impl ScopePolicy for PrivacyScope {
+    const SCOPE: ApiScope = ApiScope::Privacy;
+}
+
 impl ScopePolicy for ReadScope {
     const SCOPE: ApiScope = ApiScope::Read;
 }

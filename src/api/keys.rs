@@ -32,9 +32,9 @@ const MAX_NAME: usize = 100;
 pub enum ApiKeyError {
     #[error("a key name must be 1 to {MAX_NAME} characters without control characters")]
     InvalidName,
-    #[error("choose at least one scope: read, write")]
+    #[error("choose at least one scope: read, write, privacy")]
     NoScope,
-    #[error("unknown scope {0:?}: use read or write")]
+    #[error("unknown scope {0:?}: use read, write or privacy")]
     UnknownScope(String),
     #[error("no such API key")]
     NotFound,
@@ -52,6 +52,8 @@ pub enum ApiScope {
     Read,
     /// Create and update them.
     Write,
+    /// Manage data-subject requests (`/api/v1/privacy/requests`): the privacy officer's work.
+    Privacy,
 }
 
 impl ApiScope {
@@ -59,6 +61,7 @@ impl ApiScope {
         match self {
             Self::Read => "read",
             Self::Write => "write",
+            Self::Privacy => "privacy",
         }
     }
 
@@ -66,6 +69,7 @@ impl ApiScope {
         match raw.trim() {
             "read" => Ok(Self::Read),
             "write" => Ok(Self::Write),
+            "privacy" => Ok(Self::Privacy),
             other => Err(ApiKeyError::UnknownScope(other.chars().take(20).collect())),
         }
     }

@@ -100,6 +100,9 @@ pub enum ApiError {
     Busy,
     InsufficientStorage,
     Internal(String),
+    /// 409: the request conflicts with the resource's state (an illegal state transition); the
+    /// detail says what is allowed.
+    Conflict(String),
 }
 
 impl fmt::Display for ApiError {
@@ -125,6 +128,7 @@ impl ApiError {
             Self::Busy => ("busy", "Try again later"),
             Self::InsufficientStorage => ("disk-full", "Disk full"),
             Self::Internal(_) => ("internal", "Server error"),
+            Self::Conflict(_) => ("conflict", "Conflict"),
         }
     }
 
@@ -134,7 +138,7 @@ impl ApiError {
             Self::Forbidden(scope) => format!("This API key lacks the `{scope}` scope."),
             Self::NotFound => "There is no such resource for this API key's tenant.".to_owned(),
             Self::MethodNotAllowed => "This path does not take that method.".to_owned(),
-            Self::BadRequest(detail, _) => detail.clone(),
+            Self::BadRequest(detail, _) | Self::Conflict(detail) => detail.clone(),
             Self::Invalid(errors) => format!(
                 "The record has {} problem(s); nothing was stored.",
                 errors.len()
@@ -185,6 +189,7 @@ impl ResponseError for ApiError {
             Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Conflict(_) => StatusCode::CONFLICT,
         }
     }
 
@@ -341,6 +346,12 @@ impl Modify for BearerAuth {
         resources::signals::get,
         resources::signals::list,
         webhooks::receive,
+        crate::privacy::requests::api::create,
+        crate::privacy::requests::api::list,
+        crate::privacy::requests::api::get,
+        crate::privacy::requests::api::transition,
+        crate::privacy::requests::api::rectification,
+        crate::privacy::requests::api::package_part,
         openapi_json,
     ),
     components(schemas(Problem, FieldError)),
@@ -382,6 +393,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 web::scope("/v1")
                     .service(resource("/openapi.json").route(web::get().to(openapi_json)))
                     .configure(resources::routes)
+                    .configure(crate::privacy::requests::api::routes)
                     .service(
                         resource("/webhooks/{integration}")
                             .route(web::post().to(webhooks::receive)),

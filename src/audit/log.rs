@@ -389,6 +389,34 @@ impl AuditLog {
         Ok(entries)
     }
 
+    /// Entries visible to `view` for which `keep` holds, newest first, at most `limit`, and
+    /// whether more matched. Every entry of the view is opened (the log has no index by
+    /// target), segment by segment from the newest, so memory stays at one segment's frames.
+    pub fn entries_matching(
+        &self,
+        view: AuditView,
+        limit: usize,
+        mut keep: impl FnMut(&AuditEntry) -> bool,
+    ) -> Result<(Vec<AuditEntry>, bool), AuditError> {
+        let mut found = Vec::new();
+        for segment in self.segments()?.into_iter().rev() {
+            let (frames, _) = Self::read_frames(&self.segment_path(segment), 0)?;
+            for frame in frames.iter().rev() {
+                if !view.admits(frame.tenant) {
+                    continue;
+                }
+                let (_, entry) = self.open_frame(frame)?;
+                if keep(&entry) {
+                    if found.len() == limit {
+                        return Ok((found, true));
+                    }
+                    found.push(entry);
+                }
+            }
+        }
+        Ok((found, false))
+    }
+
     /// Walks the whole chain from the first entry; the error names the first broken entry.
     pub fn verify(&self) -> Result<VerifyReport, AuditError> {
         let mut previous = [0u8; 32];

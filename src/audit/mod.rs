@@ -188,6 +188,23 @@ pub enum AuditAction {
     TenantOffboardingCancelled,
     /// A tenant's keys and data were destroyed after its wind-down; the target holds counts.
     TenantPurged,
+    /// A privacy officer recorded a data-subject request; the target names the request by id and
+    /// kind and the subject by a keyed-token label, never the identifier itself.
+    DsarCreated,
+    /// A request moved from one state to another (verified, in progress, completed, rejected);
+    /// the target names the request and both states.
+    DsarStateChanged,
+    /// A contact was rectified through a request; the target names the request, the contact's
+    /// record id and the fields changed (names only, never values).
+    DsarRectified,
+    /// An access or portability package was built; the target names the request and counts.
+    DsarPackageCreated,
+    /// A privacy officer downloaded a package (or a part of it); the target names which.
+    DsarPackageDownloaded,
+    /// The scheduler deleted an expired package; the target names the request.
+    DsarPackageExpired,
+    /// The daily reminder of overdue and due-soon requests; the target names them by id.
+    DsarReminder,
 }
 
 impl AuditAction {
@@ -266,6 +283,13 @@ impl AuditAction {
             Self::TenantOffboardingStarted => "tenant.offboarding_started",
             Self::TenantOffboardingCancelled => "tenant.offboarding_cancelled",
             Self::TenantPurged => "tenant.purged",
+            Self::DsarCreated => "dsar.created",
+            Self::DsarStateChanged => "dsar.state_changed",
+            Self::DsarRectified => "dsar.rectified",
+            Self::DsarPackageCreated => "dsar.package_created",
+            Self::DsarPackageDownloaded => "dsar.package_downloaded",
+            Self::DsarPackageExpired => "dsar.package_expired",
+            Self::DsarReminder => "dsar.reminder",
         }
     }
 }

@@ -26,6 +26,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
 #[derive(Deserialize)]
 struct PageQuery {
     before: Option<u64>,
+    /// The tenant log's subject filter: `email`, `phone`, `name` or `contact`, and the value.
+    subject_kind: Option<String>,
+    subject: Option<String>,
 }
 
 pub struct EntryRow {
@@ -59,6 +62,8 @@ struct AuditPage {
     heading: String,
     rows: Vec<EntryRow>,
     older: Option<String>,
+    /// The subject filter's form (tenant logs only): its action and the typed values.
+    subject_filter: Option<crate::privacy::requests::routes::SubjectFilter>,
 }
 
 fn audit_page(
@@ -102,6 +107,56 @@ fn audit_page(
         heading,
         rows: entries.into_iter().map(EntryRow::from).collect(),
         older,
+        subject_filter: tenant.map(|_| crate::privacy::requests::routes::SubjectFilter {
+            action: base.clone(),
+            ..Default::default()
+        }),
+    })
+}
+
+/// The tenant's entries about one data subject (the newest [`PAGE_SIZE`]), found through the
+/// subject's records and token labels ([`crate::privacy::requests::find::audit_for_subject`]).
+/// Audited without the identifier: the entry names the subject by its token label.
+fn subject_page(
+    context: &AppContext,
+    session: &RequestSession,
+    client: Option<String>,
+    tenant: &Tenant,
+    kind: &str,
+    value: &str,
+) -> Result<AuditPage, AppError> {
+    use crate::privacy::requests::find::audit_for_subject;
+    use crate::privacy::subject::SubjectRef;
+    let base = format!("/t/{}/audit", tenant.slug);
+    let subject = SubjectRef::parse(kind, value)
+        .map_err(|error| AppError::BadRequest(format!("Subject: {error}")))?;
+    let token = subject.token(&context.store, tenant.id)?;
+    let (entries, more) = audit_for_subject(context, tenant.id, &subject, PAGE_SIZE)?;
+    context.audit(
+        AuditEvent::new(
+            Some(tenant.id),
+            session.user.actor(),
+            AuditAction::PersonalDataRead,
+            format!("audit log filtered by {}", SubjectRef::label(&token)),
+        )
+        .client(client),
+    )?;
+    Ok(AuditPage {
+        chrome: Chrome::for_session(context, session, Some(tenant), "Audit log", &base)?,
+        heading: format!(
+            "Audit log of {} about {} {}{}",
+            tenant.name,
+            subject.kind_str(),
+            subject.value(),
+            if more { " (newest entries only)" } else { "" }
+        ),
+        rows: entries.into_iter().map(EntryRow::from).collect(),
+        older: None,
+        subject_filter: Some(crate::privacy::requests::routes::SubjectFilter {
+            action: base,
+            kind: subject.kind_str().to_owned(),
+            value: value.trim().to_owned(),
+        }),
     })
 }
 
@@ -112,9 +167,9 @@ async fn appliance_log(
     query: Query<PageQuery>,
 ) -> Result<HttpResponse, AppError> {
     let client = client_address(&request).map(|ip| ip.to_string());
+    let before = query.before;
     let page =
-        web::block(move || audit_page(&context, &access.session, client, None, query.before))
-            .await??;
+        web::block(move || audit_page(&context, &access.session, client, None, before)).await??;
     render(&page, StatusCode::OK)
 }
 
@@ -125,6 +180,22 @@ async fn tenant_log(
     query: Query<PageQuery>,
 ) -> Result<HttpResponse, AppError> {
     let client = client_address(&request).map(|ip| ip.to_string());
+    let query = query.into_inner();
+    let subject = query.subject.filter(|value| !value.trim().is_empty());
+    if let (Some(kind), Some(value)) = (query.subject_kind, subject) {
+        let page = web::block(move || {
+            subject_page(
+                &context,
+                &access.session,
+                client,
+                &access.tenant,
+                &kind,
+                &value,
+            )
+        })
+        .await??;
+        return render(&page, StatusCode::OK);
+    }
     let page = web::block(move || {
         audit_page(
             &context,

@@ -6,7 +6,9 @@
 //! an address in clear outside the sealed value. The audit log names a subject by a short prefix of
 //! that token, never by the address.
 
+pub mod requests;
 pub mod routes;
+pub mod subject;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -114,8 +116,8 @@ impl Restrictions {
         self.store.blind_index(Scope::Tenant(tenant), INDEX)
     }
 
-    /// The keyed token of a normalised address.
-    fn token(&self, tenant: TenantId, email: &str) -> Result<[u8; 32], StoreError> {
+    /// The keyed token of a normalised address (how `privacy.*` audit entries name the subject).
+    pub fn token(&self, tenant: TenantId, email: &str) -> Result<[u8; 32], StoreError> {
         Ok(self.index(tenant)?.pseudonym(email))
     }
 

@@ -382,6 +382,39 @@ impl SearchIndex {
         let matched = ranked.len() - retired;
         Ok((hits, matched))
     }
+
+    /// The live records whose indexed text holds `term` exactly (one normalised term, such as an
+    /// e-mail address in lower case), at most `limit`, and whether more did. Only that term's
+    /// postings are read: no ranking, no other word of the query.
+    pub fn records_with_term(
+        &self,
+        tenant: TenantId,
+        term: &str,
+        limit: usize,
+    ) -> Result<(Vec<RecordId>, bool), StoreError> {
+        let trees = self.trees(tenant)?;
+        let token = trees.tokens.pseudonym(term);
+        let mut documents = Vec::new();
+        for chunk in trees.postings.scan_prefix(&token) {
+            chunk?
+                .1
+                .for_each(|posting| documents.push(posting.document));
+        }
+        let mut records = Vec::new();
+        let mut seen = HashSet::new();
+        for document in documents {
+            // Retired versions have no document entry any more.
+            if let Some(entry) = trees.documents.get(&document)? {
+                if records.len() == limit {
+                    return Ok((records, true));
+                }
+                if seen.insert(entry.record) {
+                    records.push(entry.record);
+                }
+            }
+        }
+        Ok((records, false))
+    }
 }
 
 /// Terms met by a writer, each with its keyed token, numbered so that a batch's postings are
@@ -809,6 +842,45 @@ mod tests {
             .unwrap();
         store.commit(writes).unwrap();
         (store, tenant)
+    }
+
+    #[test]
+    fn an_address_is_found_as_one_term_and_a_retired_version_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, tenant) = temp_store(dir.path());
+        let index = SearchIndex::new(store.clone());
+        let (jo, ana, lee) = (RecordId::new(), RecordId::new(), RecordId::new());
+        let mut writes = WriteSet::default();
+        index
+            .stage(
+                &mut writes,
+                tenant,
+                &[
+                    (jo, vec!["Write to Jo.Kim@Example.org please"]),
+                    (ana, vec!["jo and kim from example.org wrote"]),
+                    (lee, vec!["copy jo.kim@example.org and jo.kim@example.org"]),
+                ],
+            )
+            .unwrap();
+        store.commit(writes).unwrap();
+        let (found, more) = index
+            .records_with_term(tenant, "jo.kim@example.org", 10)
+            .unwrap();
+        assert_eq!((found, more), (vec![jo, lee], false));
+        let (found, more) = index
+            .records_with_term(tenant, "jo.kim@example.org", 1)
+            .unwrap();
+        assert_eq!((found, more), (vec![jo], true));
+        // Lee's re-indexed version no longer names the address.
+        let mut writes = WriteSet::default();
+        index
+            .stage(&mut writes, tenant, &[(lee, vec!["nothing here"])])
+            .unwrap();
+        store.commit(writes).unwrap();
+        let (found, _) = index
+            .records_with_term(tenant, "jo.kim@example.org", 10)
+            .unwrap();
+        assert_eq!(found, vec![jo]);
     }
 
     #[test]

@@ -113,6 +113,15 @@ impl RecordKey for crate::ids::RetentionRunId {
 }
 
 /// An entry of an ordered log: the log's id, then a big-endian sequence number.
+impl RecordKey for crate::ids::RequestId {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        self.to_bytes().to_vec()
+    }
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(Self::from_bytes(bytes.try_into().ok()?))
+    }
+}
+
 impl RecordKey for (crate::ids::ImportId, u64) {
     fn to_key_bytes(&self) -> Vec<u8> {
         let mut key = self.0.to_bytes().to_vec();

@@ -49,6 +49,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .configure(crate::inference::routes::routes)
         .configure(crate::analysis::routes::routes)
         .configure(crate::privacy::routes::routes)
+        .configure(crate::privacy::requests::routes::routes)
         .configure(crate::qa::routes::routes)
         .configure(crate::feedback::routes::routes)
         .configure(crate::alerts::routes::routes)

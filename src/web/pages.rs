@@ -72,6 +72,7 @@ fn nav_for(session: &RequestSession, tenant: Option<&Tenant>, active: &str) -> V
         }
         if role.grants(Permission::ManagePrivacy) {
             links.push((format!("{base}/privacy/restrictions"), "Restrictions"));
+            links.push((format!("{base}/privacy/requests"), "Privacy requests"));
         }
         if role.grants(Permission::ManageRetention) {
             links.push((format!("{base}/privacy/retention"), "Retention"));

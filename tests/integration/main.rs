@@ -18,6 +18,7 @@ mod cli;
 mod console;
 mod csrf;
 mod dashboard;
+mod dsar;
 mod durability;
 mod feedback;
 mod formats;

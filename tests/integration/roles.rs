@@ -82,6 +82,16 @@ const MATRIX: &[(&str, &str, [Expect; 7])] = &[
         [SignIn, Refused, Refused, Refused, Refused, Allowed, Refused],
     ),
     (
+        "tenant: privacy requests",
+        "/t/acme/privacy/requests",
+        [SignIn, Refused, Refused, Refused, Refused, Allowed, Refused],
+    ),
+    (
+        "tenant: a privacy request (none such: 404 once allowed)",
+        "/t/acme/privacy/requests/01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        [SignIn, Refused, Refused, Refused, Refused, Refused, Refused],
+    ),
+    (
         "tenant: retention",
         "/t/acme/privacy/retention",
         [SignIn, Refused, Refused, Refused, Refused, Allowed, Refused],
@@ -292,6 +302,28 @@ const POST_MATRIX: &[PostCase] = &[
             ("reason", "DSR-1"),
         ],
         [Refused, Refused, Refused, Refused, Allowed, Refused],
+    ),
+    (
+        "record a privacy request",
+        "/t/acme/privacy/requests",
+        &[
+            ("kind", "access"),
+            ("subject_kind", "email"),
+            ("subject", "subject@example.org"),
+        ],
+        [Refused, Refused, Refused, Refused, Allowed, Refused],
+    ),
+    (
+        "move a privacy request on (none such: 404 once allowed)",
+        "/t/acme/privacy/requests/01ARZ3NDEKTSV4RRFFQ69G5FAV/transition",
+        &[("to", "verified")],
+        [Refused, Refused, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "rectify through a privacy request (none such: 404 once allowed)",
+        "/t/acme/privacy/requests/01ARZ3NDEKTSV4RRFFQ69G5FAV/rectify",
+        &[("contact", "01ARZ3NDEKTSV4RRFFQ69G5FAV"), ("name", "X")],
+        [Refused, Refused, Refused, Refused, Refused, Refused],
     ),
     (
         "save the retention policy",
