@@ -199,7 +199,10 @@ impl Category {
             Self::TechnicalLogs => {
                 Some("Rapport keeps no technical logs of its own (the system journal does)")
             }
-            Self::ExportPackages => Some("no export packages are stored yet"),
+            Self::ExportPackages => Some(
+                "privacy-request packages are deleted by the daily privacy task when they \
+                 expire (after 5 days, or this period when shorter)",
+            ),
             _ => None,
         }
     }
