@@ -7,6 +7,7 @@
 //! that token, never by the address.
 
 pub mod routes;
+pub mod subjects;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

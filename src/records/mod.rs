@@ -82,6 +82,17 @@ pub trait SourceRecord: Clone + Serialize + DeserializeOwned + Send + 'static {
         Vec::new()
     }
 
+    /// The data subject whose own key seals the record (see `privacy::subjects`); none seals it
+    /// under the tenant's data key.
+    fn subject(&self) -> Option<crate::privacy::subjects::Subject> {
+        None
+    }
+
+    /// [`SourceRecord::subject`]'s key name, as [`crate::store::WriteSet::put_for`] takes it.
+    fn subject_key_name(&self) -> Option<String> {
+        self.subject().map(|subject| subject.key_name())
+    }
+
     /// The key that identifies the record across imports.
     fn source_key(&self) -> String {
         format!("{}\u{0}{}", self.source_system(), self.source_id())
@@ -273,7 +284,12 @@ impl<R: SourceRecord> RecordStore<R> {
             let created = existing.is_none();
             let stored = Stored::next_version(existing.as_ref(), record);
             let mut writes = crate::store::WriteSet::default();
-            writes.put(&self.records(tenant)?, &stored.id, &stored)?;
+            writes.put_for(
+                &self.records(tenant)?,
+                &stored.id,
+                &stored,
+                stored.record.subject_key_name().as_deref(),
+            )?;
             if created {
                 writes.claim(&self.sources(tenant)?, &key, &stored.id)?;
             }

@@ -15,6 +15,7 @@ mod codec;
 mod collection;
 pub mod keys;
 mod rotation;
+mod subject;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,6 +31,7 @@ pub use collection::{BlindIndex, Collection, RecordKey, WriteSet};
 pub use keys::{KeyError, MasterKey};
 use keys::{KeyPurpose, ScopeKeys, WrappedKey, WrappedKeyHeader};
 pub use rotation::{KeyUsage, MasterRotation, ResealProgress, ResealReport};
+pub use subject::SUBJECT_KEY_CACHE;
 
 const META_TREE: &str = "meta";
 const KEYS_TREE: &str = "keys";
@@ -65,6 +67,10 @@ pub enum StoreError {
     Unsealable { collection: String },
     #[error("a record in {collection} could not be decoded: {message}")]
     Decode { collection: String, message: String },
+    #[error(
+        "a record in {collection} was sealed under a data subject's key that erasure destroyed"
+    )]
+    SubjectErased { collection: String },
     #[error("{index} already holds that value")]
     Conflict { index: &'static str },
     #[error("no key for scope {0} (was the tenant deleted?)")]
@@ -157,6 +163,8 @@ pub(crate) struct Shared {
     /// Replaced only by [`Store::rotate_master`].
     master: RwLock<Arc<MasterKey>>,
     scopes: RwLock<HashMap<Scope, Arc<ScopeKeys>>>,
+    /// Unwrapped per-subject keys, bounded (see `subject`).
+    subject_keys: std::sync::Mutex<subject::SubjectKeyCache>,
 }
 
 /// The open database. Cheap to clone; all clones share one sled instance and key cache.
@@ -194,6 +202,9 @@ impl Store {
                 master: RwLock::new(Arc::new(master)),
                 writers: std::sync::Mutex::new(HashMap::new()),
                 scopes: RwLock::new(HashMap::new()),
+                subject_keys: std::sync::Mutex::new(subject::SubjectKeyCache::new(
+                    SUBJECT_KEY_CACHE,
+                )),
             }),
         };
         let meta = store.shared.db.open_tree(META_TREE)?;
@@ -291,8 +302,12 @@ impl Store {
             return Ok(());
         }
         self.ensure_disk_reserve()?;
+        let mut writes = writes;
+        let fresh = writes.take_new_subject_keys();
         writes.apply()?;
-        self.flush()
+        self.flush()?;
+        self.cache_new_subject_keys(fresh);
+        Ok(())
     }
 
     /// Commits a large write set whose first staged collection is a journal from which a
@@ -306,8 +321,12 @@ impl Store {
             return Ok(());
         }
         self.ensure_disk_reserve()?;
+        let mut writes = writes;
+        let fresh = writes.take_new_subject_keys();
         writes.apply_per_tree(|| self.flush())?;
-        self.flush()
+        self.flush()?;
+        self.cache_new_subject_keys(fresh);
+        Ok(())
     }
 
     /// Flushes sled's buffers to the file (see the module comment for what that guarantees).
