@@ -167,6 +167,9 @@ enum Command {
     /// Dashboard aggregates.
     #[command(subcommand)]
     Insights(InsightsCommand),
+    /// Privacy: erase a data subject, re-apply the erasure ledger (the server must be stopped).
+    #[command(subcommand)]
+    Privacy(crate::privacy::erase_cli::PrivacyCommand),
 }
 
 #[derive(Subcommand)]
@@ -590,6 +593,7 @@ pub fn run() -> ExitCode {
         Command::Insights(InsightsCommand::Rebuild { config, tenant }) => {
             insights_rebuild(&config.path, &tenant)
         }
+        Command::Privacy(command) => crate::privacy::erase_cli::run(command).map_err(Failure),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

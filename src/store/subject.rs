@@ -351,6 +351,18 @@ impl Store {
         Ok(true)
     }
 
+    /// The key that seals the erasure ledger (`privacy::ledger`), derived from the appliance's
+    /// index key: that key is wrapped by the master key but never rotated (a master rotation
+    /// re-wraps it unchanged), and a restored copy of this appliance's database holds the same
+    /// one, so the ledger written after a backup still opens against the restored database.
+    pub fn erasure_ledger_key(&self) -> Result<SecretKey, StoreError> {
+        let keys = self.scope_keys(Scope::Appliance)?;
+        let derived = crypto::keyed_hash(&keys.index, "rapport/erasure-ledger-key/v1", b"");
+        SecretKey::from_slice(&derived).map_err(|_| StoreError::Unsealable {
+            collection: "erasure ledger".to_owned(),
+        })
+    }
+
     /// Drops the cached subject keys of `tenant` (its keys were destroyed: offboarding).
     pub fn forget_subject_keys(&self, tenant: TenantId) {
         self.subject_cache().forget_tenant(tenant);
