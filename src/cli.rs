@@ -167,9 +167,25 @@ enum Command {
     /// Dashboard aggregates.
     #[command(subcommand)]
     Insights(InsightsCommand),
+    /// Imported records: maintenance.
+    #[command(subcommand)]
+    Records(RecordsCommand),
     /// Privacy: erase a data subject, re-apply the erasure ledger (the server must be stopped).
     #[command(subcommand)]
     Privacy(crate::privacy::erase_cli::PrivacyCommand),
+}
+
+#[derive(Subcommand)]
+enum RecordsCommand {
+    /// File every record of a tenant in the reference index again (after an upgrade from a
+    /// version without it, or to repair it); prints progress. Idempotent.
+    Reindex {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The tenant (slug).
+        #[arg(long, value_name = "SLUG")]
+        tenant: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -592,6 +608,9 @@ pub fn run() -> ExitCode {
         Command::Retention(command) => crate::retention::cli::run(command).map_err(Failure),
         Command::Insights(InsightsCommand::Rebuild { config, tenant }) => {
             insights_rebuild(&config.path, &tenant)
+        }
+        Command::Records(RecordsCommand::Reindex { config, tenant }) => {
+            records_reindex(&config.path, &tenant)
         }
         Command::Privacy(command) => crate::privacy::erase_cli::run(command).map_err(Failure),
     };
@@ -1550,6 +1569,46 @@ fn health_recompute(config: &Path, slug: &str, account: Option<crate::ids::Recor
         }
     }
     println!("{scored} of {total} account(s) have a score");
+    Ok(())
+}
+
+/// `rapport records reindex`: every record of the tenant filed in the reference index again,
+/// audited.
+fn records_reindex(config: &Path, slug: &str) -> Outcome {
+    let context = open(config)?;
+    let tenant = find_tenant(&context, slug)?;
+    let report = |kind: &'static str| {
+        move |done: usize| {
+            if done % 10_000 == 0 {
+                println!("{done} {kind}(s) filed");
+            }
+        }
+    };
+    let interactions = context
+        .interactions
+        .reindex_references(tenant.id, report("interaction"))?;
+    let accounts = context
+        .accounts
+        .reindex_references(tenant.id, report("account"))?;
+    let contacts = context
+        .contacts
+        .reindex_references(tenant.id, report("contact"))?;
+    let signals = context
+        .signals
+        .reindex_references(tenant.id, report("signal"))?;
+    context.audit(AuditEvent::new(
+        Some(tenant.id),
+        Actor::cli(),
+        AuditAction::RecordsReindexed,
+        format!(
+            "reference index rebuilt: {interactions} interaction(s), {accounts} account(s), \
+             {contacts} contact(s), {signals} signal(s)"
+        ),
+    ))?;
+    println!(
+        "reindexed the records of {slug}: {interactions} interaction(s), {accounts} account(s), \
+         {contacts} contact(s), {signals} signal(s)"
+    );
     Ok(())
 }
 

@@ -27,7 +27,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::query::{account_keys, TIMELINE_LIMIT};
+use crate::accounts::query::{records_of, TIMELINE_LIMIT};
 use crate::accounts::Account;
 use crate::analysis::jobs::{AttemptEnd, EnqueueRequest, Job, JobErrorKind, JobSubject, Priority};
 use crate::analysis::store::Finished;
@@ -36,10 +36,9 @@ use crate::audit::{Actor, AuditAction, AuditEvent};
 use crate::context::AppContext;
 use crate::ids::{RecordId, TenantId};
 use crate::inference::{Backend, BackendKind, InferenceError};
-use crate::interactions::query::{belongs_to, first_message_time};
+use crate::interactions::query::first_message_time;
 use crate::interactions::Interaction;
 use crate::privacy::Restrictions;
-use crate::records::Order;
 use crate::store::StoreError;
 
 /// Recorded with every briefing; bump it when [`prompt`] or [`extractive`] changes.
@@ -237,20 +236,13 @@ pub fn input_from<'a>(
 }
 
 /// The account's input, read as the account page reads its timeline: its newest interactions
-/// (at most [`TIMELINE_LIMIT`], examining at most [`crate::records::MAX_SCANNED_PER_PAGE`]).
+/// (at most [`TIMELINE_LIMIT`], through the reference index).
 pub fn input_for(
     context: &AppContext,
     tenant: TenantId,
     account: &Account,
 ) -> Result<BriefingInput, StoreError> {
-    let keys = account_keys(account);
-    let found = context.interactions.page(
-        tenant,
-        Order::NewestFirst,
-        None,
-        TIMELINE_LIMIT,
-        |interaction| belongs_to(interaction, &keys),
-    )?;
+    let found = records_of(&context.interactions, tenant, account, TIMELINE_LIMIT)?;
     input_from(context, tenant, account, &found.items)
 }
 

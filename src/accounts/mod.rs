@@ -11,6 +11,7 @@ pub mod sections;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::records::refs::{self, Reference};
 use crate::records::{
     check_email, check_optional, check_short, FieldProblem, RecordKind, RecordStore, SourceRecord,
     Stored,
@@ -49,6 +50,17 @@ impl SourceRecord for AccountRecord {
 
     fn source_id(&self) -> &str {
         &self.source_id
+    }
+
+    /// Its own source id and domain: what other records name it by.
+    fn references(&self) -> Vec<Reference> {
+        let mut references = Vec::new();
+        refs::collect(
+            &mut references,
+            Reference::account,
+            [Some(self.source_id.as_str()), self.domain.as_deref()],
+        );
+        references
     }
 
     fn problems(&self) -> Vec<FieldProblem> {
@@ -102,6 +114,20 @@ impl SourceRecord for ContactRecord {
 
     fn source_id(&self) -> &str {
         &self.source_id
+    }
+
+    /// Its account, address, phone and name.
+    fn references(&self) -> Vec<Reference> {
+        let mut references = Vec::new();
+        refs::collect(
+            &mut references,
+            Reference::account,
+            [self.account.as_deref()],
+        );
+        refs::collect(&mut references, Reference::email, [self.email.as_deref()]);
+        refs::collect(&mut references, Reference::phone, [self.phone.as_deref()]);
+        refs::collect(&mut references, Reference::name, [Some(self.name.as_str())]);
+        references
     }
 
     fn problems(&self) -> Vec<FieldProblem> {

@@ -1,18 +1,17 @@
 //! One account's page: its contacts and a timeline of its interactions and signals. An
-//! interaction or signal belongs to the account when it names the account's source id or its
-//! domain. Synchronous. There is no secondary index yet, so finding them means opening the
-//! tenant's records; each kind is read newest first through the shared pagination engine, which
-//! examines at most [`crate::records::MAX_SCANNED_PER_PAGE`] records, so a page load never reads a whole large
-//! tenant. The page says when that bound cut the search short.
+//! interaction, signal or contact belongs to the account when it names the account's source id
+//! or its domain; the reference index (`records::refs`) finds them, so a page load opens only the
+//! records it shows, however large the tenant. Synchronous.
 
 use chrono::{DateTime, Utc};
 
 use crate::accounts::{Account, Contact};
 use crate::context::AppContext;
 use crate::ids::{RecordId, TenantId};
-use crate::interactions::query::{belongs_to, first_message_time};
+use crate::interactions::query::first_message_time;
 use crate::interactions::Interaction;
-use crate::records::Order;
+use crate::records::refs::{Named, Reference};
+use crate::records::{RecordStore, SourceRecord};
 use crate::signals::StoredSignal;
 use crate::store::StoreError;
 
@@ -42,9 +41,6 @@ pub struct AccountOverview {
     pub timeline: Vec<TimelineEntry>,
     /// True when older entries were left out.
     pub truncated: bool,
-    /// True when the search stopped at [`crate::records::MAX_SCANNED_PER_PAGE`] records of some kind, so older
-    /// contacts, interactions or signals of the account may exist that were not looked at.
-    pub search_limited: bool,
 }
 
 /// The contacts an account page shows at most.
@@ -59,6 +55,19 @@ pub fn account_keys(account: &Account) -> Vec<&str> {
     keys
 }
 
+/// The newest records of kind `R` that name the account, at most `limit` (through the reference
+/// index: only what is returned is opened). Health, the briefing and the account page all read
+/// an account's records through this.
+pub fn records_of<R: SourceRecord>(
+    store: &RecordStore<R>,
+    tenant: TenantId,
+    account: &Account,
+    limit: usize,
+) -> Result<Named<R>, StoreError> {
+    let references: Vec<Reference> = account.record.references();
+    store.naming(tenant, &references, limit)
+}
+
 /// The account `id` with its contacts and timeline; `None` when the tenant has no such account.
 pub fn account_overview(
     context: &AppContext,
@@ -68,36 +77,10 @@ pub fn account_overview(
     let Some(account) = context.accounts.get(tenant, id)? else {
         return Ok(None);
     };
-    let keys = account_keys(&account);
-    let names_account = |named: Option<&String>| {
-        named.is_some_and(|name| {
-            keys.iter()
-                .any(|key| key.trim().eq_ignore_ascii_case(name.trim()))
-        })
-    };
-    let contacts =
-        context
-            .contacts
-            .page(tenant, Order::NewestFirst, None, CONTACT_LIMIT, |contact| {
-                names_account(contact.account.as_ref())
-            })?;
-    let interactions = context.interactions.page(
-        tenant,
-        Order::NewestFirst,
-        None,
-        TIMELINE_LIMIT,
-        |interaction| belongs_to(interaction, &keys),
-    )?;
-    let signals =
-        context
-            .signals
-            .page(tenant, Order::NewestFirst, None, TIMELINE_LIMIT, |signal| {
-                names_account(signal.account.as_ref())
-            })?;
-    let search_limited = contacts.scan_limit_reached
-        || interactions.scan_limit_reached
-        || signals.scan_limit_reached;
-    let more_found = interactions.next_cursor.is_some() || signals.next_cursor.is_some();
+    let contacts = records_of(&context.contacts, tenant, &account, CONTACT_LIMIT)?;
+    let interactions = records_of(&context.interactions, tenant, &account, TIMELINE_LIMIT)?;
+    let signals = records_of(&context.signals, tenant, &account, TIMELINE_LIMIT)?;
+    let more_found = interactions.more || signals.more;
     let mut timeline: Vec<TimelineEntry> = interactions
         .items
         .into_iter()
@@ -112,12 +95,10 @@ pub fn account_overview(
     timeline.sort_by_key(|entry| std::cmp::Reverse(entry.time()));
     let truncated = more_found || timeline.len() > TIMELINE_LIMIT;
     timeline.truncate(TIMELINE_LIMIT);
-    let contacts = contacts.items;
     Ok(Some(AccountOverview {
         account,
-        contacts,
+        contacts: contacts.items,
         timeline,
         truncated,
-        search_limited,
     }))
 }

@@ -171,8 +171,6 @@ struct ShowPage {
     contacts: Vec<ContactRow>,
     timeline: Vec<TimelineRow>,
     truncated: bool,
-    /// Records examined per kind, when that bound cut the search short.
-    search_limit: Option<usize>,
     /// The account's health, from its stored snapshots (none before the first recompute).
     health: Option<crate::health::routes::HealthView>,
     alerts: Vec<AlertRow>,
@@ -303,9 +301,6 @@ async fn show(
             contacts: overview.contacts.iter().map(contact_row).collect(),
             timeline,
             truncated: overview.truncated,
-            search_limit: overview
-                .search_limited
-                .then_some(crate::records::MAX_SCANNED_PER_PAGE),
             base,
         })
     })

@@ -185,6 +185,7 @@ pub enum AuditAction {
     DashboardExported,
     /// `rapport insights rebuild` rebuilt a tenant's dashboard aggregates; the target has counts.
     InsightsRebuilt,
+    RecordsReindexed,
 }
 
 impl AuditAction {
@@ -261,6 +262,7 @@ impl AuditAction {
             Self::LegalHoldReleased => "legal_hold.released",
             Self::DashboardExported => "dashboard.exported",
             Self::InsightsRebuilt => "insights.rebuilt",
+            Self::RecordsReindexed => "records.reindexed",
         }
     }
 }

@@ -26,7 +26,7 @@ use std::sync::{LazyLock, Mutex, PoisonError};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::query::account_keys;
+use crate::accounts::query::records_of;
 use crate::accounts::Account;
 use crate::alerts::{AlertKind, NewAlert, Raised};
 use crate::analysis::AnalysisResult;
@@ -34,7 +34,7 @@ use crate::audit::{Actor, AuditAction, AuditError, AuditEvent};
 use crate::context::AppContext;
 use crate::ids::{RecordId, TenantId, UserId};
 use crate::ingest::{ImportRun, ImportState};
-use crate::interactions::query::{belongs_to, first_message_time};
+use crate::interactions::query::first_message_time;
 use crate::records::{Order, RecordKind};
 use crate::signals::{Signal, SurveyKind};
 use crate::store::StoreError;
@@ -256,7 +256,6 @@ pub fn gather(
     config: &HealthConfig,
     now: DateTime<Utc>,
 ) -> Result<Facts, HealthError> {
-    let keys = account_keys(account);
     let negative_days = config.rules.negative_days;
     let mut facts = Facts {
         days_to_renewal: account
@@ -265,13 +264,7 @@ pub fn gather(
             .map(|date| (date - now.date_naive()).num_days()),
         ..Facts::default()
     };
-    let interactions = context.interactions.page(
-        tenant,
-        Order::NewestFirst,
-        None,
-        MAX_RECORDS_READ,
-        |record| belongs_to(record, &keys),
-    )?;
+    let interactions = records_of(&context.interactions, tenant, account, MAX_RECORDS_READ)?;
     let qa = crate::qa::store::QaStore::new(context.store.clone());
     let (mut sentiment_30, mut sentiment_90) = (Vec::new(), Vec::new());
     for interaction in &interactions.items {
@@ -316,33 +309,21 @@ pub fn gather(
     }
     facts.sentiment_30 = mean(&sentiment_30);
     facts.sentiment_90 = mean(&sentiment_90);
-    add_signals(context, tenant, &keys, negative_days, now, &mut facts)?;
+    add_signals(context, tenant, account, negative_days, now, &mut facts)?;
     Ok(facts)
 }
 
-/// Adds the account's signals (named by one of `keys`) to `facts`: surveys, usage, bugs and
+/// Adds the account's signals to `facts`: surveys, usage, bugs and
 /// negative reviews.
 fn add_signals(
     context: &AppContext,
     tenant: TenantId,
-    keys: &[&str],
+    account: &Account,
     negative_days: u32,
     now: DateTime<Utc>,
     facts: &mut Facts,
 ) -> Result<(), HealthError> {
-    let named = |name: Option<&String>| {
-        name.is_some_and(|name| {
-            keys.iter()
-                .any(|key| key.trim().eq_ignore_ascii_case(name.trim()))
-        })
-    };
-    let signals = context.signals.page(
-        tenant,
-        Order::NewestFirst,
-        None,
-        MAX_RECORDS_READ,
-        |signal| named(signal.account.as_ref()),
-    )?;
+    let signals = records_of(&context.signals, tenant, account, MAX_RECORDS_READ)?;
     let (mut usage_30, mut usage_90) = (Vec::new(), Vec::new());
     for signal in &signals.items {
         let occurred = signal.record.occurred_at;

@@ -321,6 +321,7 @@ struct Writer<'a, R: SourceRecord> {
     sources: BlindIndex<RecordId>,
     journal: Collection<(ImportId, u64), JournalBatch<R>>,
     search: SearchIndex,
+    references: crate::records::refs::TenantRefs,
     /// The search postings collected since they were last written, if any.
     index: Option<IndexBatch>,
     /// Terms met by earlier batches, with their keyed tokens (while no index batch is open).
@@ -346,6 +347,8 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
             sources: store.sources(tenant)?,
             journal: journal::<R>(context, tenant)?,
             search: SearchIndex::new(context.store.clone()),
+            references: crate::records::refs::RefIndex::new(context.store.clone())
+                .tenant(tenant)?,
             index: None,
             vocabulary: Vocabulary::default(),
             batches: 0,
@@ -458,6 +461,8 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
                 stored,
                 stored.record.subject_key_name().as_deref(),
             )?;
+            self.references
+                .stage(&mut writes, R::KIND, stored.id, &stored.record.references())?;
             match (stored as &dyn std::any::Any).downcast_ref::<crate::interactions::Interaction>()
             {
                 Some(interaction) => self.seeds.push(crate::insights::Seed::of(interaction)),
@@ -729,6 +734,7 @@ fn roll_back<R: SourceRecord>(
     let records = store.records(tenant)?;
     let journal = journal::<R>(context, tenant)?;
     let search = SearchIndex::new(context.store.clone());
+    let references = crate::records::refs::RefIndex::new(context.store.clone()).tenant(tenant)?;
     let mut sequence = journal_sequence(&journal, run)?;
     sequence.reverse();
     let mut undone = Vec::new();
@@ -758,6 +764,12 @@ fn roll_back<R: SourceRecord>(
                             &entry.record,
                             previous,
                             previous.record.subject_key_name().as_deref(),
+                        )?;
+                        references.stage(
+                            &mut writes,
+                            R::KIND,
+                            entry.record,
+                            &previous.record.references(),
                         )?;
                         let texts = previous.record.search_texts();
                         if texts.is_empty() {

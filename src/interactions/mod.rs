@@ -11,6 +11,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::records::refs::{self, Reference};
 use crate::records::{
     check_email, check_optional, check_short, FieldProblem, RecordKind, RecordStore, SourceRecord,
     Stored,
@@ -171,6 +172,30 @@ impl SourceRecord for InteractionRecord {
 
     fn source_id(&self) -> &str {
         &self.source_id
+    }
+
+    /// Its account, and every message author's address and name.
+    fn references(&self) -> Vec<Reference> {
+        let mut references = Vec::new();
+        refs::collect(
+            &mut references,
+            Reference::account,
+            [self.account.as_deref()],
+        );
+        let authors = self.messages.iter();
+        refs::collect(
+            &mut references,
+            Reference::email,
+            authors
+                .clone()
+                .map(|message| message.author_email.as_deref()),
+        );
+        refs::collect(
+            &mut references,
+            Reference::name,
+            authors.map(|message| message.author_name.as_deref()),
+        );
+        references
     }
 
     /// Subject, message texts and authors' names and addresses (not quoted text, which repeats

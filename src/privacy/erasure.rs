@@ -37,6 +37,7 @@ use crate::privacy::ledger::{self, LedgerEntry, LedgerError};
 use crate::privacy::subjects::Subject;
 use crate::privacy::{normalise_email, subject_label, Restrictions};
 use crate::records::delete::{self, Target, DELETE_BATCH};
+use crate::records::refs::{RefIndex, Reference};
 use crate::records::{RecordKind, RecordStore, SourceRecord, Stored};
 use crate::retention::holds::{ActiveHolds, HeldFacts, LegalHold};
 use crate::signals::{Signal, SignalRecord};
@@ -159,6 +160,20 @@ impl Identity {
         value.is_some_and(|name| self.names.contains(&normalise_name(name)))
     }
 
+    /// The references the reference index files the subject's records under.
+    fn references(&self) -> Vec<Reference> {
+        let emails = self
+            .emails
+            .iter()
+            .filter_map(|email| Reference::email(email));
+        let phones = self
+            .phones
+            .iter()
+            .filter_map(|phone| Reference::phone(phone));
+        let names = self.names.iter().filter_map(|name| Reference::name(name));
+        emails.chain(phones).chain(names).collect()
+    }
+
     /// The subjects whose keys the erasure destroys: every address and phone number.
     fn key_subjects(&self) -> Vec<Subject> {
         self.emails
@@ -272,18 +287,25 @@ fn invalid(field: &'static str, message: &str) -> ErasureError {
     }
 }
 
-/// The records of kind `R` naming the subject, refusing at the first one a legal hold covers.
+/// The records of kind `R` naming the subject, found through the reference index and checked
+/// against the record itself; refuses at the first one a legal hold covers.
 fn find<R: Names>(
     context: &AppContext,
     tenant: TenantId,
     identity: &Identity,
     holds: &ActiveHolds,
 ) -> Result<Vec<Target>, ErasureError> {
-    let store = RecordStore::<R>::new(context.store.clone());
-    let mut found = Vec::new();
-    for entry in store.records(tenant)?.scan() {
-        let stored = match entry {
-            Ok((_, stored)) => stored,
+    let index = RefIndex::new(context.store.clone()).tenant(tenant)?;
+    let mut ids = std::collections::BTreeSet::new();
+    for reference in identity.references() {
+        ids.extend(index.referring(R::KIND, &reference, usize::MAX)?);
+    }
+    let records = RecordStore::<R>::new(context.store.clone()).records(tenant)?;
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        let stored = match records.get(&id) {
+            Ok(Some(stored)) => stored,
+            Ok(None) => continue,
             // Left by an earlier erasure of someone else that was cut off after destroying the
             // key: nobody can read it, and the ledger's re-application removes it.
             Err(StoreError::SubjectErased { .. }) => continue,

@@ -2,9 +2,10 @@
 //! kind, so that retention, import rollback and (later) erasure remove the same things.
 //!
 //! A record's deletion removes the record, its source claim (the `*_sources` blind index entry),
-//! its search document, and what is derived from it and keyed by its id: stored analyses, the
-//! analysis job and its queue entry (`analysis::store`), QA overrides (`qa::store`), the lead
-//! state (`leads::store`) and, for a review signal, its review state (`reviews::store`).
+//! its reference-index entries (`records::refs`), its search document, and what is derived from
+//! it and keyed by its id: stored analyses, the analysis job and its queue entry
+//! (`analysis::store`), QA overrides (`qa::store`), the lead state (`leads::store`) and, for a
+//! review signal, its review state (`reviews::store`).
 //! Account health snapshots are per account, not per record, and stay.
 //!
 //! [`stage_deletion`] stages one record's removal into a write set (import rollback uses it in its
@@ -43,6 +44,12 @@ pub fn stage_deletion<R: SourceRecord>(
         writes.release(&sources, source_key);
     }
     index.retire(writes, id)?;
+    crate::records::refs::RefIndex::new(context.store.clone()).stage_removal(
+        writes,
+        tenant,
+        R::KIND,
+        id,
+    )?;
     match R::KIND {
         RecordKind::Interaction => {
             crate::qa::store::QaStore::new(context.store.clone())

@@ -3,6 +3,7 @@
 //! [`RecordStore`] keeps every kind, sealed under the tenant's keys.
 
 pub mod delete;
+pub mod refs;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -91,6 +92,12 @@ pub trait SourceRecord: Clone + Serialize + DeserializeOwned + Send + 'static {
     /// [`SourceRecord::subject`]'s key name, as [`crate::store::WriteSet::put_for`] takes it.
     fn subject_key_name(&self) -> Option<String> {
         self.subject().map(|subject| subject.key_name())
+    }
+
+    /// What the record names (accounts, people), for the reference index ([`refs`]); none by
+    /// default.
+    fn references(&self) -> Vec<refs::Reference> {
+        Vec::new()
     }
 
     /// The key that identifies the record across imports.
@@ -293,6 +300,13 @@ impl<R: SourceRecord> RecordStore<R> {
             if created {
                 writes.claim(&self.sources(tenant)?, &key, &stored.id)?;
             }
+            refs::RefIndex::new(self.store.clone()).stage(
+                &mut writes,
+                tenant,
+                R::KIND,
+                stored.id,
+                &stored.record.references(),
+            )?;
             let texts = stored.record.search_texts();
             if !texts.is_empty() {
                 crate::search::SearchIndex::new(self.store.clone()).stage(

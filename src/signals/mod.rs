@@ -7,6 +7,7 @@ pub mod routes;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::records::refs::{self, Reference};
 use crate::records::{
     check_email, check_optional, check_short, FieldProblem, RecordKind, RecordStore, SourceRecord,
     Stored,
@@ -236,6 +237,28 @@ impl SourceRecord for SignalRecord {
 
     fn source_id(&self) -> &str {
         &self.source_id
+    }
+
+    /// Its account and contact, and a review's reviewer or a lead's name and address.
+    fn references(&self) -> Vec<Reference> {
+        let mut references = Vec::new();
+        refs::collect(
+            &mut references,
+            Reference::account,
+            [self.account.as_deref()],
+        );
+        let (name, email) = match &self.signal {
+            Signal::Review { reviewer, .. } => (reviewer.as_deref(), None),
+            Signal::Lead { name, email, .. } => (name.as_deref(), email.as_deref()),
+            _ => (None, None),
+        };
+        refs::collect(
+            &mut references,
+            Reference::email,
+            [self.contact.as_deref(), email],
+        );
+        refs::collect(&mut references, Reference::name, [name]);
+        references
     }
 
     fn problems(&self) -> Vec<FieldProblem> {

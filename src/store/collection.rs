@@ -155,6 +155,23 @@ impl RecordKey for ([u8; 32], u64) {
     }
 }
 
+/// A keyed token followed by a record id: the entries of the reference index (`records::refs`),
+/// whose record ids, being ULIDs, sort in creation order under each token.
+impl RecordKey for ([u8; 32], crate::ids::RecordId) {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        let mut key = self.0.to_vec();
+        key.extend_from_slice(&self.1.to_bytes());
+        key
+    }
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        let (token, id) = bytes.split_at_checked(32)?;
+        Some((
+            token.try_into().ok()?,
+            crate::ids::RecordId::from_bytes(id.try_into().ok()?),
+        ))
+    }
+}
+
 /// Digests (for example of a session token) used as keys.
 impl RecordKey for [u8; 32] {
     fn to_key_bytes(&self) -> Vec<u8> {
@@ -327,6 +344,30 @@ impl<K: RecordKey, T: Serialize + DeserializeOwned> Collection<K, T> {
                 .map(|bytes| K::from_key_bytes(&bytes))
                 .transpose()
         })
+    }
+
+    /// A keyed token of `value` under the scope's index key, in this collection's own domain: a
+    /// key prefix for collections keyed by personal values (the reference index), which never
+    /// holds the value itself. The caller normalises `value`.
+    pub fn keyed_token(&self, value: &str) -> [u8; 32] {
+        crypto::keyed_hash(&self.keys.index, self.name, value.as_bytes())
+    }
+
+    /// [`Collection::keys_with_prefix`] in reverse key order (the newest first for keys that end
+    /// in a ULID).
+    pub fn keys_with_prefix_newest_first<'a>(
+        &'a self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<K, StoreError>> + 'a {
+        self.tree
+            .scan_prefix(prefix)
+            .keys()
+            .rev()
+            .filter_map(|key| {
+                key.map_err(StoreError::from)
+                    .map(|bytes| K::from_key_bytes(&bytes))
+                    .transpose()
+            })
     }
 
     /// Whether a record is stored under `key`, without opening it.

@@ -9,7 +9,6 @@ use rapport::analysis::jobs::{JobState, Priority};
 use rapport::analysis::worker::{self, BackendCache};
 use rapport::analysis::{self, Analysis, AnalysisKind, AnalysisResult, Provenance, DEFAULT_TOPICS};
 use rapport::audit::{Actor, AuditAction, AuditView};
-use rapport::config::Config;
 use rapport::context::AppContext;
 use rapport::ids::{RecordId, TenantId};
 use rapport::inference::models::DEFAULT_MODEL_SHA256;
@@ -18,13 +17,12 @@ use rapport::inference::store::{AnalysisSettings, AnalysisSettingsStore};
 use rapport::inference::{BackendKind, SENTIMENT_LABELS};
 use rapport::ingest::{self, ImportFormat, ImportRequest, ImportState};
 use rapport::interactions::{Interaction, InteractionRecord};
-use rapport::store::OpenMode;
 use rapport::tenants::{self, Tenant};
 use rapport::users::Role;
 use reqwest::StatusCode;
 
 use crate::helpers::{
-    cli_instance, escaped, free_port, location, rapport, run_queue, stderr, stdout,
+    cli_instance, escaped, free_port, location, open_context, rapport, run_queue, stderr, stdout,
     use_off_backend, write_interaction, TestApp,
 };
 
@@ -47,12 +45,6 @@ fn init_instance(dir: &Path) -> PathBuf {
     })
     .unwrap();
     config_path
-}
-
-fn open_context(config_path: &Path) -> AppContext {
-    let mut config = Config::load(config_path).unwrap();
-    config.storage.min_free_disk_mib = 1;
-    AppContext::open(config, OpenMode::ExistingOnly).unwrap()
 }
 
 fn record(source_id: &str, text: &str) -> InteractionRecord {

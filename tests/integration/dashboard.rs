@@ -14,7 +14,7 @@ use rapport::analysis::AnalysisResult;
 use rapport::audit::{Actor, AuditAction, AuditView};
 use rapport::context::AppContext;
 use rapport::ids::{ImportId, RecordId, TenantId};
-use rapport::ingest::{self, ImportFormat, ImportRequest, ImportSource};
+use rapport::ingest::{self, ImportFormat, ImportRequest};
 use rapport::insights::{self, InsightsStore};
 use rapport::tenants::Tenant;
 use rapport::users::Role;
@@ -26,7 +26,7 @@ fn import(context: &AppContext, tenant: &Tenant, format: ImportFormat, path: &Pa
     import_committed(context, tenant, format, path);
 }
 
-use crate::helpers::{import_committed, write_file as write};
+use crate::helpers::{import_committed, write_file as write, ShrinkingSource};
 
 fn day(days_ago: i64) -> NaiveDate {
     (Utc::now() - Duration::days(days_ago)).date_naive()
@@ -426,24 +426,6 @@ async fn only_the_tenants_admins_analysts_and_qa_leads_see_its_dashboard() {
         StatusCode::NOT_FOUND
     );
     let _ = acme;
-}
-
-/// A file that has one record fewer when it is read the second time: the import's pass 2 writes
-/// its records, sees the difference and rolls the run back.
-struct ShrinkingSource {
-    whole: PathBuf,
-    short: PathBuf,
-    opened: std::cell::Cell<u32>,
-}
-
-impl ImportSource for ShrinkingSource {
-    fn open(&self) -> std::io::Result<(Box<dyn std::io::Read>, u64)> {
-        let count = self.opened.get();
-        self.opened.set(count + 1);
-        let file = std::fs::File::open(if count == 0 { &self.whole } else { &self.short })?;
-        let length = file.metadata()?.len();
-        Ok((Box::new(file), length))
-    }
 }
 
 fn snapshot(

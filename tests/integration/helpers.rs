@@ -270,6 +270,13 @@ pub fn cli_instance(dir: &Path, port: u16) -> PathBuf {
     config
 }
 
+/// The instance of `config_path` opened in this process (its server must not be running).
+pub fn open_context(config_path: &Path) -> AppContext {
+    let mut config = rapport::config::Config::load(config_path).unwrap();
+    config.storage.min_free_disk_mib = 1;
+    AppContext::open(config, rapport::store::OpenMode::ExistingOnly).unwrap()
+}
+
 /// Every file under `dir`, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
@@ -372,4 +379,22 @@ pub fn write_file(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, body).unwrap();
     path
+}
+
+/// A file that has one record fewer when it is read the second time: the import's pass 2 writes
+/// its records, sees the difference and rolls the run back.
+pub struct ShrinkingSource {
+    pub whole: PathBuf,
+    pub short: PathBuf,
+    pub opened: std::cell::Cell<u32>,
+}
+
+impl rapport::ingest::ImportSource for ShrinkingSource {
+    fn open(&self) -> std::io::Result<(Box<dyn std::io::Read>, u64)> {
+        let count = self.opened.get();
+        self.opened.set(count + 1);
+        let file = std::fs::File::open(if count == 0 { &self.whole } else { &self.short })?;
+        let length = file.metadata()?.len();
+        Ok((Box::new(file), length))
+    }
 }

@@ -35,6 +35,7 @@ mod packaging;
 mod pii;
 mod privacy;
 mod qa;
+mod references;
 mod remote;
 mod retention;
 mod reviews;
