@@ -191,7 +191,7 @@ impl Identity {
 /// Whether a record names the subject, per kind.
 trait Names: SourceRecord {
     fn names(&self, identity: &Identity) -> bool;
-    fn facts<'a>(stored: &'a Stored<Self>) -> HeldFacts<'a>;
+    fn facts(stored: &Stored<Self>) -> HeldFacts<'_>;
 }
 
 impl Names for InteractionRecord {
@@ -201,7 +201,7 @@ impl Names for InteractionRecord {
                 || identity.name(message.author_name.as_deref())
         })
     }
-    fn facts<'a>(stored: &'a Stored<Self>) -> HeldFacts<'a> {
+    fn facts(stored: &Stored<Self>) -> HeldFacts<'_> {
         HeldFacts::of_interaction(&stored.record, crate::retention::interaction_time(stored))
     }
 }
@@ -212,7 +212,7 @@ impl Names for ContactRecord {
             || identity.phone(self.phone.as_deref())
             || identity.name(Some(&self.name))
     }
-    fn facts<'a>(stored: &'a Stored<Self>) -> HeldFacts<'a> {
+    fn facts(stored: &Stored<Self>) -> HeldFacts<'_> {
         HeldFacts {
             account: stored.record.account.as_deref(),
             emails: stored.record.email.iter().map(String::as_str).collect(),
@@ -233,7 +233,7 @@ impl Names for SignalRecord {
                 _ => false,
             }
     }
-    fn facts<'a>(stored: &'a Stored<Self>) -> HeldFacts<'a> {
+    fn facts(stored: &Stored<Self>) -> HeldFacts<'_> {
         HeldFacts::of_signal(&stored.record)
     }
 }
@@ -305,10 +305,9 @@ fn find<R: Names>(
     for id in ids {
         let stored = match records.get(&id) {
             Ok(Some(stored)) => stored,
-            Ok(None) => continue,
-            // Left by an earlier erasure of someone else that was cut off after destroying the
-            // key: nobody can read it, and the ledger's re-application removes it.
-            Err(StoreError::SubjectErased { .. }) => continue,
+            // Gone, or left by an earlier erasure of someone else that was cut off after
+            // destroying the key: nobody can read it, and the ledger's re-application removes it.
+            Ok(None) | Err(StoreError::SubjectErased { .. }) => continue,
             Err(error) => return Err(error.into()),
         };
         if !stored.record.names(identity) {

@@ -19,6 +19,7 @@ mod console;
 mod csrf;
 mod dashboard;
 mod durability;
+mod erasure;
 mod feedback;
 mod formats;
 mod headers;
