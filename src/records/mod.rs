@@ -342,6 +342,25 @@ impl<R: SourceRecord> RecordStore<R> {
     }
 }
 
+/// The subject key sealing record `id` (an interaction or a signal), read from its clear
+/// header: what is derived from a record and keyed by its id (analyses, QA overrides, lead and
+/// review state) is sealed under it too ([`crate::store::WriteSet::put_under`]), so that erasing
+/// the record's subject leaves none of it readable.
+pub fn subject_key_of(
+    store: &Store,
+    tenant: TenantId,
+    id: RecordId,
+) -> Result<Option<crate::ids::KeyId>, StoreError> {
+    let interactions = RecordStore::<crate::interactions::InteractionRecord>::new(store.clone())
+        .records(tenant)?;
+    if let Some(key) = interactions.subject_key_of(&id)? {
+        return Ok(Some(key));
+    }
+    RecordStore::<crate::signals::SignalRecord>::new(store.clone())
+        .records(tenant)?
+        .subject_key_of(&id)
+}
+
 const MAX_SHORT: usize = 200;
 
 /// Checks a short text field: required or not, at most 200 characters, no control characters.

@@ -606,6 +606,44 @@ impl WriteSet {
         Ok(())
     }
 
+    /// Like [`WriteSet::put`], but seals under subject key `subject_key` when given: for derived
+    /// data sealed like the record it comes from (see [`Collection::subject_key_of`]), so that
+    /// erasing the record's subject makes it unreadable too. Stages nothing and answers false
+    /// when that key has been destroyed (the record was erased: nothing derived from it may be
+    /// written again).
+    pub fn put_under<K: RecordKey, T: Serialize + DeserializeOwned>(
+        &mut self,
+        collection: &Collection<K, T>,
+        key: &K,
+        value: &T,
+        subject_key: Option<KeyId>,
+    ) -> Result<bool, StoreError> {
+        let (Some(key_id), Scope::Tenant(tenant)) = (subject_key, collection.scope) else {
+            self.put(collection, key, value)?;
+            return Ok(true);
+        };
+        let Some(secret) = collection.store.subject_key(tenant, key_id)? else {
+            return Ok(false);
+        };
+        let key_bytes = key.to_key_bytes();
+        let plaintext = encode(collection.name, value)?;
+        let sealed = codec::seal_for_subject(
+            key_id,
+            &secret,
+            collection.scope,
+            collection.name,
+            &key_bytes,
+            &plaintext,
+        );
+        let tree = self.tree_slot(&collection.tree);
+        self.writes.push(PendingWrite {
+            tree,
+            key: key_bytes,
+            operation: Operation::Put(sealed),
+        });
+        Ok(true)
+    }
+
     /// The key of `subject`: one this write set created, the stored one, or a new one staged
     /// here (its token claimed, so two writers never give one subject two keys).
     fn subject_key(

@@ -231,6 +231,15 @@ async fn after_erasure_nothing_about_the_subject_is_returned_and_its_old_ciphert
         .analyses(tenant.id, jo_first)
         .unwrap()
         .is_empty());
+    let jo_key = records.subject_key_of(&jo_first).unwrap();
+    let analysis_keys = context
+        .analysis
+        .analysis_subject_keys(tenant.id, jo_first)
+        .unwrap();
+    assert!(
+        !analysis_keys.is_empty() && analysis_keys.iter().all(|key| *key == jo_key),
+        "the analyses are sealed under the subject's key too: {analysis_keys:?}"
+    );
 
     let client = app.signed_in_client("admin@acme.example").await;
     let key = api_key(context, tenant.id);
