@@ -266,6 +266,7 @@ fn resolve(
             if identity.names.is_empty() {
                 return Err(invalid("Name", "must not be empty"));
             }
+            add_addresses_of_name(context, tenant, &mut identity)?;
         }
         SubjectRef::Contact(id) => {
             let contact = context
@@ -280,6 +281,43 @@ fn resolve(
     Ok(identity)
 }
 
+/// For a subject named by name: the addresses and phone numbers the tenant's records give that
+/// name (a contact's, a message author's, a lead's), so that the keys sealing the subject's
+/// records are destroyed too.
+fn add_addresses_of_name(
+    context: &AppContext,
+    tenant: TenantId,
+    identity: &mut Identity,
+) -> Result<(), StoreError> {
+    let index = RefIndex::new(context.store.clone()).tenant(tenant)?;
+    let names: Vec<Reference> = identity
+        .names
+        .iter()
+        .filter_map(|name| Reference::name(name))
+        .collect();
+    for reference in &names {
+        for id in index.referring(RecordKind::Contact, reference, usize::MAX)? {
+            if let Some(contact) = context.contacts.get(tenant, id)? {
+                if identity.name(Some(&contact.record.name)) {
+                    identity.add_email(contact.record.email.as_deref());
+                    identity.add_phone(contact.record.phone.as_deref());
+                }
+            }
+        }
+        for id in index.referring(RecordKind::Interaction, reference, usize::MAX)? {
+            let Some(interaction) = context.interactions.get(tenant, id)? else {
+                continue;
+            };
+            for message in &interaction.record.messages {
+                if identity.name(message.author_name.as_deref()) {
+                    identity.add_email(message.author_email.as_deref());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn invalid(field: &'static str, message: &str) -> ErasureError {
     ErasureError::Invalid {
         field,
@@ -287,12 +325,15 @@ fn invalid(field: &'static str, message: &str) -> ErasureError {
     }
 }
 
-/// The records of kind `R` naming the subject, found through the reference index and checked
-/// against the record itself; refuses at the first one a legal hold covers.
+/// The records of kind `R` about the subject: those naming the subject, found through the
+/// reference index and checked against the record itself, and every record sealed under the
+/// subject's keys (found from clear headers: complete even for records the reference index has
+/// not filed). Refuses at the first one a legal hold covers.
 fn find<R: Names>(
     context: &AppContext,
     tenant: TenantId,
     identity: &Identity,
+    keys: &[KeyId],
     holds: &ActiveHolds,
 ) -> Result<Vec<Target>, ErasureError> {
     let index = RefIndex::new(context.store.clone()).tenant(tenant)?;
@@ -301,6 +342,11 @@ fn find<R: Names>(
         ids.extend(index.referring(R::KIND, &reference, usize::MAX)?);
     }
     let records = RecordStore::<R>::new(context.store.clone()).records(tenant)?;
+    let mut sealed = std::collections::BTreeSet::new();
+    for key in keys {
+        sealed.extend(records.keys_sealed_under(*key)?);
+    }
+    ids.extend(sealed.iter().copied());
     let mut found = Vec::with_capacity(ids.len());
     for id in ids {
         let stored = match records.get(&id) {
@@ -310,7 +356,7 @@ fn find<R: Names>(
             Ok(None) | Err(StoreError::SubjectErased { .. }) => continue,
             Err(error) => return Err(error.into()),
         };
-        if !stored.record.names(identity) {
+        if !sealed.contains(&id) && !stored.record.names(identity) {
             continue;
         }
         if let Some(hold) = holds.holding(&R::facts(&stored)) {
@@ -397,10 +443,6 @@ pub fn erase_subject_with_progress(
     {
         return Err(held(hold));
     }
-    let interactions = find::<InteractionRecord>(context, tenant, &identity, &holds)?;
-    let contacts = find::<ContactRecord>(context, tenant, &identity, &holds)?;
-    let signals = find::<SignalRecord>(context, tenant, &identity, &holds)?;
-
     let key_names: Vec<String> = identity
         .key_subjects()
         .iter()
@@ -413,6 +455,9 @@ pub fn erase_subject_with_progress(
         key_ids.extend(context.store.subject_key_id(tenant, &token)?);
         tokens.push(token);
     }
+    let interactions = find::<InteractionRecord>(context, tenant, &identity, &key_ids, &holds)?;
+    let contacts = find::<ContactRecord>(context, tenant, &identity, &key_ids, &holds)?;
+    let signals = find::<SignalRecord>(context, tenant, &identity, &key_ids, &holds)?;
     let label_token = match tokens.first() {
         Some(token) => *token,
         None => context

@@ -431,7 +431,7 @@ async fn erasing_a_subject_updates_the_aggregates_equal_to_a_rebuild() {
     let (before, _) = snapshot(context, tenant.id);
     assert_eq!(total_volume(&before), 3);
 
-    erase_subject(
+    let report = erase_subject(
         context,
         &Actor::cli(),
         tenant.id,
@@ -439,6 +439,14 @@ async fn erasing_a_subject_updates_the_aggregates_equal_to_a_rebuild() {
         None,
     )
     .unwrap();
+    assert_eq!(
+        (report.interactions, report.contacts, report.signals),
+        (2, 1, 1)
+    );
+    assert_eq!(
+        report.keys_destroyed, 1,
+        "by name, the key of the address that name wrote from is destroyed too"
+    );
     let after = snapshot(context, tenant.id);
     assert_eq!(
         total_volume(&after.0),
