@@ -548,6 +548,18 @@ fn a_backup_taken_before_the_erasure_is_erased_again_by_the_ledger() {
             "nothing left the second time"
         );
     }
+    // A ledger with an altered byte is refused, never silently shortened.
+    let ledger_file = restored.join("erasure-ledger");
+    let mut bytes = std::fs::read(&ledger_file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&ledger_file, &bytes).unwrap();
+    {
+        let context = open_context(&restored_config);
+        let refused = ledger::entries(&context).unwrap_err().to_string();
+        assert!(refused.contains("damaged at entry 1"), "{refused}");
+    }
+    std::fs::copy(data.join("erasure-ledger"), &ledger_file).unwrap();
     // The exports of the restored instance do not show the subject.
     let config = restored_config.to_str().unwrap();
     let exported = rapport(
