@@ -32,16 +32,20 @@ rapport=target/release/rapport
 listen=127.0.0.1:9443
 base="https://$listen"
 
-if [[ ! -e $dir/rapport.toml ]]; then
+# DIR holds the instance (in DIR/instance, which `bench dataset` wants new or empty), the
+# analyst's password, the dataset's report and the server's log.
+instance=$dir/instance
+if [[ ! -e $instance/rapport.toml ]]; then
+  rm -rf "$instance"
   mkdir -p "$dir"
   umask 077
-  head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$dir/.password"
-  $rapport bench dataset --interactions "$interactions" --dir "$dir" --listen "$listen" \
-    <"$dir/.password" | tee "$dir/dataset.txt"
+  head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$dir/password"
+  $rapport bench dataset --interactions "$interactions" --dir "$instance" --listen "$listen" \
+    <"$dir/password" | tee "$dir/dataset.txt"
 fi
 account=$(grep -o '/t/bench/accounts/[0-9A-Z]*' "$dir/dataset.txt" | head -n 1)
 
-$rapport serve --config "$dir/rapport.toml" >"$dir/serve.log" 2>&1 &
+$rapport serve --config "$instance/rapport.toml" >"$dir/serve.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
@@ -54,7 +58,7 @@ jar=$(mktemp)
 csrf=$(curl -ks -c "$jar" "$base/login" | grep -o 'name="csrf" value="[^"]*"' | cut -d'"' -f4)
 curl -ks -b "$jar" -c "$jar" -o /dev/null \
   --data-urlencode "csrf=$csrf" --data-urlencode "email=analyst@bench.example" \
-  --data-urlencode "password@$dir/.password" "$base/login"
+  --data-urlencode "password@$dir/password" "$base/login"
 cookie=$(awk '{ sub(/^#HttpOnly_/, "") } !/^#/ && NF >= 7 { printf "%s%s=%s", sep, $6, $7; sep="; " }' "$jar")
 rm -f "$jar"
 status=$(curl -ks -o /dev/null -w '%{http_code}' -H "Cookie: $cookie" "$base/t/bench/dashboard")

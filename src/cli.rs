@@ -348,6 +348,10 @@ enum TenantCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Offboard a tenant: export everything to a new directory, then lock it for a wind-down
+    /// (default 30 days) after which `rapport serve`'s scheduler destroys its keys and data.
+    /// `--cancel` ends a wind-down; `--status` shows where it stands.
+    Offboard(crate::offboarding::cli::OffboardArgs),
 }
 
 #[derive(Subcommand)]
@@ -745,11 +749,18 @@ fn serve(config_path: &Path) -> Outcome {
         .map_err(|message| Failure(format!("retention.schedule: {message}")))?;
     let scheduler = crate::scheduler::spawn(
         context.clone().into_inner(),
-        vec![crate::scheduler::Task {
-            name: "retention",
-            schedule: retention_schedule,
-            work: Box::new(crate::retention::run_all_tenants),
-        }],
+        vec![
+            crate::scheduler::Task {
+                name: "retention",
+                schedule: retention_schedule,
+                work: Box::new(crate::retention::run_all_tenants),
+            },
+            crate::scheduler::Task {
+                name: "offboarding",
+                schedule: crate::offboarding::purge_schedule().map_err(Failure)?,
+                work: Box::new(crate::offboarding::run_scheduled),
+            },
+        ],
     )
     .map_err(|error| Failure(format!("cannot start the scheduler: {error}")))?;
     let served = actix_web::rt::System::new().block_on(async move {
@@ -906,6 +917,7 @@ fn tenant(command: TenantCommand) -> Outcome {
                 )?;
             }
         }
+        TenantCommand::Offboard(args) => crate::offboarding::cli::run(args).map_err(Failure)?,
     }
     Ok(())
 }

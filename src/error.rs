@@ -36,6 +36,8 @@ pub enum AppError {
     InsufficientStorage,
     /// Anything else; logged, shown as a plain 500.
     Internal(String),
+    /// 423: the tenant is locked (offboarding's wind-down); the message says until when.
+    Locked(String),
 }
 
 impl fmt::Display for AppError {
@@ -59,7 +61,10 @@ impl AppError {
             }
             Self::SignInRequired => "Please sign in.".to_owned(),
             Self::Redirect(_) => "Please finish signing in.".to_owned(),
-            Self::BadRequest(message) | Self::Conflict(message) | Self::TooLarge(message) => {
+            Self::BadRequest(message)
+            | Self::Conflict(message)
+            | Self::TooLarge(message)
+            | Self::Locked(message) => {
                 message.clone()
             }
             Self::InsufficientStorage => {
@@ -83,6 +88,7 @@ impl AppError {
             Self::TooLarge(_) => "Too large",
             Self::InsufficientStorage => "Disk full",
             Self::Internal(_) => "Server error",
+            Self::Locked(_) => "Tenant closed",
         }
     }
 }
@@ -120,6 +126,7 @@ impl ResponseError for AppError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Locked(_) => StatusCode::LOCKED,
         }
     }
 
@@ -178,7 +185,9 @@ impl From<TenantError> for AppError {
             TenantError::Store(store) => store.into(),
             TenantError::Audit(audit) => audit.into(),
             TenantError::NotFound(_) => Self::NotFound,
-            TenantError::SlugTaken(_) => Self::Conflict(error.to_string()),
+            TenantError::SlugTaken(_) | TenantError::SlugReserved(_) => {
+                Self::Conflict(error.to_string())
+            }
             TenantError::InvalidSlug(_) | TenantError::InvalidName => {
                 Self::BadRequest(error.to_string())
             }

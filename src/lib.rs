@@ -29,6 +29,7 @@ pub mod interactions;
 pub mod leads;
 pub mod mail;
 pub mod metrics;
+pub mod offboarding;
 pub mod pii;
 pub mod privacy;
 pub mod qa;

@@ -301,6 +301,10 @@ pub fn authenticate(
     if !crypto::constant_time_eq(&key.digest, &digest(presented)) || key.revoked {
         return Ok(None);
     }
+    // A tenant in its offboarding wind-down refuses its keys.
+    if crate::offboarding::lock_of(context, tenant)?.is_some() {
+        return Ok(None);
+    }
     let now = Utc::now();
     let stale = context
         .api_keys

@@ -475,6 +475,10 @@ pub fn receive_delivery(context: &AppContext, delivery: Delivery) -> Result<Deli
     else {
         return Err(refused);
     };
+    // A tenant in its offboarding wind-down takes no deliveries.
+    if crate::offboarding::lock_of(context, integration.tenant)?.is_some() {
+        return Err(refused);
+    }
     if let Err(reason) = verify_signature(
         integration.secret.expose_secret().as_bytes(),
         &timestamp,

@@ -186,6 +186,13 @@ pub enum AuditAction {
     /// `rapport insights rebuild` rebuilt a tenant's dashboard aggregates; the target has counts.
     InsightsRebuilt,
     RecordsReindexed,
+    /// The operator started a tenant's offboarding (export written, wind-down begun); the
+    /// target names the tenant and holds the export's counts and digest, the purge date.
+    TenantOffboardingStarted,
+    /// The operator cancelled a tenant's offboarding during its wind-down.
+    TenantOffboardingCancelled,
+    /// A tenant's keys and data were destroyed after its wind-down; the target holds counts.
+    TenantPurged,
 }
 
 impl AuditAction {
@@ -263,6 +270,9 @@ impl AuditAction {
             Self::DashboardExported => "dashboard.exported",
             Self::InsightsRebuilt => "insights.rebuilt",
             Self::RecordsReindexed => "records.reindexed",
+            Self::TenantOffboardingStarted => "tenant.offboarding_started",
+            Self::TenantOffboardingCancelled => "tenant.offboarding_cancelled",
+            Self::TenantPurged => "tenant.purged",
         }
     }
 }

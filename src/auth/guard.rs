@@ -465,9 +465,15 @@ impl<P: Policy> FromRequest for TenantAccess<P> {
             let session = checked?;
             let context = context
                 .ok_or_else(|| AppError::Internal("application context missing".to_owned()))?;
-            let tenant = web::block(move || context.tenants.find_by_slug(&slug))
-                .await??
-                .ok_or(AppError::NotFound)?;
+            let (tenant, lock) = web::block(move || -> Result<_, AppError> {
+                let Some(tenant) = context.tenants.find_by_slug(&slug)? else {
+                    return Ok(None);
+                };
+                let lock = crate::offboarding::lock_of(&context, tenant.id)?;
+                Ok(Some((tenant, lock)))
+            })
+            .await??
+            .ok_or(AppError::NotFound)?;
             if session.user.role == Role::Operator {
                 return Err(AppError::Forbidden);
             }
@@ -476,6 +482,15 @@ impl<P: Policy> FromRequest for TenantAccess<P> {
             }
             if !session.user.role.grants(P::PERMISSION) {
                 return Err(AppError::Forbidden);
+            }
+            // A tenant in its offboarding wind-down is locked, except for the retention and
+            // legal-hold pages: a hold placed now still blocks the purge.
+            if let Some(offboarding) = lock {
+                if P::PERMISSION != Permission::ManageRetention {
+                    return Err(AppError::Locked(crate::offboarding::locked_message(
+                        &offboarding,
+                    )));
+                }
             }
             Ok(Self {
                 session,

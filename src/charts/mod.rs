@@ -285,10 +285,19 @@ impl LineData {
             let Some((last_index, last_value)) = last else {
                 continue;
             };
-            // Direct labels right of the plot, nudged apart so two ending together stay legible.
-            let mut label_y = scale_y(last_value) + 4.0;
-            while label_slots.iter().any(|slot| (slot - label_y).abs() < 12.0) {
+            // Direct labels right of the plot, nudged apart so two ending together stay legible:
+            // downwards while they stay above the x axis's labels, else upwards.
+            let start = scale_y(last_value) + 4.0;
+            let taken = |y: f64| label_slots.iter().any(|slot: &f64| (slot - y).abs() < 12.0);
+            let mut label_y = start;
+            while taken(label_y) && label_y <= BOTTOM + 4.0 {
                 label_y += 12.0;
+            }
+            if label_y > BOTTOM + 4.0 {
+                label_y = start;
+                while taken(label_y) {
+                    label_y -= 12.0;
+                }
             }
             label_slots.push(label_y);
             series.push(SeriesMark {

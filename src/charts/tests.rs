@@ -268,3 +268,25 @@ fn nice_ranges_are_round() {
     assert_eq!(nice_range(0.0, 97.0), (0.0, 100.0, 20.0));
     assert_eq!(nice_range(-0.4, 0.9), (-0.5, 1.0, 0.5));
 }
+
+#[test]
+fn series_labels_that_end_together_at_zero_stay_apart_and_above_the_x_axis_labels() {
+    let mut data = line(&[Some(0.0), Some(0.0)]);
+    data.series.push(Series {
+        name: "phone".to_owned(),
+        values: vec![Some(0.0), Some(0.0)],
+    });
+    let chart = data.geometry();
+    let mut ys: Vec<f64> = chart.series.iter().map(|series| series.label_y).collect();
+    assert_eq!(ys.len(), 3);
+    for y in &ys {
+        assert!(
+            *y <= BOTTOM + 4.0,
+            "label at {y} runs into the x axis's labels"
+        );
+    }
+    ys.sort_by(f64::total_cmp);
+    for pair in ys.windows(2) {
+        assert!(pair[1] - pair[0] >= 12.0, "labels overlap: {ys:?}");
+    }
+}

@@ -161,6 +161,11 @@ impl ActiveHolds {
         self.holds.is_empty()
     }
 
+    /// How many holds apply now (offboarding names the number when it refuses).
+    pub fn len(&self) -> usize {
+        self.holds.len()
+    }
+
     /// Whether any active hold covers a record with these facts: such a record is never deleted
     /// by retention (nor, later, by offboarding).
     pub fn is_held(&self, facts: &HeldFacts<'_>) -> bool {

@@ -256,6 +256,15 @@ impl<K: RecordKey, T: Serialize + DeserializeOwned> Collection<K, T> {
         }
     }
 
+    /// The record's bytes exactly as stored (sealed), for [`Store::open_with_stored_keys`] and
+    /// [`Collection::open_sealed`]: what a copy of the database file holds.
+    pub fn sealed_bytes(&self, key: &K) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree
+            .get(key.to_key_bytes())?
+            .map(|bytes| bytes.to_vec()))
+    }
+
     /// Inserts or replaces one record, durably.
     pub fn insert(&self, key: &K, value: &T) -> Result<(), StoreError> {
         let mut writes = WriteSet::default();
@@ -403,16 +412,6 @@ impl<K: RecordKey, T: Serialize + DeserializeOwned> Collection<K, T> {
             _ => codec::open(&self.keys, self.scope, self.name, key_bytes, sealed)?,
         };
         decode(self.name, &plaintext)
-    }
-
-    /// The sealed bytes stored under `key`, exactly as on disk: what a copy of the database
-    /// file holds. For proofs that erasure leaves nothing that opens (see
-    /// [`Collection::open_sealed`]); they are ciphertext.
-    pub fn sealed_bytes(&self, key: &K) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .tree
-            .get(key.to_key_bytes())?
-            .map(|bytes| bytes.to_vec()))
     }
 
     /// Opens `sealed` as the value of `key` with the keys the store has now: fails once the key

@@ -139,6 +139,14 @@ impl ScopeWriteGuard {
     }
 }
 
+/// What [`Store::destroy_scope`] removed: wrapped keys, trees and the records they held.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeDestroyed {
+    pub keys: u64,
+    pub trees: u64,
+    pub records: u64,
+}
+
 /// Whether [`Store::open`] may create a new database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpenMode {
@@ -444,6 +452,62 @@ impl Store {
             index,
             audit,
         })
+    }
+
+    /// Destroys a tenant's scope (offboarding's purge): first its wrapped keys in the `keys`
+    /// tree and the key cache (crypto-shredding: copies of its records left in sled's old log
+    /// segments no longer open with the keys this database holds), then every tree of the scope;
+    /// flushed before it returns. Copies of the wrapped keys themselves (in old log segments, in
+    /// backups) stay wrapped under the master key: `rapport keys rotate-master` after a purge
+    /// makes them useless too. Idempotent, so a purge cut
+    /// off half-way is finished by running it again. Only a tenant's scope can be destroyed.
+    pub fn destroy_scope(&self, tenant: TenantId) -> Result<ScopeDestroyed, StoreError> {
+        // Only a tenant's scope: the type keeps the appliance's own keys out of reach.
+        let scope = Scope::Tenant(tenant);
+        let keys = self.keys_tree()?;
+        let mut removals = sled::Batch::default();
+        let mut destroyed = ScopeDestroyed::default();
+        for entry in keys.scan_prefix(WrappedKeyHeader::scope_prefix(scope)) {
+            let (key, _) = entry?;
+            removals.remove(key);
+            destroyed.keys += 1;
+        }
+        keys.apply_batch(removals)?;
+        if let Ok(mut cache) = self.shared.scopes.write() {
+            cache.remove(&scope);
+        }
+        // The tenant's subject keys are wrapped under the keys just removed (and their trees go
+        // below): none stays usable from memory either.
+        self.forget_subject_keys(tenant);
+        self.flush()?;
+        let prefix = scope.tree_name("");
+        for name in self.shared.db.tree_names() {
+            if name.starts_with(prefix.as_bytes()) {
+                destroyed.records += self.shared.db.open_tree(&name)?.len() as u64;
+                self.shared.db.drop_tree(&name)?;
+                destroyed.trees += 1;
+            }
+        }
+        self.flush()?;
+        Ok(destroyed)
+    }
+
+    /// Opens `sealed`, the bytes of record `record_key` of `collection` as they were once
+    /// stored, with the keys this database holds now for `scope` (read from the `keys` tree, not
+    /// from the cache). The proof of crypto-shredding: after [`Store::destroy_scope`] it fails
+    /// with [`StoreError::UnknownScope`] whatever copy of the bytes survived.
+    pub fn open_with_stored_keys(
+        &self,
+        scope: Scope,
+        collection: &str,
+        record_key: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        let keys = self.load_scope_keys(scope)?;
+        if codec::subject_key_of(sealed).is_some() {
+            return self.open_subject_sealed_with(&keys, scope, collection, record_key, sealed);
+        }
+        codec::open(&keys, scope, collection, record_key, sealed).map(|plain| plain.to_vec())
     }
 
     pub(crate) fn master(&self) -> Arc<MasterKey> {

@@ -245,6 +245,32 @@ impl Store {
         Ok(Some((decode(&bytes)?, tree)))
     }
 
+    /// Opens a subject-sealed value (format 2) with the subject key as stored now, unwrapped
+    /// with `keys` (the scope's keys as read from the `keys` tree, not the cache): for
+    /// `Store::open_with_stored_keys`.
+    pub(super) fn open_subject_sealed_with(
+        &self,
+        keys: &super::keys::ScopeKeys,
+        scope: Scope,
+        collection: &str,
+        record_key: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        let erased = || StoreError::SubjectErased {
+            collection: collection.to_owned(),
+        };
+        let (Some(id), Scope::Tenant(_)) = (codec::subject_key_of(sealed), scope) else {
+            return Err(erased());
+        };
+        let tree = self.shared.db.open_tree(scope.tree_name(SUBJECT_KEYS))?;
+        let wrapped = tree.get(id.to_bytes())?.ok_or_else(erased)?;
+        let bytes = codec::open(keys, scope, SUBJECT_KEYS, &id.to_bytes(), &wrapped)?;
+        let record: SubjectKeyRecord = decode(&bytes)?;
+        let key = SecretKey::from_slice(&record.key).map_err(|_| erased())?;
+        codec::open_for_subject(&key, scope, collection, record_key, sealed)
+            .map(|plain| plain.to_vec())
+    }
+
     /// The key of `token` for a write: the existing one, or `None` when the subject has none yet.
     pub(super) fn subject_key_for_token(
         &self,

@@ -497,3 +497,61 @@ fn key_rotation_leaves_subject_sealed_values_readable() {
         assert_eq!(notes.get(id).unwrap(), Some(format!("note {n}")));
     }
 }
+
+#[test]
+fn a_destroyed_scope_loses_its_keys_and_trees_even_across_a_reopen_and_others_keep_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = UserId::new();
+    let (gone, kept, sealed) = {
+        let store = new_store(dir.path());
+        let (gone, kept) = (add_tenant(&store), add_tenant(&store));
+        for scope in [gone, kept] {
+            let notes = store.collection::<UserId, String>(scope, "notes").unwrap();
+            notes.insert(&id, &"a tenant's note".to_owned()).unwrap();
+            store
+                .collection::<UserId, String>(scope, "other_notes")
+                .unwrap()
+                .insert(&id, &"another".to_owned())
+                .unwrap();
+        }
+        let notes = store.collection::<UserId, String>(gone, "notes").unwrap();
+        let sealed = notes.sealed_bytes(&id).unwrap().unwrap();
+        assert!(store
+            .open_with_stored_keys(gone, "notes", &id.to_key_bytes(), &sealed)
+            .is_ok());
+        let Scope::Tenant(tenant) = gone else {
+            unreachable!()
+        };
+        let destroyed = store.destroy_scope(tenant).unwrap();
+        assert_eq!(
+            destroyed,
+            ScopeDestroyed {
+                keys: 2,
+                trees: 2,
+                records: 2
+            }
+        );
+        // Again: nothing left, nothing fails (a purge cut off is finished this way).
+        assert_eq!(
+            store.destroy_scope(tenant).unwrap(),
+            ScopeDestroyed::default()
+        );
+        (gone, kept, sealed)
+    };
+    let store = Store::open(
+        &settings(dir.path()),
+        MasterKey::load(&dir.path().join("master.key")).unwrap(),
+        OpenMode::ExistingOnly,
+    )
+    .unwrap();
+    assert!(matches!(
+        store.open_with_stored_keys(gone, "notes", &id.to_key_bytes(), &sealed),
+        Err(StoreError::UnknownScope(scope)) if scope == gone
+    ));
+    assert!(matches!(
+        store.collection::<UserId, String>(gone, "notes"),
+        Err(StoreError::UnknownScope(_))
+    ));
+    let notes = store.collection::<UserId, String>(kept, "notes").unwrap();
+    assert_eq!(notes.get(&id).unwrap().as_deref(), Some("a tenant's note"));
+}

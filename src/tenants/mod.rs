@@ -38,6 +38,8 @@ pub enum TenantError {
     InvalidName,
     #[error("a tenant with slug {0:?} already exists")]
     SlugTaken(String),
+    #[error("slug {0:?} belonged to a tenant that was offboarded and purged; it stays reserved, choose another")]
+    SlugReserved(String),
     #[error("no tenant with slug {0:?}")]
     NotFound(String),
     #[error(transparent)]
@@ -127,7 +129,14 @@ pub fn create_tenant(
 ) -> Result<Tenant, TenantError> {
     let slug = Slug::parse(slug)?;
     let name = parse_tenant_name(name)?;
-    let tenant = context.tenants.create(slug, name)?;
+    let tenant = match context.tenants.create(slug, name) {
+        Err(TenantError::SlugTaken(slug))
+            if crate::offboarding::status(context, &slug).is_ok_and(|found| found.is_some()) =>
+        {
+            return Err(TenantError::SlugReserved(slug));
+        }
+        other => other?,
+    };
     context.audit(
         AuditEvent::new(
             None,

@@ -39,9 +39,21 @@ pub fn routes(config: &mut web::ServiceConfig) {
 struct TenantListPage {
     chrome: Chrome,
     tenants: Vec<Tenant>,
+    /// Offboardings on record (winding down, purging, purged): the banner and the tombstones.
+    offboardings: Vec<crate::offboarding::Offboarding>,
     error: Option<String>,
     slug: String,
     name: String,
+}
+
+impl TenantListPage {
+    /// The tombstones of purged tenants.
+    fn purged(&self) -> Vec<&crate::offboarding::Offboarding> {
+        self.offboardings
+            .iter()
+            .filter(|offboarding| !offboarding.is_locked())
+            .collect()
+    }
 }
 
 #[derive(Deserialize)]
@@ -64,6 +76,8 @@ async fn list(
                 "/admin/tenants",
             )?,
             tenants: context.tenants.list()?,
+            offboardings: crate::offboarding::list(&context)
+                .map_err(|error| AppError::internal(&error))?,
             error: None,
             slug: String::new(),
             name: String::new(),
@@ -102,9 +116,13 @@ async fn create(
             Err(
                 error @ (TenantError::InvalidSlug(_)
                 | TenantError::InvalidName
-                | TenantError::SlugTaken(_)),
+                | TenantError::SlugTaken(_)
+                | TenantError::SlugReserved(_)),
             ) => {
-                let status = if matches!(error, TenantError::SlugTaken(_)) {
+                let status = if matches!(
+                    error,
+                    TenantError::SlugTaken(_) | TenantError::SlugReserved(_)
+                ) {
                     StatusCode::CONFLICT
                 } else {
                     StatusCode::UNPROCESSABLE_ENTITY
@@ -118,6 +136,8 @@ async fn create(
                         "/admin/tenants",
                     )?,
                     tenants: context.tenants.list()?,
+                    offboardings: crate::offboarding::list(&context)
+                        .map_err(|error| AppError::internal(&error))?,
                     error: Some(error.to_string()),
                     slug: form.slug,
                     name: form.name,

@@ -76,6 +76,14 @@ impl TenantStore {
             .collect()
     }
 
+    /// Stages the removal of the tenant's record for offboarding's purge. The slug stays claimed
+    /// in `tenant_slugs`, pointing at nothing: a purged tenant's slug is never handed to a new
+    /// tenant, so old links, bookmarks and API clients never reach someone else's data.
+    pub fn stage_removal(&self, writes: &mut WriteSet, tenant: TenantId) -> Result<(), StoreError> {
+        writes.remove(&self.tenants()?, &tenant);
+        Ok(())
+    }
+
     pub fn settings(&self, tenant: TenantId) -> Result<TenantSettings, TenantError> {
         Ok(self
             .settings_collection(tenant)?

@@ -64,6 +64,21 @@ impl UserStore {
         Ok(self.records(user.tenant)?.insert(&user.id, user)?)
     }
 
+    /// Stages the release of these users' e-mail addresses in the appliance's index (a purged
+    /// tenant's users: their records go with the tenant's scope, and their addresses may sign up
+    /// again elsewhere).
+    pub fn stage_release_emails(
+        &self,
+        writes: &mut WriteSet,
+        users: &[User],
+    ) -> Result<(), StoreError> {
+        let emails = self.emails()?;
+        for user in users {
+            writes.release(&emails, user.email.as_str());
+        }
+        Ok(())
+    }
+
     /// Users of one tenant, or the operators when `tenant` is `None`, oldest first.
     pub fn list(&self, tenant: Option<TenantId>) -> Result<Vec<User>, UserError> {
         self.records(tenant)?

@@ -57,6 +57,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .configure(crate::health::routes::routes)
         .configure(crate::retention::routes::routes)
         .configure(crate::insights::routes::routes)
+        .configure(crate::offboarding::routes::routes)
         .configure(crate::api::routes)
         .configure(crate::metrics::routes);
 }

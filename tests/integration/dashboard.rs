@@ -28,7 +28,7 @@ fn import(context: &AppContext, tenant: &Tenant, format: ImportFormat, path: &Pa
 
 use crate::helpers::{import_committed, write_file as write, ShrinkingSource};
 
-fn day(days_ago: i64) -> NaiveDate {
+pub(crate) fn day(days_ago: i64) -> NaiveDate {
     (Utc::now() - Duration::days(days_ago)).date_naive()
 }
 
@@ -103,7 +103,7 @@ fn reviews_file() -> String {
     )
 }
 
-fn set_up(app: &TestApp) -> (Tenant, tempfile::TempDir) {
+pub(crate) fn set_up(app: &TestApp) -> (Tenant, tempfile::TempDir) {
     let tenant = app.create_tenant("acme");
     use_off_backend(&app.context, tenant.id);
     let dir = tempfile::tempdir().unwrap();

@@ -32,6 +32,7 @@ mod leads;
 mod login;
 mod metrics;
 mod models;
+mod offboarding;
 mod packaging;
 mod pii;
 mod privacy;

@@ -146,14 +146,14 @@ async fn the_index_follows_imports_updates_rollbacks_and_deletions() {
     // An import that moves chats 0..2000 to Hooli and adds one more, whose file loses its last
     // line between the two passes, is rolled back whole after its first batch was written: the
     // index returns to what it was.
-    let hooli_chats: Vec<String> = (0..2000)
+    let hooli_lines: Vec<String> = (0..2000)
         .map(|n| chat(n, "hooli.example", &format!("person{n}@example.com"), 2))
         .collect();
-    let short = write_file(dir.path(), "short.jsonl", &(hooli_chats.join("\n") + "\n"));
+    let short = write_file(dir.path(), "short.jsonl", &(hooli_lines.join("\n") + "\n"));
     let whole = write_file(
         dir.path(),
         "whole.jsonl",
-        &(hooli_chats.join("\n")
+        &(hooli_lines.join("\n")
             + "\n"
             + &chat(5000, "hooli.example", "new@example.com", 1)
             + "\n"),

@@ -206,6 +206,11 @@ const MATRIX: &[(&str, &str, [Expect; 7])] = &[
         "/account/password",
         [SignIn, Allowed, Allowed, Allowed, Allowed, Allowed, Allowed],
     ),
+    (
+        "appliance: tenant offboarding",
+        "/admin/tenants/acme/offboarding",
+        [SignIn, Allowed, Refused, Refused, Refused, Refused, Refused],
+    ),
 ];
 
 /// (action, POST path, form fields, [operator, tenant-admin, analyst, qa-lead, privacy-officer, auditor])
@@ -342,6 +347,18 @@ const POST_MATRIX: &[PostCase] = &[
             ("template_5", "Thanks!"),
         ],
         [Refused, Allowed, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "start offboarding (of the tenant the first row created)",
+        "/admin/tenants/x-new/offboarding",
+        &[("wind_down_days", "30")],
+        [Allowed, Refused, Refused, Refused, Refused, Refused],
+    ),
+    (
+        "cancel offboarding",
+        "/admin/tenants/x-new/offboarding/cancel",
+        &[],
+        [Allowed, Refused, Refused, Refused, Refused, Refused],
     ),
 ];
 
