@@ -173,6 +173,9 @@ enum Command {
     /// Data-subject requests: create, list, show and complete (the server must be stopped).
     #[command(subcommand)]
     Dsar(crate::privacy::requests::cli::DsarCommand),
+    /// Privacy: erase a data subject, re-apply the erasure ledger (the server must be stopped).
+    #[command(subcommand)]
+    Privacy(crate::privacy::erase_cli::PrivacyCommand),
 }
 
 #[derive(Subcommand)]
@@ -617,6 +620,7 @@ pub fn run() -> ExitCode {
             records_reindex(&config.path, &tenant)
         }
         Command::Dsar(command) => crate::privacy::requests::cli::run(command).map_err(Failure),
+        Command::Privacy(command) => crate::privacy::erase_cli::run(command).map_err(Failure),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

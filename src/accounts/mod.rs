@@ -102,6 +102,10 @@ pub type Contact = Stored<ContactRecord>;
 pub type ContactStore = RecordStore<ContactRecord>;
 
 impl SourceRecord for ContactRecord {
+    fn subject(&self) -> Option<crate::privacy::subjects::Subject> {
+        crate::privacy::subjects::of_contact(self)
+    }
+
     const KIND: RecordKind = RecordKind::Contact;
 
     fn source_system(&self) -> &str {

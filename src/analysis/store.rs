@@ -350,7 +350,12 @@ impl AnalysisStore {
                                 interaction: analysis.interaction,
                                 kind: analysis.kind(),
                             };
-                            writes.put(&results, &key, analysis)?;
+                            let subject = crate::records::subject_key_of(
+                                &self.store,
+                                tenant,
+                                analysis.interaction,
+                            )?;
+                            writes.put_under(&results, &key, analysis, subject)?;
                         }
                     }
                     // The interaction is gone (an import that created it was rolled back):
@@ -621,13 +626,35 @@ impl AnalysisStore {
             .get(&AnalysisKey { interaction, kind })
     }
 
+    /// The subject keys sealing the stored analyses of `interaction` (`None` for one sealed under
+    /// the tenant's key), from their clear headers: what erasure's tests check.
+    pub fn analysis_subject_keys(
+        &self,
+        tenant: TenantId,
+        interaction: RecordId,
+    ) -> Result<Vec<Option<crate::ids::KeyId>>, StoreError> {
+        let results = self.results(tenant)?;
+        let mut keys = Vec::new();
+        for kind in AnalysisKind::STORED {
+            let key = AnalysisKey { interaction, kind };
+            if results.contains(&key)? {
+                keys.push(results.subject_key_of(&key)?);
+            }
+        }
+        Ok(keys)
+    }
+
     /// Stores one analysis directly, outside any job (tests, and imports of analyses later).
     pub fn put_analysis(&self, tenant: TenantId, analysis: &Analysis) -> Result<(), StoreError> {
         let key = AnalysisKey {
             interaction: analysis.interaction,
             kind: analysis.kind(),
         };
-        self.results(tenant)?.insert(&key, analysis)
+        let results = self.results(tenant)?;
+        let mut writes = WriteSet::default();
+        let subject = crate::records::subject_key_of(&self.store, tenant, analysis.interaction)?;
+        writes.put_under(&results, &key, analysis, subject)?;
+        self.store.commit(writes)
     }
 
     /// The tenant's topic labels, or [`DEFAULT_TOPICS`] when it has stored none.

@@ -99,6 +99,11 @@ pub enum AuditAction {
     PrivacyRestricted,
     /// A privacy officer lifted a subject's restriction.
     PrivacyRestrictionLifted,
+    /// A data subject was erased (records deleted, subject keys destroyed); the target names the
+    /// subject by a keyed token's prefix and gives counts, never an address.
+    PrivacyErased,
+    /// The erasure ledger was re-applied to a restored database and found something to erase.
+    PrivacyErasureReapplied,
     /// A QA lead overrode a QA criterion's score; the target names the interaction and criterion.
     QaOverridden,
     /// A tenant's QA scorecard was changed.
@@ -243,6 +248,8 @@ impl AuditAction {
             Self::KeysTenantRotated => "keys.tenant_rotated",
             Self::PrivacyRestricted => "privacy.restricted",
             Self::PrivacyRestrictionLifted => "privacy.restriction_lifted",
+            Self::PrivacyErased => "privacy.erased",
+            Self::PrivacyErasureReapplied => "privacy.erasure_reapplied",
             Self::QaOverridden => "qa.overridden",
             Self::QaScorecardChanged => "qa.scorecard_changed",
             Self::FeedbackBatchCreated => "feedback.batch_created",

@@ -455,7 +455,12 @@ impl<'a, R: SourceRecord> Writer<'a, R> {
                     index.add(&mut writes, stored.id, &texts)?;
                 }
             }
-            writes.put(&self.records, &stored.id, stored)?;
+            writes.put_for(
+                &self.records,
+                &stored.id,
+                stored,
+                stored.record.subject_key_name().as_deref(),
+            )?;
             self.references
                 .stage(&mut writes, R::KIND, stored.id, &stored.record.references())?;
             match (stored as &dyn std::any::Any).downcast_ref::<crate::interactions::Interaction>()
@@ -754,7 +759,12 @@ fn roll_back<R: SourceRecord>(
                 );
                 match &entry.previous {
                     Some(previous) if holds_run_version || holds_previous => {
-                        writes.put(&records, &entry.record, previous)?;
+                        writes.put_for(
+                            &records,
+                            &entry.record,
+                            previous,
+                            previous.record.subject_key_name().as_deref(),
+                        )?;
                         references.stage(
                             &mut writes,
                             R::KIND,

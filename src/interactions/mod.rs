@@ -160,6 +160,10 @@ const MAX_MESSAGES: usize = 10_000;
 const MAX_LIST: usize = 100;
 
 impl SourceRecord for InteractionRecord {
+    fn subject(&self) -> Option<crate::privacy::subjects::Subject> {
+        crate::privacy::subjects::of_interaction(self)
+    }
+
     const KIND: RecordKind = RecordKind::Interaction;
 
     fn source_system(&self) -> &str {

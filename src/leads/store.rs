@@ -86,7 +86,10 @@ impl LeadStore {
             let before = states.get(&interaction)?.unwrap_or_default();
             let mut after = before.clone();
             change(&mut after);
-            states.insert(&interaction, &after)?;
+            let subject = crate::records::subject_key_of(&self.store, tenant, interaction)?;
+            let mut writes = WriteSet::default();
+            writes.put_under(&states, &interaction, &after, subject)?;
+            self.store.commit(writes)?;
             Ok((before, after))
         })
     }
@@ -186,7 +189,8 @@ impl LeadStore {
             let mut after = before.clone();
             change(&mut after);
             let mut writes = WriteSet::default();
-            writes.put(&states, &interaction, &after)?;
+            let subject = crate::records::subject_key_of(&self.store, tenant, interaction)?;
+            writes.put_under(&states, &interaction, &after, subject)?;
             let queued = if after.status == LeadStatus::Qualified {
                 let delivered = self.has_delivery(tenant, interaction)?;
                 match queue(&before, delivered) {

@@ -6,9 +6,13 @@
 //! an address in clear outside the sealed value. The audit log names a subject by a short prefix of
 //! that token, never by the address.
 
+pub(crate) mod erase_cli;
+pub mod erasure;
+pub mod ledger;
 pub mod requests;
 pub mod routes;
 pub mod subject;
+pub mod subjects;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -145,6 +149,21 @@ impl Restrictions {
             }
         }
         Ok(false)
+    }
+
+    /// Removes the restriction of `email`, if any, into `writes` (erasure: the subject's flag is
+    /// data about the subject too).
+    pub fn stage_forget(
+        &self,
+        tenant: TenantId,
+        email: &str,
+        writes: &mut crate::store::WriteSet,
+    ) -> Result<(), StoreError> {
+        if let Some(email) = normalise_email(email) {
+            let collection = self.collection(tenant)?;
+            writes.remove(&collection, &self.token(tenant, &email)?);
+        }
+        Ok(())
     }
 
     /// Every restriction of the tenant, newest first, each with the token that names it.

@@ -102,7 +102,10 @@ impl QaStore {
             let logs = self.override_logs(tenant)?;
             let mut log = logs.get(&interaction)?.unwrap_or_default();
             log.entries.push(entry);
-            logs.insert(&interaction, &log)
+            let subject = crate::records::subject_key_of(&self.store, tenant, interaction)?;
+            let mut writes = crate::store::WriteSet::default();
+            writes.put_under(&logs, &interaction, &log, subject)?;
+            self.store.commit(writes)
         })
     }
 }

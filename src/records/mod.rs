@@ -83,6 +83,17 @@ pub trait SourceRecord: Clone + Serialize + DeserializeOwned + Send + 'static {
         Vec::new()
     }
 
+    /// The data subject whose own key seals the record (see `privacy::subjects`); none seals it
+    /// under the tenant's data key.
+    fn subject(&self) -> Option<crate::privacy::subjects::Subject> {
+        None
+    }
+
+    /// [`SourceRecord::subject`]'s key name, as [`crate::store::WriteSet::put_for`] takes it.
+    fn subject_key_name(&self) -> Option<String> {
+        self.subject().map(|subject| subject.key_name())
+    }
+
     /// What the record names (accounts, people), for the reference index ([`refs`]); none by
     /// default.
     fn references(&self) -> Vec<refs::Reference> {
@@ -280,7 +291,12 @@ impl<R: SourceRecord> RecordStore<R> {
             let created = existing.is_none();
             let stored = Stored::next_version(existing.as_ref(), record);
             let mut writes = crate::store::WriteSet::default();
-            writes.put(&self.records(tenant)?, &stored.id, &stored)?;
+            writes.put_for(
+                &self.records(tenant)?,
+                &stored.id,
+                &stored,
+                stored.record.subject_key_name().as_deref(),
+            )?;
             if created {
                 writes.claim(&self.sources(tenant)?, &key, &stored.id)?;
             }
@@ -324,6 +340,25 @@ impl<R: SourceRecord> RecordStore<R> {
         }
         Ok(())
     }
+}
+
+/// The subject key sealing record `id` (an interaction or a signal), read from its clear
+/// header: what is derived from a record and keyed by its id (analyses, QA overrides, lead and
+/// review state) is sealed under it too ([`crate::store::WriteSet::put_under`]), so that erasing
+/// the record's subject leaves none of it readable.
+pub fn subject_key_of(
+    store: &Store,
+    tenant: TenantId,
+    id: RecordId,
+) -> Result<Option<crate::ids::KeyId>, StoreError> {
+    let interactions = RecordStore::<crate::interactions::InteractionRecord>::new(store.clone())
+        .records(tenant)?;
+    if let Some(key) = interactions.subject_key_of(&id)? {
+        return Ok(Some(key));
+    }
+    RecordStore::<crate::signals::SignalRecord>::new(store.clone())
+        .records(tenant)?
+        .subject_key_of(&id)
 }
 
 const MAX_SHORT: usize = 200;

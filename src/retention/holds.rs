@@ -169,8 +169,13 @@ impl ActiveHolds {
     /// Whether any active hold covers a record with these facts: such a record is never deleted
     /// by retention (nor, later, by offboarding).
     pub fn is_held(&self, facts: &HeldFacts<'_>) -> bool {
+        self.holding(facts).is_some()
+    }
+
+    /// The first active hold covering a record with these facts (erasure names it in its refusal).
+    pub fn holding(&self, facts: &HeldFacts<'_>) -> Option<&LegalHold> {
         let mut tokens: Option<Vec<[u8; 32]>> = None;
-        self.holds.iter().any(|hold| match &hold.scope {
+        self.holds.iter().find(|hold| match &hold.scope {
             HoldScope::Tenant => true,
             HoldScope::Account { account } => facts
                 .account
@@ -194,6 +199,14 @@ impl ActiveHolds {
                 })
                 .contains(token),
         })
+    }
+
+    /// The first active hold on the data subject with address `email` itself (a subject hold).
+    pub fn holding_subject(&self, email: &str) -> Option<&LegalHold> {
+        let token = self.index.pseudonym(&normalise_email(email)?);
+        self.holds.iter().find(
+            |hold| matches!(&hold.scope, HoldScope::Subject { token: held, .. } if *held == token),
+        )
     }
 }
 

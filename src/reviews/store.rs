@@ -66,7 +66,10 @@ impl ReviewStore {
         review: RecordId,
         state: &ReviewState,
     ) -> Result<(), StoreError> {
-        self.states(tenant)?.insert(&review, state)
+        let subject = crate::records::subject_key_of(&self.store, tenant, review)?;
+        let mut writes = crate::store::WriteSet::default();
+        writes.put_under(&self.states(tenant)?, &review, state, subject)?;
+        self.store.commit(writes)
     }
 
     /// The tenant's reply-draft settings, or the defaults when it has stored none.

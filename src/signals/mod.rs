@@ -225,6 +225,10 @@ fn check_text(problems: &mut Vec<FieldProblem>, field: &str, value: Option<&Stri
 }
 
 impl SourceRecord for SignalRecord {
+    fn subject(&self) -> Option<crate::privacy::subjects::Subject> {
+        crate::privacy::subjects::of_signal(self)
+    }
+
     const KIND: RecordKind = RecordKind::Signal;
 
     fn source_system(&self) -> &str {

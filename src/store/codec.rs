@@ -5,15 +5,23 @@
 //! gain fields without migrations). The associated data binds the format version, the key id, the
 //! scope, the collection and the record key, so a value copied to another record, collection or
 //! tenant no longer opens.
+//!
+//! Version 2 is the same layout with `0x02` and the id of a data subject's own key (see
+//! `store::subject`) in place of the scope's data key: erasing the subject destroys that key, and
+//! with it every copy of these values, wherever sled's log or a backup still keeps them. Key
+//! rotation counts and re-seals version-1 values only ([`key_id_of`] answers `None` for version 2):
+//! a subject key is not one of the scope's data keys.
 
 use zeroize::Zeroizing;
 
-use crate::crypto;
+use crate::crypto::{self, SecretKey};
 use crate::ids::KeyId;
 use crate::store::keys::ScopeKeys;
 use crate::store::{Scope, StoreError};
 
 const FORMAT_V1: u8 = 1;
+/// Sealed under a data subject's key rather than the scope's data key.
+pub(super) const FORMAT_SUBJECT: u8 = 2;
 const HEADER_LEN: usize = 1 + 16;
 
 fn associated_data(scope: Scope, collection: &str, record_key: &[u8], header: &[u8]) -> Vec<u8> {
@@ -42,6 +50,53 @@ pub(super) fn seal(
     let aad = associated_data(scope, collection, record_key, &out);
     out.extend_from_slice(&crypto::seal(key, &aad, plaintext));
     out
+}
+
+/// Seals under a data subject's key `key_id` (format version 2).
+pub(super) fn seal_for_subject(
+    key_id: KeyId,
+    key: &SecretKey,
+    scope: Scope,
+    collection: &str,
+    record_key: &[u8],
+    plaintext: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + crypto::NONCE_LEN + plaintext.len() + 16);
+    out.push(FORMAT_SUBJECT);
+    out.extend_from_slice(&key_id.to_bytes());
+    let aad = associated_data(scope, collection, record_key, &out);
+    out.extend_from_slice(&crypto::seal(key, &aad, plaintext));
+    out
+}
+
+/// Opens a version-2 value with its subject's key.
+pub(super) fn open_for_subject(
+    key: &SecretKey,
+    scope: Scope,
+    collection: &str,
+    record_key: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    if sealed.len() < HEADER_LEN || sealed[0] != FORMAT_SUBJECT {
+        return Err(StoreError::Unsealable {
+            collection: collection.to_owned(),
+        });
+    }
+    let (header, body) = sealed.split_at(HEADER_LEN);
+    let aad = associated_data(scope, collection, record_key, header);
+    crypto::open(key, &aad, body).map_err(|_| StoreError::Unsealable {
+        collection: collection.to_owned(),
+    })
+}
+
+/// The id of the subject key that sealed `sealed`, for version-2 values only.
+pub(super) fn subject_key_of(sealed: &[u8]) -> Option<KeyId> {
+    if sealed.len() < HEADER_LEN || sealed[0] != FORMAT_SUBJECT {
+        return None;
+    }
+    let mut id_bytes = [0u8; 16];
+    id_bytes.copy_from_slice(&sealed[1..HEADER_LEN]);
+    Some(KeyId::from_bytes(id_bytes))
 }
 
 pub(super) fn open(

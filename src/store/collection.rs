@@ -14,6 +14,7 @@ use crate::crypto::{self, SecretKey};
 use crate::ids::{KeyId, TenantId, UserId};
 use crate::store::codec;
 use crate::store::keys::{KeyPurpose, ScopeKeys, WrappedKey, WrappedKeyHeader};
+use crate::store::subject::{NewSubjectKey, SUBJECT_TOKENS};
 use crate::store::{Scope, Store, StoreError};
 
 /// How a record's id becomes its key in the tree. Keys never contain personal data.
@@ -264,7 +265,8 @@ impl<K: RecordKey, T: Serialize + DeserializeOwned> Collection<K, T> {
         }
     }
 
-    /// The record's bytes exactly as stored (sealed), for [`Store::open_with_stored_keys`].
+    /// The record's bytes exactly as stored (sealed), for [`Store::open_with_stored_keys`] and
+    /// [`Collection::open_sealed`]: what a copy of the database file holds.
     pub fn sealed_bytes(&self, key: &K) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .tree
@@ -407,8 +409,47 @@ impl<K: RecordKey, T: Serialize + DeserializeOwned> Collection<K, T> {
     }
 
     fn open_value(&self, key_bytes: &[u8], sealed: &[u8]) -> Result<T, StoreError> {
-        let plaintext = codec::open(&self.keys, self.scope, self.name, key_bytes, sealed)?;
+        let plaintext = match (codec::subject_key_of(sealed), self.scope) {
+            (Some(id), Scope::Tenant(tenant)) => {
+                let key = self.store.subject_key(tenant, id)?.ok_or_else(|| {
+                    StoreError::SubjectErased {
+                        collection: self.name.to_owned(),
+                    }
+                })?;
+                codec::open_for_subject(&key, self.scope, self.name, key_bytes, sealed)?
+            }
+            _ => codec::open(&self.keys, self.scope, self.name, key_bytes, sealed)?,
+        };
         decode(self.name, &plaintext)
+    }
+
+    /// Opens `sealed` as the value of `key` with the keys the store has now: fails once the key
+    /// that sealed it is gone.
+    pub fn open_sealed(&self, key: &K, sealed: &[u8]) -> Result<T, StoreError> {
+        self.open_value(&key.to_key_bytes(), sealed)
+    }
+
+    /// The id of the data subject key that sealed the value under `key`, if a subject key did.
+    pub fn subject_key_of(&self, key: &K) -> Result<Option<KeyId>, StoreError> {
+        Ok(self
+            .tree
+            .get(key.to_key_bytes())?
+            .and_then(|sealed| codec::subject_key_of(&sealed)))
+    }
+
+    /// The keys of every value sealed under subject key `id`, read from the values' clear
+    /// headers (nothing is opened): what an erasure re-applied to an older copy must delete.
+    pub fn keys_sealed_under(&self, id: KeyId) -> Result<Vec<K>, StoreError> {
+        let mut found = Vec::new();
+        for entry in &self.tree {
+            let (key, sealed) = entry?;
+            if codec::subject_key_of(&sealed) == Some(id) {
+                if let Some(typed) = K::from_key_bytes(&key) {
+                    found.push(typed);
+                }
+            }
+        }
+        Ok(found)
     }
 
     #[cfg(test)]
@@ -498,6 +539,11 @@ const MAX_SLED_BATCH_BYTES: usize = 1024 * 1024;
 pub struct WriteSet {
     trees: Vec<sled::Tree>,
     writes: Vec<PendingWrite>,
+    /// Subject keys this write set creates, cached once it has committed.
+    new_subject_keys: Vec<NewSubjectKey>,
+    /// Slots of the subject-key trees: [`WriteSet::apply_per_tree`] writes them before the
+    /// values sealed under the keys.
+    subject_slots: Vec<usize>,
 }
 
 impl WriteSet {
@@ -532,6 +578,134 @@ impl WriteSet {
             operation: Operation::Put(sealed),
         });
         Ok(())
+    }
+
+    /// Like [`WriteSet::put`], but seals the value under the key of data subject `subject` (a
+    /// normalised subject name such as `email:jo@example.org`, see `privacy::subjects`), creating
+    /// the subject's key when it has none; `None`, or a collection outside a tenant's scope,
+    /// seals under the scope's data key as `put` does. Erasing the subject destroys the key.
+    pub fn put_for<K: RecordKey, T: Serialize + DeserializeOwned>(
+        &mut self,
+        collection: &Collection<K, T>,
+        key: &K,
+        value: &T,
+        subject: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let (Some(subject), Scope::Tenant(tenant)) = (subject, collection.scope) else {
+            return self.put(collection, key, value);
+        };
+        let (key_id, subject_key) = self.subject_key(&collection.store, tenant, subject)?;
+        let key_bytes = key.to_key_bytes();
+        let plaintext = encode(collection.name, value)?;
+        let sealed = codec::seal_for_subject(
+            key_id,
+            &subject_key,
+            collection.scope,
+            collection.name,
+            &key_bytes,
+            &plaintext,
+        );
+        let tree = self.tree_slot(&collection.tree);
+        self.writes.push(PendingWrite {
+            tree,
+            key: key_bytes,
+            operation: Operation::Put(sealed),
+        });
+        Ok(())
+    }
+
+    /// Like [`WriteSet::put`], but seals under subject key `subject_key` when given: for derived
+    /// data sealed like the record it comes from (see [`Collection::subject_key_of`]), so that
+    /// erasing the record's subject makes it unreadable too. Stages nothing and answers false
+    /// when that key has been destroyed (the record was erased: nothing derived from it may be
+    /// written again).
+    pub fn put_under<K: RecordKey, T: Serialize + DeserializeOwned>(
+        &mut self,
+        collection: &Collection<K, T>,
+        key: &K,
+        value: &T,
+        subject_key: Option<KeyId>,
+    ) -> Result<bool, StoreError> {
+        let (Some(key_id), Scope::Tenant(tenant)) = (subject_key, collection.scope) else {
+            self.put(collection, key, value)?;
+            return Ok(true);
+        };
+        let Some(secret) = collection.store.subject_key(tenant, key_id)? else {
+            return Ok(false);
+        };
+        let key_bytes = key.to_key_bytes();
+        let plaintext = encode(collection.name, value)?;
+        let sealed = codec::seal_for_subject(
+            key_id,
+            &secret,
+            collection.scope,
+            collection.name,
+            &key_bytes,
+            &plaintext,
+        );
+        let tree = self.tree_slot(&collection.tree);
+        self.writes.push(PendingWrite {
+            tree,
+            key: key_bytes,
+            operation: Operation::Put(sealed),
+        });
+        Ok(true)
+    }
+
+    /// The key of `subject`: one this write set created, the stored one, or a new one staged
+    /// here (its token claimed, so two writers never give one subject two keys).
+    fn subject_key(
+        &mut self,
+        store: &Store,
+        tenant: TenantId,
+        subject: &str,
+    ) -> Result<(KeyId, SecretKey), StoreError> {
+        let token = store.subject_token(tenant, subject)?;
+        if let Some(new) = self
+            .new_subject_keys
+            .iter()
+            .find(|new| new.tenant == tenant && new.token == token)
+        {
+            return Ok((new.id, new.key.clone()));
+        }
+        if let Some(found) = store.subject_key_for_token(tenant, &token)? {
+            return Ok(found);
+        }
+        let fresh = NewSubjectKey {
+            tenant,
+            token,
+            id: KeyId::new(),
+            key: SecretKey::generate(),
+        };
+        let [(tokens_tree, token_key, token_value), (keys_tree, id_key, key_value)] =
+            store.stage_subject_key(&fresh)?;
+        let tokens_slot = self.tree_slot(&tokens_tree);
+        let keys_slot = self.tree_slot(&keys_tree);
+        for slot in [tokens_slot, keys_slot] {
+            if !self.subject_slots.contains(&slot) {
+                self.subject_slots.push(slot);
+            }
+        }
+        self.writes.push(PendingWrite {
+            tree: tokens_slot,
+            key: token_key,
+            operation: Operation::Claim {
+                value: token_value,
+                index: SUBJECT_TOKENS,
+            },
+        });
+        self.writes.push(PendingWrite {
+            tree: keys_slot,
+            key: id_key,
+            operation: Operation::Put(key_value),
+        });
+        let found = (fresh.id, fresh.key.clone());
+        self.new_subject_keys.push(fresh);
+        Ok(found)
+    }
+
+    pub(super) fn take_new_subject_keys(&mut self) -> Vec<NewSubjectKey> {
+        std::mem::take(&mut self.new_subject_keys)
     }
 
     pub fn remove<K: RecordKey, T: Serialize + DeserializeOwned>(
@@ -664,8 +838,18 @@ impl WriteSet {
                 Operation::Remove => batch.remove(write.key),
             }
         }
+        // The first tree (the journal), then the subject keys, then what is sealed under them:
+        // a crash part-way never leaves a value whose key was not written.
+        let mut order: Vec<usize> = (0..self.trees.len()).collect();
+        order.sort_by_key(|slot| (*slot != 0, !self.subject_slots.contains(slot)));
+        let mut batches: Vec<Option<(Vec<sled::Batch>, sled::Batch, usize)>> =
+            batches.into_iter().map(Some).collect();
         let mut after_first = Some(after_first);
-        for (tree, (full, last, _)) in self.trees.iter().zip(batches) {
+        for slot in order {
+            let tree = &self.trees[slot];
+            let Some((full, last, _)) = batches[slot].take() else {
+                continue;
+            };
             for batch in full {
                 tree.apply_batch(batch)?;
             }

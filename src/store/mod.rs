@@ -15,6 +15,7 @@ mod codec;
 mod collection;
 pub mod keys;
 mod rotation;
+mod subject;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,6 +31,7 @@ pub use collection::{BlindIndex, Collection, RecordKey, WriteSet};
 pub use keys::{KeyError, MasterKey};
 use keys::{KeyPurpose, ScopeKeys, WrappedKey, WrappedKeyHeader};
 pub use rotation::{KeyUsage, MasterRotation, ResealProgress, ResealReport};
+pub use subject::SUBJECT_KEY_CACHE;
 
 const META_TREE: &str = "meta";
 const KEYS_TREE: &str = "keys";
@@ -65,6 +67,10 @@ pub enum StoreError {
     Unsealable { collection: String },
     #[error("a record in {collection} could not be decoded: {message}")]
     Decode { collection: String, message: String },
+    #[error(
+        "a record in {collection} was sealed under a data subject's key that erasure destroyed"
+    )]
+    SubjectErased { collection: String },
     #[error("{index} already holds that value")]
     Conflict { index: &'static str },
     #[error("no key for scope {0} (was the tenant deleted?)")]
@@ -165,6 +171,8 @@ pub(crate) struct Shared {
     /// Replaced only by [`Store::rotate_master`].
     master: RwLock<Arc<MasterKey>>,
     scopes: RwLock<HashMap<Scope, Arc<ScopeKeys>>>,
+    /// Unwrapped per-subject keys, bounded (see `subject`).
+    subject_keys: std::sync::Mutex<subject::SubjectKeyCache>,
 }
 
 /// The open database. Cheap to clone; all clones share one sled instance and key cache.
@@ -202,6 +210,9 @@ impl Store {
                 master: RwLock::new(Arc::new(master)),
                 writers: std::sync::Mutex::new(HashMap::new()),
                 scopes: RwLock::new(HashMap::new()),
+                subject_keys: std::sync::Mutex::new(subject::SubjectKeyCache::new(
+                    SUBJECT_KEY_CACHE,
+                )),
             }),
         };
         let meta = store.shared.db.open_tree(META_TREE)?;
@@ -299,8 +310,12 @@ impl Store {
             return Ok(());
         }
         self.ensure_disk_reserve()?;
+        let mut writes = writes;
+        let fresh = writes.take_new_subject_keys();
         writes.apply()?;
-        self.flush()
+        self.flush()?;
+        self.cache_new_subject_keys(fresh);
+        Ok(())
     }
 
     /// Commits a large write set whose first staged collection is a journal from which a
@@ -314,8 +329,12 @@ impl Store {
             return Ok(());
         }
         self.ensure_disk_reserve()?;
+        let mut writes = writes;
+        let fresh = writes.take_new_subject_keys();
         writes.apply_per_tree(|| self.flush())?;
-        self.flush()
+        self.flush()?;
+        self.cache_new_subject_keys(fresh);
+        Ok(())
     }
 
     /// Flushes sled's buffers to the file (see the module comment for what that guarantees).
@@ -457,6 +476,9 @@ impl Store {
         if let Ok(mut cache) = self.shared.scopes.write() {
             cache.remove(&scope);
         }
+        // The tenant's subject keys are wrapped under the keys just removed (and their trees go
+        // below): none stays usable from memory either.
+        self.forget_subject_keys(tenant);
         self.flush()?;
         let prefix = scope.tree_name("");
         for name in self.shared.db.tree_names() {
@@ -482,6 +504,9 @@ impl Store {
         sealed: &[u8],
     ) -> Result<Vec<u8>, StoreError> {
         let keys = self.load_scope_keys(scope)?;
+        if codec::subject_key_of(sealed).is_some() {
+            return self.open_subject_sealed_with(&keys, scope, collection, record_key, sealed);
+        }
         codec::open(&keys, scope, collection, record_key, sealed).map(|plain| plain.to_vec())
     }
 

@@ -353,6 +353,151 @@ fn resealing_moves_every_value_to_the_new_key_and_skips_values_already_under_it(
         .is_empty());
 }
 
+fn tenant_of(scope: Scope) -> TenantId {
+    match scope {
+        Scope::Tenant(tenant) => tenant,
+        Scope::Appliance => unreachable!("a tenant scope"),
+    }
+}
+
+#[test]
+fn subject_sealed_values_open_transparently_and_not_after_the_key_is_destroyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let scope = add_tenant(&store);
+    let tenant = tenant_of(scope);
+    let notes = store.collection::<UserId, String>(scope, "notes").unwrap();
+    let (jo, kim, plain) = (UserId::new(), UserId::new(), UserId::new());
+    let mut writes = WriteSet::default();
+    writes
+        .put_for(
+            &notes,
+            &jo,
+            &"about jo".to_owned(),
+            Some("email:jo@example.org"),
+        )
+        .unwrap();
+    writes
+        .put_for(
+            &notes,
+            &kim,
+            &"about kim".to_owned(),
+            Some("email:kim@example.org"),
+        )
+        .unwrap();
+    writes
+        .put_for(&notes, &plain, &"no one".to_owned(), None)
+        .unwrap();
+    store.commit(writes).unwrap();
+    assert_eq!(store.subject_key_count(tenant).unwrap(), 2);
+    // A second value for jo reuses jo's key.
+    let jo_again = UserId::new();
+    let mut writes = WriteSet::default();
+    writes
+        .put_for(
+            &notes,
+            &jo_again,
+            &"jo again".to_owned(),
+            Some("email:jo@example.org"),
+        )
+        .unwrap();
+    store.commit(writes).unwrap();
+    assert_eq!(store.subject_key_count(tenant).unwrap(), 2);
+    let jo_key = notes.subject_key_of(&jo).unwrap().unwrap();
+    assert_eq!(notes.subject_key_of(&jo_again).unwrap(), Some(jo_key));
+    assert_ne!(notes.subject_key_of(&kim).unwrap(), Some(jo_key));
+    assert_eq!(notes.subject_key_of(&plain).unwrap(), None);
+    // Subject keys are not the tenant's data keys: rotation does not count those values.
+    assert_eq!(store.data_key_usage(scope).unwrap().outdated(), 0);
+    let kept = notes.sealed_bytes(&jo).unwrap().unwrap();
+
+    // Reads open either kind, also after a reopen (nothing cached).
+    drop(notes);
+    drop(store);
+    let store = Store::open(
+        &settings(dir.path()),
+        MasterKey::load(&dir.path().join("master.key")).unwrap(),
+        OpenMode::ExistingOnly,
+    )
+    .unwrap();
+    let notes = store.collection::<UserId, String>(scope, "notes").unwrap();
+    assert_eq!(notes.get(&jo).unwrap().as_deref(), Some("about jo"));
+    assert_eq!(notes.get(&plain).unwrap().as_deref(), Some("no one"));
+    assert_eq!(notes.scan().count(), 4);
+
+    let token = store.subject_token(tenant, "email:jo@example.org").unwrap();
+    assert_eq!(
+        store.destroy_subject_key(tenant, &token).unwrap(),
+        Some(jo_key)
+    );
+    assert_eq!(store.destroy_subject_key(tenant, &token).unwrap(), None);
+    // The bytes a copy of the database file still holds no longer open, nor does the live value.
+    assert!(matches!(
+        notes.open_sealed(&jo, &kept),
+        Err(StoreError::SubjectErased { .. })
+    ));
+    assert!(matches!(
+        notes.get(&jo_again),
+        Err(StoreError::SubjectErased { .. })
+    ));
+    assert_eq!(notes.keys_sealed_under(jo_key).unwrap(), vec![jo, jo_again]);
+    assert_eq!(notes.get(&kim).unwrap().as_deref(), Some("about kim"));
+    // A new value for jo gets a new key.
+    let mut writes = WriteSet::default();
+    let later = UserId::new();
+    writes
+        .put_for(
+            &notes,
+            &later,
+            &"later".to_owned(),
+            Some("email:jo@example.org"),
+        )
+        .unwrap();
+    store.commit(writes).unwrap();
+    assert_ne!(notes.subject_key_of(&later).unwrap(), Some(jo_key));
+    assert_eq!(notes.get(&later).unwrap().as_deref(), Some("later"));
+}
+
+#[test]
+fn key_rotation_leaves_subject_sealed_values_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let scope = add_tenant(&store);
+    let notes = store.collection::<UserId, String>(scope, "notes").unwrap();
+    let ids: Vec<UserId> = (0..20).map(|_| UserId::new()).collect();
+    let mut writes = WriteSet::default();
+    for (n, id) in ids.iter().enumerate() {
+        let subject = format!("email:person{}@example.org", n % 4);
+        writes
+            .put_for(&notes, id, &format!("note {n}"), Some(&subject))
+            .unwrap();
+    }
+    store.commit(writes).unwrap();
+    let old_key = store.data_key_usage(scope).unwrap().current;
+    store.add_data_key(scope).unwrap();
+    let report = store.reseal_scope(scope, None, |_| {}).unwrap();
+    // The wrapped subject keys and their tokens (4 + 4) are re-sealed; the values are not.
+    assert_eq!(report.resealed, 8);
+    assert_eq!(store.retire_unused_data_keys(scope).unwrap(), vec![old_key]);
+    let new_master = dir.path().join("next.key");
+    MasterKey::create_file(&new_master).unwrap();
+    store
+        .rotate_master(MasterKey::load_file(&new_master).unwrap())
+        .unwrap();
+    drop(notes);
+    drop(store);
+    let store = Store::open(
+        &settings(dir.path()),
+        MasterKey::load(&new_master).unwrap(),
+        OpenMode::ExistingOnly,
+    )
+    .unwrap();
+    let notes = store.collection::<UserId, String>(scope, "notes").unwrap();
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(notes.get(id).unwrap(), Some(format!("note {n}")));
+    }
+}
+
 #[test]
 fn a_destroyed_scope_loses_its_keys_and_trees_even_across_a_reopen_and_others_keep_theirs() {
     let dir = tempfile::tempdir().unwrap();

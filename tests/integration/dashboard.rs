@@ -428,7 +428,7 @@ async fn only_the_tenants_admins_analysts_and_qa_leads_see_its_dashboard() {
     let _ = acme;
 }
 
-fn snapshot(
+pub(crate) fn snapshot(
     context: &AppContext,
     tenant: TenantId,
 ) -> (Vec<(NaiveDate, insights::DayBucket)>, usize) {
@@ -439,7 +439,7 @@ fn snapshot(
     (buckets, directory.accounts.len())
 }
 
-fn total_volume(buckets: &[(NaiveDate, insights::DayBucket)]) -> i64 {
+pub(crate) fn total_volume(buckets: &[(NaiveDate, insights::DayBucket)]) -> i64 {
     buckets
         .iter()
         .flat_map(|(_, bucket)| &bucket.cells)

@@ -1,7 +1,7 @@
 //! Data-subject requests end to end through the API (`/api/v1/privacy/requests`, the `privacy`
 //! scope): access and portability packages that hold the subject's data and no one else's and
 //! expire, rectification with its history, restriction and objection that stop analysis,
-//! erasure's "not available yet" until it is merged, illegal transitions, due dates and the
+//! erasure (refused while a legal hold covers the subject), illegal transitions, due dates and the
 //! scheduler's reminder; the console's pages and the audit log filtered by subject.
 
 use std::collections::BTreeSet;
@@ -633,26 +633,114 @@ async fn restriction_and_objection_stop_analysis_of_the_subject() {
 }
 
 #[tokio::test]
-async fn erasure_says_it_is_not_available_yet_and_the_request_stays_in_progress() {
-    let Setup { app, key, .. } = setup();
+async fn an_erasure_request_erases_the_subject_unless_a_legal_hold_covers_them() {
+    let Setup {
+        app,
+        tenant,
+        key,
+        writer,
+    } = setup();
+    let data = seed(&app, &tenant, &writer).await;
     let request = create(&app, &key, "erasure", ("email", JO)).await;
     let id = request["id"].as_str().unwrap().to_owned();
     verify_and_start(&app, &key, &id).await;
+
+    // A legal hold on Jo refuses the erasure, names the hold, and erases nothing.
+    let hold = rapport::retention::holds::create(
+        &app.context,
+        &rapport::audit::Actor::cli(),
+        None,
+        tenant.id,
+        &rapport::retention::holds::NewHold {
+            kind: "subject".to_owned(),
+            value: JO.to_owned(),
+            from: String::new(),
+            to: String::new(),
+            reason: "matter 12".to_owned(),
+            owner: "legal".to_owned(),
+            ends: String::new(),
+        },
+    )
+    .unwrap();
     let refused = json_of(
         move_to(&app, &key, &id, json!({"to": "completed"})).await,
         StatusCode::CONFLICT,
     )
     .await;
-    assert!(refused["detail"]
-        .as_str()
-        .unwrap()
-        .starts_with("erasure is not available yet"));
+    let detail = refused["detail"].as_str().unwrap();
+    assert!(detail.contains("legal hold"), "{detail}");
+    assert!(!detail.contains(JO));
     let shown = json_of(
         get(&app, &key, &format!("/api/v1/privacy/requests/{id}")).await,
         StatusCode::OK,
     )
     .await;
     assert_eq!(shown["state"], "in_progress");
+    let jo_chat: rapport::ids::RecordId = data.jo_chat.parse().unwrap();
+    assert!(app
+        .context
+        .interactions
+        .get(tenant.id, jo_chat)
+        .unwrap()
+        .is_some());
+
+    // Released, the hold no longer stands in the way: completing erases Jo's records and
+    // leaves Ana's.
+    rapport::retention::holds::release(
+        &app.context,
+        &rapport::audit::Actor::cli(),
+        None,
+        tenant.id,
+        hold.id,
+    )
+    .unwrap();
+    let done = json_of(
+        move_to(&app, &key, &id, json!({"to": "completed"})).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(done["state"], "completed");
+    let gone = |id: &str| {
+        app.context
+            .interactions
+            .get(tenant.id, id.parse().unwrap())
+            .unwrap()
+            .is_none()
+    };
+    assert!(gone(&data.jo_chat));
+    assert!(!gone(&data.ana_chat));
+    assert!(app
+        .context
+        .contacts
+        .get(tenant.id, data.jo_contact.parse().unwrap())
+        .unwrap()
+        .is_none());
+    assert!(app
+        .context
+        .signals
+        .get(tenant.id, data.jo_survey.parse().unwrap())
+        .unwrap()
+        .is_none());
+    assert!(app
+        .context
+        .signals
+        .get(tenant.id, data.ana_survey.parse().unwrap())
+        .unwrap()
+        .is_some());
+    let erased = audit_entries(&app, &tenant)
+        .into_iter()
+        .find(|entry| entry.event.action == AuditAction::PrivacyErased)
+        .expect("the erasure is audited");
+    assert!(erased.event.target.contains(&id), "{}", erased.event.target);
+    assert!(!format!("{:?}", erased.event).contains(JO));
+}
+
+#[tokio::test]
+async fn a_rejected_request_needs_a_reason_and_is_final() {
+    let Setup { app, key, .. } = setup();
+    let request = create(&app, &key, "erasure", ("email", JO)).await;
+    let id = request["id"].as_str().unwrap().to_owned();
+    verify_and_start(&app, &key, &id).await;
 
     // Rejection needs a reason, and a rejected request is final.
     let missing = json_of(
@@ -1051,7 +1139,7 @@ fn the_command_line_creates_lists_shows_and_completes_requests() {
         "bo@example.com",
     ]);
     let erasure_id = stdout(&erasure).trim().to_owned();
-    let refused = run(&[
+    let erased = run(&[
         "dsar",
         "complete",
         &erasure_id,
@@ -1060,10 +1148,7 @@ fn the_command_line_creates_lists_shows_and_completes_requests() {
         "--verification-note",
         "letter",
     ]);
-    assert!(!refused.status.success());
-    assert!(
-        stderr(&refused).contains("erasure is not available yet"),
-        "{}",
-        stderr(&refused)
-    );
+    assert!(erased.status.success(), "{}", stderr(&erased));
+    let shown = stdout(&run(&["dsar", "show", &erasure_id]));
+    assert!(shown.contains("erased "), "{shown}");
 }

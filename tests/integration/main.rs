@@ -20,6 +20,7 @@ mod csrf;
 mod dashboard;
 mod dsar;
 mod durability;
+mod erasure;
 mod feedback;
 mod formats;
 mod headers;

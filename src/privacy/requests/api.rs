@@ -242,10 +242,12 @@ impl From<RequestError> for ApiError {
             }
             RequestError::IllegalTransition(_)
             | RequestError::CannotComplete(_)
-            | RequestError::ErasureUnavailable
+            | RequestError::ErasureRefused(_)
             | RequestError::PackageExpired(_)
             | RequestError::NoPackage => Self::Conflict(error.to_string()),
-            RequestError::Write(_) | RequestError::Package(_) => Self::Internal(error.to_string()),
+            RequestError::Write(_) | RequestError::Package(_) | RequestError::ErasureFailed(_) => {
+                Self::Internal(error.to_string())
+            }
         }
     }
 }

@@ -60,10 +60,14 @@ pub enum RequestError {
     /// a restriction, say); the message says what.
     #[error("{0}")]
     CannotComplete(String),
-    /// Erasure is built on another branch; until it is merged, completing an erasure request
-    /// says so (see [`workflow::erasure_step`]).
-    #[error("erasure is not available yet in this version of Rapport: the request stays in progress; erase the subject once erasure is installed")]
-    ErasureUnavailable,
+    /// The erasure was refused before anything was erased (a legal hold, an unknown contact);
+    /// the message says why and the request stays in progress (see [`workflow::erasure_step`]).
+    #[error("{0}")]
+    ErasureRefused(String),
+    /// The erasure failed part-way (storage, ledger or audit); completing the request again
+    /// finishes it.
+    #[error("the erasure did not finish ({0}); complete the request again to finish it")]
+    ErasureFailed(String),
     /// The package is past its expiry time (it is deleted by the scheduler's next run).
     #[error("this package expired on {0}; complete the request again to build a new one")]
     PackageExpired(String),
@@ -75,6 +79,20 @@ pub enum RequestError {
     Package(String),
     #[error("this request has no package: access and portability requests get one when completed")]
     NoPackage,
+}
+
+impl From<crate::privacy::erasure::ErasureError> for RequestError {
+    fn from(error: crate::privacy::erasure::ErasureError) -> Self {
+        use crate::privacy::erasure::ErasureError;
+        match error {
+            ErasureError::Invalid { .. }
+            | ErasureError::UnknownContact(_)
+            | ErasureError::Held { .. } => Self::ErasureRefused(error.to_string()),
+            ErasureError::Store(_) | ErasureError::Audit(_) | ErasureError::Ledger(_) => {
+                Self::ErasureFailed(error.to_string())
+            }
+        }
+    }
 }
 
 impl From<PrivacyError> for RequestError {

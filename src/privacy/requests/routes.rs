@@ -425,7 +425,7 @@ fn after(
             error @ (RequestError::Invalid { .. }
             | RequestError::IllegalTransition(_)
             | RequestError::CannotComplete(_)
-            | RequestError::ErasureUnavailable),
+            | RequestError::ErasureRefused(_)),
         ) => push_flash(context, session, FlashKind::Error, error.to_string())?,
         Err(other) => return Err(other.into()),
     }
@@ -571,10 +571,12 @@ impl From<RequestError> for AppError {
             }
             RequestError::IllegalTransition(_)
             | RequestError::CannotComplete(_)
-            | RequestError::ErasureUnavailable
+            | RequestError::ErasureRefused(_)
             | RequestError::PackageExpired(_)
             | RequestError::NoPackage => Self::Conflict(error.to_string()),
-            RequestError::Write(_) | RequestError::Package(_) => Self::Internal(error.to_string()),
+            RequestError::Write(_) | RequestError::Package(_) | RequestError::ErasureFailed(_) => {
+                Self::Internal(error.to_string())
+            }
         }
     }
 }

@@ -340,14 +340,26 @@ fn restrict_subject(
     ))
 }
 
-/// The one place an erasure request's completion erases the subject; returns what it did, for
-/// the request's history.
-// erasure::erase_subject is wired here at merge
+/// The one place an erasure request's completion erases the subject (`privacy::erasure`, which
+/// writes the erasure ledger, deletes through the one deletion path and destroys the subject's
+/// keys); returns what it did, for the request's history. A refusal (a legal hold) leaves the
+/// request in progress.
 pub fn erasure_step(
-    _context: &AppContext,
-    _by: &By,
-    _tenant: TenantId,
-    _request: &PrivacyRequest,
+    context: &AppContext,
+    by: &By,
+    tenant: TenantId,
+    request: &PrivacyRequest,
 ) -> Result<String, RequestError> {
-    Err(RequestError::ErasureUnavailable)
+    let label = request.id.to_string();
+    let report = crate::privacy::erasure::erase_subject(
+        context,
+        &by.actor,
+        tenant,
+        &request.subject,
+        Some(&label),
+    )?;
+    Ok(format!(
+        "erased {} interaction(s), {} contact(s), {} signal(s); {} subject key(s) destroyed",
+        report.interactions, report.contacts, report.signals, report.keys_destroyed
+    ))
 }
