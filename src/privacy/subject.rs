@@ -1,4 +1,4 @@
-//! [`SubjectRef`]: how a data subject is named in a privacy request (and, at merge, in erasure):
+//! [`SubjectRef`]: how a data subject is named in a privacy request and in erasure:
 //! an e-mail address, a phone number, a name or a contact's record id, normalised once, here, the
 //! way the reference index (`records::refs`) normalises what records name.
 //!
