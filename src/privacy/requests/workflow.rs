@@ -157,6 +157,21 @@ pub fn transition(
             "choose verified, in_progress, completed or rejected",
         )
     })?;
+    // Erasure deletes through `records::delete`, which takes the tenant's writer lock batch by
+    // batch, so it runs before the request's own lock is taken (the lock is not re-entrant). It
+    // is idempotent: two officers completing at once erase once, and the second is then refused
+    // as an illegal transition.
+    let erased = if to == RequestState::Completed {
+        let request = load(context, tenant, id)?;
+        request.state.check_transition(to)?;
+        if request.kind == RequestKind::Erasure {
+            Some(erasure_step(context, by, tenant, &request)?)
+        } else {
+            None
+        }
+    } else {
+        None
+    };
     // One request changes under the tenant's writer lock: two officers completing it at once
     // would otherwise both build a package or restrict twice.
     let store = context.store.clone();
@@ -188,7 +203,7 @@ pub fn transition(
                     note = Some(reason);
                 }
                 RequestState::Completed => {
-                    return complete(context, by, tenant, request, now);
+                    return complete(context, by, tenant, request, now, erased);
                 }
                 RequestState::Received | RequestState::InProgress => {}
             }
@@ -251,6 +266,7 @@ fn complete(
     tenant: TenantId,
     mut request: PrivacyRequest,
     now: DateTime<Utc>,
+    erased: Option<String>,
 ) -> Result<PrivacyRequest, RequestError> {
     let (note, built) = match request.kind {
         RequestKind::Access | RequestKind::Portability => {
@@ -265,7 +281,12 @@ fn complete(
         RequestKind::Restriction | RequestKind::Objection => {
             (restrict_subject(context, by, tenant, &request)?, None)
         }
-        RequestKind::Erasure => (erasure_step(context, by, tenant, &request)?, None),
+        // Erased before the lock was taken (see `transition`).
+        RequestKind::Erasure => (
+            erased
+                .ok_or_else(|| RequestError::ErasureFailed("the erasure did not run".to_owned()))?,
+            None,
+        ),
         RequestKind::Rectification => (
             format!("{} rectification(s) made", request.rectifications.len()),
             None,
