@@ -39,7 +39,7 @@ if [[ ! -e $instance/rapport.toml ]]; then
   rm -rf "$instance"
   mkdir -p "$dir"
   umask 077
-  head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$dir/password"
+  head -c 18 /dev/urandom | base64 | tr -d '/+=\n' >"$dir/password"
   $rapport bench dataset --interactions "$interactions" --dir "$instance" --listen "$listen" \
     <"$dir/password" | tee "$dir/dataset.txt"
 fi

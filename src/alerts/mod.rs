@@ -593,8 +593,48 @@ pub fn inbox(
     Ok(inbox)
 }
 
-/// The number of open alerts addressed or assigned to `user` (the navigation's count).
+/// How long the navigation's open count is reused while no alert of the tenant is written: a
+/// snoozed alert reopens by the clock, not by a write.
+const OPEN_COUNT_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Counts kept for the navigation: (tenant, user) → (alert generation, when counted, count).
+/// Bounded: emptied when it holds [`OPEN_COUNTS_MAX`] entries.
+type OpenCounts = std::collections::HashMap<(TenantId, UserId), (u64, std::time::Instant, usize)>;
+static OPEN_COUNTS: std::sync::LazyLock<std::sync::Mutex<OpenCounts>> =
+    std::sync::LazyLock::new(|| std::sync::Mutex::new(std::collections::HashMap::new()));
+const OPEN_COUNTS_MAX: usize = 10_000;
+
+/// The number of open alerts addressed or assigned to `user` (the navigation's count, on every
+/// page): counted by [`open_count_now`] at most once per [`OPEN_COUNT_TTL`] while the tenant's
+/// alerts are unchanged, so a page load does not open thousands of alerts.
 pub fn open_count(
+    context: &AppContext,
+    tenant: TenantId,
+    user: &User,
+) -> Result<usize, AlertError> {
+    let generation = store::generation(tenant);
+    let key = (tenant, user.id);
+    let lock = || {
+        OPEN_COUNTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some((at_generation, counted, count)) = lock().get(&key) {
+        if *at_generation == generation && counted.elapsed() < OPEN_COUNT_TTL {
+            return Ok(*count);
+        }
+    }
+    let count = open_count_now(context, tenant, user)?;
+    let mut counts = lock();
+    if counts.len() >= OPEN_COUNTS_MAX {
+        counts.clear();
+    }
+    counts.insert(key, (generation, std::time::Instant::now(), count));
+    Ok(count)
+}
+
+/// [`open_count`] counted afresh from the alerts.
+pub fn open_count_now(
     context: &AppContext,
     tenant: TenantId,
     user: &User,

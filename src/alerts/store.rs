@@ -74,6 +74,7 @@ impl AlertStore {
     /// Stores a new alert and makes it the current one for its kind and subject, in one
     /// transaction. The caller holds the tenant's writer lock.
     pub fn create(&self, tenant: TenantId, alert: &Alert) -> Result<(), StoreError> {
+        let _moved_on = GenerationBump(tenant);
         let mut writes = WriteSet::default();
         writes.put(&self.alerts(tenant)?, &alert.id, alert)?;
         writes.put(
@@ -86,6 +87,7 @@ impl AlertStore {
 
     /// Replaces an alert after a change. The caller holds the tenant's writer lock.
     pub fn save(&self, tenant: TenantId, alert: &Alert) -> Result<(), StoreError> {
+        let _moved_on = GenerationBump(tenant);
         self.alerts(tenant)?.insert(&alert.id, alert)
     }
 
@@ -117,5 +119,34 @@ impl AlertStore {
     /// Replaces the tenant's negative-review rule. The caller has validated it.
     pub fn save_review_rule(&self, tenant: TenantId, rule: &ReviewRule) -> Result<(), StoreError> {
         self.rules(tenant)?.insert(&REVIEW_RULE_KEY, rule)
+    }
+}
+
+/// Per tenant, how many times its alerts were written in this process: a count cached at one
+/// generation (the navigation's open count) is stale at the next.
+static GENERATIONS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<TenantId, u64>>,
+> = std::sync::LazyLock::new(|| std::sync::Mutex::new(std::collections::HashMap::new()));
+
+/// The tenant's alert generation (see [`GENERATIONS`]).
+pub fn generation(tenant: TenantId) -> u64 {
+    GENERATIONS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&tenant)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Moves the tenant's generation on when dropped: after a write, whether it succeeded or not
+/// (part of it may have landed).
+struct GenerationBump(TenantId);
+
+impl Drop for GenerationBump {
+    fn drop(&mut self) {
+        let mut generations = GENERATIONS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *generations.entry(self.0).or_insert(0) += 1;
     }
 }

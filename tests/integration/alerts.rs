@@ -377,6 +377,14 @@ async fn acknowledge_assign_snooze_and_resolve_move_the_state_and_are_audited() 
             .unwrap()
     };
 
+    // The navigation counts the open alert; the count is kept between pages, but an alert's
+    // change shows at once.
+    let badge = "<span class=\"badge\">1<span class=\"visually-hidden\"> open</span>";
+    for _ in 0..2 {
+        let shown = app.get(&client, &page).await.text().await.unwrap();
+        assert!(shown.contains(badge), "{shown}");
+    }
+
     // Without a CSRF token nothing changes.
     let response = client
         .post(app.url(&format!("{page}/acknowledge")))
@@ -393,6 +401,8 @@ async fn acknowledge_assign_snooze_and_resolve_move_the_state_and_are_audited() 
     assert_eq!(acted.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&acted), page);
     assert_eq!(state().state, AlertState::Acknowledged);
+    let shown = app.get(&client, &page).await.text().await.unwrap();
+    assert!(!shown.contains("class=\"badge\""), "{shown}");
 
     // Assigned to a colleague, who now sees it.
     let colleague_id = colleague.id.to_string();
