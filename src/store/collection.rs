@@ -595,23 +595,7 @@ impl WriteSet {
             return self.put(collection, key, value);
         };
         let (key_id, subject_key) = self.subject_key(&collection.store, tenant, subject)?;
-        let key_bytes = key.to_key_bytes();
-        let plaintext = encode(collection.name, value)?;
-        let sealed = codec::seal_for_subject(
-            key_id,
-            &subject_key,
-            collection.scope,
-            collection.name,
-            &key_bytes,
-            &plaintext,
-        );
-        let tree = self.tree_slot(&collection.tree);
-        self.writes.push(PendingWrite {
-            tree,
-            key: key_bytes,
-            operation: Operation::Put(sealed),
-        });
-        Ok(())
+        self.put_sealed_for_subject(collection, key, value, key_id, &subject_key)
     }
 
     /// Like [`WriteSet::put`], but seals under subject key `subject_key` when given: for derived
@@ -633,11 +617,25 @@ impl WriteSet {
         let Some(secret) = collection.store.subject_key(tenant, key_id)? else {
             return Ok(false);
         };
+        self.put_sealed_for_subject(collection, key, value, key_id, &secret)?;
+        Ok(true)
+    }
+
+    /// Stages `value` sealed under subject key `key_id` (format 2): what [`WriteSet::put_for`]
+    /// and [`WriteSet::put_under`] share once they have the key.
+    fn put_sealed_for_subject<K: RecordKey, T: Serialize + DeserializeOwned>(
+        &mut self,
+        collection: &Collection<K, T>,
+        key: &K,
+        value: &T,
+        key_id: KeyId,
+        secret: &SecretKey,
+    ) -> Result<(), StoreError> {
         let key_bytes = key.to_key_bytes();
         let plaintext = encode(collection.name, value)?;
         let sealed = codec::seal_for_subject(
             key_id,
-            &secret,
+            secret,
             collection.scope,
             collection.name,
             &key_bytes,
@@ -649,7 +647,7 @@ impl WriteSet {
             key: key_bytes,
             operation: Operation::Put(sealed),
         });
-        Ok(true)
+        Ok(())
     }
 
     /// The key of `subject`: one this write set created, the stored one, or a new one staged
