@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+mod audit;
 mod dataset;
 
+pub use audit::{audit, AuditBench};
 pub use dataset::{dataset, DatasetOptions};
 
 use crate::audit::Actor;

@@ -425,6 +425,19 @@ enum UserCommand {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Audit-log appends per second from one writer (the baseline) and from several at once,
+    /// which share their fsyncs (group commit).
+    Audit {
+        /// Appends per measurement.
+        #[arg(long, default_value_t = 2000)]
+        entries: usize,
+        /// Concurrent writers of the second measurement (the console benchmark's users).
+        #[arg(long, default_value_t = 20)]
+        writers: usize,
+        /// Directory for the throw-away instance (removed afterwards).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
     /// Generate a synthetic tenant, import it through the real engine, and report interactions
     /// per second (with a parse-only baseline), peak RSS, database size and search latency.
     Ingest {
@@ -634,6 +647,19 @@ pub fn run() -> ExitCode {
 /// `rapport bench …`: each benchmark makes its own throw-away instance.
 fn bench(command: BenchCommand) -> Outcome {
     match command {
+        BenchCommand::Audit {
+            entries,
+            writers,
+            dir,
+        } => {
+            crate::telemetry::init_for_command();
+            crate::bench::audit(&crate::bench::AuditBench {
+                entries,
+                writers,
+                dir,
+            })
+            .map_err(Failure::from)
+        }
         BenchCommand::Ingest {
             interactions,
             queries,

@@ -7,13 +7,18 @@
 //! Each entry holds the SHA-256 of the previous entry's plaintext, so a removed or re-sealed entry
 //! breaks the chain. The newest (seq, hash, position) is mirrored in the store so that truncating the
 //! tail is detected too, and so that start-up resumes without reading the whole log.
-//! Every append is `fsync`ed before it returns.
+//! Every append is `fsync`ed before it returns. Appends made at the same time share one `fsync`
+//! (group commit): each writes its frames under the writer lock, then waits outside it until a
+//! sync covers its end; the first waiter to find no sync running starts one for everything written
+//! so far. A failed `fsync` stops the log: the entries it covered may not be durable, so nothing
+//! more is acknowledged until a restart has re-read the files.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -52,9 +57,27 @@ struct ChainHead {
     offset: u64,
 }
 
+impl ChainHead {
+    /// Where the chain ends, ordered along the log.
+    fn position(&self) -> (u32, u64) {
+        (self.segment, self.offset)
+    }
+}
+
 struct Writer {
+    /// The end of everything written, durable or not.
     head: ChainHead,
-    file: Option<File>,
+    file: Option<Arc<File>>,
+    /// Set when an `fsync` failed: nothing more is appended.
+    stopped: bool,
+}
+
+/// How far the log is known to be on disk.
+struct Durable {
+    /// The end of the chain as of the newest successful `fsync`.
+    head: ChainHead,
+    syncing: bool,
+    failed: bool,
 }
 
 /// The open audit log. One per process; appends are serialised by an internal lock.
@@ -65,6 +88,10 @@ pub struct AuditLog {
     key: SecretKey,
     heads: Collection<&'static str, ChainHead>,
     writer: Mutex<Writer>,
+    durable: Mutex<Durable>,
+    synced: Condvar,
+    /// `fsync`s made for appends since the log was opened.
+    syncs: AtomicU64,
 }
 
 /// What `verify` found when the chain is intact.
@@ -107,11 +134,23 @@ impl AuditLog {
             writer: Mutex::new(Writer {
                 head: stored_head.clone(),
                 file: None,
+                stopped: false,
             }),
+            durable: Mutex::new(Durable {
+                head: stored_head.clone(),
+                syncing: false,
+                failed: false,
+            }),
+            synced: Condvar::new(),
+            syncs: AtomicU64::new(0),
         };
         let head = log.recover(stored_head)?;
+        // What recovery read back is on disk.
         if let Ok(mut writer) = log.writer.lock() {
-            writer.head = head;
+            writer.head = head.clone();
+        }
+        if let Ok(mut durable) = log.durable.lock() {
+            durable.head = head;
         }
         Ok(log)
     }
@@ -282,15 +321,35 @@ impl AuditLog {
         entries.pop().ok_or(AuditError::Poisoned)
     }
 
-    /// Appends several events with one `fsync`, in order.
+    /// Appends several events, in order, and returns once they are durable (one `fsync`, shared
+    /// with the appends made at the same time).
     pub fn append_all(&self, events: Vec<AuditEvent>) -> Result<Vec<AuditEntry>, AuditError> {
         self.store.ensure_disk_reserve()?;
+        let (entries, end) = self.write(events)?;
+        self.wait_durable(end)?;
+        Ok(entries)
+    }
+
+    /// Writes the frames of `events` after the chain's end, without syncing; returns the entries
+    /// and where the chain now ends.
+    fn write(&self, events: Vec<AuditEvent>) -> Result<(Vec<AuditEntry>, (u32, u64)), AuditError> {
         let mut writer = self.writer.lock().map_err(|_| AuditError::Poisoned)?;
+        if writer.stopped {
+            return Err(AuditError::Poisoned);
+        }
         let mut head = writer.head.clone();
         if head.segment == 0 || head.offset >= SEGMENT_LIMIT_BYTES {
+            // Rotation is rare: the full segment is synced here, under the lock, so that a later
+            // sync of the new segment covers every entry before it.
+            if let Some(full) = writer.file.take() {
+                if let Err(source) = full.sync_data() {
+                    let path = self.segment_path(head.segment);
+                    drop(writer);
+                    return Err(self.stop(AuditError::Io { path, source }));
+                }
+            }
             head.segment += 1;
             head.offset = 0;
-            writer.file = None;
         }
         let mut frames = Vec::new();
         let mut entries = Vec::with_capacity(events.len());
@@ -339,28 +398,104 @@ impl AuditLog {
             File::open(&self.dir)
                 .and_then(|dir| dir.sync_all())
                 .map_err(io)?;
-            writer.file = Some(file);
+            writer.file = Some(Arc::new(file));
         }
-        if let Some(file) = writer.file.as_mut() {
-            if let Err(source) = file.write_all(&frames).and_then(|()| file.sync_data()) {
-                // The file may now end in a torn frame; cut it back to the last whole entry.
-                writer.file = None;
-                let stored = writer.head.clone();
-                drop(writer);
-                let repaired = self.recover(stored)?;
-                if let Ok(mut writer) = self.writer.lock() {
-                    writer.head = repaired;
-                }
+        if let Some(file) = writer.file.clone() {
+            if let Err(source) = (&*file).write_all(&frames) {
+                // The file may now end in a torn frame; cut it back to the last whole entry,
+                // under the lock so that no other append lands behind the torn frame. The file
+                // stays open (appends go to its end): entries before this one still await their
+                // sync through it.
+                writer.head = self.recover(writer.head.clone())?;
                 return Err(io(source));
             }
         }
         writer.head = head;
-        // The mirrored head is a hint that start-up rebuilds by reading forward, so it rides on
-        // the store's periodic flush; failing to store it does not undo the durable entries.
-        if let Err(error) = self.heads.insert_relaxed(&HEAD_KEY, &writer.head) {
-            tracing::warn!(%error, "audit chain head not mirrored; it is rebuilt at the next start");
+        Ok((entries, writer.head.position()))
+    }
+
+    /// Returns once the log is durable up to `end`: another append's sync may already cover
+    /// it; otherwise this caller syncs everything written so far.
+    fn wait_durable(&self, end: (u32, u64)) -> Result<(), AuditError> {
+        let mut durable = self.durable()?;
+        loop {
+            if durable.failed {
+                return Err(AuditError::Poisoned);
+            }
+            if durable.head.position() >= end {
+                return Ok(());
+            }
+            if durable.syncing {
+                durable = self
+                    .synced
+                    .wait(durable)
+                    .map_err(|_| AuditError::Poisoned)?;
+                continue;
+            }
+            durable.syncing = true;
+            drop(durable);
+            let outcome = self.sync_written();
+            durable = self.durable()?;
+            durable.syncing = false;
+            self.synced.notify_all();
+            match outcome {
+                Ok(head) => {
+                    if head.position() > durable.head.position() {
+                        // The mirrored head is a hint that start-up rebuilds by reading
+                        // forward, so it rides on the store's periodic flush; failing to store it
+                        // does not undo the durable entries. It never points past what is synced.
+                        if let Err(error) = self.heads.insert_relaxed(&HEAD_KEY, &head) {
+                            tracing::warn!(%error, "audit chain head not mirrored; it is rebuilt at the next start");
+                        }
+                        durable.head = head;
+                    }
+                }
+                Err(error) => {
+                    durable.failed = true;
+                    drop(durable);
+                    return Err(self.stop(error));
+                }
+            }
         }
-        Ok(entries)
+    }
+
+    fn durable(&self) -> Result<MutexGuard<'_, Durable>, AuditError> {
+        self.durable.lock().map_err(|_| AuditError::Poisoned)
+    }
+
+    /// Syncs the open segment; returns the chain's end that the sync covers.
+    fn sync_written(&self) -> Result<ChainHead, AuditError> {
+        let (head, file) = {
+            let writer = self.writer.lock().map_err(|_| AuditError::Poisoned)?;
+            (writer.head.clone(), writer.file.clone())
+        };
+        if let Some(file) = file {
+            file.sync_data().map_err(|source| AuditError::Io {
+                path: self.segment_path(head.segment),
+                source,
+            })?;
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(head)
+    }
+
+    /// How many `fsync`s appends have made since the log was opened (fewer than the appends
+    /// when appends overlap).
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Stops the log after a failed `fsync` and returns `error` to report.
+    fn stop(&self, error: AuditError) -> AuditError {
+        tracing::error!(%error, "audit log stopped: an fsync failed, so no action is acknowledged until a restart");
+        if let Ok(mut writer) = self.writer.lock() {
+            writer.stopped = true;
+        }
+        if let Ok(mut durable) = self.durable.lock() {
+            durable.failed = true;
+        }
+        self.synced.notify_all();
+        error
     }
 
     /// Entries visible to `view`, newest first, with `seq` below `before` when given.

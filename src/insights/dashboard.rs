@@ -5,7 +5,7 @@
 //! show the same numbers.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use chrono::{Datelike, Duration, NaiveDate};
 
@@ -50,6 +50,9 @@ pub struct Filters {
     pub channel: Option<String>,
     /// An owner's e-mail (lower case), or every owner.
     pub owner: Option<String>,
+    /// A QA group (`agent:NAME`, `team:NAME`, `ai:NAME`) whose per-criterion breakdown the
+    /// criterion chart shows, or the whole.
+    pub qa_group: Option<String>,
 }
 
 impl Filters {
@@ -91,11 +94,25 @@ impl Filters {
             ),
         };
         let owner = field("owner").map(str::to_lowercase);
+        let qa_group = match field("qa_group") {
+            None => None,
+            Some(value) => match value.split_once(':') {
+                Some(("agent" | "team" | "ai", name)) if !name.trim().is_empty() => {
+                    Some(value.to_owned())
+                }
+                _ => {
+                    return Err(
+                        "qa_group: a QA group like agent:NAME, team:NAME or ai:NAME".to_owned()
+                    )
+                }
+            },
+        };
         Ok(Self {
             from,
             to,
             channel,
             owner,
+            qa_group,
         })
     }
 
@@ -107,6 +124,9 @@ impl Filters {
         }
         if let Some(owner) = &self.owner {
             pairs.push(("owner", owner.clone()));
+        }
+        if let Some(group) = &self.qa_group {
+            pairs.push(("qa_group", group.clone()));
         }
         serde_urlencoded::to_string(pairs).unwrap_or_default()
     }
@@ -120,10 +140,13 @@ impl Filters {
     }
 
     fn keeps(&self, cell: &Cell) -> bool {
-        self.channel
-            .as_ref()
-            .is_none_or(|channel| *channel == cell.channel)
-            && self.owner.as_ref().is_none_or(|owner| *owner == cell.owner)
+        self.keeps_part(&cell.channel, &cell.owner)
+    }
+
+    /// Whether counts of `channel` and `owner` are in the filtered data.
+    fn keeps_part(&self, channel: &str, owner: &str) -> bool {
+        self.channel.as_ref().is_none_or(|kept| kept == channel)
+            && self.owner.as_ref().is_none_or(|kept| kept == owner)
     }
 }
 
@@ -202,6 +225,8 @@ pub struct Dashboard {
     pub at_risk: Vec<AtRisk>,
     /// The owners the filter offers (every account owner known).
     pub owners: Vec<String>,
+    /// The QA groups the criterion filter offers (those scored in the range), as (value, label).
+    pub qa_groups: Vec<(String, String)>,
 }
 
 impl Dashboard {
@@ -266,10 +291,25 @@ fn line_series(
 
 /// Dashboards built since their tenant's aggregates last changed, by tenant, filters and base
 /// URL, with the aggregate generation they were built at (see `store::generation`).
-type Cache = HashMap<(TenantId, Filters, String), (u64, Dashboard)>;
+type CacheKey = (TenantId, Filters, String);
+type Cache = HashMap<CacheKey, (u64, Dashboard)>;
 static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+/// One gate per key: a build holds it, so that requests missing the cache together wait for
+/// that build instead of each building the same dashboard (a stampede after every write of the
+/// aggregates, when 20 users at once each paid for a year's dashboard).
+static BUILDING: LazyLock<Mutex<HashMap<CacheKey, Arc<Mutex<()>>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 /// Cached dashboards, at most (all are dropped when full: a cache, not a store).
 const CACHED: usize = 256;
+
+fn cached(key: &CacheKey, generation: u64) -> Option<Dashboard> {
+    CACHE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(key)
+        .filter(|(built_at, _)| *built_at == generation)
+        .map(|(_, dashboard)| dashboard.clone())
+}
 
 /// The dashboard of `filters` from the tenant's aggregates. `base` is `/t/{slug}`. A dashboard
 /// built at the tenant's current aggregate generation is served from memory; any write of the
@@ -283,15 +323,21 @@ pub fn build(
     let key = (tenant, filters.clone(), base.to_owned());
     // Read before the aggregates are: a write meanwhile leaves the entry at the older
     // generation, so the next request builds again.
-    let generation = super::store::generation(tenant);
-    if let Some((built_at, dashboard)) = CACHE
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&key)
-    {
-        if *built_at == generation {
-            return Ok(dashboard.clone());
+    if let Some(dashboard) = cached(&key, super::store::generation(tenant)) {
+        return Ok(dashboard);
+    }
+    let gate = {
+        let mut building = BUILDING.lock().unwrap_or_else(PoisonError::into_inner);
+        if building.len() >= CACHED {
+            building.retain(|_, gate| Arc::strong_count(gate) > 1);
         }
+        Arc::clone(building.entry(key.clone()).or_default())
+    };
+    let _turn = gate.lock().unwrap_or_else(PoisonError::into_inner);
+    // Whoever held the gate before may have built it meanwhile.
+    let generation = super::store::generation(tenant);
+    if let Some(dashboard) = cached(&key, generation) {
+        return Ok(dashboard);
     }
     let dashboard = build_uncached(context, tenant, filters, base)?;
     let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
@@ -389,17 +435,24 @@ pub fn build_uncached(
     topic_rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     topic_rows.truncate(TOP_TOPICS);
 
+    let mut qa_group_options: Vec<(String, String)> = qa_groups
+        .iter()
+        .filter(|(_, (scored, _))| *scored > 0)
+        .map(|(group, _)| (group.clone(), group_label(group)))
+        .collect();
+    if let Some(selected) = &filters.qa_group {
+        if !qa_groups.contains_key(selected) {
+            qa_group_options.push((selected.clone(), group_label(selected)));
+        }
+    }
     let mut group_rows: Vec<(String, f64)> = qa_groups
         .into_iter()
         .filter(|(_, (scored, _))| *scored > 0)
         .map(|(group, (scored, tenths))| {
-            let label = match group.split_once(':') {
-                Some(("agent", name)) => format!("agent: {name}"),
-                Some(("team", name)) => format!("team: {name}"),
-                Some(("ai", name)) => format!("AI agent: {name}"),
-                _ => group.clone(),
-            };
-            (label, (count(tenths) / count(scored)).round() / 10.0)
+            (
+                group_label(&group),
+                (count(tenths) / count(scored)).round() / 10.0,
+            )
         })
         .collect();
     group_rows.sort_by(|a, b| {
@@ -409,6 +462,20 @@ pub fn build_uncached(
             .then_with(|| a.0.cmp(&b.0))
     });
     group_rows.truncate(MAX_QA_GROUPS);
+    let (criteria, criteria_of) = match &filters.qa_group {
+        Some(group) => (
+            super::criteria::of_group(
+                &store,
+                tenant,
+                group,
+                filters.from,
+                filters.to,
+                |channel, owner| filters.keeps_part(channel, owner),
+            )?,
+            group_label(group),
+        ),
+        None => (criteria, "every agent, team and AI agent".to_owned()),
+    };
     let criterion_rows: Vec<(String, f64)> = criteria
         .into_iter()
         .filter(|(_, (_, most))| *most > 0)
@@ -526,8 +593,8 @@ pub fn build_uncached(
                 base,
                 filters,
                 "qa-criteria",
-                "QA score per criterion",
-                &format!("Points reached as a share of the most possible (%) per scorecard criterion, {filter_words}."),
+                &format!("QA score per criterion — {criteria_of}"),
+                &format!("Points reached as a share of the most possible (%) per scorecard criterion, {criteria_of}, {filter_words}."),
             ),
             category_name: "criterion".to_owned(),
             categories: criterion_rows.iter().map(|(name, _)| name.clone()).collect(),
@@ -589,8 +656,19 @@ pub fn build_uncached(
             })
             .collect(),
         owners,
+        qa_groups: qa_group_options,
         filters: filters.clone(),
     })
+}
+
+/// How a QA group is named on the page: `agent: NAME`, `team: NAME`, `AI agent: NAME`.
+fn group_label(group: &str) -> String {
+    match group.split_once(':') {
+        Some(("agent", name)) => format!("agent: {name}"),
+        Some(("team", name)) => format!("team: {name}"),
+        Some(("ai", name)) => format!("AI agent: {name}"),
+        _ => group.to_owned(),
+    }
 }
 
 const STAR_CLASSES: [&str; 5] = [
@@ -670,6 +748,14 @@ mod tests {
         .unwrap();
         assert_eq!(chat.owner.as_deref(), Some("csm@example.com"));
         assert!(chat.query().contains("owner=csm%40example.com"));
+        let agent = Filters::parse(&fields(&[("qa_group", "agent:Kim Ray")]), today).unwrap();
+        assert_eq!(agent.qa_group.as_deref(), Some("agent:Kim Ray"));
+        assert!(agent.query().contains("qa_group=agent%3AKim+Ray"));
+        for wrong in ["Kim Ray", "boss:Kim", "team:"] {
+            assert!(Filters::parse(&fields(&[("qa_group", wrong)]), today)
+                .unwrap_err()
+                .starts_with("qa_group:"));
+        }
     }
 
     #[test]
@@ -679,6 +765,7 @@ mod tests {
             to: NaiveDate::from_ymd_opt(2026, 6, 30).unwrap(),
             channel: None,
             owner: None,
+            qa_group: None,
         };
         let periods = Periods::of(&filters);
         assert_eq!(periods.labels[0], "2025-12-29");

@@ -14,12 +14,15 @@
 //! ([`after_health`]: the account directory's score and band), and `rapport insights rebuild`
 //! ([`rebuild`]), which recomputes everything from the tenant's data.
 //!
-//! - [`store`]: the three collections;
+//! - [`store`]: the four collections;
+//! - [`criteria`]: per QA group, criterion sums by day (the breakdown of one agent, team or AI
+//!   agent);
 //! - [`dashboard`]: the dashboard's filters and chart data, from buckets and the directory;
 //! - [`routes`]: `/t/{tenant}/dashboard` and its CSVs.
 //!
 //! Nothing here logs tenant content: hook failures are logged by tenant and record id.
 
+pub mod criteria;
 pub mod dashboard;
 pub mod routes;
 pub mod store;
@@ -110,8 +113,9 @@ pub struct QaSums {
     /// Interactions with an overall score.
     pub scored: i64,
     pub overall_tenths: i64,
-    /// Criterion name → (times scored, points, most points); kept for the [`QA_ALL`] group only.
-    pub criteria: BTreeMap<String, (i64, i64, i64)>,
+    /// Criterion name → (times scored, points, most points); kept for the [`QA_ALL`] group only
+    /// (per group in [`criteria`]).
+    pub criteria: criteria::CriterionSums,
 }
 
 /// One day's counts for one channel and owner.
@@ -198,21 +202,10 @@ impl DayBucket {
                             sums.scored += sign;
                             sums.overall_tenths += sign * tenths;
                         }
-                        // Per-criterion sums only for the whole: per agent they would multiply
-                        // a bucket's size by the number of agents.
-                        let criteria = if group == QA_ALL {
-                            qa.criteria.as_slice()
-                        } else {
-                            &[]
-                        };
-                        for (criterion, points, most) in criteria {
-                            let entry = sums.criteria.entry(criterion.clone()).or_default();
-                            entry.0 += sign;
-                            entry.1 += sign * points;
-                            entry.2 += sign * most;
-                            if *entry == (0, 0, 0) {
-                                sums.criteria.remove(criterion);
-                            }
+                        // Per-criterion sums only for the whole here: per group they would
+                        // multiply a bucket's size by the number of agents (see `criteria`).
+                        if group == QA_ALL {
+                            criteria::add_criteria(&mut sums.criteria, &qa.criteria, sign);
                         }
                         if sums.scored == 0 && sums.overall_tenths == 0 && sums.criteria.is_empty()
                         {
@@ -546,7 +539,8 @@ fn owner_for(
     Ok(owner)
 }
 
-/// Applies `changes` to their days' buckets, reading each bucket once.
+/// Applies `changes` to their days' buckets, reading each bucket once, and to the QA groups'
+/// criterion days.
 fn stage_buckets(
     store: &InsightsStore,
     tenant: TenantId,
@@ -574,7 +568,7 @@ fn stage_buckets(
             writes.put(&days, &DayKey(day), &bucket)?;
         }
     }
-    Ok(())
+    criteria::stage(store, tenant, writes, changes)
 }
 
 /// Brings the directory's entries of `ids` (accounts) up to date: name, keys and owner; a gone

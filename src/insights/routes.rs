@@ -36,6 +36,9 @@ struct DashboardPage {
     owner: String,
     channels: Vec<&'static str>,
     owners: Vec<String>,
+    qa_group: String,
+    /// (value, label) of each QA group the criterion chart can break down.
+    qa_groups: Vec<(String, String)>,
     weekly: bool,
     sentiment: LineChart,
     volume: LineChart,
@@ -91,6 +94,7 @@ fn page_of(chrome: Chrome, base: String, built: Dashboard) -> DashboardPage {
         to: filters.to.to_string(),
         channel: filters.channel.clone().unwrap_or_default(),
         owner: filters.owner.clone().unwrap_or_default(),
+        qa_group: filters.qa_group.clone().unwrap_or_default(),
         channels: Channel::ALL
             .iter()
             .map(|channel| channel.as_str())
@@ -105,6 +109,7 @@ fn page_of(chrome: Chrome, base: String, built: Dashboard) -> DashboardPage {
         health: built.health.geometry(),
         at_risk: built.at_risk,
         owners: built.owners,
+        qa_groups: built.qa_groups,
     }
 }
 

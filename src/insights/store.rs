@@ -6,7 +6,9 @@
 //!   is a range scan of at most one record per day;
 //! - `insights_account_entries`: account id → [`AccountEntry`], the account's name, keys, owner
 //!   and latest health score and band, so the dashboard never opens accounts or health history,
-//!   and a health update or an account import writes only its own entries.
+//!   and a health update or an account import writes only its own entries;
+//! - `insights_group_days`: (keyed token of a QA group, day) → [`GroupDay`], one group's
+//!   criterion sums (see [`crate::insights::criteria`]); the token keeps agent names out of keys.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, PoisonError};
@@ -14,6 +16,7 @@ use std::sync::{LazyLock, Mutex, PoisonError};
 use chrono::{Datelike, NaiveDate};
 
 use crate::ids::{RecordId, TenantId};
+use crate::insights::criteria::GroupDay;
 use crate::insights::{AccountDirectory, AccountEntry, Contribution, DayBucket};
 use crate::store::{Collection, RecordKey, Scope, Store, StoreError, WriteSet};
 
@@ -60,6 +63,32 @@ impl RecordKey for DayKey {
     }
 }
 
+/// A group day's key: the group's keyed token, then its day, so that one group's days are
+/// adjacent and in day order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupDayKey {
+    pub group: [u8; 32],
+    pub day: DayKey,
+}
+
+impl RecordKey for GroupDayKey {
+    fn to_key_bytes(&self) -> Vec<u8> {
+        let mut bytes = self.group.to_vec();
+        bytes.extend_from_slice(&self.day.to_key_bytes());
+        bytes
+    }
+
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != 36 {
+            return None;
+        }
+        Some(Self {
+            group: bytes[..32].try_into().ok()?,
+            day: DayKey::from_key_bytes(&bytes[32..])?,
+        })
+    }
+}
+
 /// The aggregates of every tenant. Cheap to make: it holds only the store handle.
 #[derive(Clone)]
 pub struct InsightsStore {
@@ -91,6 +120,14 @@ impl InsightsStore {
     ) -> Result<Collection<DayKey, DayBucket>, StoreError> {
         self.store
             .collection(Scope::Tenant(tenant), "insights_days")
+    }
+
+    pub(crate) fn group_days(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Collection<GroupDayKey, GroupDay>, StoreError> {
+        self.store
+            .collection(Scope::Tenant(tenant), "insights_group_days")
     }
 
     fn entries(&self, tenant: TenantId) -> Result<Collection<RecordId, AccountEntry>, StoreError> {
@@ -185,6 +222,15 @@ impl InsightsStore {
             }
             self.commit(tenant, writes)?;
         }
+        let group_days = self.group_days(tenant)?;
+        let keys: Vec<GroupDayKey> = group_days.keys_with_prefix(&[]).collect::<Result<_, _>>()?;
+        for chunk in keys.chunks(1000) {
+            let mut writes = WriteSet::default();
+            for key in chunk {
+                writes.remove(&group_days, key);
+            }
+            self.commit(tenant, writes)?;
+        }
         let entries = self.entries(tenant)?;
         let keys: Vec<RecordId> = entries.keys_with_prefix(&[]).collect::<Result<_, _>>()?;
         for chunk in keys.chunks(1000) {
@@ -204,7 +250,7 @@ impl InsightsStore {
     }
 
     /// Commits aggregate writes of `tenant` and moves its [`generation`] on, so that cached
-    /// dashboards built from the earlier state are no longer served. Every write of the three
+    /// dashboards built from the earlier state are no longer served. Every write of the four
     /// collections goes through here.
     pub fn commit(&self, tenant: TenantId, writes: WriteSet) -> Result<(), StoreError> {
         if writes.is_empty() {

@@ -263,3 +263,72 @@ fn verify_passes_on_an_intact_log_and_names_the_entry_whose_bytes_were_altered()
     let message = stderr(&broken);
     assert!(message.contains("entry 3"), "{message}");
 }
+
+/// Appends made at the same time share fsyncs (group commit) and still form one intact chain:
+/// every append gets its own sequence number, nothing is lost across a restart, and the chain
+/// continues after it.
+#[test]
+fn concurrent_appends_share_fsyncs_and_keep_one_intact_chain() {
+    use rapport::audit::{Actor, AuditEvent};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = cli_instance(dir.path(), free_port());
+    let before = {
+        let context = crate::helpers::open_context(&config);
+        context.audit_log.verify().unwrap().entries
+    };
+    let (writers, each) = (16usize, 40usize);
+    let context = crate::helpers::open_context(&config);
+    let mut seqs: Vec<u64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..writers)
+            .map(|writer| {
+                let context = &context;
+                scope.spawn(move || {
+                    (0..each)
+                        .map(|index| {
+                            context
+                                .audit(AuditEvent::new(
+                                    None,
+                                    Actor::system(),
+                                    AuditAction::PersonalDataRead,
+                                    format!("writer {writer} entry {index}"),
+                                ))
+                                .unwrap()
+                                .seq
+                        })
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().unwrap())
+            .collect()
+    });
+    seqs.sort_unstable();
+    let total = (writers * each) as u64;
+    assert_eq!(seqs, ((before + 1)..=(before + total)).collect::<Vec<_>>());
+    assert!(
+        context.audit_log.syncs() < total,
+        "{} fsyncs for {total} overlapping appends",
+        context.audit_log.syncs()
+    );
+    assert_eq!(context.audit_log.verify().unwrap().entries, before + total);
+    drop(context);
+
+    let reopened = crate::helpers::open_context(&config);
+    assert_eq!(reopened.audit_log.verify().unwrap().entries, before + total);
+    let next = reopened
+        .audit(AuditEvent::new(
+            None,
+            Actor::system(),
+            AuditAction::PersonalDataRead,
+            "after the restart",
+        ))
+        .unwrap();
+    assert_eq!(next.seq, before + total + 1);
+    assert_eq!(
+        reopened.audit_log.verify().unwrap().entries,
+        before + total + 1
+    );
+}

@@ -693,3 +693,178 @@ async fn a_retention_sweep_takes_deleted_interactions_out_of_the_aggregates() {
         "the sweep's correction equals a rebuild"
     );
 }
+
+/// Per criterion, points above the scale's lowest and the most there are, of the stored QA
+/// analyses of `agent`'s interactions whose first message is in `from..=to`; read from the
+/// analyses directly, independently of the aggregates. `None` agent: every interaction.
+fn criterion_points(
+    context: &AppContext,
+    tenant: TenantId,
+    agent: Option<&str>,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> BTreeMap<String, (i64, i64)> {
+    let mut sums: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    context
+        .interactions
+        .for_each(tenant, |interaction| {
+            let began = rapport::interactions::query::first_message_time(&interaction.record)
+                .unwrap()
+                .date_naive();
+            if began < from || began > to {
+                return Ok(());
+            }
+            for analysis in context.analysis.analyses(tenant, interaction.id)? {
+                let AnalysisResult::Qa(result) = analysis.result else {
+                    continue;
+                };
+                if agent.is_some_and(|agent| result.agent.as_deref() != Some(agent)) {
+                    continue;
+                }
+                let points = rapport::qa::effective_points(&result, &[]);
+                for (score, points) in result.criteria.iter().zip(points) {
+                    let Some(points) = points else { continue };
+                    let entry = sums.entry(score.name.clone()).or_default();
+                    entry.0 += i64::from(points - score.scale.min());
+                    entry.1 += i64::from(score.scale.max() - score.scale.min());
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    sums
+}
+
+/// The (criterion, share %) rows of a `qa-criteria` CSV.
+fn criterion_rows(csv: &str) -> Vec<(String, f64)> {
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("criterion,% of points"), "{csv}");
+    lines
+        .map(|line| {
+            let (name, share) = line.rsplit_once(',').unwrap();
+            (name.trim_matches('"').to_owned(), share.parse().unwrap())
+        })
+        .collect()
+}
+
+#[allow(clippy::cast_precision_loss)] // a few points
+fn assert_shares(rows: &[(String, f64)], expected: &BTreeMap<String, (i64, i64)>, what: &str) {
+    let expected: Vec<(String, f64)> = expected
+        .iter()
+        .filter(|(_, (_, most))| *most > 0)
+        .map(|(name, (points, most))| (name.clone(), *points as f64 / *most as f64 * 100.0))
+        .collect();
+    assert_eq!(
+        rows.len(),
+        expected.len(),
+        "{what}: {rows:?} against {expected:?}"
+    );
+    for ((name, share), (expected_name, expected_share)) in rows.iter().zip(&expected) {
+        assert_eq!(name, expected_name, "{what}");
+        assert!(
+            (share - expected_share).abs() < 0.051,
+            "{what}, {name}: {share} against {expected_share}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_criterion_chart_breaks_down_one_agent_team_or_ai_agent() {
+    let app = TestApp::spawn();
+    let (tenant, dir) = set_up(&app);
+    // A second agent, Kim Ray of team Red, who answers curtly: other points per criterion.
+    let curt = |id: &str, days_ago: i64| {
+        let at = format!("{}T09:00:00Z", day(days_ago));
+        serde_json::json!({
+            "source_system": "desk", "source_id": id, "channel": "chat", "account": "A-2",
+            "tags": ["team:Red"],
+            "messages": [
+                {"role": "customer", "author_name": "Bo Park", "sent_at": at,
+                 "text": "My invoice is wrong and nobody answers."},
+                {"role": "agent", "author_name": "Kim Ray", "sent_at": at, "text": "no"}
+            ]
+        })
+        .to_string()
+    };
+    import(
+        &app.context,
+        &tenant,
+        ImportFormat::Jsonl,
+        &write(
+            dir.path(),
+            "curt.jsonl",
+            &format!("{}\n{}\n", curt("K-1", 1), curt("K-2", 2)),
+        ),
+    );
+    run_queue(&app.context, tenant.id);
+    app.create_user("analyst@acme.example", Role::Analyst, Some(&tenant));
+    let analyst = app.signed_in_client("analyst@acme.example").await;
+    let (from, to) = (day(3), day(0));
+    let csv = |group: Option<&'static str>| {
+        let analyst = analyst.clone();
+        let query = match group {
+            Some(group) => format!(
+                "from={from}&to={to}&qa_group={}",
+                group.replace(' ', "%20").replace(':', "%3A")
+            ),
+            None => format!("from={from}&to={to}"),
+        };
+        let url = app.url(&format!("/t/acme/dashboard/qa-criteria.csv?{query}"));
+        async move {
+            let response = analyst.get(url).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.text().await.unwrap()
+        }
+    };
+
+    let context = &app.context;
+    let kim = criterion_points(context, tenant.id, Some("Kim Ray"), from, to);
+    let sam = criterion_points(context, tenant.id, Some("Sam Hill"), from, to);
+    assert!(
+        !kim.is_empty() && !sam.is_empty(),
+        "both agents were scored"
+    );
+    assert_ne!(
+        kim, sam,
+        "the two agents' points differ, so a breakdown shows something"
+    );
+    let kim_rows = criterion_rows(&csv(Some("agent:Kim Ray")).await);
+    assert_shares(&kim_rows, &kim, "agent Kim Ray");
+    assert_shares(
+        &criterion_rows(&csv(Some("agent:Sam Hill")).await),
+        &sam,
+        "agent Sam Hill",
+    );
+    // Kim is team Red's only agent; the whole is both agents together.
+    assert_eq!(criterion_rows(&csv(Some("team:Red")).await), kim_rows);
+    assert_shares(
+        &criterion_rows(&csv(None).await),
+        &criterion_points(context, tenant.id, None, from, to),
+        "every agent",
+    );
+
+    // The page offers the groups and names the one shown.
+    let page = app
+        .get(
+            &analyst,
+            &format!("/t/acme/dashboard?from={from}&to={to}&qa_group=agent%3AKim%20Ray"),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<option value=\"agent:Kim Ray\" selected>agent: Kim Ray</option>"));
+    assert!(page.contains("<option value=\"team:Blue\">team: Blue</option>"));
+    assert!(page.contains("QA score per criterion — agent: Kim Ray"));
+    let refused = analyst
+        .get(app.url("/t/acme/dashboard?qa_group=boss%3AKim"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(refused.text().await.unwrap().contains("qa_group"));
+
+    // A rebuild from the data gives the same breakdown.
+    insights::rebuild(context, tenant.id, &mut |_| {}).unwrap();
+    assert_eq!(criterion_rows(&csv(Some("agent:Kim Ray")).await), kim_rows);
+}
