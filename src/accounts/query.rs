@@ -16,7 +16,7 @@ use crate::signals::StoredSignal;
 use crate::store::StoreError;
 
 /// The newest entries an account page shows.
-pub const TIMELINE_LIMIT: usize = 200;
+pub const TIMELINE_LIMIT: usize = 50;
 
 /// One entry of an account's timeline.
 pub enum TimelineEntry {

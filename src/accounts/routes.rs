@@ -280,7 +280,10 @@ async fn show(
             })
             .collect();
         let briefing = briefing_view(&context, &access, &overview, &base)?;
-        let qa = qa_view(&qa_sentiment(&context, tenant, &overview.timeline)?, &base);
+        let qa = qa_view(
+            &qa_sentiment(&context, tenant, &overview.account, &overview.timeline)?,
+            &base,
+        );
         Ok(ShowPage {
             health,
             alerts,

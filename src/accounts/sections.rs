@@ -1,18 +1,21 @@
 //! What the account page shows besides the account, its contacts and timeline: the account's
 //! open alerts and the QA and sentiment of its conversations. Both read only what the page has
-//! already gathered (its timeline, at most [`crate::accounts::query::TIMELINE_LIMIT`] entries) and
-//! keyed lookups, so a page load stays bounded.
+//! already gathered (its timeline, at most [`crate::accounts::query::TIMELINE_LIMIT`] entries),
+//! the account's aggregated sums and keyed lookups, so a page load stays bounded.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::accounts::query::TimelineEntry;
+use crate::accounts::query::{account_keys, TimelineEntry};
+use crate::accounts::Account;
 use crate::alerts::{Alert, AlertKind, AlertStore};
 use crate::analysis::AnalysisResult;
 use crate::context::AppContext;
 use crate::health::ChurnRule;
 use crate::ids::{RecordId, TenantId};
+use crate::insights::account_sums;
+use crate::insights::InsightsStore;
 use crate::qa::store::QaStore;
 use crate::signals::Signal;
 use crate::store::StoreError;
@@ -64,7 +67,7 @@ pub struct ScoredConversation {
 /// QA and sentiment of the account's conversations.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct QaSentiment {
-    /// Interactions looked at (those in the page's timeline).
+    /// The account's interactions counted (all of them, from the aggregates).
     pub interactions: usize,
     /// Sentiment label → how many of them have it.
     pub sentiment: BTreeMap<String, usize>,
@@ -73,28 +76,52 @@ pub struct QaSentiment {
     /// The mean of their effective overall scores.
     pub mean_qa: Option<f64>,
     /// The newest interactions with a QA score or a sentiment, newest first, at most
-    /// [`LATEST_SHOWN`].
+    /// [`LATEST_SHOWN`], among the newest [`LATEST_LOOKED_AT`] of the timeline.
     pub latest: Vec<ScoredConversation>,
 }
 
 /// Analysed conversations the page lists at most.
 pub const LATEST_SHOWN: usize = 10;
+/// Timeline interactions whose analyses are opened, at most, to find them.
+pub const LATEST_LOOKED_AT: usize = 3 * LATEST_SHOWN;
 
-/// QA and sentiment of the interactions in `timeline` (newest first), from their stored
-/// analyses and QA overrides.
+/// QA and sentiment of the account's conversations: the counts and mean of all of them from the
+/// account's sums (`insights::account_sums`, kept as analyses finish), and the newest analysed
+/// ones from the stored analyses and QA overrides of the newest interactions in `timeline`
+/// (newest first). A page load opens a bounded number of records, however many conversations
+/// the account has.
 pub fn qa_sentiment(
     context: &AppContext,
     tenant: TenantId,
+    account: &Account,
     timeline: &[TimelineEntry],
 ) -> Result<QaSentiment, StoreError> {
+    let sums = account_sums::of_account(
+        &InsightsStore::new(context.store.clone()),
+        tenant,
+        &account_keys(account),
+    )?;
+    let count = |value: i64| usize::try_from(value).unwrap_or(0);
+    let mut summary = QaSentiment {
+        interactions: count(sums.interactions),
+        sentiment: sums
+            .sentiment
+            .iter()
+            .map(|(label, number)| (label.clone(), count(*number)))
+            .collect(),
+        scored: count(sums.qa_scored),
+        mean_qa: sums.mean_qa(),
+        latest: Vec::new(),
+    };
     let overrides = QaStore::new(context.store.clone());
-    let mut summary = QaSentiment::default();
-    let mut total = 0.0;
-    for entry in timeline {
-        let TimelineEntry::Interaction(interaction) = entry else {
-            continue;
-        };
-        summary.interactions += 1;
+    let interactions = timeline.iter().filter_map(|entry| match entry {
+        TimelineEntry::Interaction(interaction) => Some((entry, interaction)),
+        TimelineEntry::Signal(_) => None,
+    });
+    for (entry, interaction) in interactions.take(LATEST_LOOKED_AT) {
+        if summary.latest.len() == LATEST_SHOWN {
+            break;
+        }
         let mut conversation = ScoredConversation {
             interaction: interaction.id,
             subject: interaction.record.subject.clone(),
@@ -106,8 +133,7 @@ pub fn qa_sentiment(
         for analysis in context.analysis.analyses(tenant, interaction.id)? {
             match &analysis.result {
                 AnalysisResult::Sentiment { overall, .. } => {
-                    *summary.sentiment.entry(overall.label.clone()).or_default() += 1;
-                    conversation.sentiment = Some(overall.label.clone());
+                    conversation.sentiment = Some(overall.label.to_lowercase());
                 }
                 AnalysisResult::Qa(result) => {
                     let effective = crate::qa::effective_overall(
@@ -115,24 +141,14 @@ pub fn qa_sentiment(
                         &overrides.overrides(tenant, interaction.id)?,
                     );
                     conversation.auto_fail = effective.auto_fail;
-                    if let Some(score) = effective.score {
-                        summary.scored += 1;
-                        total += f64::from(score);
-                        conversation.qa = Some(score);
-                    }
+                    conversation.qa = effective.score;
                 }
                 _ => {}
             }
         }
-        if (conversation.qa.is_some() || conversation.sentiment.is_some())
-            && summary.latest.len() < LATEST_SHOWN
-        {
+        if conversation.qa.is_some() || conversation.sentiment.is_some() {
             summary.latest.push(conversation);
         }
-    }
-    #[allow(clippy::cast_precision_loss)] // at most a few hundred interactions
-    if summary.scored > 0 {
-        summary.mean_qa = Some(total / summary.scored as f64);
     }
     Ok(summary)
 }

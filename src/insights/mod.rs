@@ -14,7 +14,9 @@
 //! ([`after_health`]: the account directory's score and band), and `rapport insights rebuild`
 //! ([`rebuild`]), which recomputes everything from the tenant's data.
 //!
-//! - [`store`]: the four collections;
+//! - [`store`]: the five collections;
+//! - [`account_sums`]: per account name, the sentiment and QA of all its interactions (the
+//!   account page's section);
 //! - [`criteria`]: per QA group, criterion sums by day (the breakdown of one agent, team or AI
 //!   agent);
 //! - [`dashboard`]: the dashboard's filters and chart data, from buckets and the directory;
@@ -22,6 +24,7 @@
 //!
 //! Nothing here logs tenant content: hook failures are logged by tenant and record id.
 
+pub mod account_sums;
 pub mod criteria;
 pub mod dashboard;
 pub mod routes;
@@ -539,8 +542,8 @@ fn owner_for(
     Ok(owner)
 }
 
-/// Applies `changes` to their days' buckets, reading each bucket once, and to the QA groups'
-/// criterion days.
+/// Applies `changes` to their days' buckets, reading each bucket once, to the QA groups'
+/// criterion days and to the accounts' sums.
 fn stage_buckets(
     store: &InsightsStore,
     tenant: TenantId,
@@ -568,7 +571,8 @@ fn stage_buckets(
             writes.put(&days, &DayKey(day), &bucket)?;
         }
     }
-    criteria::stage(store, tenant, writes, changes)
+    criteria::stage(store, tenant, writes, changes)?;
+    account_sums::stage(store, tenant, writes, changes)
 }
 
 /// Brings the directory's entries of `ids` (accounts) up to date: name, keys and owner; a gone

@@ -8,7 +8,10 @@
 //!   and latest health score and band, so the dashboard never opens accounts or health history,
 //!   and a health update or an account import writes only its own entries;
 //! - `insights_group_days`: (keyed token of a QA group, day) → [`GroupDay`], one group's
-//!   criterion sums (see [`crate::insights::criteria`]); the token keeps agent names out of keys.
+//!   criterion sums (see [`crate::insights::criteria`]); the token keeps agent names out of keys;
+//! - `insights_account_sums`: keyed token of an account name (source id or domain, lower case) →
+//!   [`AccountSums`], the sentiment and QA of all its interactions (see
+//!   [`crate::insights::account_sums`]).
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, PoisonError};
@@ -16,6 +19,7 @@ use std::sync::{LazyLock, Mutex, PoisonError};
 use chrono::{Datelike, NaiveDate};
 
 use crate::ids::{RecordId, TenantId};
+use crate::insights::account_sums::AccountSums;
 use crate::insights::criteria::GroupDay;
 use crate::insights::{AccountDirectory, AccountEntry, Contribution, DayBucket};
 use crate::store::{Collection, RecordKey, Scope, Store, StoreError, WriteSet};
@@ -130,6 +134,14 @@ impl InsightsStore {
             .collection(Scope::Tenant(tenant), "insights_group_days")
     }
 
+    pub(crate) fn account_sums(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Collection<[u8; 32], AccountSums>, StoreError> {
+        self.store
+            .collection(Scope::Tenant(tenant), "insights_account_sums")
+    }
+
     fn entries(&self, tenant: TenantId) -> Result<Collection<RecordId, AccountEntry>, StoreError> {
         self.store
             .collection(Scope::Tenant(tenant), "insights_account_entries")
@@ -231,6 +243,17 @@ impl InsightsStore {
             }
             self.commit(tenant, writes)?;
         }
+        let account_sums = self.account_sums(tenant)?;
+        let keys: Vec<[u8; 32]> = account_sums
+            .keys_with_prefix(&[])
+            .collect::<Result<_, _>>()?;
+        for chunk in keys.chunks(1000) {
+            let mut writes = WriteSet::default();
+            for key in chunk {
+                writes.remove(&account_sums, key);
+            }
+            self.commit(tenant, writes)?;
+        }
         let entries = self.entries(tenant)?;
         let keys: Vec<RecordId> = entries.keys_with_prefix(&[]).collect::<Result<_, _>>()?;
         for chunk in keys.chunks(1000) {
@@ -250,7 +273,7 @@ impl InsightsStore {
     }
 
     /// Commits aggregate writes of `tenant` and moves its [`generation`] on, so that cached
-    /// dashboards built from the earlier state are no longer served. Every write of the four
+    /// dashboards built from the earlier state are no longer served. Every write of the five
     /// collections goes through here.
     pub fn commit(&self, tenant: TenantId, writes: WriteSet) -> Result<(), StoreError> {
         if writes.is_empty() {

@@ -326,7 +326,7 @@ async fn the_account_page_shows_alerts_qa_and_a_cited_briefing_that_follows_new_
     assert_eq!(sentiments.values().sum::<usize>(), 3, "{sentiments:?}");
     let qa_section = &page[qa_at..contacts_at];
     assert!(
-        qa_section.contains("Of the 3 interaction(s)"),
+        qa_section.contains("Of all the account's 3 interaction(s)"),
         "{qa_section}"
     );
     for (label, count) in &sentiments {

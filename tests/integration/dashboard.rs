@@ -428,15 +428,29 @@ async fn only_the_tenants_admins_analysts_and_qa_leads_see_its_dashboard() {
     let _ = acme;
 }
 
+/// The aggregates as the dashboard and account pages read them: the day buckets, the number of
+/// directory entries, and each account's sums (in account id order).
 pub(crate) fn snapshot(
     context: &AppContext,
     tenant: TenantId,
-) -> (Vec<(NaiveDate, insights::DayBucket)>, usize) {
+) -> (
+    Vec<(NaiveDate, insights::DayBucket)>,
+    usize,
+    Vec<insights::account_sums::AccountSums>,
+) {
     let store = InsightsStore::new(context.store.clone());
     let buckets = store.buckets(tenant, day(400), day(-1)).unwrap();
     let mut directory = store.directory(tenant).unwrap();
     directory.accounts.sort_by_key(|entry| entry.id);
-    (buckets, directory.accounts.len())
+    let sums = directory
+        .accounts
+        .iter()
+        .map(|entry| {
+            let names: Vec<&str> = entry.keys.iter().map(String::as_str).collect();
+            insights::account_sums::of_account(&store, tenant, &names).unwrap()
+        })
+        .collect();
+    (buckets, directory.accounts.len(), sums)
 }
 
 pub(crate) fn total_volume(buckets: &[(NaiveDate, insights::DayBucket)]) -> i64 {
@@ -452,9 +466,14 @@ async fn incremental_aggregates_equal_a_rebuild_after_imports_reanalyses_rollbac
     let app = TestApp::spawn();
     let (tenant, dir) = set_up(&app);
     let context = &app.context;
-    let (buckets, accounts) = snapshot(context, tenant.id);
+    let (buckets, accounts, sums) = snapshot(context, tenant.id);
     assert_eq!(total_volume(&buckets), 5);
     assert_eq!(accounts, 2);
+    assert_eq!(
+        sums.iter().map(|sums| sums.interactions).sum::<i64>(),
+        5,
+        "every interaction counts in its account's sums: {sums:?}"
+    );
 
     // An update through the API moves T-2 to another day and channel; a forced re-analysis.
     let mut moved: rapport::interactions::InteractionRecord = serde_json::from_str(&interaction(
@@ -653,7 +672,7 @@ async fn a_retention_sweep_takes_deleted_interactions_out_of_the_aggregates() {
     let app = TestApp::spawn();
     let (tenant, _dir) = set_up(&app);
     let context = &app.context;
-    let (before, _) = snapshot(context, tenant.id);
+    let (before, _, _) = snapshot(context, tenant.id);
     assert_eq!(total_volume(&before), 5);
     assert!(
         before.iter().any(|(d, _)| *d == day(40)),

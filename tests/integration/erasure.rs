@@ -428,7 +428,7 @@ async fn erasing_a_subject_updates_the_aggregates_equal_to_a_rebuild() {
     let context = &app.context;
     fill(context, tenant.id);
     run_queue(context, tenant.id);
-    let (before, _) = snapshot(context, tenant.id);
+    let (before, _, _) = snapshot(context, tenant.id);
     assert_eq!(total_volume(&before), 3);
 
     let report = erase_subject(
