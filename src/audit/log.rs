@@ -5,8 +5,9 @@
 //! || key id (16) || nonce || ciphertext || tag`. The ciphertext is the `MessagePack` [`AuditEntry`];
 //! the associated data binds seq, tenant and key id, so a frame moved or renumbered does not open.
 //! Each entry holds the SHA-256 of the previous entry's plaintext, so a removed or re-sealed entry
-//! breaks the chain. The newest (seq, hash, position) is mirrored in the store so that truncating the
-//! tail is detected too, and so that start-up resumes without reading the whole log.
+//! breaks the chain. The newest synced (seq, hash, position) is mirrored in the store — at most once
+//! a second, and when the log is dropped — so that truncating the tail is detected too, and so that
+//! start-up resumes without reading the whole log.
 //! Every append is `fsync`ed before it returns. Appends made at the same time share one `fsync`
 //! (group commit): each writes its frames under the writer lock, then waits outside it until a
 //! sync covers its end; the first waiter to find no sync running starts one for everything written
@@ -18,6 +19,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use chrono::Utc;
@@ -78,7 +80,12 @@ struct Durable {
     head: ChainHead,
     syncing: bool,
     failed: bool,
+    /// When the chain's end was last mirrored in the store.
+    mirrored_at: Option<Instant>,
 }
+
+/// How often, at most, the synced chain end is mirrored in the store.
+const MIRROR_EVERY: Duration = Duration::from_secs(1);
 
 /// The open audit log. One per process; appends are serialised by an internal lock.
 pub struct AuditLog {
@@ -140,6 +147,7 @@ impl AuditLog {
                 head: stored_head.clone(),
                 syncing: false,
                 failed: false,
+                mirrored_at: None,
             }),
             synced: Condvar::new(),
             syncs: AtomicU64::new(0),
@@ -441,13 +449,22 @@ impl AuditLog {
             match outcome {
                 Ok(head) => {
                     if head.position() > durable.head.position() {
-                        // The mirrored head is a hint that start-up rebuilds by reading
-                        // forward, so it rides on the store's periodic flush; failing to store it
-                        // does not undo the durable entries. It never points past what is synced.
-                        if let Err(error) = self.heads.insert_relaxed(&HEAD_KEY, &head) {
-                            tracing::warn!(%error, "audit chain head not mirrored; it is rebuilt at the next start");
+                        durable.head = head.clone();
+                        // The mirrored head is a hint that start-up rebuilds by reading forward,
+                        // so it is stored at most once per `MIRROR_EVERY` (and when the log is
+                        // dropped), outside the lock, riding on the store's periodic flush: a
+                        // store write per sync slowed every audited page under load. Failing to
+                        // store it does not undo the durable entries; it never points past what
+                        // is synced.
+                        let due = durable
+                            .mirrored_at
+                            .is_none_or(|at| at.elapsed() >= MIRROR_EVERY);
+                        if due {
+                            durable.mirrored_at = Some(Instant::now());
+                            drop(durable);
+                            self.mirror(&head);
+                            durable = self.durable()?;
                         }
-                        durable.head = head;
                     }
                 }
                 Err(error) => {
@@ -456,6 +473,12 @@ impl AuditLog {
                     return Err(self.stop(error));
                 }
             }
+        }
+    }
+
+    fn mirror(&self, head: &ChainHead) {
+        if let Err(error) = self.heads.insert_relaxed(&HEAD_KEY, head) {
+            tracing::warn!(%error, "audit chain head not mirrored; it is rebuilt at the next start");
         }
     }
 
@@ -606,5 +629,17 @@ impl AuditLog {
             entries: expected_seq - 1,
             segments: u32::try_from(segments.len()).unwrap_or(u32::MAX),
         })
+    }
+}
+
+impl Drop for AuditLog {
+    /// Mirrors the last synced chain end, which [`AuditLog::append_all`] stores at most once a
+    /// second.
+    fn drop(&mut self) {
+        let head = match self.durable.lock() {
+            Ok(durable) => durable.head.clone(),
+            Err(_) => return,
+        };
+        self.mirror(&head);
     }
 }
