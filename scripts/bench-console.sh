@@ -64,7 +64,9 @@ rm -f "$jar"
 status=$(curl -ks -o /dev/null -w '%{http_code}' -H "Cookie: $cookie" "$base/t/bench/dashboard")
 [[ $status == 200 ]] || { echo "the dashboard answered $status after signing in" >&2; exit 1; }
 
-# One wrk run: prints "p50 p99" in milliseconds; fails on any non-2xx answer.
+# One wrk run: prints "p50 p99 req/s errors" (milliseconds); fails on any non-2xx answer. wrk
+# leaves requests that time out (after 2 s) or fail on the socket out of its percentiles, so they
+# are counted and printed beside them.
 measure() {
   local out
   out=$(wrk -t2 -c"$connections" -d"$duration" --latency -H "Cookie: $cookie" "$base$1")
@@ -77,15 +79,16 @@ measure() {
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
     $1 == "50%" { p50 = ms($2) } $1 == "99%" { p99 = ms($2) }
     /Requests\/sec/ { rps = $2 }
-    END { printf "%.1f %.1f %.0f\n", p50, p99, rps }' <<<"$out"
+    /Socket errors/ { gsub(/,/, ""); errors = $4 + $6 + $8 + $10 }
+    END { printf "%.1f %.1f %.0f %d\n", p50, p99, rps, errors }' <<<"$out"
 }
 
-printf '%-48s %9s %9s %9s %12s\n' route p50_ms p99_ms req/s p99/baseline
-read -r b50 b99 brps < <(measure /healthz)
-printf '%-48s %9s %9s %9s %12s\n' "/healthz (baseline)" "$b50" "$b99" "$brps" 1.0
+printf '%-48s %9s %9s %9s %12s %8s\n' route p50_ms p99_ms req/s p99/baseline errors
+read -r b50 b99 brps berrors < <(measure /healthz)
+printf '%-48s %9s %9s %9s %12s %8s\n' "/healthz (baseline)" "$b50" "$b99" "$brps" 1.0 "$berrors"
 for route in "/t/bench/dashboard" "/t/bench/dashboard?from=2026-01-01&to=2026-12-31" "$account"; do
-  read -r p50 p99 rps < <(measure "$route")
-  printf '%-48s %9s %9s %9s %12s\n' "$route" "$p50" "$p99" "$rps" \
-    "$(awk -v a="$p99" -v b="$b99" 'BEGIN { printf "%.1f", a / (b > 0 ? b : 1) }')"
+  read -r p50 p99 rps errors < <(measure "$route")
+  printf '%-48s %9s %9s %9s %12s %8s\n' "$route" "$p50" "$p99" "$rps" \
+    "$(awk -v a="$p99" -v b="$b99" 'BEGIN { printf "%.1f", a / (b > 0 ? b : 1) }')" "$errors"
 done
 echo "($connections connections, $duration each, $(nproc) cores; instance in $dir)"
