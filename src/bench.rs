@@ -379,28 +379,39 @@ pub enum BenchError {
 /// Runs the ingestion benchmark and prints its figures; the last line is one JSON object.
 #[allow(clippy::cast_precision_loss)] // Figures are printed with a few significant digits.
 pub fn ingest(options: &IngestBench) -> Result<(), BenchError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| BenchError::Io { path, source }
-    };
-    let root = options
-        .dir
-        .join(format!("rapport-bench-{}", ulid::Ulid::new()));
-    std::fs::create_dir_all(&root).map_err(io(&root))?;
-    let result = run_ingest(options, &root);
+    in_throwaway_dir(&options.dir, |root| run_ingest(options, root))
+}
+
+/// Runs `bench` in a new `dir/rapport-bench-<ULID>` and removes that directory afterwards,
+/// whatever happened.
+fn in_throwaway_dir(
+    dir: &Path,
+    bench: impl FnOnce(&Path) -> Result<(), BenchError>,
+) -> Result<(), BenchError> {
+    let root = dir.join(format!("rapport-bench-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&root).map_err(|source| BenchError::Io {
+        path: root.clone(),
+        source,
+    })?;
+    let result = bench(&root);
     let _ = std::fs::remove_dir_all(&root);
     result
 }
 
-#[allow(clippy::cast_precision_loss)] // Figures are printed with a few significant digits.
-fn run_ingest(options: &IngestBench, root: &Path) -> Result<(), BenchError> {
+/// A new instance in `root` (configuration, keys, database) listening on `listen`, opened, with
+/// the tenant `bench`.
+fn new_instance(
+    root: &Path,
+    listen: std::net::SocketAddr,
+    tls: bool,
+) -> Result<(AppContext, crate::tenants::Tenant), BenchError> {
     let setup = |error: &dyn std::fmt::Display| BenchError::Setup(error.to_string());
     let config_path = root.join("rapport.toml");
     crate::init::run(&crate::init::InitOptions {
         config_path: config_path.clone(),
         data_dir: root.join("data"),
-        listen: "127.0.0.1:0".parse().map_err(|e| setup(&e))?,
-        tls: false,
+        listen,
+        tls,
     })
     .map_err(|e| setup(&e))?;
     let config = Config::load(&config_path).map_err(|e| setup(&e))?;
@@ -408,6 +419,18 @@ fn run_ingest(options: &IngestBench, root: &Path) -> Result<(), BenchError> {
     let tenant =
         crate::tenants::create_tenant(&context, Actor::system(), None, "bench", "Benchmark")
             .map_err(|e| setup(&e))?;
+    Ok((context, tenant))
+}
+
+/// The address of a throw-away instance: loopback, any port (nothing listens).
+fn any_port() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+#[allow(clippy::cast_precision_loss)] // Figures are printed with a few significant digits.
+fn run_ingest(options: &IngestBench, root: &Path) -> Result<(), BenchError> {
+    let setup = |error: &dyn std::fmt::Display| BenchError::Setup(error.to_string());
+    let (context, tenant) = new_instance(root, any_port(), false)?;
 
     let mut rng = StdRng::seed_from_u64(7);
     let vocabulary = Vocabulary::new();
@@ -496,16 +519,7 @@ pub struct RetentionBench {
 /// the sweep while another thread keeps reading list pages. Prints deletions per second, the
 /// ratio to the import rate, and page latency idle and during the sweep; the last line is JSON.
 pub fn retention(options: &RetentionBench) -> Result<(), BenchError> {
-    let root = options
-        .dir
-        .join(format!("rapport-bench-{}", ulid::Ulid::new()));
-    std::fs::create_dir_all(&root).map_err(|source| BenchError::Io {
-        path: root.clone(),
-        source,
-    })?;
-    let result = run_retention(options, &root);
-    let _ = std::fs::remove_dir_all(&root);
-    result
+    in_throwaway_dir(&options.dir, |root| run_retention(options, root))
 }
 
 /// Reads interactions-list pages (the newest page, as the console's list opens): `pages` of
@@ -541,19 +555,7 @@ fn run_retention(options: &RetentionBench, root: &Path) -> Result<(), BenchError
     use crate::retention::{self, Category, Keep, Policies, Trigger};
 
     let setup = |error: &dyn std::fmt::Display| BenchError::Setup(error.to_string());
-    let config_path = root.join("rapport.toml");
-    crate::init::run(&crate::init::InitOptions {
-        config_path: config_path.clone(),
-        data_dir: root.join("data"),
-        listen: "127.0.0.1:0".parse().map_err(|e| setup(&e))?,
-        tls: false,
-    })
-    .map_err(|e| setup(&e))?;
-    let config = Config::load(&config_path).map_err(|e| setup(&e))?;
-    let context = AppContext::open(config, OpenMode::ExistingOnly).map_err(|e| setup(&e))?;
-    let tenant =
-        crate::tenants::create_tenant(&context, Actor::system(), None, "bench", "Benchmark")
-            .map_err(|e| setup(&e))?;
+    let (context, tenant) = new_instance(root, any_port(), false)?;
     let mut rng = StdRng::seed_from_u64(7);
     let vocabulary = Vocabulary::new();
     let file = root.join("interactions.jsonl");

@@ -8,9 +8,6 @@ use std::time::Instant;
 
 use crate::audit::{Actor, AuditAction, AuditEvent};
 use crate::bench::BenchError;
-use crate::config::Config;
-use crate::context::AppContext;
-use crate::store::OpenMode;
 
 /// Options of `rapport bench audit`.
 pub struct AuditBench {
@@ -23,34 +20,13 @@ pub struct AuditBench {
 
 /// Runs the audit benchmark in a throw-away instance under `dir`.
 pub fn audit(options: &AuditBench) -> Result<(), BenchError> {
-    let root = options
-        .dir
-        .join(format!("rapport-bench-{}", ulid::Ulid::new()));
-    std::fs::create_dir_all(&root).map_err(|source| BenchError::Io {
-        path: root.clone(),
-        source,
-    })?;
-    let result = run(options, &root);
-    let _ = std::fs::remove_dir_all(&root);
-    result
+    super::in_throwaway_dir(&options.dir, |root| run(options, root))
 }
 
 #[allow(clippy::cast_precision_loss)] // Figures are printed with a few significant digits.
 fn run(options: &AuditBench, root: &Path) -> Result<(), BenchError> {
     let setup = |error: &dyn std::fmt::Display| BenchError::Setup(error.to_string());
-    let config_path = root.join("rapport.toml");
-    crate::init::run(&crate::init::InitOptions {
-        config_path: config_path.clone(),
-        data_dir: root.join("data"),
-        listen: "127.0.0.1:0".parse().map_err(|e| setup(&e))?,
-        tls: false,
-    })
-    .map_err(|e| setup(&e))?;
-    let config = Config::load(&config_path).map_err(|e| setup(&e))?;
-    let context = AppContext::open(config, OpenMode::ExistingOnly).map_err(|e| setup(&e))?;
-    let tenant =
-        crate::tenants::create_tenant(&context, Actor::system(), None, "bench", "Benchmark")
-            .map_err(|e| setup(&e))?;
+    let (context, tenant) = super::new_instance(root, super::any_port(), false)?;
     let writers = options.writers.max(1);
     let entries = options.entries.max(writers);
     let append = |n: usize| -> Result<(), BenchError> {

@@ -20,10 +20,8 @@ use secrecy::SecretString;
 
 use super::{generate, BenchError, Vocabulary};
 use crate::audit::Actor;
-use crate::config::Config;
 use crate::context::AppContext;
 use crate::ingest::{self, ImportFormat, ImportRequest, ImportState};
-use crate::store::OpenMode;
 use crate::tenants::Tenant;
 
 /// The owners the accounts are spread over, `csm0@bench.example` … `csm19@bench.example`.
@@ -131,18 +129,7 @@ fn create_instance(options: &DatasetOptions) -> Result<(AppContext, Tenant, Path
         source,
     })?;
     let config_path = options.dir.join("rapport.toml");
-    crate::init::run(&crate::init::InitOptions {
-        config_path: config_path.clone(),
-        data_dir: options.dir.join("data"),
-        listen: options.listen,
-        tls: true,
-    })
-    .map_err(|e| setup(&e))?;
-    let config = Config::load(&config_path).map_err(|e| setup(&e))?;
-    let context = AppContext::open(config, OpenMode::ExistingOnly).map_err(|e| setup(&e))?;
-    let tenant =
-        crate::tenants::create_tenant(&context, Actor::system(), None, "bench", "Benchmark")
-            .map_err(|e| setup(&e))?;
+    let (context, tenant) = super::new_instance(&options.dir, options.listen, true)?;
     crate::users::create_user(
         &context,
         Actor::system(),
