@@ -196,7 +196,11 @@ async fn show(
             format!("import {id}"),
         )?;
         let base = format!("/t/{}", access.tenant.slug);
+        // A run stored in a final state is over, even while its live entry lingers a moment: the
+        // page then stops refreshing itself (a refresh after "committed" replaced the page under
+        // the browser test that had just found it).
         let running = match (&live, &stored) {
+            (_, Some(run)) if run.state != ImportState::Running => false,
             (Some(entry), _) => entry.error.is_none(),
             (None, Some(run)) => run.state == ImportState::Running,
             (None, None) => false,

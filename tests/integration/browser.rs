@@ -165,15 +165,12 @@ async fn sign_in_in_chromium_and_see_the_tenant_home_page() {
             .await?
             .click()
             .await?;
-        let state = browser
-            .wait()
-            .at_most(Duration::from_secs(30))
-            .for_element(Locator::XPath(
-                "//dd[@class='state' and text()='committed']",
-            ))
-            .await?
-            .text()
-            .await?;
+        let state = text_when_present(
+            browser,
+            Locator::XPath("//dd[@class='state' and text()='committed']"),
+            Duration::from_secs(30),
+        )
+        .await?;
         assert_eq!(state, "committed");
         assert!(browser
             .current_url()
@@ -196,12 +193,8 @@ async fn sign_in_in_chromium_and_see_the_tenant_home_page() {
             .await?
             .click()
             .await?;
-        let thread = browser
-            .wait()
-            .for_element(Locator::Css("ol.thread"))
-            .await?
-            .text()
-            .await?;
+        let thread =
+            text_when_present(browser, Locator::Css("ol.thread"), Duration::from_secs(30)).await?;
         // The role labels are upper-cased by the style sheet; WebDriver reports rendered text.
         let lower = thread.to_lowercase();
         assert!(
@@ -214,6 +207,25 @@ async fn sign_in_in_chromium_and_see_the_tenant_home_page() {
     .await;
     browser.clone().close().await.ok();
     result.unwrap();
+}
+
+/// The text of the first element `locator` finds, waiting up to `patience` for it, and finding it
+/// again when the page replaced it between the find and the read (a page that refreshes itself,
+/// or a navigation still landing).
+async fn text_when_present(
+    browser: &fantoccini::Client,
+    locator: Locator<'_>,
+    patience: Duration,
+) -> Result<String, fantoccini::error::CmdError> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let element = browser.wait().at_most(left).for_element(locator).await?;
+        match element.text().await {
+            Err(error) if error.is_stale_element_reference() && Instant::now() < deadline => {}
+            read => return read,
+        }
+    }
 }
 
 /// What the browser finds of one `<figure class="chart" id="chart-{id}">`: the SVG's title (its
