@@ -69,31 +69,21 @@ pub(crate) fn stage(
     changes: &[(Contribution, i64)],
 ) -> Result<(), StoreError> {
     let collection = store.account_sums(tenant)?;
-    let mut touched: BTreeMap<[u8; 32], AccountSums> = BTreeMap::new();
-    for (contribution, sign) in changes {
-        let Contribution::Interaction(part) = contribution else {
-            continue;
-        };
-        if part.account.is_empty() {
-            continue;
-        }
-        let key = collection.keyed_token(&part.account);
-        let sums = match touched.entry(key) {
-            std::collections::btree_map::Entry::Occupied(slot) => slot.into_mut(),
-            std::collections::btree_map::Entry::Vacant(slot) => {
-                slot.insert(collection.get(&key)?.unwrap_or_default())
+    let updates = changes
+        .iter()
+        .filter_map(|(contribution, sign)| match contribution {
+            Contribution::Interaction(part) if !part.account.is_empty() => {
+                Some((collection.keyed_token(&part.account), (contribution, *sign)))
             }
-        };
-        sums.apply(contribution, *sign);
-    }
-    for (key, sums) in touched {
-        if sums.is_empty() {
-            writes.remove(&collection, &key);
-        } else {
-            writes.put(&collection, &key, &sums)?;
-        }
-    }
-    Ok(())
+            _ => None,
+        });
+    super::stage_touched(
+        &collection,
+        writes,
+        updates,
+        |sums: &mut AccountSums, (contribution, sign)| sums.apply(contribution, sign),
+        AccountSums::is_empty,
+    )
 }
 
 /// The sums of an account known by `names` (its source id and domain, any case).

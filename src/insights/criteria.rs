@@ -77,36 +77,38 @@ pub(crate) fn stage(
     changes: &[(Contribution, i64)],
 ) -> Result<(), StoreError> {
     let collection = store.group_days(tenant)?;
-    let mut touched: BTreeMap<GroupDayKey, GroupDay> = BTreeMap::new();
-    for (contribution, sign) in changes {
-        let Contribution::Interaction(part) = contribution else {
-            continue;
+    let updates = changes.iter().flat_map(|(contribution, sign)| {
+        let scored = match contribution {
+            Contribution::Interaction(part) => part
+                .qa
+                .as_ref()
+                .filter(|qa| !qa.criteria.is_empty())
+                .map(|qa| (part, qa)),
+            Contribution::Review(_) => None,
         };
-        let Some(qa) = part.qa.as_ref().filter(|qa| !qa.criteria.is_empty()) else {
-            continue;
-        };
-        for group in qa.groups.iter().filter(|group| *group != QA_ALL) {
-            let key = GroupDayKey {
-                group: collection.keyed_token(group),
-                day: DayKey(part.day),
-            };
-            let day = match touched.entry(key) {
-                std::collections::btree_map::Entry::Occupied(slot) => slot.into_mut(),
-                std::collections::btree_map::Entry::Vacant(slot) => {
-                    slot.insert(collection.get(&key)?.unwrap_or_default())
-                }
-            };
-            day.apply(&part.channel, &part.owner, &qa.criteria, *sign);
-        }
-    }
-    for (key, day) in touched {
-        if day.cells.is_empty() {
-            writes.remove(&collection, &key);
-        } else {
-            writes.put(&collection, &key, &day)?;
-        }
-    }
-    Ok(())
+        scored.into_iter().flat_map(|(part, qa)| {
+            qa.groups
+                .iter()
+                .filter(|group| *group != QA_ALL)
+                .map(|group| {
+                    let key = GroupDayKey {
+                        group: collection.keyed_token(group),
+                        day: DayKey(part.day),
+                    };
+                    (key, (part, &qa.criteria, *sign))
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    super::stage_touched(
+        &collection,
+        writes,
+        updates,
+        |day: &mut GroupDay, (part, criteria, sign)| {
+            day.apply(&part.channel, &part.owner, criteria, sign);
+        },
+        |day| day.cells.is_empty(),
+    )
 }
 
 /// The criterion sums (points, most points) of `group` over the days `from..=to`, of the cells

@@ -553,26 +553,52 @@ fn stage_buckets(
     if changes.is_empty() {
         return Ok(());
     }
-    let days = store.days(tenant)?;
-    let mut buckets: BTreeMap<i32, DayBucket> = BTreeMap::new();
-    for (contribution, sign) in changes {
-        let day = contribution.day();
-        if let std::collections::btree_map::Entry::Vacant(slot) = buckets.entry(day) {
-            slot.insert(days.get(&DayKey(day))?.unwrap_or_default());
-        }
-        if let Some(bucket) = buckets.get_mut(&day) {
-            bucket.apply(contribution, *sign);
-        }
-    }
-    for (day, bucket) in buckets {
-        if bucket.is_empty() {
-            writes.remove(&days, &DayKey(day));
-        } else {
-            writes.put(&days, &DayKey(day), &bucket)?;
-        }
-    }
+    stage_touched(
+        &store.days(tenant)?,
+        writes,
+        changes
+            .iter()
+            .map(|(contribution, sign)| (DayKey(contribution.day()), (contribution, *sign))),
+        |bucket: &mut DayBucket, (contribution, sign)| bucket.apply(contribution, sign),
+        DayBucket::is_empty,
+    )?;
     criteria::stage(store, tenant, writes, changes)?;
     account_sums::stage(store, tenant, writes, changes)
+}
+
+/// The one way an aggregate collection is updated: every record that `updates` touch is read
+/// once, `apply` changes it for each of its updates, and it is staged into `writes` — removed
+/// when `is_empty` says nothing is left, written otherwise.
+pub(crate) fn stage_touched<K, V, U>(
+    collection: &crate::store::Collection<K, V>,
+    writes: &mut WriteSet,
+    updates: impl IntoIterator<Item = (K, U)>,
+    mut apply: impl FnMut(&mut V, U),
+    is_empty: impl Fn(&V) -> bool,
+) -> Result<(), StoreError>
+where
+    K: crate::store::RecordKey + Ord,
+    V: Default + Serialize + serde::de::DeserializeOwned,
+{
+    let mut touched: BTreeMap<K, V> = BTreeMap::new();
+    for (key, update) in updates {
+        let value = match touched.entry(key) {
+            std::collections::btree_map::Entry::Occupied(slot) => slot.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                let stored = collection.get(slot.key())?.unwrap_or_default();
+                slot.insert(stored)
+            }
+        };
+        apply(value, update);
+    }
+    for (key, value) in touched {
+        if is_empty(&value) {
+            writes.remove(collection, &key);
+        } else {
+            writes.put(collection, &key, &value)?;
+        }
+    }
+    Ok(())
 }
 
 /// Brings the directory's entries of `ids` (accounts) up to date: name, keys and owner; a gone

@@ -129,15 +129,16 @@ pub(crate) fn set_up(app: &TestApp) -> (Tenant, tempfile::TempDir) {
     (tenant, dir)
 }
 
-/// Sentiment labels per day of the tenant's interactions in `from..=to`, counted from the stored
-/// analyses directly (independently of the aggregates).
-fn sentiment_by_day(
+/// Calls `each` with the day of the first message and each stored analysis result of every
+/// interaction of the tenant that began in `from..=to`: read from the analyses directly,
+/// independently of the aggregates.
+fn for_each_analysis(
     context: &AppContext,
     tenant: TenantId,
     from: NaiveDate,
     to: NaiveDate,
-) -> BTreeMap<(NaiveDate, String), i64> {
-    let mut counts = BTreeMap::new();
+    mut each: impl FnMut(NaiveDate, AnalysisResult),
+) {
     context
         .interactions
         .for_each(tenant, |interaction| {
@@ -148,15 +149,29 @@ fn sentiment_by_day(
                 return Ok(());
             }
             for analysis in context.analysis.analyses(tenant, interaction.id)? {
-                if let AnalysisResult::Sentiment { overall, .. } = analysis.result {
-                    *counts
-                        .entry((began, overall.label.to_lowercase()))
-                        .or_insert(0) += 1;
-                }
+                each(began, analysis.result);
             }
             Ok(())
         })
         .unwrap();
+}
+
+/// Sentiment labels per day of the tenant's interactions in `from..=to`, counted from the stored
+/// analyses directly (independently of the aggregates).
+fn sentiment_by_day(
+    context: &AppContext,
+    tenant: TenantId,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> BTreeMap<(NaiveDate, String), i64> {
+    let mut counts = BTreeMap::new();
+    for_each_analysis(context, tenant, from, to, |began, result| {
+        if let AnalysisResult::Sentiment { overall, .. } = result {
+            *counts
+                .entry((began, overall.label.to_lowercase()))
+                .or_insert(0) += 1;
+        }
+    });
     counts
 }
 
@@ -724,33 +739,21 @@ fn criterion_points(
     to: NaiveDate,
 ) -> BTreeMap<String, (i64, i64)> {
     let mut sums: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    context
-        .interactions
-        .for_each(tenant, |interaction| {
-            let began = rapport::interactions::query::first_message_time(&interaction.record)
-                .unwrap()
-                .date_naive();
-            if began < from || began > to {
-                return Ok(());
-            }
-            for analysis in context.analysis.analyses(tenant, interaction.id)? {
-                let AnalysisResult::Qa(result) = analysis.result else {
-                    continue;
-                };
-                if agent.is_some_and(|agent| result.agent.as_deref() != Some(agent)) {
-                    continue;
-                }
-                let points = rapport::qa::effective_points(&result, &[]);
-                for (score, points) in result.criteria.iter().zip(points) {
-                    let Some(points) = points else { continue };
-                    let entry = sums.entry(score.name.clone()).or_default();
-                    entry.0 += i64::from(points - score.scale.min());
-                    entry.1 += i64::from(score.scale.max() - score.scale.min());
-                }
-            }
-            Ok(())
-        })
-        .unwrap();
+    for_each_analysis(context, tenant, from, to, |_, result| {
+        let AnalysisResult::Qa(result) = result else {
+            return;
+        };
+        if agent.is_some_and(|agent| result.agent.as_deref() != Some(agent)) {
+            return;
+        }
+        let points = rapport::qa::effective_points(&result, &[]);
+        for (score, points) in result.criteria.iter().zip(points) {
+            let Some(points) = points else { continue };
+            let entry = sums.entry(score.name.clone()).or_default();
+            entry.0 += i64::from(points - score.scale.min());
+            entry.1 += i64::from(score.scale.max() - score.scale.min());
+        }
+    });
     sums
 }
 
