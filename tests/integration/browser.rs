@@ -116,12 +116,8 @@ async fn sign_in_in_chromium_and_see_the_tenant_home_page() {
         // Not signed in: the console sends the browser to the sign-in form.
         assert!(browser.current_url().await?.path().ends_with("/login"));
         submit_login_form(browser, "admin@acme.example").await?;
-        let heading = browser
-            .wait()
-            .for_element(Locator::Css("main h1"))
-            .await?
-            .text()
-            .await?;
+        let heading =
+            text_when_present(browser, Locator::Css("main h1"), Duration::from_secs(30)).await?;
         assert_eq!(heading, "Tenant acme");
         assert_eq!(browser.current_url().await?.path(), "/t/acme/");
         let nav = browser
@@ -136,12 +132,8 @@ async fn sign_in_in_chromium_and_see_the_tenant_home_page() {
         let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
         std::fs::write(shots.join("home.png"), browser.screenshot().await?).unwrap();
         browser.goto(&app.url("/t/acme/users")).await?;
-        let table = browser
-            .wait()
-            .for_element(Locator::Css("table"))
-            .await?
-            .text()
-            .await?;
+        let table =
+            text_when_present(browser, Locator::Css("table"), Duration::from_secs(30)).await?;
         assert!(table.contains("admin@acme.example"), "{table}");
         std::fs::write(shots.join("users.png"), browser.screenshot().await?).unwrap();
 
@@ -180,12 +172,8 @@ async fn sign_in_in_chromium_and_see_the_tenant_home_page() {
         std::fs::write(shots.join("import.png"), browser.screenshot().await?).unwrap();
 
         browser.goto(&app.url("/t/acme/interactions")).await?;
-        let list = browser
-            .wait()
-            .for_element(Locator::Css("table"))
-            .await?
-            .text()
-            .await?;
+        let list =
+            text_when_present(browser, Locator::Css("table"), Duration::from_secs(30)).await?;
         assert!(list.contains("Card payment declined at checkout"), "{list}");
         std::fs::write(shots.join("interactions.png"), browser.screenshot().await?).unwrap();
         browser
@@ -316,12 +304,8 @@ async fn the_dashboard_and_an_account_page_draw_their_charts_in_chromium() {
         browser.wait().for_element(Locator::Css("main h1")).await?;
         // The sign-in lands on the tenant's home page; the dashboard is opened again.
         browser.goto(&dashboard).await?;
-        let heading = browser
-            .wait()
-            .for_element(Locator::Css("main h1"))
-            .await?
-            .text()
-            .await?;
+        let heading =
+            text_when_present(browser, Locator::Css("main h1"), Duration::from_secs(30)).await?;
         assert_eq!(heading, "Dashboard");
         for id in [
             "sentiment",
@@ -374,12 +358,8 @@ async fn the_dashboard_and_an_account_page_draw_their_charts_in_chromium() {
         browser
             .goto(&app.url(&format!("/t/acme/accounts/{northwind}")))
             .await?;
-        let heading = browser
-            .wait()
-            .for_element(Locator::Css("main h1"))
-            .await?
-            .text()
-            .await?;
+        let heading =
+            text_when_present(browser, Locator::Css("main h1"), Duration::from_secs(30)).await?;
         assert!(heading.contains("Northwind"), "{heading}");
         let (title, marks) = drawn_chart(browser, "health-history").await?;
         assert_eq!(title, "Health score history");
