@@ -411,7 +411,8 @@ struct ChangeFields {
     reason: String,
 }
 
-/// Turns a workflow refusal into a flash on the request's page; other errors stay errors.
+/// Turns a workflow refusal into a flash on the request's page; other errors stay errors (an
+/// unknown request is 404 through `From<RequestError>`).
 fn after(
     context: &AppContext,
     session: &RequestSession,
@@ -456,9 +457,6 @@ async fn change_state(
             id,
             &change,
         );
-        if matches!(outcome, Err(RequestError::NotFound)) {
-            return Err(AppError::NotFound);
-        }
         after(
             &context,
             &access.session,
@@ -514,9 +512,6 @@ async fn rectify_contact(
             id,
             &corrections,
         );
-        if matches!(outcome, Err(RequestError::NotFound)) {
-            return Err(AppError::NotFound);
-        }
         after(
             &context,
             &access.session,
