@@ -176,6 +176,14 @@ enum Command {
     /// Privacy: erase a data subject, re-apply the erasure ledger (the server must be stopped).
     #[command(subcommand)]
     Privacy(crate::privacy::erase_cli::PrivacyCommand),
+    /// Write a sealed, checksummed backup of the whole appliance (database, audit log, erasure
+    /// ledger): a consistent snapshot, taken through the running server when there is one (its
+    /// control socket), else from the stopped database. Never overwrites a file.
+    Backup(crate::backup::cli::BackupArgs),
+    /// Restore a backup into a new, empty data directory: verify its checksum and key, load it,
+    /// verify the audit chain, and re-apply the erasure ledger so no erased subject comes back.
+    /// The running server is not touched; point `storage.data_dir` at the result to use it.
+    Restore(crate::backup::cli::RestoreArgs),
 }
 
 #[derive(Subcommand)]
@@ -634,6 +642,8 @@ pub fn run() -> ExitCode {
         }
         Command::Dsar(command) => crate::privacy::requests::cli::run(command).map_err(Failure),
         Command::Privacy(command) => crate::privacy::erase_cli::run(command).map_err(Failure),
+        Command::Backup(args) => crate::backup::cli::backup(&args).map_err(Failure),
+        Command::Restore(args) => crate::backup::cli::restore(&args).map_err(Failure),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -798,9 +808,16 @@ fn serve(config_path: &Path) -> Outcome {
                 .map_err(Failure)?,
                 work: Box::new(crate::privacy::requests::reminders::run_all_tenants),
             },
-        ],
+        ]
+        .into_iter()
+        .chain(backup_task(&context.config)?)
+        .collect(),
     )
     .map_err(|error| Failure(format!("cannot start the scheduler: {error}")))?;
+    // `rapport backup` reaches this server through its control socket.
+    crate::backup::scheduled::note_existing(&context.config);
+    let control = crate::backup::control::spawn(context.clone().into_inner())
+        .map_err(|error| Failure(format!("cannot open the control socket: {error}")))?;
     let served = actix_web::rt::System::new().block_on(async move {
         let server = crate::web::serve(context.clone(), listener)?;
         actix_web::rt::spawn(purge_sessions_periodically(context));
@@ -821,7 +838,22 @@ fn serve(config_path: &Path) -> Outcome {
     worker.stop(ANALYSIS_STOP_PATIENCE);
     deliveries.stop(ANALYSIS_STOP_PATIENCE);
     scheduler.stop(ANALYSIS_STOP_PATIENCE);
+    control.stop();
     served
+}
+
+/// The scheduled backup, unless `[backup] schedule` is empty.
+fn backup_task(config: &Config) -> Result<Option<crate::scheduler::Task>, Failure> {
+    if config.backup.schedule.trim().is_empty() {
+        return Ok(None);
+    }
+    let schedule = crate::scheduler::Schedule::parse(&config.backup.schedule)
+        .map_err(|message| Failure(format!("backup.schedule: {message}")))?;
+    Ok(Some(crate::scheduler::Task {
+        name: "backup",
+        schedule,
+        work: Box::new(crate::backup::scheduled::run),
+    }))
 }
 
 /// Tells systemd (`Type=notify`) how the service is doing. The database is open, the keys are

@@ -43,6 +43,8 @@ pub struct Config {
     pub integrations: IntegrationsConfig,
     #[serde(default)]
     pub retention: RetentionConfig,
+    #[serde(default)]
+    pub backup: BackupConfig,
     /// The operator's SMTP relay for feedback requests; absent means Rapport sends no mail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp: Option<SmtpConfig>,
@@ -177,6 +179,32 @@ impl Default for RetentionConfig {
     fn default() -> Self {
         Self {
             schedule: DEFAULT_RETENTION_SCHEDULE.to_owned(),
+        }
+    }
+}
+
+/// Scheduled backups (`[backup]`): when, where, and how many are kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// A cron expression in UTC; empty turns scheduled backups off.
+    pub schedule: String,
+    /// Where scheduled backups are written; by default `<data_dir>/backups`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// How many scheduled backups are kept (the oldest beyond are deleted after a success).
+    pub keep: u32,
+}
+
+/// Nightly at 03:15 UTC, after retention's sweep.
+pub const DEFAULT_BACKUP_SCHEDULE: &str = "0 15 3 * * *";
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            schedule: DEFAULT_BACKUP_SCHEDULE.to_owned(),
+            dir: None,
+            keep: 7,
         }
     }
 }
@@ -383,6 +411,14 @@ impl Config {
         if let Err(message) = crate::scheduler::Schedule::parse(&self.retention.schedule) {
             problems.push(format!("retention.schedule: {message}"));
         }
+        if !self.backup.schedule.trim().is_empty() {
+            if let Err(message) = crate::scheduler::Schedule::parse(&self.backup.schedule) {
+                problems.push(format!("backup.schedule: {message}"));
+            }
+        }
+        if self.backup.keep == 0 {
+            problems.push("backup.keep must be at least 1".to_owned());
+        }
         if self
             .log
             .level
@@ -535,6 +571,7 @@ allow_private_networks = false
         context_size = inference.context_size,
         batch_width = inference.batch_width,
     ) + RETENTION_TEMPLATE
+        + BACKUP_TEMPLATE
         + SMTP_TEMPLATE
 }
 
@@ -545,6 +582,19 @@ const RETENTION_TEMPLATE: &str = r#"
 # with seconds first (seconds minutes hours day-of-month month day-of-week), or the classic five.
 # The periods themselves are set per tenant by its privacy officer (Retention page).
 schedule = "0 30 2 * * *"
+"#;
+
+/// The template's `[backup]` part (its schedule is [`DEFAULT_BACKUP_SCHEDULE`]).
+const BACKUP_TEMPLATE: &str = r#"
+[backup]
+# When the scheduler writes a backup (a cron expression in UTC, like retention's); "" turns
+# scheduled backups off. `rapport backup --out FILE` takes one at any time, server running or not.
+schedule = "0 15 3 * * *"
+# Where scheduled backups go (default: the data directory's backups/). Backups on the same disk
+# protect against mistakes, not against losing the disk: copy them elsewhere too.
+# dir = "/var/backups/rapport"
+# How many scheduled backups are kept; the oldest beyond this are deleted after each success.
+keep = 7
 "#;
 
 /// The template's `[smtp]` part: commented out, since no relay is the default.
@@ -604,6 +654,7 @@ mod tests {
     #[test]
     fn the_retention_schedule_defaults_to_nightly_and_a_bad_one_is_refused_by_key() {
         assert!(RETENTION_TEMPLATE.contains(DEFAULT_RETENTION_SCHEDULE));
+        assert!(BACKUP_TEMPLATE.contains(DEFAULT_BACKUP_SCHEDULE));
         let mut config: Config = toml::from_str(&packaged_template()).unwrap();
         assert_eq!(config.retention.schedule, DEFAULT_RETENTION_SCHEDULE);
         assert!(config.value_problems().is_empty());

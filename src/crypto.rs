@@ -5,6 +5,8 @@
 //! memory on drop and never prints itself. The storage codec and the audit log build their formats on
 //! these functions; no other module touches a cipher.
 
+pub mod stream;
+
 use std::fmt;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -48,6 +50,11 @@ impl SecretKey {
             .try_into()
             .map_err(|_| CryptoError::KeyLength(bytes.len()))?;
         Ok(Self(Zeroizing::new(array)))
+    }
+
+    /// A key from 32 bytes (a derivation's output).
+    pub fn from_array(bytes: [u8; KEY_LEN]) -> Self {
+        Self(Zeroizing::new(bytes))
     }
 
     /// The raw key bytes, for wrapping under another key or writing a new key file.

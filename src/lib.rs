@@ -9,6 +9,7 @@ pub mod analysis;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod charts;
 pub mod cli;

@@ -13,8 +13,9 @@
 //!   `rapport_http_request_duration_seconds{family}` (histogram), recorded by `web::access_log`;
 //! - `rapport_analysis_queue_depth{state}` (`queued`, `running`; summed over tenants at scrape);
 //! - `rapport_analysis_items_total` (jobs that ended done since the process started);
-//! - `rapport_retention_runs_total` (stays 0) and `rapport_backup_age_seconds` (NaN): registered
-//!   now for the retention and backup features, which do not exist yet;
+//! - `rapport_retention_runs_total` (stays 0: registered for the sweep, not counted yet);
+//! - `rapport_backup_age_seconds`: since the last backup this server wrote or sent, or the newest
+//!   file in the backup directory at start (NaN when there is none);
 //! - `rapport_database_size_bytes`.
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -161,6 +162,7 @@ pub struct Metrics {
     queue_depth: Family<StateLabels, Gauge>,
     analysed: Counter,
     database_size: Gauge,
+    backup_age: Gauge<f64, AtomicU64>,
     /// `None`: the endpoint is off.
     token: Option<Zeroizing<String>>,
     /// Scrapes update the gauges and the analysed counter, then encode: one at a time.
@@ -224,8 +226,8 @@ impl Metrics {
         backup_age.set(f64::NAN);
         registry.register(
             "rapport_backup_age_seconds",
-            "Seconds since the last successful backup (backups are not built yet: NaN)",
-            backup_age,
+            "Seconds since the last successful backup (NaN: none since the start, and none in the backup directory)",
+            backup_age.clone(),
         );
         let database_size = Gauge::default();
         registry.register(
@@ -249,6 +251,7 @@ impl Metrics {
             queue_depth,
             analysed,
             database_size,
+            backup_age,
             token,
             scrape: Mutex::new(()),
         })
@@ -309,6 +312,8 @@ impl Metrics {
         let analysed = context.analysis.completed_total();
         self.analysed
             .inc_by(analysed.saturating_sub(self.analysed.get()));
+        self.backup_age
+            .set(crate::backup::scheduled::age_seconds().unwrap_or(f64::NAN));
         let size = context.store.size_on_disk()?;
         self.database_size
             .set(i64::try_from(size).unwrap_or(i64::MAX));

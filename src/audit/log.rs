@@ -575,6 +575,32 @@ impl AuditLog {
         Ok((found, false))
     }
 
+    /// The files that hold every entry synced so far, for a backup: `(segment file, bytes of it
+    /// to copy)`, oldest first. Segments only grow at their end and are never rewritten, so those
+    /// bytes stay as they are while the backup copies them.
+    pub fn durable_files(&self) -> Result<Vec<(PathBuf, u64)>, AuditError> {
+        let head = self.durable()?.head.clone();
+        let mut files = Vec::new();
+        for segment in self.segments()? {
+            if segment > head.segment {
+                break;
+            }
+            let path = self.segment_path(segment);
+            let length = if segment == head.segment {
+                head.offset
+            } else {
+                fs::metadata(&path)
+                    .map_err(|source| AuditError::Io {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .len()
+            };
+            files.push((path, length));
+        }
+        Ok(files)
+    }
+
     /// Walks the whole chain from the first entry; the error names the first broken entry.
     pub fn verify(&self) -> Result<VerifyReport, AuditError> {
         let mut previous = [0u8; 32];

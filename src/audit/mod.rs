@@ -94,6 +94,11 @@ pub enum AuditAction {
     KeysMasterRotated,
     /// A tenant's data key rotation started, resumed or completed (`rapport keys rotate-tenant`).
     KeysTenantRotated,
+    /// A backup was written (command line or scheduler); the target holds its counts and
+    /// checksum, never a record.
+    BackupCreated,
+    /// A backup was restored into this data directory (the first entry a restored log gets).
+    BackupRestored,
     /// A privacy officer recorded a subject's restriction of processing or objection; the
     /// target names the subject by a keyed token, never the address.
     PrivacyRestricted,
@@ -246,6 +251,8 @@ impl AuditAction {
             Self::ModelRevoked => "model.revoked",
             Self::KeysMasterRotated => "keys.master_rotated",
             Self::KeysTenantRotated => "keys.tenant_rotated",
+            Self::BackupCreated => "backup.created",
+            Self::BackupRestored => "backup.restored",
             Self::PrivacyRestricted => "privacy.restricted",
             Self::PrivacyRestrictionLifted => "privacy.restriction_lifted",
             Self::PrivacyErased => "privacy.erased",

@@ -1,9 +1,8 @@
 //! The sealed upload spool: an uploaded file waits for its import under `<data_dir>/spool/`, but
 //! never in plaintext (PRODUCT.md, promise 1). Each upload is sealed as it arrives with a fresh
-//! random key that exists only in this process's memory, using the `chacha20poly1305` crate's
-//! STREAM construction (XChaCha20-Poly1305, `EncryptorBE32`, 64 KiB chunks, the last chunk marked
-//! as last, so truncation and reordering are detected). Nothing here is new cryptography: it only
-//! composes the crate's primitives.
+//! random key that exists only in this process's memory, as a sealed stream
+//! ([`crate::crypto::stream`]: XChaCha20-Poly1305 STREAM in 64 KiB chunks, the last chunk marked,
+//! so truncation and reordering are detected).
 //!
 //! The import reads the spool back (twice) through [`SpoolReader`]. The file is removed when the
 //! [`SealedSpool`] is dropped, and a half-written one when its [`SpoolWriter`] is dropped. Files
@@ -15,19 +14,9 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use chacha20poly1305::aead::stream::{DecryptorBE32, EncryptorBE32};
-use chacha20poly1305::aead::KeyInit;
-use chacha20poly1305::XChaCha20Poly1305;
-
+use crate::crypto::stream::{OpeningReader, SealingWriter, CHUNK, FRAME, NONCE_PREFIX, TAG};
 use crate::crypto::{random_bytes, SecretKey};
 use crate::ingest::ImportSource;
-
-/// Plaintext bytes per sealed chunk.
-const CHUNK: usize = 64 * 1024;
-/// The Poly1305 tag after each chunk's ciphertext.
-const TAG: usize = 16;
-/// STREAM's nonce prefix for `XChaCha20` (24 bytes less the 4-byte counter and 1-byte last flag).
-const NONCE_PREFIX: usize = 19;
 
 /// The spool folder under the data directory.
 pub fn directory(data_dir: &Path) -> PathBuf {
@@ -54,29 +43,16 @@ pub fn purge(data_dir: &Path) -> std::io::Result<usize> {
     Ok(removed)
 }
 
-fn cipher(key: &SecretKey) -> XChaCha20Poly1305 {
-    XChaCha20Poly1305::new(key.expose_bytes().into())
-}
-
-fn sealing_error(_: chacha20poly1305::aead::Error) -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        "the upload spool does not open (altered or cut short)",
-    )
+fn finished() -> std::io::Error {
+    std::io::Error::other("the spool is already finished")
 }
 
 /// Seals an upload into a new spool file as its bytes arrive.
 pub struct SpoolWriter {
     path: PathBuf,
-    file: Option<BufWriter<File>>,
     key: SecretKey,
     nonce: [u8; NONCE_PREFIX],
-    encryptor: Option<EncryptorBE32<XChaCha20Poly1305>>,
-    /// Plaintext not sealed yet: up to one chunk is held back, since only the end of the upload
-    /// tells which chunk is the last.
-    pending: Vec<u8>,
-    plaintext_bytes: u64,
-    sealed_bytes: u64,
+    sealer: Option<SealingWriter<BufWriter<File>>>,
 }
 
 impl SpoolWriter {
@@ -95,76 +71,48 @@ impl SpoolWriter {
             .open(&path)?;
         let key = SecretKey::generate();
         let nonce = random_bytes::<NONCE_PREFIX>();
-        let encryptor = EncryptorBE32::from_aead(cipher(&key), (&nonce).into());
+        let sealer = SealingWriter::new(
+            BufWriter::with_capacity(CHUNK + TAG + FRAME, file),
+            &key,
+            &nonce,
+            b"",
+        );
         Ok(Self {
             path,
-            file: Some(BufWriter::with_capacity(CHUNK + TAG, file)),
             key,
             nonce,
-            encryptor: Some(encryptor),
-            pending: Vec::with_capacity(2 * CHUNK),
-            plaintext_bytes: 0,
-            sealed_bytes: 0,
+            sealer: Some(sealer),
         })
-    }
-
-    fn emit(&mut self, sealed: &[u8]) -> std::io::Result<()> {
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("the spool is already finished"))?;
-        file.write_all(sealed)?;
-        self.sealed_bytes += sealed.len() as u64;
-        Ok(())
     }
 
     /// Seals and writes `bytes`, keeping back the tail that may be the last chunk.
     pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.pending.extend_from_slice(bytes);
-        self.plaintext_bytes += bytes.len() as u64;
-        let mut start = 0;
-        while self.pending.len() - start > CHUNK {
-            let encryptor = self
-                .encryptor
-                .as_mut()
-                .ok_or_else(|| std::io::Error::other("the spool is already finished"))?;
-            let sealed = encryptor
-                .encrypt_next(&self.pending[start..start + CHUNK])
-                .map_err(sealing_error)?;
-            self.emit(&sealed)?;
-            start += CHUNK;
-        }
-        self.pending.drain(..start);
-        Ok(())
+        self.sealer.as_mut().ok_or_else(finished)?.write_all(bytes)
     }
 
     /// How many plaintext bytes were written so far.
     pub fn plaintext_bytes(&self) -> u64 {
-        self.plaintext_bytes
+        self.sealer
+            .as_ref()
+            .map_or(0, SealingWriter::plaintext_bytes)
     }
 
     /// Seals the last chunk and hands the spool over for reading.
     pub fn finish(mut self) -> std::io::Result<SealedSpool> {
-        let encryptor = self
-            .encryptor
-            .take()
-            .ok_or_else(|| std::io::Error::other("the spool is already finished"))?;
-        let last = encryptor
-            .encrypt_last(self.pending.as_slice())
-            .map_err(sealing_error)?;
-        self.emit(&last)?;
-        if let Some(mut file) = self.file.take() {
-            file.flush()?;
-        }
+        let sealer = self.sealer.take().ok_or_else(finished)?;
+        let plaintext_bytes = sealer.plaintext_bytes();
+        let mut file = sealer.finish()?;
+        file.flush()?;
+        let sealed_bytes = file.get_ref().metadata()?.len();
+        drop(file);
         // The spool now belongs to the SealedSpool, which removes it when dropped.
         let path = std::mem::take(&mut self.path);
         Ok(SealedSpool {
             path,
-            key: SecretKey::from_slice(self.key.expose_bytes())
-                .map_err(|_| std::io::Error::other("spool key"))?,
+            key: self.key.clone(),
             nonce: self.nonce,
-            plaintext_bytes: self.plaintext_bytes,
-            sealed_bytes: self.sealed_bytes,
+            plaintext_bytes,
+            sealed_bytes,
         })
     }
 }
@@ -173,7 +121,7 @@ impl Drop for SpoolWriter {
     fn drop(&mut self) {
         // An upload cut off or refused: its partial spool goes (finish() left no path behind).
         if !self.path.as_os_str().is_empty() {
-            self.file.take();
+            self.sealer.take();
             if let Err(error) = std::fs::remove_file(&self.path) {
                 tracing::warn!(%error, "partial upload spool not removed");
             }
@@ -203,18 +151,17 @@ impl SealedSpool {
     pub fn reader(&self) -> std::io::Result<SpoolReader> {
         let file = File::open(&self.path)?;
         if file.metadata()?.len() != self.sealed_bytes {
-            return Err(sealing_error(chacha20poly1305::aead::Error));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the upload spool changed size after it was sealed",
+            ));
         }
-        Ok(SpoolReader {
-            file: BufReader::with_capacity(CHUNK + TAG, file),
-            decryptor: Some(DecryptorBE32::from_aead(
-                cipher(&self.key),
-                (&self.nonce).into(),
-            )),
-            remaining: self.sealed_bytes,
-            plain: Vec::new(),
-            position: 0,
-        })
+        Ok(OpeningReader::new(
+            BufReader::with_capacity(CHUNK + TAG + FRAME, file),
+            &self.key,
+            &self.nonce,
+            b"",
+        ))
     }
 }
 
@@ -233,56 +180,7 @@ impl Drop for SealedSpool {
 }
 
 /// Decrypts a spool chunk by chunk; a chunk that does not authenticate is a read error.
-pub struct SpoolReader {
-    file: BufReader<File>,
-    decryptor: Option<DecryptorBE32<XChaCha20Poly1305>>,
-    /// Sealed bytes not read yet; the chunk that reaches zero is the last one.
-    remaining: u64,
-    plain: Vec<u8>,
-    position: usize,
-}
-
-impl SpoolReader {
-    fn next_chunk(&mut self) -> std::io::Result<()> {
-        let size = usize::try_from(self.remaining.min((CHUNK + TAG) as u64))
-            .map_err(std::io::Error::other)?;
-        let mut sealed = vec![0u8; size];
-        self.file.read_exact(&mut sealed)?;
-        self.remaining -= size as u64;
-        self.plain = if self.remaining == 0 {
-            let decryptor = self
-                .decryptor
-                .take()
-                .ok_or_else(|| sealing_error(chacha20poly1305::aead::Error))?;
-            decryptor.decrypt_last(sealed.as_slice())
-        } else {
-            let decryptor = self
-                .decryptor
-                .as_mut()
-                .ok_or_else(|| sealing_error(chacha20poly1305::aead::Error))?;
-            decryptor.decrypt_next(sealed.as_slice())
-        }
-        .map_err(sealing_error)?;
-        self.position = 0;
-        Ok(())
-    }
-}
-
-impl Read for SpoolReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.position >= self.plain.len() {
-            if self.decryptor.is_none() {
-                return Ok(0);
-            }
-            self.next_chunk()?;
-        }
-        let available = &self.plain[self.position..];
-        let count = available.len().min(buf.len());
-        buf[..count].copy_from_slice(&available[..count]);
-        self.position += count;
-        Ok(count)
-    }
-}
+pub type SpoolReader = OpeningReader<BufReader<File>>;
 
 #[cfg(test)]
 mod tests {
@@ -297,7 +195,10 @@ mod tests {
         }
         let spool = writer.finish().unwrap();
         let on_disk = std::fs::read(spool.path()).unwrap();
-        assert_eq!(on_disk.len(), size.div_ceil(CHUNK).max(1) * TAG + size);
+        assert_eq!(
+            on_disk.len(),
+            size.div_ceil(CHUNK).max(1) * (TAG + FRAME) + size
+        );
         if size > 64 {
             assert!(!on_disk.windows(64).any(|w| w == &data[..64]));
         }
@@ -330,7 +231,7 @@ mod tests {
         let mut sink = Vec::new();
         assert!(spool.reader().unwrap().read_to_end(&mut sink).is_err());
         bytes[10] ^= 1;
-        bytes.truncate(CHUNK + TAG);
+        bytes.truncate(CHUNK + TAG + FRAME);
         std::fs::write(spool.path(), &bytes).unwrap();
         assert!(spool.reader().is_err());
     }

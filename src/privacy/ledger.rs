@@ -32,7 +32,7 @@ use crate::ids::{KeyId, RecordId, TenantId};
 use crate::records::RecordKind;
 use crate::store::StoreError;
 
-const FILE_NAME: &str = "erasure-ledger";
+pub const FILE_NAME: &str = "erasure-ledger";
 const AAD_LABEL: &[u8] = b"rapport/erasure-ledger/v1\0";
 /// Frames larger than this are refused as damage (an entry lists at most a subject's records).
 const MAX_FRAME: usize = 256 * 1024 * 1024;
@@ -167,6 +167,20 @@ pub fn append(context: &AppContext, entry: &LedgerEntry) -> Result<(), LedgerErr
         })?;
     }
     Ok(())
+}
+
+/// The ledger's bytes as they are now (empty when there is none), read between appends: what a
+/// backup keeps, so that a restore without the live ledger still erases what it knew of.
+pub fn current_bytes(context: &AppContext) -> Result<Vec<u8>, LedgerError> {
+    let _held = APPEND
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let path = path(context);
+    match fs::read(&path) {
+        Ok(bytes) => Ok(bytes),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(error) => Err(io(&path)(error)),
+    }
 }
 
 /// What [`reapply`] found still present in a (restored) database and erased again.

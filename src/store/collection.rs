@@ -288,6 +288,9 @@ impl<K: RecordKey, T: Serialize + DeserializeOwned> Collection<K, T> {
         self.store.ensure_disk_reserve()?;
         let key_bytes = key.to_key_bytes();
         let sealed = self.seal_value(&key_bytes, value)?;
+        let _gate = self
+            .store
+            .write_gate([(&self.tree, key_bytes.as_slice())])?;
         self.tree.insert(key_bytes, sealed)?;
         Ok(())
     }
@@ -561,6 +564,13 @@ impl WriteSet {
 
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
+    }
+
+    /// Every (tree, record key) the write set writes, for [`Store::write_gate`].
+    pub(super) fn touched(&self) -> impl Iterator<Item = (&sled::Tree, &[u8])> {
+        self.writes
+            .iter()
+            .map(|write| (&self.trees[write.tree], write.key.as_slice()))
     }
 
     pub fn put<K: RecordKey, T: Serialize + DeserializeOwned>(

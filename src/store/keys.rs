@@ -154,6 +154,12 @@ impl MasterKey {
         id
     }
 
+    /// A key for one purpose (`domain`), derived from the master key and `context` with
+    /// HMAC-SHA256 as the pseudo-random function (the backup key of one backup).
+    pub fn derive(&self, domain: &str, context: &[u8]) -> SecretKey {
+        SecretKey::from_array(crypto::keyed_hash(&self.key, domain, context))
+    }
+
     /// The fingerprint in hex, as audit entries and messages show it (never the key itself).
     pub fn fingerprint_hex(&self) -> String {
         hex::encode(self.fingerprint())

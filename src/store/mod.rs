@@ -15,6 +15,7 @@ mod codec;
 mod collection;
 pub mod keys;
 mod rotation;
+mod snapshot;
 mod subject;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ pub use collection::{BlindIndex, Collection, RecordKey, WriteSet};
 pub use keys::{KeyError, MasterKey};
 use keys::{KeyPurpose, ScopeKeys, WrappedKey, WrappedKeyHeader};
 pub use rotation::{KeyUsage, MasterRotation, ResealProgress, ResealReport};
+pub use snapshot::{RestoreWriter, Snapshot};
 pub use subject::SUBJECT_KEY_CACHE;
 
 const META_TREE: &str = "meta";
@@ -173,6 +175,10 @@ pub(crate) struct Shared {
     scopes: RwLock<HashMap<Scope, Arc<ScopeKeys>>>,
     /// Unwrapped per-subject keys, bounded (see `subject`).
     subject_keys: std::sync::Mutex<subject::SubjectKeyCache>,
+    /// Commits pass it; a snapshot (online backup) takes it for an instant (see `snapshot`).
+    gate: snapshot::Gate,
+    /// Added to sled's ids: set by a restore above every id the restored database had used.
+    id_floor: u64,
 }
 
 /// The open database. Cheap to clone; all clones share one sled instance and key cache.
@@ -202,6 +208,11 @@ impl Store {
             return Err(StoreError::NotInitialised(settings.data_dir.clone()));
         }
         let db = open_sled(settings, &db_path)?;
+        let id_floor = db
+            .open_tree(META_TREE)?
+            .get(snapshot::META_ID_FLOOR)?
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes);
         let store = Self {
             shared: Arc::new(Shared {
                 db,
@@ -213,8 +224,11 @@ impl Store {
                 subject_keys: std::sync::Mutex::new(subject::SubjectKeyCache::new(
                     SUBJECT_KEY_CACHE,
                 )),
+                gate: snapshot::Gate::default(),
+                id_floor,
             }),
         };
+        store.clear_preimages()?;
         let meta = store.shared.db.open_tree(META_TREE)?;
         if meta.get(META_FORMAT)?.is_none() {
             if mode == OpenMode::ExistingOnly {
@@ -312,7 +326,9 @@ impl Store {
         self.ensure_disk_reserve()?;
         let mut writes = writes;
         let fresh = writes.take_new_subject_keys();
+        let gate = self.write_gate(writes.touched())?;
         writes.apply()?;
+        drop(gate);
         self.flush()?;
         self.cache_new_subject_keys(fresh);
         Ok(())
@@ -331,7 +347,9 @@ impl Store {
         self.ensure_disk_reserve()?;
         let mut writes = writes;
         let fresh = writes.take_new_subject_keys();
+        let gate = self.write_gate(writes.touched())?;
         writes.apply_per_tree(|| self.flush())?;
+        drop(gate);
         self.flush()?;
         self.cache_new_subject_keys(fresh);
         Ok(())
@@ -374,9 +392,10 @@ impl Store {
         ScopeWriteGuard { lock }
     }
 
-    /// A number never handed out before, not even across restarts (sled's id generator).
+    /// A number never handed out before, not even across restarts or in the database a backup
+    /// restored (sled's id generator, above the floor a restore set).
     pub fn generate_id(&self) -> Result<u64, StoreError> {
-        Ok(self.shared.db.generate_id()?)
+        Ok(self.shared.db.generate_id()? + self.shared.id_floor)
     }
 
     /// Bytes the database occupies on disk.
@@ -464,6 +483,8 @@ impl Store {
     pub fn destroy_scope(&self, tenant: TenantId) -> Result<ScopeDestroyed, StoreError> {
         // Only a tenant's scope: the type keeps the appliance's own keys out of reach.
         let scope = Scope::Tenant(tenant);
+        // Dropped trees get no pre-images: a running snapshot (backup) finishes first.
+        let _no_snapshot = self.wait_for_snapshot();
         let keys = self.keys_tree()?;
         let mut removals = sled::Batch::default();
         let mut destroyed = ScopeDestroyed::default();

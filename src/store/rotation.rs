@@ -131,6 +131,12 @@ impl Store {
         }
         let fingerprint = new.fingerprint();
         self.ensure_disk_reserve()?;
+        let gate = self.write_gate(
+            rewrapped
+                .iter()
+                .map(|(tree_key, _)| (&keys_tree, tree_key.as_ref()))
+                .chain([(&meta, META_MASTER)]),
+        )?;
         (&keys_tree, &meta)
             .transaction(|(keys, meta)| {
                 for (tree_key, value) in &rewrapped {
@@ -140,6 +146,7 @@ impl Store {
                 Ok::<(), ConflictableTransactionError<()>>(())
             })
             .map_err(transaction_error)?;
+        drop(gate);
         self.flush()?;
         let rotation = MasterRotation {
             old_fingerprint: old.fingerprint_hex(),
@@ -171,8 +178,10 @@ impl Store {
             header: header.clone(),
         };
         self.ensure_disk_reserve()?;
-        self.keys_tree()?
-            .insert(header.tree_key(), encode_wrapped(&record)?)?;
+        let keys_tree = self.keys_tree()?;
+        let tree_key = header.tree_key();
+        let _gate = self.write_gate([(&keys_tree, tree_key.as_slice())])?;
+        keys_tree.insert(tree_key.as_slice(), encode_wrapped(&record)?)?;
         self.flush()?;
         self.forget_scope_keys(scope);
         Ok(header.id)
@@ -251,6 +260,8 @@ impl Store {
                     break;
                 }
                 self.ensure_disk_reserve()?;
+                let gate =
+                    self.write_gate(batch.iter().map(|(key, _, _)| (&tree, key.as_ref())))?;
                 let written = tree
                     .transaction(|view| {
                         let mut written = 0u64;
@@ -263,6 +274,7 @@ impl Store {
                         Ok::<u64, ConflictableTransactionError<()>>(written)
                     })
                     .map_err(transaction_error)?;
+                drop(gate);
                 self.flush()?;
                 let attempted = batch.len() as u64;
                 handled += attempted;
@@ -294,16 +306,24 @@ impl Store {
         if unused.is_empty() {
             return Ok(unused);
         }
+        let keys_tree = self.keys_tree()?;
+        let removed: Vec<Vec<u8>> = unused
+            .iter()
+            .map(|id| {
+                WrappedKeyHeader {
+                    id: *id,
+                    scope,
+                    purpose: KeyPurpose::Data,
+                }
+                .tree_key()
+            })
+            .collect();
         let mut batch = sled::Batch::default();
-        for id in &unused {
-            let header = WrappedKeyHeader {
-                id: *id,
-                scope,
-                purpose: KeyPurpose::Data,
-            };
-            batch.remove(header.tree_key());
+        for key in &removed {
+            batch.remove(key.as_slice());
         }
-        self.keys_tree()?.apply_batch(batch)?;
+        let _gate = self.write_gate(removed.iter().map(|key| (&keys_tree, key.as_slice())))?;
+        keys_tree.apply_batch(batch)?;
         self.flush()?;
         self.forget_scope_keys(scope);
         Ok(unused)

@@ -358,6 +358,11 @@ impl Store {
             self.subject_cache().forget(tenant, id);
             return Ok(false);
         };
+        let id_key = id.to_bytes();
+        let gate = self.write_gate([
+            (&keys_tree, &id_key[..]),
+            (&tokens, record.token.as_slice()),
+        ])?;
         (&keys_tree, &tokens)
             .transaction(|(keys_view, tokens_view)| {
                 keys_view.remove(&id.to_bytes()[..])?;
@@ -372,6 +377,7 @@ impl Store {
                     sled::Error::ReportableBug("destroying a subject key aborted".to_owned()),
                 ),
             })?;
+        drop(gate);
         self.flush()?;
         self.subject_cache().forget(tenant, id);
         Ok(true)

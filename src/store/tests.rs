@@ -555,3 +555,141 @@ fn a_destroyed_scope_loses_its_keys_and_trees_even_across_a_reopen_and_others_ke
     let notes = store.collection::<UserId, String>(kept, "notes").unwrap();
     assert_eq!(notes.get(&id).unwrap().as_deref(), Some("a tenant's note"));
 }
+
+type Counters = Collection<(crate::ids::ImportId, u64), u64>;
+
+/// Every record of tree `name` in `snapshot`, opened through `collection`: key number → value.
+fn snapshot_of(
+    snapshot: &Snapshot<'_>,
+    name: &str,
+    collection: &Counters,
+) -> std::collections::BTreeMap<u64, u64> {
+    let index = snapshot
+        .trees()
+        .iter()
+        .position(|tree| tree == name.as_bytes())
+        .unwrap();
+    let mut found = std::collections::BTreeMap::new();
+    snapshot
+        .read_tree(index, |key, value| {
+            let key = <(crate::ids::ImportId, u64)>::from_key_bytes(key).unwrap();
+            assert!(found
+                .insert(key.1, collection.open_sealed(&key, value)?)
+                .is_none());
+            Ok::<(), StoreError>(())
+        })
+        .unwrap();
+    found
+}
+
+#[test]
+fn a_snapshot_reads_every_tree_as_it_was_when_it_began_while_writes_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let log = crate::ids::ImportId::new();
+    let first: Counters = store.collection(Scope::Appliance, "first").unwrap();
+    let second: Counters = store.collection(Scope::Appliance, "second").unwrap();
+    for n in 1..=100 {
+        first.insert(&(log, n), &n).unwrap();
+        second.insert(&(log, n), &(n * 10)).unwrap();
+    }
+    let snapshot = store.snapshot().unwrap();
+    let mut trees: Vec<&[u8]> = snapshot.trees().iter().map(Vec::as_slice).collect();
+    trees.retain(|name| name.starts_with(b"a/"));
+    assert_eq!(trees, [&b"a/first"[..], b"a/second"]);
+    // Before any reading: change, delete and add records in both trees.
+    first.insert(&(log, 5), &500).unwrap();
+    first.remove(&(log, 7)).unwrap();
+    first.insert(&(log, 200), &200).unwrap();
+    second.insert(&(log, 50), &0).unwrap();
+    second.remove(&(log, 60)).unwrap();
+    // While the first tree is read: records behind and ahead of the reading, in one commit.
+    let index = snapshot
+        .trees()
+        .iter()
+        .position(|tree| tree == b"a/first")
+        .unwrap();
+    let mut read = std::collections::BTreeMap::new();
+    snapshot
+        .read_tree(index, |key, value| {
+            let key = <(crate::ids::ImportId, u64)>::from_key_bytes(key).unwrap();
+            if key.1 == 50 {
+                let mut writes = WriteSet::default();
+                writes.put(&first, &(log, 10), &1).unwrap();
+                writes.put(&first, &(log, 80), &1).unwrap();
+                writes.remove(&first, &(log, 90));
+                writes.put(&second, &(log, 70), &1).unwrap();
+                store.commit(writes).unwrap();
+            }
+            assert!(read
+                .insert(key.1, first.open_sealed(&key, value)?)
+                .is_none());
+            Ok::<(), StoreError>(())
+        })
+        .unwrap();
+    let expected_first: std::collections::BTreeMap<u64, u64> = (1..=100).map(|n| (n, n)).collect();
+    assert_eq!(read, expected_first);
+    let expected_second: std::collections::BTreeMap<u64, u64> =
+        (1..=100).map(|n| (n, n * 10)).collect();
+    assert_eq!(snapshot_of(&snapshot, "a/second", &second), expected_second);
+    let next_id = snapshot.next_id();
+    drop(snapshot);
+    // The writes themselves all landed, and ids go on above the snapshot's.
+    assert_eq!(first.get(&(log, 5)).unwrap(), Some(500));
+    assert_eq!(first.get(&(log, 7)).unwrap(), None);
+    assert_eq!(first.get(&(log, 80)).unwrap(), Some(1));
+    assert_eq!(first.get(&(log, 90)).unwrap(), None);
+    assert_eq!(second.get(&(log, 60)).unwrap(), None);
+    assert!(store.generate_id().unwrap() >= next_id);
+    // A second snapshot sees the new state (the pre-images of the first are gone).
+    let again = store.snapshot().unwrap();
+    let now = snapshot_of(&again, "a/first", &first);
+    assert_eq!(now.get(&5), Some(&500));
+    assert_eq!(now.get(&200), Some(&200));
+    assert!(!now.contains_key(&7));
+}
+
+#[test]
+fn a_snapshot_never_holds_half_of_a_commit_made_during_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let log = crate::ids::ImportId::new();
+    let left: Counters = store.collection(Scope::Appliance, "left").unwrap();
+    let right: Counters = store.collection(Scope::Appliance, "right").unwrap();
+    for n in 0..2_000 {
+        left.insert(&(log, n), &0).unwrap();
+        right.insert(&(log, n), &0).unwrap();
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let left: Counters = store.collection(Scope::Appliance, "left").unwrap();
+            let right: Counters = store.collection(Scope::Appliance, "right").unwrap();
+            let mut round = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                round += 1;
+                let mut writes = WriteSet::default();
+                for n in (round % 7..2_000).step_by(97) {
+                    writes.put(&left, &(log, n), &round).unwrap();
+                    writes.put(&right, &(log, n), &round).unwrap();
+                }
+                store.commit(writes).unwrap();
+            }
+            round
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let snapshot = store.snapshot().unwrap();
+    let seen_left = snapshot_of(&snapshot, "a/left", &left);
+    let seen_right = snapshot_of(&snapshot, "a/right", &right);
+    drop(snapshot);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let rounds = writer.join().unwrap();
+    assert!(rounds > 2, "the writer made {rounds} commits");
+    assert_eq!(seen_left.len(), 2_000);
+    assert_eq!(
+        seen_left, seen_right,
+        "a commit is in the snapshot whole or not at all"
+    );
+}

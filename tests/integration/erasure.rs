@@ -461,19 +461,6 @@ async fn erasing_a_subject_updates_the_aggregates_equal_to_a_rebuild() {
     );
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn a_backup_taken_before_the_erasure_is_erased_again_by_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
@@ -486,9 +473,20 @@ fn a_backup_taken_before_the_erasure_is_erased_again_by_the_ledger() {
         let (jo_first, kim) = fill(&context, tenant.id);
         (tenant.id, jo_first, kim)
     };
-    // The backup: a cold copy of the data directory.
-    let backup = dir.path().join("backup");
-    copy_dir(&data, &backup);
+    // The backup, with `rapport backup` (the server is stopped: it reads the database itself).
+    let config = config_path.to_str().unwrap();
+    let backup = dir.path().join("before-erasure.backup");
+    let made = rapport(
+        &[
+            "backup",
+            "--config",
+            config,
+            "--out",
+            backup.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(made.status.success(), "{}", stderr(&made));
 
     {
         let context = open_context(&config_path);
@@ -506,47 +504,93 @@ fn a_backup_taken_before_the_erasure_is_erased_again_by_the_ledger() {
             .unwrap()
             .is_none());
     }
-
-    // Restore: the old database, the live ledger (it lives outside the database for this).
-    let restored = dir.path().join("restored");
-    copy_dir(&backup, &restored);
-    std::fs::copy(data.join("erasure-ledger"), restored.join("erasure-ledger")).unwrap();
     let text = std::fs::read_to_string(&config_path).unwrap();
-    let restored_config = dir.path().join("restored.toml");
-    std::fs::write(
-        &restored_config,
-        text.replace(data.to_str().unwrap(), restored.to_str().unwrap()),
-    )
-    .unwrap();
+    let config_with = |data_dir: &Path, name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            text.replace(data.to_str().unwrap(), data_dir.to_str().unwrap()),
+        )
+        .unwrap();
+        path
+    };
+    let restore = |config: &Path, target: &Path| {
+        rapport(
+            &[
+                "restore",
+                "--config",
+                config.to_str().unwrap(),
+                "--from",
+                backup.to_str().unwrap(),
+                "--data-dir",
+                target.to_str().unwrap(),
+            ],
+            None,
+        )
+    };
+
+    // Without the live ledger (a configuration whose data directory has none), the backup's own
+    // copy of the ledger, older than the erasure, is all there is: the subject is in the backup.
+    let elsewhere = dir.path().join("elsewhere");
+    let alone = dir.path().join("alone");
+    let restored_alone = restore(&config_with(&elsewhere, "elsewhere.toml"), &alone);
+    assert!(
+        restored_alone.status.success(),
+        "{}",
+        stderr(&restored_alone)
+    );
     {
-        let context = open_context(&restored_config);
+        let context = open_context(&config_with(&alone, "alone.toml"));
         assert!(
             context
                 .interactions
                 .get(tenant, jo_first)
                 .unwrap()
                 .is_some(),
-            "the backup holds the subject: a restore alone would resurrect them"
+            "the backup holds the subject: a restore without the ledger would resurrect them"
         );
-        let report = ledger::reapply(&context).unwrap();
-        assert_eq!(report.entries, 1);
-        assert_eq!(
-            report.records_deleted, 4,
-            "two interactions, a contact and a lead"
-        );
-        assert!(report.keys_destroyed >= 1);
+    }
+
+    // `rapport restore` with the appliance's configuration re-applies its live ledger.
+    let restored = dir.path().join("restored");
+    let restored_with_ledger = restore(&config_path, &restored);
+    assert!(
+        restored_with_ledger.status.success(),
+        "{}",
+        stderr(&restored_with_ledger)
+    );
+    assert!(
+        stdout(&restored_with_ledger).contains("re-applied: 4 records deleted"),
+        "two interactions, a contact and a lead: {}",
+        stdout(&restored_with_ledger)
+    );
+    let restored_config = config_with(&restored, "restored.toml");
+    {
+        let context = open_context(&restored_config);
         assert!(context
             .interactions
             .get(tenant, jo_first)
             .unwrap()
             .is_none());
         assert!(context.interactions.get(tenant, kim).unwrap().is_some());
-        // Idempotent.
-        assert_eq!(
-            ledger::reapply(&context).unwrap().records_deleted,
-            0,
-            "nothing left the second time"
+        let found = rapport::privacy::requests::find::find_subject(
+            &context,
+            tenant,
+            &SubjectRef::Email(SUBJECT.to_owned()),
+        )
+        .unwrap();
+        assert!(
+            found.contacts.is_empty()
+                && found.interactions.is_empty()
+                && found.mentions.is_empty()
+                && found.signals.is_empty()
+                && found.analyses.is_empty(),
+            "the subject came back"
         );
+        // Idempotent.
+        let report = ledger::reapply(&context).unwrap();
+        assert_eq!(report.entries, 1);
+        assert_eq!(report.records_deleted, 0, "nothing left the second time");
     }
     // A ledger with an altered byte is refused, never silently shortened.
     let ledger_file = restored.join("erasure-ledger");

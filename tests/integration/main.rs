@@ -13,6 +13,7 @@ mod analysis;
 mod api;
 mod at_rest;
 mod audit;
+mod backup;
 mod browser;
 mod cli;
 mod console;
