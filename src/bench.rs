@@ -17,9 +17,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 mod audit;
+mod backup;
 mod dataset;
 
 pub use audit::{audit, AuditBench};
+pub use backup::{backup, BackupBench};
 pub use dataset::{dataset, DatasetOptions};
 
 use crate::audit::Actor;

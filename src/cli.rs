@@ -446,6 +446,19 @@ enum BenchCommand {
         #[arg(long, value_name = "DIR", default_value = ".")]
         dir: PathBuf,
     },
+    /// Writes per second with no backup running (the baseline) and while backups run back to
+    /// back (the ratio), and the backup's and restore's speed.
+    Backup {
+        /// Interactions imported before measuring.
+        #[arg(long, default_value_t = 20_000)]
+        interactions: u64,
+        /// Single-record writes per measurement.
+        #[arg(long, default_value_t = 400)]
+        writes: usize,
+        /// Directory for the throw-away instance (removed afterwards).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
     /// Generate a synthetic tenant, import it through the real engine, and report interactions
     /// per second (with a parse-only baseline), peak RSS, database size and search latency.
     Ingest {
@@ -670,6 +683,19 @@ fn bench(command: BenchCommand) -> Outcome {
             })
             .map_err(Failure::from)
         }
+        BenchCommand::Backup {
+            interactions,
+            writes,
+            dir,
+        } => {
+            crate::telemetry::init_for_command();
+            crate::bench::backup(&crate::bench::BackupBench {
+                interactions,
+                writes,
+                dir,
+            })
+            .map_err(Failure::from)
+        }
         BenchCommand::Ingest {
             interactions,
             queries,
@@ -815,7 +841,7 @@ fn serve(config_path: &Path) -> Outcome {
     )
     .map_err(|error| Failure(format!("cannot start the scheduler: {error}")))?;
     // `rapport backup` reaches this server through its control socket.
-    crate::backup::scheduled::note_existing(&context.config);
+    crate::backup::scheduled::note_existing(&context);
     let control = crate::backup::control::spawn(context.clone().into_inner())
         .map_err(|error| Failure(format!("cannot open the control socket: {error}")))?;
     let served = actix_web::rt::System::new().block_on(async move {

@@ -51,6 +51,8 @@ pub struct AppContext {
     pub webhook_replays: crate::api::webhooks::ReplayGuard,
     /// The analysis job queue and the stored analyses.
     pub analysis: crate::analysis::store::AnalysisStore,
+    /// When the last backup was taken (memory only), for `/metrics`.
+    pub backups: crate::backup::scheduled::BackupStatus,
 }
 
 impl AppContext {
@@ -93,6 +95,7 @@ impl AppContext {
             lifetimes,
             live_imports: crate::ingest::live::LiveImports::default(),
             webhook_replays: crate::api::webhooks::ReplayGuard::default(),
+            backups: crate::backup::scheduled::BackupStatus::default(),
             config,
         };
         // Only one process opens the database, so an import still marked running was cut off.

@@ -313,7 +313,7 @@ impl Metrics {
         self.analysed
             .inc_by(analysed.saturating_sub(self.analysed.get()));
         self.backup_age
-            .set(crate::backup::scheduled::age_seconds().unwrap_or(f64::NAN));
+            .set(context.backups.age_seconds().unwrap_or(f64::NAN));
         let size = context.store.size_on_disk()?;
         self.database_size
             .set(i64::try_from(size).unwrap_or(i64::MAX));

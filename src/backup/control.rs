@@ -111,7 +111,7 @@ fn serve_one(context: &AppContext, stream: &UnixStream) -> std::io::Result<()> {
     match super::write(context, out, Actor::cli(), &mut |_| {}) {
         Ok((mut out, written)) => {
             out.flush()?;
-            super::scheduled::record_success(written.created);
+            context.backups.record_success(written.created);
             tracing::info!(
                 records = written.totals.records,
                 bytes = written.bytes,

@@ -15,21 +15,29 @@ use crate::audit::Actor;
 use crate::config::Config;
 use crate::context::AppContext;
 
-/// Unix seconds of the last backup this process wrote or sent; 0 when none.
-static LAST_SUCCESS: AtomicI64 = AtomicI64::new(0);
 const PREFIX: &str = "rapport-";
 const SUFFIX: &str = ".backup";
 
-/// Notes a successful backup (for `rapport_backup_age_seconds`).
-pub fn record_success(created: DateTime<Utc>) {
-    LAST_SUCCESS.fetch_max(created.timestamp(), Ordering::Relaxed);
+/// When the appliance's last backup was taken (memory only; part of the `AppContext`).
+#[derive(Debug, Default)]
+pub struct BackupStatus {
+    /// Unix seconds of the newest successful backup; 0 when none is known.
+    last_success: AtomicI64,
 }
 
-/// Seconds since the last successful backup, `None` when none is known.
-pub fn age_seconds() -> Option<f64> {
-    let last = LAST_SUCCESS.load(Ordering::Relaxed);
-    #[allow(clippy::cast_precision_loss)] // seconds: far below 2^52
-    (last > 0).then(|| (Utc::now().timestamp() - last).max(0) as f64)
+impl BackupStatus {
+    /// Notes a successful backup (for `rapport_backup_age_seconds`).
+    pub fn record_success(&self, created: DateTime<Utc>) {
+        self.last_success
+            .fetch_max(created.timestamp(), Ordering::Relaxed);
+    }
+
+    /// Seconds since the last successful backup, `None` when none is known.
+    pub fn age_seconds(&self) -> Option<f64> {
+        let last = self.last_success.load(Ordering::Relaxed);
+        #[allow(clippy::cast_precision_loss)] // seconds: far below 2^52
+        (last > 0).then(|| (Utc::now().timestamp() - last).max(0) as f64)
+    }
 }
 
 /// Where the scheduler writes backups: `[backup] dir`, by default `<data_dir>/backups`.
@@ -42,14 +50,16 @@ pub fn directory(config: &Config) -> PathBuf {
 }
 
 /// At start-up: the newest backup already in the backup directory counts as the last success.
-pub fn note_existing(config: &Config) {
-    let newest = scheduled_files(&directory(config))
+pub fn note_existing(context: &AppContext) {
+    let newest = scheduled_files(&directory(&context.config))
         .ok()
         .and_then(|files| files.last().cloned())
         .and_then(|path| fs::metadata(path).ok())
         .and_then(|metadata| metadata.modified().ok());
     if let Some(modified) = newest {
-        record_success(DateTime::<Utc>::from(modified));
+        context
+            .backups
+            .record_success(DateTime::<Utc>::from(modified));
     }
 }
 
@@ -141,7 +151,7 @@ pub fn write_to_directory(context: &AppContext) -> Result<(PathBuf, Written), Ba
     let written = write_whole(&path, |file| {
         super::write(context, file, Actor::system(), &mut |_| {}).map(|(_, written)| written)
     })?;
-    record_success(written.created);
+    context.backups.record_success(written.created);
     prune(&dir, context.config.backup.keep);
     Ok((path, written))
 }

@@ -466,7 +466,7 @@ fn rapport_backup_reaches_the_running_server_and_scheduled_backups_keep_the_newe
         .collect();
     kept.sort();
     assert_eq!(kept, written[1..], "the oldest was deleted");
-    assert!(scheduled::age_seconds().is_some_and(|age| age < 60.0));
+    assert!(context.backups.age_seconds().is_some_and(|age| age < 60.0));
     let master = rapport::store::MasterKey::load(&context.config.storage.master_key_file).unwrap();
     for file in &kept {
         backup::verify(file, &master).unwrap();

@@ -89,6 +89,17 @@ async fn metrics_need_the_token_and_count_requests_by_route_family() {
     assert!(value(&first, "rapport_database_size_bytes") > 0, "{first}");
     assert!(first.contains("rapport_analysis_queue_depth{state=\"queued\"} 0"));
     assert!(first.contains("rapport_backup_age_seconds NaN"), "{first}");
+    // A scheduled backup: its age is reported from then on.
+    rapport::backup::scheduled::write_to_directory(&app.context).unwrap();
+    let after_backup = scrape(&app).await;
+    let age: f64 = after_backup
+        .lines()
+        .find_map(|line| line.strip_prefix("rapport_backup_age_seconds "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((0.0..60.0).contains(&age), "{after_backup}");
 
     let console_ok = "rapport_http_requests_total{family=\"console\",status_class=\"2xx\"}";
     let health_ok = "rapport_http_requests_total{family=\"health\",status_class=\"2xx\"}";
