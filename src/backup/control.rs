@@ -24,6 +24,9 @@ use crate::context::AppContext;
 
 const SOCKET: &str = "control.sock";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that stops reading for this long loses its backup: the snapshot it holds open makes
+/// every write save pre-images, and offboarding's purge waits for it.
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where the control socket of a data directory is.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -96,6 +99,7 @@ pub fn spawn(context: Arc<AppContext>) -> std::io::Result<ControlHandle> {
 fn serve_one(context: &AppContext, stream: &UnixStream) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+    stream.set_write_timeout(Some(STALL_TIMEOUT))?;
     let mut line = String::new();
     BufReader::new(stream.take(64)).read_line(&mut line)?;
     let mut out = std::io::BufWriter::with_capacity(256 * 1024, stream);

@@ -24,6 +24,7 @@
 //! for a running snapshot. Sequence numbers: the snapshot records the next value of
 //! [`Store::generate_id`], and a restored database starts above it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 
@@ -41,8 +42,8 @@ const RESTORE_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Which records the running snapshot has read already.
 #[derive(Default)]
 struct Progress {
-    /// Trees of the snapshot, in reading order; only these get pre-images.
-    trees: Vec<Vec<u8>>,
+    /// Trees of the snapshot with their place in the reading order; only these get pre-images.
+    trees: HashMap<Vec<u8>, usize>,
     /// Index in `trees` of the tree being read; the ones before it are complete.
     current: usize,
     /// The last key read in the current tree.
@@ -51,7 +52,7 @@ struct Progress {
 
 impl Progress {
     fn read_already(&self, tree: &[u8], key: &[u8]) -> bool {
-        match self.trees.iter().position(|name| name == tree) {
+        match self.trees.get(tree).copied() {
             None => true,
             Some(index) if index < self.current => true,
             Some(index) if index == self.current => {
@@ -132,7 +133,7 @@ impl Store {
         locked(&self.shared.gate.running)
     }
 
-    /// Removes pre-images a crash left behind (called when the store opens).
+    /// Removes pre-images a crash left behind (called when the store opens, before any writer).
     pub(super) fn clear_preimages(&self) -> Result<(), StoreError> {
         self.shared.db.drop_tree(PREIMAGE_TREE)?;
         Ok(())
@@ -157,7 +158,11 @@ impl Store {
         trees.sort();
         let next_id = self.generate_id()?;
         *locked(&gate.progress) = Progress {
-            trees: trees.clone(),
+            trees: trees
+                .iter()
+                .enumerate()
+                .map(|(index, name)| (name.clone(), index))
+                .collect(),
             current: 0,
             boundary: None,
         };
@@ -271,7 +276,15 @@ impl Drop for Snapshot<'_> {
         let gate = &self.store.shared.gate;
         gate.active.store(false, Ordering::Release);
         *locked(&gate.progress) = Progress::default();
-        if let Err(error) = self.store.clear_preimages() {
+        // Cleared, not dropped: a writer may still hold the tree (a late pre-image is harmless,
+        // the next snapshot clears it first).
+        let cleared = self
+            .store
+            .shared
+            .db
+            .open_tree(PREIMAGE_TREE)
+            .and_then(|tree| tree.clear());
+        if let Err(error) = cleared {
             tracing::warn!(%error, "snapshot pre-images not cleared (they are cleared at the next start)");
         }
     }
