@@ -53,6 +53,8 @@ pub struct AppContext {
     pub analysis: crate::analysis::store::AnalysisStore,
     /// When the last backup was taken (memory only), for `/metrics`.
     pub backups: crate::backup::scheduled::BackupStatus,
+    /// Retention runs this process made (any trigger), for `/metrics`.
+    pub retention_runs: std::sync::atomic::AtomicU64,
 }
 
 impl AppContext {
@@ -96,6 +98,7 @@ impl AppContext {
             live_imports: crate::ingest::live::LiveImports::default(),
             webhook_replays: crate::api::webhooks::ReplayGuard::default(),
             backups: crate::backup::scheduled::BackupStatus::default(),
+            retention_runs: std::sync::atomic::AtomicU64::new(0),
             config,
         };
         // Only one process opens the database, so an import still marked running was cut off.

@@ -13,7 +13,7 @@
 //!   `rapport_http_request_duration_seconds{family}` (histogram), recorded by `web::access_log`;
 //! - `rapport_analysis_queue_depth{state}` (`queued`, `running`; summed over tenants at scrape);
 //! - `rapport_analysis_items_total` (jobs that ended done since the process started);
-//! - `rapport_retention_runs_total` (stays 0: registered for the sweep, not counted yet);
+//! - `rapport_retention_runs_total` (retention runs this server made, any trigger);
 //! - `rapport_backup_age_seconds`: since the last backup this server wrote or sent, or the newest
 //!   file in the backup directory at start (NaN when there is none);
 //! - `rapport_database_size_bytes`.
@@ -161,6 +161,7 @@ pub struct Metrics {
     durations: Family<FamilyLabels, Histogram, fn() -> Histogram>,
     queue_depth: Family<StateLabels, Gauge>,
     analysed: Counter,
+    retention_runs: Counter,
     database_size: Gauge,
     backup_age: Gauge<f64, AtomicU64>,
     /// `None`: the endpoint is off.
@@ -219,8 +220,8 @@ impl Metrics {
         let retention_runs = Counter::<u64>::default();
         registry.register(
             "rapport_retention_runs",
-            "Retention runs since the server started (retention is not built yet: stays 0)",
-            retention_runs,
+            "Retention runs (scheduled, console) since the server started, all tenants",
+            retention_runs.clone(),
         );
         let backup_age = Gauge::<f64, AtomicU64>::default();
         backup_age.set(f64::NAN);
@@ -250,6 +251,7 @@ impl Metrics {
             durations,
             queue_depth,
             analysed,
+            retention_runs,
             database_size,
             backup_age,
             token,
@@ -314,6 +316,11 @@ impl Metrics {
             .inc_by(analysed.saturating_sub(self.analysed.get()));
         self.backup_age
             .set(context.backups.age_seconds().unwrap_or(f64::NAN));
+        let runs = context
+            .retention_runs
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.retention_runs
+            .inc_by(runs.saturating_sub(self.retention_runs.get()));
         let size = context.store.size_on_disk()?;
         self.database_size
             .set(i64::try_from(size).unwrap_or(i64::MAX));

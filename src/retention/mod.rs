@@ -802,6 +802,9 @@ pub fn run(
         .client(client)
         .outcome(outcome),
     )?;
+    context
+        .retention_runs
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(report)
 }
 

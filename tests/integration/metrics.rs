@@ -89,9 +89,21 @@ async fn metrics_need_the_token_and_count_requests_by_route_family() {
     assert!(value(&first, "rapport_database_size_bytes") > 0, "{first}");
     assert!(first.contains("rapport_analysis_queue_depth{state=\"queued\"} 0"));
     assert!(first.contains("rapport_backup_age_seconds NaN"), "{first}");
-    // A scheduled backup: its age is reported from then on.
+    assert_eq!(value(&first, "rapport_retention_runs_total"), 0);
+    // A retention run and a scheduled backup: counted, and the backup's age reported.
+    rapport::retention::run(
+        &app.context,
+        &rapport::audit::Actor::system(),
+        None,
+        tenant.id,
+        rapport::retention::Trigger::Scheduler,
+        chrono::Utc::now(),
+        &mut |_| {},
+    )
+    .unwrap();
     rapport::backup::scheduled::write_to_directory(&app.context).unwrap();
     let after_backup = scrape(&app).await;
+    assert_eq!(value(&after_backup, "rapport_retention_runs_total"), 1);
     let age: f64 = after_backup
         .lines()
         .find_map(|line| line.strip_prefix("rapport_backup_age_seconds "))
