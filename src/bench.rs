@@ -424,6 +424,43 @@ fn new_instance(
     Ok((context, tenant))
 }
 
+/// Generates `count` synthetic interactions (seed 7) under `root` and imports them through the
+/// real engine into `tenant`: how many were imported, and the import's seconds.
+fn import_synthetic(
+    context: &AppContext,
+    tenant: &crate::tenants::Tenant,
+    root: &Path,
+    count: u64,
+) -> Result<(u64, f64), BenchError> {
+    let file = root.join("interactions.jsonl");
+    eprintln!("generating {count} interactions…");
+    generate(
+        &file,
+        count,
+        &mut StdRng::seed_from_u64(7),
+        &Vocabulary::new(),
+    )
+    .map_err(|source| BenchError::Io {
+        path: file.clone(),
+        source,
+    })?;
+    eprintln!("importing…");
+    let started = Instant::now();
+    let run = ingest::import_file(
+        context,
+        &ImportRequest {
+            actor: &Actor::system(),
+            tenant,
+            format: ImportFormat::Jsonl,
+            path: &file,
+            skip_invalid: false,
+        },
+        &mut |_| {},
+    )
+    .map_err(|e| BenchError::Setup(e.to_string()))?;
+    Ok((run.imported, started.elapsed().as_secs_f64()))
+}
+
 /// The address of a throw-away instance: loopback, any port (nothing listens).
 fn any_port() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], 0))
@@ -558,32 +595,9 @@ fn run_retention(options: &RetentionBench, root: &Path) -> Result<(), BenchError
 
     let setup = |error: &dyn std::fmt::Display| BenchError::Setup(error.to_string());
     let (context, tenant) = new_instance(root, any_port(), false)?;
-    let mut rng = StdRng::seed_from_u64(7);
-    let vocabulary = Vocabulary::new();
-    let file = root.join("interactions.jsonl");
-    eprintln!("generating {} interactions…", options.interactions);
-    generate(&file, options.interactions, &mut rng, &vocabulary).map_err(|source| {
-        BenchError::Io {
-            path: file.clone(),
-            source,
-        }
-    })?;
-    eprintln!("importing…");
-    let started = Instant::now();
-    let run = ingest::import_file(
-        &context,
-        &ImportRequest {
-            actor: &Actor::system(),
-            tenant: &tenant,
-            format: ImportFormat::Jsonl,
-            path: &file,
-            skip_invalid: false,
-        },
-        &mut |_| {},
-    )
-    .map_err(|e| setup(&e))?;
-    let import_seconds = started.elapsed().as_secs_f64();
-    let import_rate = run.imported as f64 / import_seconds;
+    let (imported, import_seconds) =
+        import_synthetic(&context, &tenant, root, options.interactions)?;
+    let import_rate = imported as f64 / import_seconds;
 
     let idle = time_pages(&context, tenant.id, options.pages, None)?;
 
@@ -600,7 +614,7 @@ fn run_retention(options: &RetentionBench, root: &Path) -> Result<(), BenchError
     eprintln!(
         "sweeping ({} of {} interactions expire)…",
         preview.total_deleted(),
-        run.imported
+        imported
     );
 
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -626,7 +640,7 @@ fn run_retention(options: &RetentionBench, root: &Path) -> Result<(), BenchError
     let report = report.map_err(|e| setup(&e))?;
     let during = during??;
     print_retention(&RetentionFigures {
-        imported: run.imported,
+        imported,
         import_rate,
         deleted: report.total_deleted(),
         sweep_seconds,

@@ -8,14 +8,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
-use rand::SeedableRng;
-
 use crate::audit::Actor;
 use crate::bench::BenchError;
 use crate::context::AppContext;
 use crate::ids::TenantId;
-use crate::ingest::{self, ImportFormat, ImportRequest};
 use crate::interactions::InteractionRecord;
 
 /// Options of `rapport bench backup`.
@@ -105,33 +101,7 @@ fn writes_during_backups(
 #[allow(clippy::cast_precision_loss)] // Figures are printed with a few significant digits.
 fn run(options: &BackupBench, root: &Path) -> Result<(), BenchError> {
     let (context, tenant) = super::new_instance(root, super::any_port(), false)?;
-    let file = root.join("interactions.jsonl");
-    eprintln!(
-        "generating and importing {} interactions…",
-        options.interactions
-    );
-    super::generate(
-        &file,
-        options.interactions,
-        &mut StdRng::seed_from_u64(7),
-        &super::Vocabulary::new(),
-    )
-    .map_err(|source| BenchError::Io {
-        path: file.clone(),
-        source,
-    })?;
-    ingest::import_file(
-        &context,
-        &ImportRequest {
-            actor: &Actor::system(),
-            tenant: &tenant,
-            format: ImportFormat::Jsonl,
-            path: &file,
-            skip_invalid: false,
-        },
-        &mut |_| {},
-    )
-    .map_err(|e| setup(&e))?;
+    super::import_synthetic(&context, &tenant, root, options.interactions)?;
 
     eprintln!("backup alone…");
     let target = root.join("alone.backup");

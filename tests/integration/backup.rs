@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,6 +33,36 @@ fn chat(source_id: &str, text: &str) -> InteractionRecord {
 
 fn text_of(record: &InteractionRecord) -> String {
     record.messages[0].text.clone()
+}
+
+/// `rapport backup --config CONFIG --out FILE`.
+pub fn backup_cli(config: &str, file: &Path) -> Output {
+    rapport(
+        &[
+            "backup",
+            "--config",
+            config,
+            "--out",
+            file.to_str().unwrap(),
+        ],
+        None,
+    )
+}
+
+/// `rapport restore --config CONFIG --from FROM --data-dir TARGET`.
+pub fn restore_cli(config: &str, from: &Path, target: &Path) -> Output {
+    rapport(
+        &[
+            "restore",
+            "--config",
+            config,
+            "--from",
+            from.to_str().unwrap(),
+            "--data-dir",
+            target.to_str().unwrap(),
+        ],
+        None,
+    )
 }
 
 /// A config file for the same appliance (same master key) with its data in `data_dir`.
@@ -193,16 +223,7 @@ fn a_damaged_cut_or_foreign_backup_is_refused_and_leaves_nothing_behind() {
     }
     let config = config_path.to_str().unwrap();
     let file = dir.path().join("cold.backup");
-    let made = rapport(
-        &[
-            "backup",
-            "--config",
-            config,
-            "--out",
-            file.to_str().unwrap(),
-        ],
-        None,
-    );
+    let made = backup_cli(config, &file);
     assert!(made.status.success(), "{}", stderr(&made));
     assert!(
         stdout(&made).contains("from the stopped database"),
@@ -210,16 +231,7 @@ fn a_damaged_cut_or_foreign_backup_is_refused_and_leaves_nothing_behind() {
         stdout(&made)
     );
     // A backup never replaces a file.
-    let again = rapport(
-        &[
-            "backup",
-            "--config",
-            config,
-            "--out",
-            file.to_str().unwrap(),
-        ],
-        None,
-    );
+    let again = backup_cli(config, &file);
     assert!(!again.status.success());
     assert!(
         stderr(&again).contains("already exists"),
@@ -233,20 +245,7 @@ fn a_damaged_cut_or_foreign_backup_is_refused_and_leaves_nothing_behind() {
         "the backup is sealed"
     );
 
-    let restore = |from: &Path, target: &Path, config: &str| {
-        rapport(
-            &[
-                "restore",
-                "--config",
-                config,
-                "--from",
-                from.to_str().unwrap(),
-                "--data-dir",
-                target.to_str().unwrap(),
-            ],
-            None,
-        )
-    };
+    let restore = |from: &Path, target: &Path, config: &str| restore_cli(config, from, target);
     let broken = dir.path().join("broken.backup");
     let target = dir.path().join("target");
     let cases: Vec<(&str, Damage<'_>)> = vec![
@@ -379,30 +378,10 @@ fn rapport_backup_reaches_the_running_server_and_scheduled_backups_keep_the_newe
         std::thread::sleep(Duration::from_millis(100));
     }
     let file = dir.path().join("online.backup");
-    let made = rapport(
-        &[
-            "backup",
-            "--config",
-            config,
-            "--out",
-            file.to_str().unwrap(),
-        ],
-        None,
-    );
+    let made = backup_cli(config, &file);
     // The restore runs beside the live server: it never touches the live data directory.
     let target = dir.path().join("restored");
-    let restored = rapport(
-        &[
-            "restore",
-            "--config",
-            config,
-            "--from",
-            file.to_str().unwrap(),
-            "--data-dir",
-            target.to_str().unwrap(),
-        ],
-        None,
-    );
+    let restored = restore_cli(config, &file, &target);
     server.kill().unwrap();
     server.wait().unwrap();
     assert!(made.status.success(), "{}", stderr(&made));

@@ -22,6 +22,7 @@ use rapport::users::Role;
 use secrecy::ExposeSecret as _;
 use serde_json::json;
 
+use crate::backup::{backup_cli, restore_cli};
 use crate::dashboard::{snapshot, total_volume};
 use crate::helpers::{
     cli_instance, free_port, open_context, rapport, run_queue, stderr, stdout, use_off_backend,
@@ -476,16 +477,7 @@ fn a_backup_taken_before_the_erasure_is_erased_again_by_the_ledger() {
     // The backup, with `rapport backup` (the server is stopped: it reads the database itself).
     let config = config_path.to_str().unwrap();
     let backup = dir.path().join("before-erasure.backup");
-    let made = rapport(
-        &[
-            "backup",
-            "--config",
-            config,
-            "--out",
-            backup.to_str().unwrap(),
-        ],
-        None,
-    );
+    let made = backup_cli(config, &backup);
     assert!(made.status.success(), "{}", stderr(&made));
 
     {
@@ -514,20 +506,8 @@ fn a_backup_taken_before_the_erasure_is_erased_again_by_the_ledger() {
         .unwrap();
         path
     };
-    let restore = |config: &Path, target: &Path| {
-        rapport(
-            &[
-                "restore",
-                "--config",
-                config.to_str().unwrap(),
-                "--from",
-                backup.to_str().unwrap(),
-                "--data-dir",
-                target.to_str().unwrap(),
-            ],
-            None,
-        )
-    };
+    let restore =
+        |config: &Path, target: &Path| restore_cli(config.to_str().unwrap(), &backup, target);
 
     // Without the live ledger (a configuration whose data directory has none), the backup's own
     // copy of the ledger, older than the erasure, is all there is: the subject is in the backup.
