@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{
-    cli_instance, free_port, open_context, rapport, stderr, stdout, write_interaction,
+    cli_instance, free_port, open_context, rapport, serve, stderr, stdout, write_interaction,
 };
 
 fn chat(source_id: &str, text: &str) -> InteractionRecord {
@@ -363,12 +363,7 @@ fn rapport_backup_reaches_the_running_server_and_scheduled_backups_keep_the_newe
     }
     let config = config_path.to_str().unwrap();
     let data_dir = dir.path().join("data");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_rapport"))
-        .args(["serve", "--config", config])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = serve(config);
     let started = Instant::now();
     while !control::socket_path(&data_dir).exists() {
         assert!(

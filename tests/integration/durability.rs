@@ -1,12 +1,11 @@
 //! Acknowledged writes survive `kill -9`: a real `rapport serve` process is killed right after
 //! acknowledging N writes, and all N are there when the database is opened again.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::helpers::{cli_instance, csrf_in, free_port, rapport, stderr, stdout, PASSWORD};
+use crate::helpers::{cli_instance, csrf_in, free_port, rapport, serve, stderr, stdout, PASSWORD};
 
 const WRITES: usize = 25;
 
@@ -32,12 +31,7 @@ async fn writes_acknowledged_before_sigkill_are_all_there_after_restart() {
     );
     assert!(added.status.success(), "{}", stderr(&added));
 
-    let mut server = Command::new(env!("CARGO_BIN_EXE_rapport"))
-        .args(["serve", "--config", config])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = serve(config);
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder()
         .cookie_store(true)

@@ -250,6 +250,18 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// `rapport serve --config CONFIG` as a child process, its output discarded.
+pub fn serve(config: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_rapport"))
+        .args(["serve", "--config", config])
+        .env_remove("RAPPORT_CONFIG")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// A data directory initialised by `rapport init` (plain HTTP, given port).
 pub fn cli_instance(dir: &Path, port: u16) -> PathBuf {
     let config = dir.join("rapport.toml");
