@@ -216,7 +216,7 @@ pub fn input_from<'a>(
         if restrictions.covers(tenant, &interaction.record)? {
             continue;
         }
-        let analyses = context.analysis.analyses(tenant, interaction.id)?;
+        let analyses = context.analysis.reviewed(tenant, interaction.id)?;
         sources.push(Source::of(interaction, &analyses));
     }
     let name = one_line(&account.record.name, MAX_SUBJECT_CHARS);

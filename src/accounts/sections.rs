@@ -130,7 +130,7 @@ pub fn qa_sentiment(
             auto_fail: false,
             sentiment: None,
         };
-        for analysis in context.analysis.analyses(tenant, interaction.id)? {
+        for analysis in context.analysis.reviewed(tenant, interaction.id)? {
             match &analysis.result {
                 AnalysisResult::Sentiment { overall, .. } => {
                     conversation.sentiment = Some(overall.label.to_lowercase());

@@ -13,13 +13,16 @@
 //! - [`pipeline`]: one batch of interactions through a backend;
 //! - [`worker`]: the background thread of `rapport serve` and the foreground loop of
 //!   `rapport analyse`;
-//! - [`routes`]: the Analysis status page, the Re-analyse action and the interaction page's panel.
+//! - [`overrides`]: a QA lead's sentiment and topic overrides, kept beside the AI's result;
+//! - [`routes`]: the Analysis status page, the Re-analyse action and the interaction page's panel
+//!   (with the override forms).
 //!
 //! The functions here are the enqueue points: an explicit request (console or command line), an
 //! import that committed, and a record written through the API or a webhook.
 
 pub mod jobs;
 pub mod lead;
+pub mod overrides;
 pub mod pipeline;
 pub mod progress;
 pub mod routes;

@@ -1,6 +1,6 @@
 //! The tenant's Analysis page (the queue's counts per state, the backend and topics in use, the
-//! failed jobs), the Re-analyse action of an interaction, and the Analysis panel of the
-//! interaction page. Analyses are tenant content and model output: the templates escape them
+//! failed jobs), the Re-analyse action of an interaction, the Analysis panel of the
+//! interaction page, and its sentiment and topic override forms (QA leads). Analyses are tenant content and model output: the templates escape them
 //! like every other text, and the interaction page audits their read with the thread's.
 
 use std::collections::HashMap;
@@ -12,6 +12,9 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::analysis::jobs::{Job, JobState, JobSubject, MAX_ATTEMPTS};
+use crate::analysis::overrides::{
+    latest, override_labels, LabelOverride, LabelOverrideInput, LabelOverrides, LabelTarget,
+};
 use crate::analysis::progress::describe_duration;
 use crate::analysis::topics::{change_topics, parse_topic_lines, MAX_TOPICS, MAX_TOPIC_CHARS};
 use crate::analysis::{
@@ -19,7 +22,7 @@ use crate::analysis::{
     LabelScores,
 };
 use crate::analysis::{reanalyse_scope, ReanalysisScope, DEFAULT_TOPICS};
-use crate::auth::guard::policy::{ManageAnalysis, RequestAnalysis};
+use crate::auth::guard::policy::{ManageAnalysis, RequestAnalysis, ReviewQa};
 use crate::auth::guard::{client_address, RequestSession, TenantAccess};
 use crate::auth::session::FlashKind;
 use crate::auth::Permission;
@@ -43,6 +46,10 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route(
             "/t/{tenant}/interactions/{id}/reanalyse",
             web::post().to(reanalyse),
+        )
+        .route(
+            "/t/{tenant}/interactions/{id}/labels/override",
+            web::post().to(override_labels_action),
         );
 }
 
@@ -97,17 +104,69 @@ pub struct SummaryView {
     pub provenance: ProvenanceView,
 }
 
+/// A QA lead's override shown beside the AI's result.
+pub struct OverrideNote {
+    pub by: String,
+    pub at: String,
+    pub comment: String,
+    /// What the AI said, kept unchanged.
+    pub ai: String,
+}
+
+impl OverrideNote {
+    fn of(entry: &LabelOverride, ai: String) -> Self {
+        Self {
+            by: entry.by.clone(),
+            at: format_time(entry.at),
+            comment: entry.comment.clone(),
+            ai,
+        }
+    }
+}
+
+/// One label of an override form, selected when it is the effective one.
+pub struct LabelChoice {
+    pub label: String,
+    pub selected: bool,
+}
+
+fn choices(all: &[String], effective: &[String]) -> Vec<LabelChoice> {
+    all.iter()
+        .map(|label| LabelChoice {
+            label: label.clone(),
+            selected: effective.contains(label),
+        })
+        .collect()
+}
+
+/// One past override, for the history list.
+pub struct OverrideRow {
+    pub at: String,
+    pub by: String,
+    pub target: &'static str,
+    pub labels: String,
+    pub comment: String,
+}
+
 pub struct SentimentView {
+    /// The effective label: the latest override's, else the AI's.
     pub label: String,
     pub confidence: String,
+    /// The AI's probabilities.
     pub probabilities: Vec<ScoreView>,
     pub provenance: ProvenanceView,
+    pub overridden: Option<OverrideNote>,
+    pub choices: Vec<LabelChoice>,
 }
 
 pub struct TopicsView {
+    /// The effective labels: the latest override's, else the AI's.
     pub labels: Vec<String>,
+    /// The AI's probabilities.
     pub probabilities: Vec<ScoreView>,
     pub provenance: ProvenanceView,
+    pub overridden: Option<OverrideNote>,
+    pub choices: Vec<LabelChoice>,
 }
 
 pub struct LeadView {
@@ -121,6 +180,99 @@ pub struct LeadView {
     /// The lead's page (facts with their quotes, status, assignee).
     pub lead_url: String,
     pub provenance: ProvenanceView,
+}
+
+impl SentimentView {
+    fn of(
+        overall: &LabelScores,
+        overridden: Option<&LabelOverride>,
+        may_override: bool,
+        provenance: ProvenanceView,
+    ) -> Self {
+        let label = overridden
+            .and_then(|entry| entry.labels.first().cloned())
+            .unwrap_or_else(|| overall.label.clone());
+        let all: Vec<String> = crate::inference::SENTIMENT_LABELS
+            .iter()
+            .map(|label| (*label).to_owned())
+            .collect();
+        Self {
+            choices: if may_override {
+                choices(&all, std::slice::from_ref(&label))
+            } else {
+                Vec::new()
+            },
+            label,
+            confidence: percent(overall.confidence),
+            probabilities: score_views(overall),
+            provenance,
+            overridden: overridden.map(|entry| {
+                OverrideNote::of(
+                    entry,
+                    format!(
+                        "{} ({} confident)",
+                        overall.label,
+                        percent(overall.confidence)
+                    ),
+                )
+            }),
+        }
+    }
+}
+
+impl TopicsView {
+    /// `offered`: the topics the override form offers (none: no form).
+    fn of(
+        labels: &[String],
+        probabilities: &[crate::analysis::LabelProbability],
+        overridden: Option<&LabelOverride>,
+        offered: &[String],
+        provenance: ProvenanceView,
+    ) -> Self {
+        let effective = overridden.map_or(labels, |entry| entry.labels.as_slice());
+        Self {
+            choices: choices(offered, effective),
+            labels: effective.to_vec(),
+            probabilities: probabilities
+                .iter()
+                .map(|scored| ScoreView {
+                    label: scored.label.clone(),
+                    percent: percent(scored.probability),
+                })
+                .collect(),
+            provenance,
+            overridden: overridden.map(|entry| OverrideNote::of(entry, labels.join(", "))),
+        }
+    }
+}
+
+impl LeadView {
+    fn of(
+        lead: &crate::analysis::lead::LeadQualification,
+        lead_url: String,
+        provenance: ProvenanceView,
+    ) -> Self {
+        let stated =
+            |fact: &Option<String>| fact.clone().unwrap_or_else(|| "not stated".to_owned());
+        Self {
+            score: lead.score,
+            intent: format!(
+                "{} · {}",
+                crate::analysis::lead::intent_group(&lead.intent.label),
+                lead.intent.label.replace('_', " ")
+            ),
+            confidence: percent(lead.intent.confidence),
+            budget: stated(&lead.facts.budget),
+            company_size: lead
+                .facts
+                .company_size
+                .map_or_else(|| "not stated".to_owned(), |size| format!("{size} people")),
+            timeline: lead.facts.timeline.replace('_', " "),
+            current_solution: stated(&lead.facts.current_solution),
+            lead_url,
+            provenance,
+        }
+    }
 }
 
 /// The Analysis section of the interaction page (`templates/analysis/panel.html`).
@@ -137,6 +289,10 @@ pub struct AnalysisPanel {
     pub lead_action: Option<(&'static str, String)>,
     /// Per customer message (by position), its sentiment, unless the analysis is stale.
     pub message_sentiments: HashMap<usize, String>,
+    /// Where the sentiment and topic override forms post, for QA leads.
+    pub override_url: Option<String>,
+    /// Every label override, oldest first.
+    pub override_history: Vec<OverrideRow>,
 }
 
 impl AnalysisPanel {
@@ -175,8 +331,10 @@ pub fn panel(
     interaction: &Interaction,
 ) -> Result<AnalysisPanel, AppError> {
     let analyses = context.analysis.analyses(tenant, interaction.id)?;
+    let overrides = LabelOverrides::new(context.store.clone()).overrides(tenant, interaction.id)?;
     let job = context.analysis.job(tenant, interaction.id)?;
     let current = interaction.updated;
+    let may_override = session.user.role.grants(Permission::ReviewQa);
     let mut panel = AnalysisPanel {
         summary: None,
         sentiment: None,
@@ -196,6 +354,18 @@ pub fn panel(
             interaction,
         )?,
         message_sentiments: HashMap::new(),
+        override_url: may_override
+            .then(|| format!("{base}/interactions/{}/labels/override", interaction.id)),
+        override_history: overrides
+            .iter()
+            .map(|entry| OverrideRow {
+                at: format_time(entry.at),
+                by: entry.by.clone(),
+                target: entry.target.as_str(),
+                labels: entry.labels.join(", "),
+                comment: entry.comment.clone(),
+            })
+            .collect(),
     };
     for analysis in &analyses {
         let provenance = ProvenanceView::of(analysis, current);
@@ -219,56 +389,37 @@ pub fn panel(
                         );
                     }
                 }
-                panel.sentiment = Some(SentimentView {
-                    label: overall.label.clone(),
-                    confidence: percent(overall.confidence),
-                    probabilities: score_views(overall),
+                panel.sentiment = Some(SentimentView::of(
+                    overall,
+                    latest(&overrides, LabelTarget::Sentiment),
+                    may_override,
                     provenance,
-                });
+                ));
             }
             AnalysisResult::Lead(lead) => {
-                panel.lead = Some(LeadView {
-                    score: lead.score,
-                    intent: format!(
-                        "{} · {}",
-                        crate::analysis::lead::intent_group(&lead.intent.label),
-                        lead.intent.label.replace('_', " ")
-                    ),
-                    confidence: percent(lead.intent.confidence),
-                    budget: lead
-                        .facts
-                        .budget
-                        .clone()
-                        .unwrap_or_else(|| "not stated".to_owned()),
-                    company_size: lead
-                        .facts
-                        .company_size
-                        .map_or_else(|| "not stated".to_owned(), |size| format!("{size} people")),
-                    timeline: lead.facts.timeline.replace('_', " "),
-                    current_solution: lead
-                        .facts
-                        .current_solution
-                        .clone()
-                        .unwrap_or_else(|| "not stated".to_owned()),
-                    lead_url: format!("{base}/leads/{}", interaction.id),
+                panel.lead = Some(LeadView::of(
+                    lead,
+                    format!("{base}/leads/{}", interaction.id),
                     provenance,
-                });
+                ));
             }
             AnalysisResult::Topics {
                 labels,
                 probabilities,
             } => {
-                panel.topics = Some(TopicsView {
-                    labels: labels.clone(),
-                    probabilities: probabilities
-                        .iter()
-                        .map(|scored| ScoreView {
-                            label: scored.label.clone(),
-                            percent: percent(scored.probability),
-                        })
-                        .collect(),
+                // The form offers the tenant's topics; others get no form and need no list.
+                let offered = if may_override {
+                    context.analysis.topics(tenant)?.as_slice().to_vec()
+                } else {
+                    Vec::new()
+                };
+                panel.topics = Some(TopicsView::of(
+                    labels,
+                    probabilities,
+                    latest(&overrides, LabelTarget::Topics),
+                    &offered,
                     provenance,
-                });
+                ));
             }
             // The scorecard has its own section (`crate::qa::routes::scorecard_panel`); reply
             // drafts belong to reviews and briefings to accounts, never to interactions.
@@ -302,6 +453,71 @@ async fn reanalyse(
         )?;
         Ok(Reply::SeeOther(format!(
             "/t/{}/interactions/{id}",
+            access.tenant.slug
+        )))
+    })
+    .await?
+}
+
+/// The override form: `target` (`sentiment` or `topics`), one `label` field per chosen label
+/// (the topics' checkboxes repeat it), and `comment`.
+async fn override_labels_action(
+    request: HttpRequest,
+    context: Data<AppContext>,
+    access: TenantAccess<ReviewQa>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<Reply, AppError> {
+    let client = client_address(&request).map(|address| address.to_string());
+    let id: RecordId = path.1.parse().map_err(|_| AppError::NotFound)?;
+    // Checkboxes repeat the field name, which only a list-of-pairs decoding keeps.
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+        .map_err(|_| AppError::BadRequest("The form could not be read.".to_owned()))?;
+    let mut target = None;
+    let mut labels = Vec::new();
+    let mut comment = String::new();
+    for (field, value) in pairs {
+        match field.as_str() {
+            "target" => {
+                target = match value.as_str() {
+                    "sentiment" => Some(LabelTarget::Sentiment),
+                    "topics" => Some(LabelTarget::Topics),
+                    _ => None,
+                };
+            }
+            "label" => labels.push(value),
+            "comment" => comment = value,
+            _ => {}
+        }
+    }
+    let target = target.ok_or_else(|| {
+        AppError::BadRequest("target: override either sentiment or topics".to_owned())
+    })?;
+    web::block(move || -> Result<Reply, AppError> {
+        context
+            .interactions
+            .get(access.tenant.id, id)?
+            .ok_or(AppError::NotFound)?;
+        override_labels(
+            &context,
+            &access.session.user.actor(),
+            client,
+            access.tenant.id,
+            id,
+            &LabelOverrideInput {
+                target,
+                labels,
+                comment,
+            },
+        )?;
+        push_flash(
+            &context,
+            &access.session,
+            FlashKind::Success,
+            "The override is saved; the AI's result is kept beside it.",
+        )?;
+        Ok(Reply::SeeOther(format!(
+            "/t/{}/interactions/{id}#analysis-heading",
             access.tenant.slug
         )))
     })

@@ -371,7 +371,8 @@ impl AnalysisStore {
                             };
                             writes.remove(&results, &key);
                         }
-                        crate::qa::store::QaStore::new(self.store.clone()).stage_removal(
+                        crate::analysis::overrides::stage_removal(
+                            &self.store,
                             tenant,
                             current.interaction,
                             &mut writes,
@@ -595,6 +596,24 @@ impl AnalysisStore {
             .scan_prefix(&interaction.to_bytes())
             .map(|entry| entry.map(|(_, analysis)| analysis))
             .collect()
+    }
+
+    /// The interaction's effective analyses, the ones every report reads: the stored ones with
+    /// the QA leads' label overrides applied ([`crate::analysis::overrides::apply`]).
+    pub fn reviewed(
+        &self,
+        tenant: TenantId,
+        interaction: RecordId,
+    ) -> Result<Vec<Analysis>, StoreError> {
+        let mut analyses = self.analyses(tenant, interaction)?;
+        let overrides = crate::analysis::overrides::LabelOverrides::new(self.store.clone())
+            .overrides(tenant, interaction)?;
+        if !overrides.is_empty() {
+            for analysis in &mut analyses {
+                crate::analysis::overrides::apply(analysis, &overrides);
+            }
+        }
+        Ok(analyses)
     }
 
     /// The interactions with a stored analysis of `kind`, newest first (record ids are

@@ -111,6 +111,10 @@ pub enum AuditAction {
     PrivacyErasureReapplied,
     /// A QA lead overrode a QA criterion's score; the target names the interaction and criterion.
     QaOverridden,
+    /// A QA lead overrode an interaction's sentiment or topics; the target names the interaction,
+    /// what was overridden, and the labels before and after (labels of Rapport's and the
+    /// tenant's own lists, never message text).
+    AnalysisLabelOverridden,
     /// A tenant's QA scorecard was changed.
     QaScorecardChanged,
     /// A batch of feedback requests was prepared; the target names the batch and its counts
@@ -258,6 +262,7 @@ impl AuditAction {
             Self::PrivacyErased => "privacy.erased",
             Self::PrivacyErasureReapplied => "privacy.erasure_reapplied",
             Self::QaOverridden => "qa.overridden",
+            Self::AnalysisLabelOverridden => "analysis.label_overridden",
             Self::QaScorecardChanged => "qa.scorecard_changed",
             Self::FeedbackBatchCreated => "feedback.batch_created",
             Self::FeedbackExported => "feedback.exported",

@@ -287,7 +287,7 @@ pub fn gather(
         if !within(began, now, 90) {
             continue;
         }
-        for analysis in context.analysis.analyses(tenant, interaction.id)? {
+        for analysis in context.analysis.reviewed(tenant, interaction.id)? {
             match &analysis.result {
                 AnalysisResult::Sentiment { .. } => {
                     if let Some(value) = sentiment_value(&analysis.result) {

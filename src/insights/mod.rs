@@ -318,7 +318,7 @@ pub fn interaction_contribution(
         owner: owner.to_owned(),
         ..InteractionContribution::default()
     };
-    for analysis in context.analysis.analyses(tenant, seed.id)? {
+    for analysis in context.analysis.reviewed(tenant, seed.id)? {
         match &analysis.result {
             AnalysisResult::Sentiment { overall, .. } => {
                 let score = crate::health::sentiment_value(&analysis.result).unwrap_or(0.0);

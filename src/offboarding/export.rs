@@ -192,12 +192,15 @@ fn write_line(out: &mut dyn Write, value: &impl Serialize) -> Result<(), Offboar
         })
 }
 
-/// Every interaction's stored analyses, one line per analysed interaction.
+/// Every interaction's stored analyses (the AI's, as made) and the QA leads' overrides of its
+/// QA criteria and labels, one line per analysed interaction.
 fn write_analyses(
     context: &AppContext,
     tenant: &Tenant,
     out: &mut dyn Write,
 ) -> Result<u64, OffboardingError> {
+    let qa = crate::qa::store::QaStore::new(context.store.clone());
+    let labels = crate::analysis::overrides::LabelOverrides::new(context.store.clone());
     let mut count = 0;
     for entry in context.interactions.records(tenant.id)?.scan() {
         let (id, _) = entry?;
@@ -207,7 +210,12 @@ fn write_analyses(
         }
         write_line(
             out,
-            &serde_json::json!({"interaction": id.to_string(), "analyses": analyses}),
+            &serde_json::json!({
+                "interaction": id.to_string(),
+                "analyses": analyses,
+                "qa_overrides": qa.overrides(tenant.id, id)?,
+                "label_overrides": labels.overrides(tenant.id, id)?,
+            }),
         )?;
         count += 1;
     }

@@ -627,6 +627,24 @@ pub fn qa_analysis(
         }))
 }
 
+/// An override's comment, trimmed: required (say why), at most [`MAX_COMMENT_CHARS`]
+/// characters. Criterion overrides and label overrides
+/// ([`crate::analysis::overrides`]) share it.
+pub fn checked_comment(comment: &str) -> Result<&str, QaError> {
+    let comment = comment.trim();
+    if comment.is_empty() {
+        return Err(QaError::Invalid(
+            "comment: say why the AI's result is overridden".to_owned(),
+        ));
+    }
+    if comment.chars().count() > MAX_COMMENT_CHARS {
+        return Err(QaError::Invalid(format!(
+            "comment: at most {MAX_COMMENT_CHARS} characters"
+        )));
+    }
+    Ok(comment)
+}
+
 /// A QA lead's override of one criterion, as typed.
 #[derive(Clone, Debug, Default)]
 pub struct OverrideInput {
@@ -662,17 +680,7 @@ pub fn override_criterion(
             score.scale.labels().join(", ")
         ))
     })?;
-    let comment = input.comment.trim();
-    if comment.is_empty() {
-        return Err(QaError::Invalid(
-            "comment: say why the score is overridden".to_owned(),
-        ));
-    }
-    if comment.chars().count() > MAX_COMMENT_CHARS {
-        return Err(QaError::Invalid(format!(
-            "comment: at most {MAX_COMMENT_CHARS} characters"
-        )));
-    }
+    let comment = checked_comment(&input.comment)?;
     let entry = Override {
         criterion: score.criterion.clone(),
         points,

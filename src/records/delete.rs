@@ -4,7 +4,7 @@
 //! A record's deletion removes the record, its source claim (the `*_sources` blind index entry),
 //! its reference-index entries (`records::refs`), its search document, and what is derived from
 //! it and keyed by its id: stored analyses, the analysis job and its queue entry
-//! (`analysis::store`), QA overrides (`qa::store`), the lead state (`leads::store`) and, for a
+//! (`analysis::store`), QA and label overrides (`analysis::overrides`), the lead state (`leads::store`) and, for a
 //! review signal, its review state (`reviews::store`).
 //! Account health snapshots are per account, not per record, and stay.
 //!
@@ -52,8 +52,7 @@ pub fn stage_deletion<R: SourceRecord>(
     )?;
     match R::KIND {
         RecordKind::Interaction => {
-            crate::qa::store::QaStore::new(context.store.clone())
-                .stage_removal(tenant, id, writes)?;
+            crate::analysis::overrides::stage_removal(&context.store, tenant, id, writes)?;
             crate::leads::store::LeadStore::new(context.store.clone())
                 .stage_removal(tenant, id, writes)?;
         }

@@ -584,3 +584,204 @@ fn the_default_model_scores_qa_with_quotes_from_the_conversation() {
         assert!((0.0..=100.0).contains(&overall), "{overall}");
     }
 }
+
+/// The dashboard CSV `chart` of today, as the analyst downloads it.
+async fn todays_csv(app: &TestApp, client: &reqwest::Client, chart: &str) -> String {
+    let today = chrono::Utc::now().date_naive();
+    let response = app
+        .get(
+            client,
+            &format!("/t/acme/dashboard/{chart}.csv?from={today}&to={today}"),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK, "{chart}.csv");
+    response.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_label_override_changes_the_reported_sentiment_and_topics_and_the_ai_result_is_kept() {
+    use rapport::analysis::overrides::{LabelOverrides, LabelTarget};
+
+    let app = TestApp::spawn();
+    let tenant = app.create_tenant("acme");
+    use_off_backend(&app.context, tenant.id);
+    app.create_user("lead@acme.example", Role::QaLead, Some(&tenant));
+    app.create_user("analyst@acme.example", Role::Analyst, Some(&tenant));
+    let now = chrono::Utc::now().to_rfc3339();
+    let record: InteractionRecord = serde_json::from_value(serde_json::json!({
+        "source_system": "livechat", "source_id": "L-1", "channel": "chat",
+        "subject": "Thanks",
+        "messages": [
+            {"role": "customer", "author_name": "Ann Lee", "sent_at": now,
+             "text": "Great service, thank you so much, I love it!"},
+            {"role": "agent", "author_name": "Sam Hill", "sent_at": now,
+             "text": "Glad to help!"}
+        ]
+    }))
+    .unwrap();
+    let stored = write_interaction(&app.context, tenant.id, record);
+    run_queue(&app.context, tenant.id);
+    let ai_sentiment = app
+        .context
+        .analysis
+        .analysis(tenant.id, stored.id, AnalysisKind::Sentiment)
+        .unwrap()
+        .unwrap();
+    let AnalysisResult::Sentiment { overall, .. } = &ai_sentiment.result else {
+        panic!("{ai_sentiment:?}");
+    };
+    assert_eq!(overall.label, "positive");
+    let ai_topics = app
+        .context
+        .analysis
+        .analysis(tenant.id, stored.id, AnalysisKind::Topics)
+        .unwrap()
+        .unwrap();
+
+    let analyst = app.signed_in_client("analyst@acme.example").await;
+    let sentiment_csv = todays_csv(&app, &analyst, "sentiment").await;
+    assert!(sentiment_csv.ends_with(",1,0,0\n"), "{sentiment_csv}");
+
+    // The forms are on the interaction page for a QA lead, not for an analyst.
+    let path = format!("/t/acme/interactions/{}", stored.id);
+    let override_path = format!("{path}/labels/override");
+    let lead = app.signed_in_client("lead@acme.example").await;
+    let page = app.get(&lead, &path).await.text().await.unwrap();
+    assert!(
+        page.contains(&format!("action=\"{override_path}\"")) && page.contains("Override topics"),
+        "{page}"
+    );
+    let page = app.get(&analyst, &path).await.text().await.unwrap();
+    assert!(!page.contains("labels/override"), "{page}");
+
+    // An analyst may not override; a QA lead without the CSRF token is refused too.
+    let sentiment = [
+        ("target", "sentiment"),
+        ("label", "negative"),
+        ("comment", "Sarcasm: the customer cancelled the next day."),
+    ];
+    let response = app.post_form(&analyst, &override_path, &sentiment).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = lead
+        .post(app.url(&override_path))
+        .form(&sentiment)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // Bad input is refused, naming the field, and nothing is stored.
+    for (fields, field) in [
+        (
+            vec![
+                ("target", "sentiment"),
+                ("label", "furious"),
+                ("comment", "x"),
+            ],
+            "sentiment:",
+        ),
+        (
+            vec![
+                ("target", "topics"),
+                ("label", "not_a_topic"),
+                ("comment", "x"),
+            ],
+            "topics:",
+        ),
+        (vec![("target", "topics"), ("comment", "x")], "topics:"),
+        (
+            vec![
+                ("target", "sentiment"),
+                ("label", "negative"),
+                ("comment", "  "),
+            ],
+            "comment:",
+        ),
+        (vec![("target", "mood"), ("label", "negative")], "target:"),
+    ] {
+        let response = app.post_form(&lead, &override_path, &fields).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{fields:?}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains(field), "{field}: {body}");
+    }
+    let overrides = LabelOverrides::new(app.context.store.clone());
+    assert!(overrides
+        .overrides(tenant.id, stored.id)
+        .unwrap()
+        .is_empty());
+
+    let response = app.post_form(&lead, &override_path, &sentiment).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let topics = [
+        ("target", "topics"),
+        ("label", "complaint"),
+        ("label", "cancellation"),
+        ("comment", "The thanks was ironic."),
+    ];
+    let response = app.post_form(&lead, &override_path, &topics).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+
+    // The AI results are stored as they were; the overrides sit beside them.
+    let analysis = |kind| {
+        app.context
+            .analysis
+            .analysis(tenant.id, stored.id, kind)
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(analysis(AnalysisKind::Sentiment), ai_sentiment);
+    assert_eq!(analysis(AnalysisKind::Topics), ai_topics);
+    let stored_overrides = overrides.overrides(tenant.id, stored.id).unwrap();
+    assert_eq!(stored_overrides.len(), 2);
+    assert_eq!(stored_overrides[0].target, LabelTarget::Sentiment);
+    assert_eq!(stored_overrides[1].labels, ["complaint", "cancellation"]);
+    assert_eq!(stored_overrides[1].by, "lead@acme.example");
+
+    // The reports use the overrides: the dashboard counts the interaction as negative and
+    // under the two chosen topics.
+    let sentiment_csv = todays_csv(&app, &analyst, "sentiment").await;
+    assert!(sentiment_csv.ends_with(",0,0,1\n"), "{sentiment_csv}");
+    let topics_csv = todays_csv(&app, &analyst, "topics").await;
+    let rows: Vec<&str> = topics_csv.lines().skip(1).collect();
+    assert!(
+        rows.contains(&"complaint,1,0") && rows.contains(&"cancellation,1,0"),
+        "{topics_csv}"
+    );
+    assert_eq!(rows.len(), 2, "{topics_csv}");
+
+    // The page shows both: the effective labels with who set them, and what the AI said.
+    let page = app.get(&analyst, &path).await.text().await.unwrap();
+    assert!(page.contains("The AI said positive"), "{page}");
+    assert!(page.contains(&escaped("The thanks was ironic.")), "{page}");
+    assert!(page.contains("overridden by lead@acme.example"), "{page}");
+
+    let entries = app
+        .context
+        .audit_log
+        .entries(AuditView::Tenant(tenant.id), None, 10_000)
+        .unwrap();
+    assert!(entries.iter().any(
+        |entry| entry.event.action == AuditAction::AnalysisLabelOverridden
+            && entry.event.target.contains(&stored.id.to_string())
+            && entry
+                .event
+                .target
+                .contains("sentiment: positive → negative")
+    ));
+
+    // Deleting the interaction deletes its overrides with it.
+    rapport::records::delete::delete::<rapport::interactions::InteractionRecord>(
+        &app.context,
+        tenant.id,
+        &rapport::records::delete::targets::<rapport::interactions::InteractionRecord>(
+            &app.context,
+            tenant.id,
+            &[stored.id],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(overrides
+        .overrides(tenant.id, stored.id)
+        .unwrap()
+        .is_empty());
+}
