@@ -62,10 +62,14 @@ pub struct ScoreRequest {
     pub max_item_tokens: usize,
 }
 
-/// Per item, the log-likelihood of each choice (natural log, in the order of the request).
+/// Per item, the log-likelihood of each choice (natural log, in the order of the request), up to
+/// a constant per item: the normaliser of the row that predicts every choice's first token (a
+/// log-sum-exp over the whole vocabulary, 262,144 entries for Gemma) is the same for all of an
+/// item's choices, so it is left out. Only differences between an item's choices are meaningful,
+/// which is all a classification (a softmax over the choices) and its calibration use.
 #[derive(Clone, Debug)]
 pub struct ScoreOutput {
-    pub log_likelihoods: Vec<Vec<f32>>,
+    pub relative_log_likelihoods: Vec<Vec<f32>>,
     pub stats: DecodeStats,
 }
 
@@ -608,7 +612,7 @@ impl Worker<'_> {
             start = end;
         }
         Ok(ScoreOutput {
-            log_likelihoods,
+            relative_log_likelihoods: log_likelihoods,
             stats,
         })
     }
@@ -654,10 +658,11 @@ impl Worker<'_> {
             if row.len() < vocabulary {
                 return Err(InferenceError::Engine("short logits row".to_owned()));
             }
-            let normaliser = log_sum_exp(&row[..vocabulary]);
+            // The row's normaliser would be the same for every choice: left out (see
+            // `ScoreOutput`).
             for (choice, tokens) in choices.iter().enumerate() {
                 let first = token_index(tokens[0], vocabulary).unwrap_or(0);
-                results[item][choice] = row[first] - normaliser;
+                results[item][choice] = row[first];
             }
         }
         if nodes.is_empty() {

@@ -314,8 +314,8 @@ impl Backend for LocalBackend {
             max_item_tokens: prompts::MAX_ITEM_TOKENS,
         })?;
         if calibrate {
-            if let Some(prior) = output.log_likelihoods.pop() {
-                for scores in &mut output.log_likelihoods {
+            if let Some(prior) = output.relative_log_likelihoods.pop() {
+                for scores in &mut output.relative_log_likelihoods {
                     for (score, bias) in scores.iter_mut().zip(&prior) {
                         *score -= bias;
                     }
@@ -323,7 +323,7 @@ impl Backend for LocalBackend {
             }
         }
         let results = output
-            .log_likelihoods
+            .relative_log_likelihoods
             .iter()
             .map(|scores| classification_from_scores(labels, scores))
             .collect();
