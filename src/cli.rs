@@ -559,6 +559,13 @@ enum AuditCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Delete the expired segments from the start of the log now, as the nightly retention task
+    /// does (a tenant's entries after its audit-log period, the appliance's after
+    /// `[retention] audit_log_days`). Stop the service first.
+    Prune {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 /// A command's failure: the message printed after `error: `.
@@ -587,6 +594,7 @@ pub fn run() -> ExitCode {
         Command::Tenant(command) => tenant(command),
         Command::User(command) => user(command),
         Command::Audit(AuditCommand::Verify { config }) => audit_verify(&config.path),
+        Command::Audit(AuditCommand::Prune { config }) => audit_prune(&config.path),
         Command::Bench(command) => bench(command),
         Command::Eval {
             config,
@@ -1483,10 +1491,33 @@ fn apikey_create(config: &Path, slug: &str, scopes: &str, name: &str) -> Outcome
 fn audit_verify(config_path: &Path) -> Outcome {
     let context = open(config_path)?;
     let report = context.audit_log.verify()?;
-    println!(
-        "audit log intact: {} entries in {} segment(s)",
-        report.entries, report.segments
-    );
+    if report.first > 1 {
+        println!(
+            "audit log intact: {} entries in {} segment(s), from entry {} (the entries before it were pruned)",
+            report.entries, report.segments, report.first
+        );
+    } else {
+        println!(
+            "audit log intact: {} entries in {} segment(s)",
+            report.entries, report.segments
+        );
+    }
+    Ok(())
+}
+
+fn audit_prune(config_path: &Path) -> Outcome {
+    let context = open(config_path)?;
+    let outcome = crate::retention::audit_log::prune(&context, &Actor::cli(), chrono::Utc::now())?;
+    if outcome.rotated {
+        println!("the open segment was a week old and is closed; the next entry starts a new one");
+    }
+    match outcome.pruned.first_kept {
+        Some(first) => println!(
+            "pruned {} entries in {} segment(s); the log now starts at entry {first}",
+            outcome.pruned.entries, outcome.pruned.segments
+        ),
+        None => println!("nothing to prune: no closed segment holds only expired entries"),
+    }
     Ok(())
 }
 

@@ -170,6 +170,10 @@ pub struct MetricsConfig {
 pub struct RetentionConfig {
     /// A cron expression in UTC: six fields with seconds first, or the classic five.
     pub schedule: String,
+    /// How long the audit log keeps the appliance's own entries (and those of purged tenants),
+    /// in days: at least [`crate::retention::AUDIT_LOG_MIN_DAYS`]. A tenant's entries follow the
+    /// tenant's audit-log period.
+    pub audit_log_days: u32,
 }
 
 /// Nightly at 02:30 UTC.
@@ -179,6 +183,7 @@ impl Default for RetentionConfig {
     fn default() -> Self {
         Self {
             schedule: DEFAULT_RETENTION_SCHEDULE.to_owned(),
+            audit_log_days: crate::retention::AUDIT_LOG_MIN_DAYS,
         }
     }
 }
@@ -411,6 +416,13 @@ impl Config {
         if let Err(message) = crate::scheduler::Schedule::parse(&self.retention.schedule) {
             problems.push(format!("retention.schedule: {message}"));
         }
+        if self.retention.audit_log_days < crate::retention::AUDIT_LOG_MIN_DAYS {
+            problems.push(format!(
+                "retention.audit_log_days: the audit log is kept at least {} days; {} is too short",
+                crate::retention::AUDIT_LOG_MIN_DAYS,
+                self.retention.audit_log_days
+            ));
+        }
         if !self.backup.schedule.trim().is_empty() {
             if let Err(message) = crate::scheduler::Schedule::parse(&self.backup.schedule) {
                 problems.push(format!("backup.schedule: {message}"));
@@ -582,6 +594,9 @@ const RETENTION_TEMPLATE: &str = r#"
 # with seconds first (seconds minutes hours day-of-month month day-of-week), or the classic five.
 # The periods themselves are set per tenant by its privacy officer (Retention page).
 schedule = "0 30 2 * * *"
+# After the sweeps, the audit log is pruned: a tenant's entries after the tenant's audit-log
+# period, the appliance's own entries (and a purged tenant's) after this many days (at least 365).
+audit_log_days = 365
 "#;
 
 /// The template's `[backup]` part (its schedule is [`DEFAULT_BACKUP_SCHEDULE`]).

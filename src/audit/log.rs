@@ -13,6 +13,14 @@
 //! sync covers its end; the first waiter to find no sync running starts one for everything written
 //! so far. A failed `fsync` stops the log: the entries it covered may not be durable, so nothing
 //! more is acknowledged until a restart has re-read the files.
+//!
+//! **Pruning** ([`AuditLog::prune`]) deletes whole segments from the start of the log once every
+//! entry in them has expired, never the open one. Before a segment file is deleted, the chain's
+//! new start — the last pruned entry's seq and hash, and the first kept segment — is stored as the
+//! *anchor* (sealed, flushed); [`AuditLog::verify`] starts from it, so the kept entries still
+//! form one unbroken chain. A segment is closed for pruning by [`AuditLog::rotate`] (the nightly
+//! task rotates a segment older than a week), so that pruning is precise to about a week.
+//! [`AuditLog::hold_segments`] keeps pruning out while a backup copies the segments.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -34,6 +42,7 @@ const SEGMENT_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 const FRAME_FIXED: usize = 8 + 16 + 16;
 const MAX_FRAME: u32 = 1024 * 1024;
 const HEAD_KEY: &str = "head";
+const ANCHOR_KEY: &str = "anchor";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -59,6 +68,26 @@ struct ChainHead {
     offset: u64,
 }
 
+/// Where the kept chain starts after pruning: the last pruned entry, and the first kept segment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Anchor {
+    /// The last pruned entry's seq: the first kept entry is `seq + 1`.
+    seq: u64,
+    /// The last pruned entry's hash: the first kept entry's `prev_hash`.
+    hash: [u8; 32],
+    /// Segments before this one are pruned (a file still there was being deleted in a crash).
+    first_segment: u32,
+}
+
+/// What [`AuditLog::prune`] deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub segments: u32,
+    pub entries: u64,
+    /// The first entry kept, when anything was pruned.
+    pub first_kept: Option<u64>,
+}
+
 impl ChainHead {
     /// Where the chain ends, ordered along the log.
     fn position(&self) -> (u32, u64) {
@@ -72,6 +101,8 @@ struct Writer {
     file: Option<Arc<File>>,
     /// Set when an `fsync` failed: nothing more is appended.
     stopped: bool,
+    /// Set by [`AuditLog::rotate`]: the next entry starts a new segment.
+    rotate_next: bool,
 }
 
 /// How far the log is known to be on disk.
@@ -94,6 +125,9 @@ pub struct AuditLog {
     key_id: KeyId,
     key: SecretKey,
     heads: Collection<&'static str, ChainHead>,
+    anchors: Collection<&'static str, Anchor>,
+    /// Held by pruning, and by a backup while it copies the segments.
+    segments_guard: Mutex<()>,
     writer: Mutex<Writer>,
     durable: Mutex<Durable>,
     synced: Condvar,
@@ -104,8 +138,11 @@ pub struct AuditLog {
 /// What `verify` found when the chain is intact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VerifyReport {
+    /// Entries checked: every entry kept.
     pub entries: u64,
     pub segments: u32,
+    /// The first entry kept (1 when nothing was pruned).
+    pub first: u64,
 }
 
 struct Frame {
@@ -131,6 +168,7 @@ impl AuditLog {
             })?;
         let (key_id, key) = store.audit_key()?;
         let heads = store.collection::<&'static str, ChainHead>(Scope::Appliance, "audit_head")?;
+        let anchors = store.collection::<&'static str, Anchor>(Scope::Appliance, "audit_anchor")?;
         let stored_head = heads.get(&HEAD_KEY)?.unwrap_or_default();
         let log = Self {
             store: store.clone(),
@@ -138,10 +176,13 @@ impl AuditLog {
             key_id,
             key,
             heads,
+            anchors,
+            segments_guard: Mutex::new(()),
             writer: Mutex::new(Writer {
                 head: stored_head.clone(),
                 file: None,
                 stopped: false,
+                rotate_next: false,
             }),
             durable: Mutex::new(Durable {
                 head: stored_head.clone(),
@@ -186,6 +227,17 @@ impl AuditLog {
         }
         numbers.sort_unstable();
         Ok(numbers)
+    }
+
+    /// The segments of the kept chain: a file before the anchor's first segment (left by a crash
+    /// during pruning) is not part of it.
+    fn kept_segments(&self) -> Result<Vec<u32>, AuditError> {
+        let first = self.anchor()?.first_segment;
+        Ok(self
+            .segments()?
+            .into_iter()
+            .filter(|segment| *segment >= first)
+            .collect())
     }
 
     /// Reads forward from the stored head through any entries written after it, checking them.
@@ -346,7 +398,7 @@ impl AuditLog {
             return Err(AuditError::Poisoned);
         }
         let mut head = writer.head.clone();
-        if head.segment == 0 || head.offset >= SEGMENT_LIMIT_BYTES {
+        if head.segment == 0 || head.offset >= SEGMENT_LIMIT_BYTES || writer.rotate_next {
             // Rotation is rare: the full segment is synced here, under the lock, so that a later
             // sync of the new segment covers every entry before it.
             if let Some(full) = writer.file.take() {
@@ -358,6 +410,7 @@ impl AuditLog {
             }
             head.segment += 1;
             head.offset = 0;
+            writer.rotate_next = false;
         }
         let mut frames = Vec::new();
         let mut entries = Vec::with_capacity(events.len());
@@ -529,7 +582,7 @@ impl AuditLog {
         limit: usize,
     ) -> Result<Vec<AuditEntry>, AuditError> {
         let mut matching: Vec<Frame> = Vec::new();
-        for segment in self.segments()? {
+        for segment in self.kept_segments()? {
             let (frames, _) = Self::read_frames(&self.segment_path(segment), 0)?;
             for frame in frames {
                 if view.admits(frame.tenant) && before.is_none_or(|limit_seq| frame.seq < limit_seq)
@@ -557,7 +610,7 @@ impl AuditLog {
         mut keep: impl FnMut(&AuditEntry) -> bool,
     ) -> Result<(Vec<AuditEntry>, bool), AuditError> {
         let mut found = Vec::new();
-        for segment in self.segments()?.into_iter().rev() {
+        for segment in self.kept_segments()?.into_iter().rev() {
             let (frames, _) = Self::read_frames(&self.segment_path(segment), 0)?;
             for frame in frames.iter().rev() {
                 if !view.admits(frame.tenant) {
@@ -581,7 +634,7 @@ impl AuditLog {
     pub fn durable_files(&self) -> Result<Vec<(PathBuf, u64)>, AuditError> {
         let head = self.durable()?.head.clone();
         let mut files = Vec::new();
-        for segment in self.segments()? {
+        for segment in self.kept_segments()? {
             if segment > head.segment {
                 break;
             }
@@ -601,11 +654,13 @@ impl AuditLog {
         Ok(files)
     }
 
-    /// Walks the whole chain from the first entry; the error names the first broken entry.
+    /// Walks the whole kept chain from its first entry (after the pruning anchor, if any); the
+    /// error names the first broken entry.
     pub fn verify(&self) -> Result<VerifyReport, AuditError> {
-        let mut previous = [0u8; 32];
-        let mut expected_seq = 1u64;
-        let segments = self.segments()?;
+        let anchor = self.anchor()?;
+        let mut previous = anchor.hash;
+        let mut expected_seq = anchor.seq + 1;
+        let segments = self.kept_segments()?;
         for &segment in &segments {
             let (frames, torn) = Self::read_frames(&self.segment_path(segment), 0)?;
             for frame in &frames {
@@ -652,9 +707,110 @@ impl AuditLog {
             });
         }
         Ok(VerifyReport {
-            entries: expected_seq - 1,
+            entries: expected_seq - 1 - anchor.seq,
             segments: u32::try_from(segments.len()).unwrap_or(u32::MAX),
+            first: anchor.seq + 1,
         })
+    }
+
+    /// Where the kept chain starts (the default, before any pruning: entry 1, segment 0).
+    fn anchor(&self) -> Result<Anchor, AuditError> {
+        Ok(self.anchors.get(&ANCHOR_KEY)?.unwrap_or_default())
+    }
+
+    /// Keeps [`AuditLog::prune`] from deleting segments while the guard lives: a backup holds it
+    /// from its snapshot (which holds the anchor) until it has copied the segment files.
+    pub fn hold_segments(&self) -> Result<MutexGuard<'_, ()>, AuditError> {
+        self.segments_guard.lock().map_err(|_| AuditError::Poisoned)
+    }
+
+    /// Closes the open segment: the next entry starts a new one, so that the closed one can be
+    /// pruned as a whole once its entries expire.
+    pub fn rotate(&self) -> Result<(), AuditError> {
+        let mut writer = self.writer.lock().map_err(|_| AuditError::Poisoned)?;
+        if writer.head.segment != 0 && writer.head.offset > 0 {
+            writer.rotate_next = true;
+        }
+        Ok(())
+    }
+
+    /// When the open segment's first entry was written (`None`: no entry yet).
+    pub fn open_segment_started(&self) -> Result<Option<chrono::DateTime<Utc>>, AuditError> {
+        let head = self.durable()?.head.clone();
+        if head.segment == 0 || head.offset == 0 {
+            return Ok(None);
+        }
+        let (frames, _) = Self::read_frames(&self.segment_path(head.segment), 0)?;
+        match frames.first() {
+            Some(frame) => Ok(Some(self.open_frame(frame)?.1.time)),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes whole segments from the start of the log while every entry in them is
+    /// `expired`, never the open one, and stops at the first segment holding a kept entry (so
+    /// the kept entries stay one chain). The new anchor is stored and flushed before a file is
+    /// deleted; a file left by a crash between the two is deleted on the next call.
+    pub fn prune(
+        &self,
+        expired: &mut dyn FnMut(&AuditEntry) -> bool,
+    ) -> Result<PruneReport, AuditError> {
+        let _guard = self.hold_segments()?;
+        let open_segment = self
+            .writer
+            .lock()
+            .map_err(|_| AuditError::Poisoned)?
+            .head
+            .segment;
+        let mut anchor = self.anchor()?;
+        let mut leftovers = Vec::new();
+        let mut prunable = Vec::new();
+        let mut report = PruneReport::default();
+        'segments: for segment in self.segments()? {
+            if segment < anchor.first_segment {
+                leftovers.push(segment);
+                continue;
+            }
+            if segment >= open_segment {
+                break;
+            }
+            let (frames, torn) = Self::read_frames(&self.segment_path(segment), 0)?;
+            if torn.is_some() {
+                break;
+            }
+            let mut last = None;
+            for frame in &frames {
+                let (hash, entry) = self.open_frame(frame)?;
+                if !expired(&entry) {
+                    break 'segments;
+                }
+                last = Some((entry.seq, hash));
+            }
+            if let Some((seq, hash)) = last {
+                anchor.seq = seq;
+                anchor.hash = hash;
+            }
+            anchor.first_segment = segment + 1;
+            report.segments += 1;
+            report.entries += frames.len() as u64;
+            prunable.push(segment);
+        }
+        if !prunable.is_empty() {
+            // The anchor first: a crash before the files go leaves files the anchor skips.
+            self.anchors.insert(&ANCHOR_KEY, &anchor)?;
+            report.first_kept = Some(anchor.seq + 1);
+        }
+        for segment in leftovers.into_iter().chain(prunable) {
+            let path = self.segment_path(segment);
+            fs::remove_file(&path).map_err(|source| AuditError::Io { path, source })?;
+        }
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|source| AuditError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
+        Ok(report)
     }
 }
 

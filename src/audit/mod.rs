@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{TenantId, UserId};
 
-pub use log::{AuditError, AuditLog, VerifyReport};
+pub use log::{AuditError, AuditLog, PruneReport, VerifyReport};
 
 /// Who acted: a user, or the command line / the system itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +99,9 @@ pub enum AuditAction {
     BackupCreated,
     /// A backup was restored into this data directory (the first entry a restored log gets).
     BackupRestored,
+    /// Expired segments were deleted from the start of the audit log; the target gives the
+    /// counts and the first entry kept.
+    AuditPruned,
     /// A privacy officer recorded a subject's restriction of processing or objection; the
     /// target names the subject by a keyed token, never the address.
     PrivacyRestricted,
@@ -257,6 +260,7 @@ impl AuditAction {
             Self::KeysTenantRotated => "keys.tenant_rotated",
             Self::BackupCreated => "backup.created",
             Self::BackupRestored => "backup.restored",
+            Self::AuditPruned => "audit.pruned",
             Self::PrivacyRestricted => "privacy.restricted",
             Self::PrivacyRestrictionLifted => "privacy.restriction_lifted",
             Self::PrivacyErased => "privacy.erased",

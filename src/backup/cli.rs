@@ -160,9 +160,10 @@ pub(crate) fn restore(args: &RestoreArgs) -> Result<(), String> {
         restored.audit_entries
     );
     println!(
-        "erasure ledger {} re-applied: {} records deleted, {} keys destroyed again",
+        "erasure ledger {} re-applied: {} records deleted, {} mentions redacted, {} keys destroyed again",
         restored.ledger.display(),
         restored.reapplied.records_deleted,
+        restored.reapplied.mentions_redacted,
         restored.reapplied.keys_destroyed
     );
     println!(

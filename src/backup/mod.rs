@@ -261,6 +261,9 @@ pub fn write<W: Write>(
         SealingWriter::new(hashing, &key, &nonce, &header_bytes),
     );
     let mut done = Progress::default();
+    // No audit segment is pruned between the snapshot (which holds the pruning anchor) and the
+    // copy of the segment files.
+    let segments_guard = context.audit_log.hold_segments()?;
     let snapshot = context.store.snapshot()?;
     let audit_files = context.audit_log.durable_files()?;
     let mut totals = write_records(&snapshot, &mut sealer, &mut done, progress)?;
@@ -275,6 +278,7 @@ pub fn write<W: Write>(
         done.file_bytes += length;
         progress(done);
     }
+    drop(segments_guard);
     let ledger_bytes = ledger::current_bytes(context)?;
     let ledger_length = ledger_bytes.len() as u64;
     copy_file(
@@ -612,12 +616,13 @@ fn restore_into(
         Actor::cli(),
         AuditAction::BackupRestored,
         format!(
-            "restored a backup of {} taken {} ({} records, sha256 {}); erasure ledger re-applied: {} records deleted, {} keys destroyed again",
+            "restored a backup of {} taken {} ({} records, sha256 {}); erasure ledger re-applied: {} records deleted, {} mentions redacted, {} keys destroyed again",
             verified.header.rapport_version,
             verified.header.created.to_rfc3339(),
             totals.records,
             verified.sha256,
             reapplied.records_deleted,
+            reapplied.mentions_redacted,
             reapplied.keys_destroyed
         ),
     ))?;

@@ -119,11 +119,12 @@ pub(crate) fn run(command: PrivacyCommand) -> Result<(), String> {
             )
             .map_err(|error| error.to_string())?;
             println!(
-                "erased {}: {} interactions, {} contacts, {} signals deleted; {} subject keys destroyed",
+                "erased {}: {} interactions, {} contacts, {} signals deleted; {} mentions redacted in other interactions; {} subject keys destroyed",
                 report.subject,
                 report.interactions,
                 report.contacts,
                 report.signals,
+                report.mentions_redacted,
                 report.keys_destroyed
             );
             Ok(())
@@ -132,8 +133,8 @@ pub(crate) fn run(command: PrivacyCommand) -> Result<(), String> {
             let context = open(&config.path)?;
             let report = ledger::reapply(&context).map_err(|error| error.to_string())?;
             println!(
-                "{} ledger entries re-applied: {} records deleted again, {} subject keys destroyed again",
-                report.entries, report.records_deleted, report.keys_destroyed
+                "{} ledger entries re-applied: {} records deleted again, {} mentions redacted again, {} subject keys destroyed again",
+                report.entries, report.records_deleted, report.mentions_redacted, report.keys_destroyed
             );
             Ok(())
         }

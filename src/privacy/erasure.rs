@@ -12,17 +12,19 @@
 //!    address), so that a restore of an older backup erases again even if this run is cut off;
 //! 3. deletes the records through `records::delete`, the one deletion path (search entries,
 //!    analyses, QA, lead and review state go with them, and the dashboard aggregates are
-//!    corrected), [`DELETE_BATCH`] per transaction, reporting progress;
+//!    corrected), [`DELETE_BATCH`] per transaction, reporting progress, then redacts the
+//!    subject's addresses and numbers where other people's conversations mention them
+//!    ([`super::mentions`]);
 //! 4. removes the subject's restriction entry;
 //! 5. destroys the subject's keys (`Store::destroy_subject_key`), so that every copy of what was
 //!    sealed under them — in sled's log-structured files or in a backup — no longer opens;
 //! 6. audits `privacy.erased` with the subject's token prefix and the counts.
 //!
 //! An interaction is deleted whole when the subject wrote any message of it (a conversation is
-//! about the people in it; a redacted half-conversation would still be the subject's). A mere
-//! mention of the subject in someone else's conversation is left: finding it would need the
-//! subject's address in clear in a search over every text, and the pages mask PII to roles that
-//! must not see it (see ARCHITECTURE.md, "Erasure").
+//! about the people in it; a redacted half-conversation would still be the subject's). A mention
+//! of the subject in someone else's conversation is found through the search index (an address
+//! is one term) and redacted in place; a mention by name alone is left (a name is too ambiguous to
+//! remove from other people's words).
 //!
 //! Every step is idempotent: an interrupted erasure run again finds what is left and finishes.
 
@@ -88,6 +90,16 @@ pub struct ErasureReport {
     pub signals: u64,
     /// Subject keys destroyed.
     pub keys_destroyed: u64,
+    /// Other people's interactions whose mentions of the subject were redacted.
+    pub mentions_redacted: u64,
+}
+
+/// What re-applying one ledger entry found and erased again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reapplied {
+    pub records_deleted: u64,
+    pub keys_destroyed: u64,
+    pub mentions_redacted: u64,
 }
 
 /// Progress after each deletion batch.
@@ -363,6 +375,35 @@ fn find<R: Names>(
     Ok(found)
 }
 
+/// Other people's interactions that mention one of the subject's e-mail addresses (the search
+/// index's candidates, checked in their text; `privacy::requests::find` lists the same for an
+/// access request), excluding the ones being deleted. A held one refuses the erasure.
+fn mentioning(
+    context: &AppContext,
+    tenant: TenantId,
+    identity: &Identity,
+    deleting: &[Target],
+    holds: &ActiveHolds,
+) -> Result<Vec<RecordId>, ErasureError> {
+    let deleting: std::collections::BTreeSet<RecordId> =
+        deleting.iter().map(|target| target.id).collect();
+    let found = crate::privacy::requests::find::interactions_mentioning(
+        context,
+        tenant,
+        &identity.emails,
+        &deleting,
+        usize::MAX,
+    )?;
+    let mut ids = Vec::with_capacity(found.len());
+    for stored in found {
+        if let Some(hold) = holds.holding(&InteractionRecord::facts(&stored)) {
+            return Err(held(hold));
+        }
+        ids.push(stored.id);
+    }
+    Ok(ids)
+}
+
 fn held(hold: &LegalHold) -> ErasureError {
     ErasureError::Held {
         hold: hold.id.to_string(),
@@ -449,6 +490,7 @@ pub fn erase_subject_with_progress(
         tokens.push(token);
     }
     let interactions = find::<InteractionRecord>(context, tenant, &identity, &key_ids, &holds)?;
+    let mentions = mentioning(context, tenant, &identity, &interactions, &holds)?;
     let contacts = find::<ContactRecord>(context, tenant, &identity, &key_ids, &holds)?;
     let signals = find::<SignalRecord>(context, tenant, &identity, &key_ids, &holds)?;
     let label_token = match tokens.first() {
@@ -472,6 +514,7 @@ pub fn erase_subject_with_progress(
             subject_tokens: tokens.clone(),
             subject_keys: key_ids,
             records,
+            mentions: mentions.clone(),
             time: Utc::now(),
             request: request.clone(),
         },
@@ -485,6 +528,11 @@ pub fn erase_subject_with_progress(
         delete_all::<InteractionRecord>(context, tenant, &interactions, progress)?;
     report.contacts = delete_all::<ContactRecord>(context, tenant, &contacts, progress)?;
     report.signals = delete_all::<SignalRecord>(context, tenant, &signals, progress)?;
+    for id in mentions {
+        if super::mentions::redact_interaction(context, actor, tenant, id, &tokens)? {
+            report.mentions_redacted += 1;
+        }
+    }
     report.keys_destroyed = forget_subject(context, tenant, &identity, &tokens)?;
     audit_erasure(context, actor, tenant, &report, request.as_deref())?;
     Ok(report)
@@ -528,11 +576,12 @@ fn audit_erasure(
         actor.clone(),
         AuditAction::PrivacyErased,
         format!(
-            "{}: {} interactions, {} contacts, {} signals deleted, {} subject keys destroyed{request}",
+            "{}: {} interactions, {} contacts, {} signals deleted, {} mentions redacted, {} subject keys destroyed{request}",
             report.subject,
             report.interactions,
             report.contacts,
             report.signals,
+            report.mentions_redacted,
             report.keys_destroyed
         ),
     ))?;
@@ -579,12 +628,12 @@ fn reapply_targets<R: SourceRecord>(
 }
 
 /// Erases again, in a (restored) database, what one ledger entry erased: its records, every
-/// record sealed under its subject keys, and the keys themselves. Returns (records deleted, keys
-/// destroyed).
+/// record sealed under its subject keys, the mentions in other people's interactions, and the
+/// keys themselves.
 pub(super) fn reapply_entry(
     context: &AppContext,
     entry: &LedgerEntry,
-) -> Result<(u64, u64), ErasureError> {
+) -> Result<Reapplied, ErasureError> {
     let tenant = entry.tenant;
     let mut quiet = |_: ErasureProgress| {};
     let interactions = reapply_targets::<InteractionRecord>(context, tenant, entry)?;
@@ -593,6 +642,18 @@ pub(super) fn reapply_entry(
     let mut deleted = delete_all::<InteractionRecord>(context, tenant, &interactions, &mut quiet)?;
     deleted += delete_all::<ContactRecord>(context, tenant, &contacts, &mut quiet)?;
     deleted += delete_all::<SignalRecord>(context, tenant, &signals, &mut quiet)?;
+    let mut redacted = 0u64;
+    for id in &entry.mentions {
+        if super::mentions::redact_interaction(
+            context,
+            &Actor::system(),
+            tenant,
+            *id,
+            &entry.subject_tokens,
+        )? {
+            redacted += 1;
+        }
+    }
     let destroyed = context.store.lock_scope(Scope::Tenant(tenant)).run(|| {
         let mut destroyed = 0u64;
         for key in &entry.subject_keys {
@@ -607,7 +668,7 @@ pub(super) fn reapply_entry(
         }
         Ok::<_, StoreError>(destroyed)
     })?;
-    if deleted + destroyed > 0 {
+    if deleted + destroyed + redacted > 0 {
         let label = entry
             .subject_tokens
             .first()
@@ -616,10 +677,14 @@ pub(super) fn reapply_entry(
             Some(tenant),
             Actor::system(),
             AuditAction::PrivacyErasureReapplied,
-            format!("{label}: {deleted} records deleted again, {destroyed} subject keys destroyed again"),
+            format!("{label}: {deleted} records deleted again, {redacted} mentions redacted again, {destroyed} subject keys destroyed again"),
         ))?;
     }
-    Ok((deleted, destroyed))
+    Ok(Reapplied {
+        records_deleted: deleted,
+        keys_destroyed: destroyed,
+        mentions_redacted: redacted,
+    })
 }
 
 /// The ids of the subject keys an erasure of `entry`'s tokens would destroy now (tests, status).

@@ -67,6 +67,10 @@ pub struct LedgerEntry {
     pub subject_keys: Vec<KeyId>,
     /// The records the erasure deleted, by kind.
     pub records: Vec<(RecordKind, RecordId)>,
+    /// Other people's interactions that mentioned the subject, whose mentions it redacted
+    /// (`privacy::mentions`; matched again by `subject_tokens`). Absent in older entries.
+    #[serde(default)]
+    pub mentions: Vec<RecordId>,
     pub time: DateTime<Utc>,
     /// The data-subject request's label, when the erasure completes one.
     pub request: Option<String>,
@@ -192,6 +196,8 @@ pub struct ReapplyReport {
     pub records_deleted: u64,
     /// Subject keys destroyed again.
     pub keys_destroyed: u64,
+    /// Interactions whose mentions of an erased subject were redacted again.
+    pub mentions_redacted: u64,
 }
 
 /// Re-applies every erasure of the ledger to the database `context` opened (a restored, older
@@ -205,9 +211,10 @@ pub fn reapply(context: &AppContext) -> Result<ReapplyReport, super::erasure::Er
             continue;
         }
         report.entries += 1;
-        let (deleted, destroyed) = super::erasure::reapply_entry(context, &entry)?;
-        report.records_deleted += deleted;
-        report.keys_destroyed += destroyed;
+        let again = super::erasure::reapply_entry(context, &entry)?;
+        report.records_deleted += again.records_deleted;
+        report.keys_destroyed += again.keys_destroyed;
+        report.mentions_redacted += again.mentions_redacted;
     }
     Ok(report)
 }

@@ -9,6 +9,7 @@
 pub(crate) mod erase_cli;
 pub mod erasure;
 pub mod ledger;
+pub mod mentions;
 pub mod requests;
 pub mod routes;
 pub mod subject;

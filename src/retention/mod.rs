@@ -16,6 +16,7 @@
 //! (`retention_runs`). Policy changes are audited as `retention.policy_changed` (the periods only),
 //! runs as `retention.run` (the counts).
 
+pub mod audit_log;
 pub mod cli;
 pub mod holds;
 pub mod routes;
@@ -195,7 +196,11 @@ impl Category {
     /// Why a run deletes nothing in this category, where it never does in this version.
     fn not_swept(self) -> Option<&'static str> {
         match self {
-            Self::AuditLog => Some("not pruned yet: the whole hash-chained log is kept"),
+            Self::AuditLog => Some(
+                "pruned for every tenant at once after the nightly sweeps: whole week-long \
+                 segments of the hash-chained log, once every entry in them is past its \
+                 tenant's period (audited as audit.pruned)",
+            ),
             Self::TechnicalLogs => {
                 Some("Rapport keeps no technical logs of its own (the system journal does)")
             }
@@ -821,8 +826,9 @@ pub fn reports(
         .collect()
 }
 
-/// The scheduled sweep: every tenant's run, one after another. A tenant whose run fails is
-/// logged (by kind) and the others still run.
+/// The scheduled sweep: every tenant's run, one after another, then the audit log's pruning
+/// ([`audit_log::prune`], for every tenant at once). A tenant whose run fails is logged (by kind)
+/// and the others still run.
 pub fn run_all_tenants(context: &AppContext) {
     let tenants = match context.tenants.list() {
         Ok(tenants) => tenants,
@@ -856,6 +862,7 @@ pub fn run_all_tenants(context: &AppContext) {
             }
         }
     }
+    audit_log::prune_logged(context);
 }
 
 /// A content-free name of a run's failure, for logs.

@@ -332,3 +332,173 @@ fn concurrent_appends_share_fsyncs_and_keep_one_intact_chain() {
         before + total + 1
     );
 }
+
+/// Pruning deletes whole expired segments from the start of the log, stops at the first segment
+/// holding an entry that must be kept (a tenant keeping its audit log for its life, or under a
+/// legal hold), and leaves one chain that verifies from its new start: after a restart, in a
+/// backup restored elsewhere, and with a file a crash left behind. Removing a kept segment is
+/// still detected.
+#[test]
+fn pruning_deletes_expired_segments_and_the_kept_chain_still_verifies() {
+    use chrono::{Duration, Utc};
+    use rapport::audit::{Actor, AuditEvent};
+    use rapport::retention::{audit_log, holds, policies, save_policies, Category, Keep};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = cli_instance(dir.path(), free_port());
+    let context = crate::helpers::open_context(&config);
+    let note = |context: &rapport::context::AppContext, tenant, text: &str| {
+        context
+            .audit(AuditEvent::new(
+                tenant,
+                Actor::system(),
+                AuditAction::PersonalDataRead,
+                text,
+            ))
+            .unwrap()
+            .seq
+    };
+    // Segment 1: the instance's set-up and a tenant keeping its audit log 365 days.
+    let short =
+        rapport::tenants::create_tenant(&context, Actor::cli(), None, "short", "Short").unwrap();
+    note(&context, Some(short.id), "short, first segment");
+    context.audit_log.rotate().unwrap();
+    // Segment 2: that tenant's and the appliance's entries only.
+    let second_start = note(&context, Some(short.id), "short, second segment");
+    note(&context, None, "appliance, second segment");
+    context.audit_log.rotate().unwrap();
+    let through_second = context.audit_log.verify().unwrap().entries;
+    // Segment 3: a tenant that keeps its audit log for its life.
+    let keeper =
+        rapport::tenants::create_tenant(&context, Actor::cli(), None, "keeper", "Keeper").unwrap();
+    let mut forever = policies(&context, keeper.id).unwrap();
+    forever.set(Category::AuditLog, Keep::Forever);
+    save_policies(&context, &Actor::cli(), None, keeper.id, &forever).unwrap();
+    note(&context, Some(keeper.id), "keeper, third segment");
+    context.audit_log.rotate().unwrap();
+    // Segment 4, the open one.
+    note(&context, Some(short.id), "short, fourth segment");
+    let segment = |number: u32| {
+        dir.path()
+            .join("data/audit")
+            .join(format!("segment-{number:08}.log"))
+    };
+    assert!((1..=4).all(|number| segment(number).exists()));
+    let total = context.audit_log.verify().unwrap().entries;
+
+    // Ten days on, nothing has expired; the open segment is over a week old and is closed.
+    let outcome =
+        audit_log::prune(&context, &Actor::cli(), Utc::now() + Duration::days(10)).unwrap();
+    assert!(outcome.rotated);
+    assert_eq!(outcome.pruned.segments, 0);
+    assert!(segment(1).exists());
+
+    // 400 days on, segments 1 and 2 have expired; segment 3 holds the keeper's entries, so it and
+    // everything after it stay.
+    let outcome =
+        audit_log::prune(&context, &Actor::cli(), Utc::now() + Duration::days(400)).unwrap();
+    assert_eq!(outcome.pruned.segments, 2, "{outcome:?}");
+    assert_eq!(outcome.pruned.entries, through_second);
+    assert_eq!(outcome.pruned.first_kept, Some(through_second + 1));
+    assert!(!segment(1).exists() && !segment(2).exists() && segment(3).exists());
+    assert!(second_start <= through_second);
+    let report = context.audit_log.verify().unwrap();
+    assert_eq!(report.first, through_second + 1);
+    // The kept entries, and the pruning's own entry in a new segment.
+    assert_eq!(report.entries, total - through_second + 1);
+    let kept = context
+        .audit_log
+        .entries(AuditView::Tenant(short.id), None, 100)
+        .unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].event.target, "short, fourth segment");
+    let appliance = context
+        .audit_log
+        .entries(AuditView::Appliance, None, 1)
+        .unwrap();
+    assert_eq!(appliance[0].event.action, AuditAction::AuditPruned);
+    assert!(
+        appliance[0].event.target.contains("2 segment(s)")
+            && appliance[0]
+                .event
+                .target
+                .contains(&format!("starts at entry {}", through_second + 1)),
+        "{}",
+        appliance[0].event.target
+    );
+
+    // A legal hold keeps a tenant's entries although its period has passed.
+    let mut yearly = policies(&context, keeper.id).unwrap();
+    yearly.set(Category::AuditLog, Keep::Days(365));
+    save_policies(&context, &Actor::cli(), None, keeper.id, &yearly).unwrap();
+    let hold = holds::create(
+        &context,
+        &Actor::cli(),
+        None,
+        keeper.id,
+        &holds::NewHold {
+            kind: "tenant".to_owned(),
+            reason: "matter 12".to_owned(),
+            owner: "legal".to_owned(),
+            ..holds::NewHold::default()
+        },
+    )
+    .unwrap();
+    context.audit_log.rotate().unwrap();
+    note(&context, None, "appliance, after the hold");
+    let outcome =
+        audit_log::prune(&context, &Actor::cli(), Utc::now() + Duration::days(800)).unwrap();
+    assert_eq!(outcome.pruned.segments, 0, "{outcome:?}");
+    holds::release(&context, &Actor::cli(), None, keeper.id, hold.id).unwrap();
+    let outcome =
+        audit_log::prune(&context, &Actor::cli(), Utc::now() + Duration::days(800)).unwrap();
+    assert!(outcome.pruned.segments >= 2, "{outcome:?}");
+    assert!(!segment(3).exists());
+    let first = context.audit_log.verify().unwrap().first;
+    drop(context);
+
+    // A file that a crash left behind after the anchor was stored is skipped, then deleted.
+    std::fs::write(segment(1), b"left over").unwrap();
+    let verified = rapport(
+        &["audit", "verify", "--config", config.to_str().unwrap()],
+        None,
+    );
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    assert!(
+        String::from_utf8_lossy(&verified.stdout).contains(&format!("from entry {first}")),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    let pruned = rapport(
+        &["audit", "prune", "--config", config.to_str().unwrap()],
+        None,
+    );
+    assert!(pruned.status.success(), "{}", stderr(&pruned));
+    assert!(!segment(1).exists());
+
+    // A backup of the pruned log restores, and the restored chain verifies from the same start.
+    let backup = dir.path().join("pruned.rbk");
+    let taken = crate::backup::backup_cli(config.to_str().unwrap(), &backup);
+    assert!(taken.status.success(), "{}", stderr(&taken));
+    let restored_dir = dir.path().join("restored");
+    let restored = crate::backup::restore_cli(config.to_str().unwrap(), &backup, &restored_dir);
+    assert!(restored.status.success(), "{}", stderr(&restored));
+
+    // Removing a kept segment is still found.
+    let kept_segments: Vec<_> = std::fs::read_dir(dir.path().join("data/audit"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    let oldest = kept_segments.iter().min().unwrap();
+    std::fs::remove_file(oldest).unwrap();
+    let broken = rapport(
+        &["audit", "verify", "--config", config.to_str().unwrap()],
+        None,
+    );
+    assert!(!broken.status.success());
+    assert!(
+        stderr(&broken).contains("audit log is broken at entry"),
+        "{}",
+        stderr(&broken)
+    );
+}

@@ -474,6 +474,32 @@ fn a_backup_taken_before_the_erasure_is_erased_again_by_the_ledger() {
         let (jo_first, kim) = fill(&context, tenant.id);
         (tenant.id, jo_first, kim)
     };
+    // Someone else's conversation mentions the subject's address (in another case).
+    let mention = {
+        let context = open_context(&config_path);
+        write_interaction(
+            &context,
+            tenant,
+            chat(
+                "T-4",
+                "Kim Park",
+                "kim@example.org",
+                "Please copy my colleague JO.QUILL@example.org on the refund.",
+            ),
+        )
+        .id
+    };
+    let mention_text = |context: &AppContext| {
+        context
+            .interactions
+            .get(tenant, mention)
+            .unwrap()
+            .expect("the mentioning conversation stays")
+            .record
+            .messages[0]
+            .text
+            .clone()
+    };
     // The backup, with `rapport backup` (the server is stopped: it reads the database itself).
     let config = config_path.to_str().unwrap();
     let backup = dir.path().join("before-erasure.backup");
@@ -495,6 +521,18 @@ fn a_backup_taken_before_the_erasure_is_erased_again_by_the_ledger() {
             .get(tenant, jo_first)
             .unwrap()
             .is_none());
+        // The mention is redacted in place; the rest of Kim's words stay, and the address is no
+        // longer found by search.
+        assert_eq!(
+            mention_text(&context),
+            "Please copy my colleague [erased] on the refund."
+        );
+        let index = rapport::search::SearchIndex::new(context.store.clone());
+        assert!(index
+            .records_with_term(tenant, SUBJECT, 10)
+            .unwrap()
+            .0
+            .is_empty());
     }
     let text = std::fs::read_to_string(&config_path).unwrap();
     let config_with = |data_dir: &Path, name: &str| {
@@ -529,6 +567,7 @@ fn a_backup_taken_before_the_erasure_is_erased_again_by_the_ledger() {
                 .is_some(),
             "the backup holds the subject: a restore without the ledger would resurrect them"
         );
+        assert!(mention_text(&context).contains("JO.QUILL@example.org"));
     }
 
     // `rapport restore` with the appliance's configuration re-applies its live ledger.
@@ -540,7 +579,8 @@ fn a_backup_taken_before_the_erasure_is_erased_again_by_the_ledger() {
         stderr(&restored_with_ledger)
     );
     assert!(
-        stdout(&restored_with_ledger).contains("re-applied: 4 records deleted"),
+        stdout(&restored_with_ledger)
+            .contains("re-applied: 4 records deleted, 1 mentions redacted"),
         "two interactions, a contact and a lead: {}",
         stdout(&restored_with_ledger)
     );
@@ -553,6 +593,10 @@ fn a_backup_taken_before_the_erasure_is_erased_again_by_the_ledger() {
             .unwrap()
             .is_none());
         assert!(context.interactions.get(tenant, kim).unwrap().is_some());
+        assert_eq!(
+            mention_text(&context),
+            "Please copy my colleague [erased] on the refund."
+        );
         let found = rapport::privacy::requests::find::find_subject(
             &context,
             tenant,
@@ -571,6 +615,7 @@ fn a_backup_taken_before_the_erasure_is_erased_again_by_the_ledger() {
         let report = ledger::reapply(&context).unwrap();
         assert_eq!(report.entries, 1);
         assert_eq!(report.records_deleted, 0, "nothing left the second time");
+        assert_eq!(report.mentions_redacted, 0, "nothing left the second time");
     }
     // A ledger with an altered byte is refused, never silently shortened.
     let ledger_file = restored.join("erasure-ledger");

@@ -202,21 +202,34 @@ pub fn audit_for_subject(
 }
 
 /// Interactions whose text holds one of the subject's addresses and that the subject did not
-/// author: the search index's candidates for the address, each checked in its text.
+/// author.
 fn mentions(
     context: &AppContext,
     tenant: TenantId,
     found: &Found,
 ) -> Result<Vec<Stored<InteractionRecord>>, StoreError> {
     let authored: BTreeSet<RecordId> = found.interactions.iter().map(|item| item.id).collect();
+    interactions_mentioning(context, tenant, &found.emails(), &authored, MAX_PER_KIND)
+}
+
+/// Interactions whose subject line or messages hold one of `emails` (normalised addresses),
+/// except those in `excluded`, at most `limit`: the search index's candidates for each address
+/// (an address is one term of its own, see `search::for_each_term`), each checked in its text.
+/// The access package lists them; erasure redacts them (`privacy::mentions`).
+pub(crate) fn interactions_mentioning(
+    context: &AppContext,
+    tenant: TenantId,
+    emails: &[String],
+    excluded: &BTreeSet<RecordId>,
+    limit: usize,
+) -> Result<Vec<Stored<InteractionRecord>>, StoreError> {
     let mut seen = BTreeSet::new();
     let mut mentions = Vec::new();
     let index = crate::search::SearchIndex::new(context.store.clone());
-    for email in found.emails() {
-        // An address is indexed as one term of its own (see `search::for_each_term`).
-        let (candidates, _) = index.records_with_term(tenant, &email, MAX_PER_KIND)?;
+    for email in emails {
+        let (candidates, _) = index.records_with_term(tenant, email, limit)?;
         for candidate in candidates {
-            if authored.contains(&candidate) || !seen.insert(candidate) {
+            if excluded.contains(&candidate) || !seen.insert(candidate) {
                 continue;
             }
             let Some(interaction) = context.interactions.get(tenant, candidate)? else {
@@ -227,8 +240,8 @@ fn mentions(
                 .subject
                 .iter()
                 .chain(record.messages.iter().map(|message| &message.text))
-                .any(|text| text.to_lowercase().contains(&email));
-            if mentioned && mentions.len() < MAX_PER_KIND {
+                .any(|text| text.to_lowercase().contains(email.as_str()));
+            if mentioned && mentions.len() < limit {
                 mentions.push(interaction);
             }
         }
