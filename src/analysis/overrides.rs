@@ -149,13 +149,8 @@ pub fn override_labels(
         at: Utc::now(),
     };
     LabelOverrides::new(context.store.clone()).add(tenant, interaction, entry.clone())?;
-    crate::insights::refresh_logged(
+    after_override(
         context,
-        tenant,
-        crate::records::RecordKind::Interaction,
-        &[interaction],
-    );
-    context.audit(
         AuditEvent::new(
             Some(tenant),
             actor.clone(),
@@ -168,8 +163,53 @@ pub fn override_labels(
             ),
         )
         .client(client),
+        interaction,
     )?;
     Ok(entry)
+}
+
+/// After a person's override of interaction `interaction`'s analysis is stored (a label here, a
+/// QA criterion in `qa::override_criterion`): the dashboard aggregates follow, and `event` is
+/// audited.
+pub(crate) fn after_override(
+    context: &AppContext,
+    event: AuditEvent,
+    interaction: RecordId,
+) -> Result<(), crate::audit::AuditError> {
+    if let Some(tenant) = event.tenant {
+        crate::insights::refresh_logged(
+            context,
+            tenant,
+            crate::records::RecordKind::Interaction,
+            &[interaction],
+        );
+    }
+    context.audit(event)?;
+    Ok(())
+}
+
+/// Appends to interaction `interaction`'s entry in `logs` (a log of overrides: the QA
+/// criteria's in `qa::store`, the labels' here), read and written under the tenant scope's lock
+/// so that two overrides at once both stay, and sealed under the interaction's subject key like
+/// the analyses it overrides.
+pub(crate) fn append_to_log<L>(
+    store: &Store,
+    tenant: TenantId,
+    logs: &Collection<RecordId, L>,
+    interaction: RecordId,
+    push: impl FnOnce(&mut L),
+) -> Result<(), StoreError>
+where
+    L: Default + Serialize + serde::de::DeserializeOwned,
+{
+    store.lock_scope(Scope::Tenant(tenant)).run(|| {
+        let mut log = logs.get(&interaction)?.unwrap_or_default();
+        push(&mut log);
+        let subject = crate::records::subject_key_of(store, tenant, interaction)?;
+        let mut writes = WriteSet::default();
+        writes.put_under(logs, &interaction, &log, subject)?;
+        store.commit(writes)
+    })
 }
 
 /// The input's labels, trimmed and checked against the labels the target allows.
@@ -260,16 +300,13 @@ impl LabelOverrides {
         interaction: RecordId,
         entry: LabelOverride,
     ) -> Result<(), StoreError> {
-        // Read and write under the scope's lock, so two overrides at once both stay.
-        self.store.lock_scope(Scope::Tenant(tenant)).run(|| {
-            let logs = self.logs(tenant)?;
-            let mut log = logs.get(&interaction)?.unwrap_or_default();
-            log.entries.push(entry);
-            let subject = crate::records::subject_key_of(&self.store, tenant, interaction)?;
-            let mut writes = WriteSet::default();
-            writes.put_under(&logs, &interaction, &log, subject)?;
-            self.store.commit(writes)
-        })
+        append_to_log(
+            &self.store,
+            tenant,
+            &self.logs(tenant)?,
+            interaction,
+            |log: &mut LabelOverrideLog| log.entries.push(entry),
+        )
     }
 }
 

@@ -689,13 +689,8 @@ pub fn override_criterion(
         at: Utc::now(),
     };
     store::QaStore::new(context.store.clone()).add_override(tenant, interaction, entry.clone())?;
-    crate::insights::refresh_logged(
+    crate::analysis::overrides::after_override(
         context,
-        tenant,
-        crate::records::RecordKind::Interaction,
-        &[interaction],
-    );
-    context.audit(
         AuditEvent::new(
             Some(tenant),
             actor.clone(),
@@ -708,6 +703,7 @@ pub fn override_criterion(
             ),
         )
         .client(client),
+        interaction,
     )?;
     Ok(entry)
 }

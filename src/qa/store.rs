@@ -97,15 +97,12 @@ impl QaStore {
         interaction: RecordId,
         entry: Override,
     ) -> Result<(), StoreError> {
-        // Read and write under the scope's lock, so two overrides at once both stay.
-        self.store.lock_scope(Scope::Tenant(tenant)).run(|| {
-            let logs = self.override_logs(tenant)?;
-            let mut log = logs.get(&interaction)?.unwrap_or_default();
-            log.entries.push(entry);
-            let subject = crate::records::subject_key_of(&self.store, tenant, interaction)?;
-            let mut writes = crate::store::WriteSet::default();
-            writes.put_under(&logs, &interaction, &log, subject)?;
-            self.store.commit(writes)
-        })
+        crate::analysis::overrides::append_to_log(
+            &self.store,
+            tenant,
+            &self.override_logs(tenant)?,
+            interaction,
+            |log: &mut OverrideLog| log.entries.push(entry),
+        )
     }
 }
