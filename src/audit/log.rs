@@ -298,6 +298,33 @@ impl AuditLog {
         file.seek(SeekFrom::Start(offset)).map_err(io)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
+        Self::parse_frames(path, offset, &bytes)
+    }
+
+    /// The first frame of `path`, reading only its bytes (`None`: the file holds no whole frame).
+    fn first_frame(path: &Path) -> Result<Option<Frame>, AuditError> {
+        let io = |source| AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = File::open(path).map_err(io)?;
+        let mut bytes = Vec::new();
+        (&mut file).take(4).read_to_end(&mut bytes).map_err(io)?;
+        if let Ok(length) = <[u8; 4]>::try_from(bytes.as_slice()) {
+            // An impossible length is read no further: the parse below names it.
+            let length = u64::from(u32::from_be_bytes(length).min(MAX_FRAME + 1));
+            file.take(length).read_to_end(&mut bytes).map_err(io)?;
+        }
+        Ok(Self::parse_frames(path, 0, &bytes)?.0.into_iter().next())
+    }
+
+    /// The frames in `bytes`, read from `path` at `offset`; the second value is `Some(end)` when
+    /// a torn frame follows.
+    fn parse_frames(
+        path: &Path,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<(Vec<Frame>, Option<u64>), AuditError> {
         let mut frames = Vec::new();
         let mut position = 0usize;
         while position < bytes.len() {
@@ -740,9 +767,8 @@ impl AuditLog {
         if head.segment == 0 || head.offset == 0 {
             return Ok(None);
         }
-        let (frames, _) = Self::read_frames(&self.segment_path(head.segment), 0)?;
-        match frames.first() {
-            Some(frame) => Ok(Some(self.open_frame(frame)?.1.time)),
+        match Self::first_frame(&self.segment_path(head.segment))? {
+            Some(frame) => Ok(Some(self.open_frame(&frame)?.1.time)),
             None => Ok(None),
         }
     }

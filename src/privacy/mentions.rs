@@ -68,8 +68,11 @@ pub fn redact_interaction(
     id: RecordId,
     tokens: &[[u8; 32]],
 ) -> Result<bool, super::erasure::ErasureError> {
-    let Some(stored) = context.interactions.get(tenant, id)? else {
-        return Ok(false);
+    let stored = match context.interactions.get(tenant, id) {
+        Ok(Some(stored)) => stored,
+        // Gone, or sealed under a key another erasure destroyed: nothing left to redact.
+        Ok(None) | Err(StoreError::SubjectErased { .. }) => return Ok(false),
+        Err(error) => return Err(error.into()),
     };
     let detector = Detector::default();
     let mut record = stored.record;

@@ -232,8 +232,11 @@ pub(crate) fn interactions_mentioning(
             if excluded.contains(&candidate) || !seen.insert(candidate) {
                 continue;
             }
-            let Some(interaction) = context.interactions.get(tenant, candidate)? else {
-                continue;
+            let interaction = match context.interactions.get(tenant, candidate) {
+                Ok(Some(interaction)) => interaction,
+                // Gone, or sealed under a key an erasure destroyed: no one can read it.
+                Ok(None) | Err(StoreError::SubjectErased { .. }) => continue,
+                Err(error) => return Err(error),
             };
             let record = &interaction.record;
             let mentioned = record
