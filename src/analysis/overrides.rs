@@ -136,10 +136,15 @@ pub fn override_labels(
         })?;
     let labels = checked_labels(context, tenant, input)?;
     let comment = crate::qa::checked_comment(&input.comment)?;
-    let before = match &analysis.result {
-        AnalysisResult::Sentiment { overall, .. } => vec![overall.label.clone()],
-        AnalysisResult::Topics { labels, .. } => labels.clone(),
-        _ => Vec::new(),
+    // What counted until now: the latest override of the target, else the AI's labels.
+    let logs = LabelOverrides::new(context.store.clone());
+    let before = match latest(&logs.overrides(tenant, interaction)?, input.target) {
+        Some(entry) => entry.labels.clone(),
+        None => match &analysis.result {
+            AnalysisResult::Sentiment { overall, .. } => vec![overall.label.clone()],
+            AnalysisResult::Topics { labels, .. } => labels.clone(),
+            _ => Vec::new(),
+        },
     };
     let entry = LabelOverride {
         target: input.target,
@@ -148,7 +153,7 @@ pub fn override_labels(
         by: actor.label.clone(),
         at: Utc::now(),
     };
-    LabelOverrides::new(context.store.clone()).add(tenant, interaction, entry.clone())?;
+    logs.add(tenant, interaction, entry.clone())?;
     after_override(
         context,
         AuditEvent::new(

@@ -768,6 +768,32 @@ async fn a_label_override_changes_the_reported_sentiment_and_topics_and_the_ai_r
                 .contains("sentiment: positive → negative")
     ));
 
+    // A second override replaces the first: the audit says what it replaced, the reports follow.
+    let response = app
+        .post_form(
+            &lead,
+            &override_path,
+            &[
+                ("target", "sentiment"),
+                ("label", "neutral"),
+                ("comment", "On reflection, neutral."),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let sentiment_csv = todays_csv(&app, &analyst, "sentiment").await;
+    assert!(sentiment_csv.ends_with(",0,1,0\n"), "{sentiment_csv}");
+    assert!(app
+        .context
+        .audit_log
+        .entries(AuditView::Tenant(tenant.id), None, 10)
+        .unwrap()
+        .iter()
+        .any(
+            |entry| entry.event.action == AuditAction::AnalysisLabelOverridden
+                && entry.event.target.contains("sentiment: negative → neutral")
+        ));
+
     // Deleting the interaction deletes its overrides with it.
     rapport::records::delete::delete::<rapport::interactions::InteractionRecord>(
         &app.context,
