@@ -7,9 +7,13 @@
 #   scripts/package.sh --test-build      package the binary `cargo test` built instead (what CI lints
 #                                        and install-tests; it is unoptimised: never ship it)
 #
-# The release build runs with SOURCE_DATE_EPOCH unset, and no binary is packaged unless its
-# llama.cpp has AVX2 kernels (scripts/check-simd-kernels.sh). Needs cargo-deb and cargo-generate-rpm
-# (scripts/install-deps.sh --package installs them) and the model in the cache (scripts/fetch-model.sh).
+# The release build has the `runtime-kernels` feature: llama.cpp as shared libraries plus one CPU
+# kernel module per x86 level, installed in /usr/lib/rapport, of which ggml loads the best the CPU
+# runs. The test build is static with AVX2 kernels and is packaged as the `static` variant (the same
+# package without /usr/lib/rapport). Both run with SOURCE_DATE_EPOCH unset, and no binary is
+# packaged unless its llama.cpp has the kernels it should (scripts/check-simd-kernels.sh).
+# Needs cargo-deb and cargo-generate-rpm (scripts/install-deps.sh --package installs them) and the
+# model in the cache (scripts/fetch-model.sh).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,7 +23,7 @@ case "${1:-}" in
     "") ;;
     --test-build) profile=debug ;;
     -h | --help)
-        sed -n '2,13s/^# \{0,1\}//p' "$0"
+        sed -n '2,16s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
     *)
@@ -45,7 +49,7 @@ target_dir="$("$cargo" metadata --format-version 1 --no-deps --locked |
 profile_dir="$target_dir/$profile"
 if [[ "$profile" == release ]]; then
     echo "package: building the release binary"
-    "$cargo" build --release --locked --bin rapport
+    "$cargo" build --release --locked --features runtime-kernels --bin rapport
 elif [[ ! -x "$profile_dir/rapport" ]]; then
     echo "package: $profile_dir/rapport does not exist; run cargo test (or cargo build) first" >&2
     exit 1
@@ -59,6 +63,41 @@ mkdir -p "$stage/model"
 
 # The binary, stripped (cargo-deb and cargo-generate-rpm package it as it is).
 strip --strip-unneeded -o "$stage/rapport" "$profile_dir/rapport"
+
+# A release build's llama.cpp libraries, those the binary needs and what they need in turn, each
+# under the name asked for (its SONAME), and the kernel modules, from the llama-cpp-sys-2 build the
+# CMake cache check above passed.
+variant=()
+rpm_requires=()
+if [[ "$profile" == release ]]; then
+    mkdir -p "$stage/lib"
+    llama_out="$(dirname "$(dirname "$(scripts/check-simd-kernels.sh --cache "$profile_dir")")")"
+    needs() { objdump -p "$1" | awk '$1 == "NEEDED" && /llama|ggml/ { print $2 }'; }
+    declare -A built
+    for library in "$llama_out"/lib*/lib*.so; do
+        built["$(objdump -p "$library" | awk '$1 == "SONAME" { print $2 }')"]="$library"
+    done
+    wanted=($(needs "$stage/rapport"))
+    for module in "$llama_out"/backends/libggml-cpu-*.so; do
+        strip --strip-unneeded -o "$stage/lib/${module##*/}" "$module"
+        wanted+=($(needs "$module"))
+    done
+    while ((${#wanted[@]})); do
+        name="${wanted[0]}"
+        wanted=("${wanted[@]:1}")
+        [[ -f "$stage/lib/$name" ]] && continue
+        if [[ -z "${built[$name]:-}" ]]; then
+            echo "package: the binary needs $name, which the llama.cpp build did not produce" >&2
+            exit 1
+        fi
+        strip --strip-unneeded -o "$stage/lib/$name" "$(readlink -f "${built[$name]}")"
+        wanted+=($(needs "$stage/lib/$name"))
+    done
+    # The libraries are private to Rapport: the .rpm must not require them from the system.
+    rpm_requires=(--auto-req packaging/rpm/find-requires)
+else
+    variant=(--variant static)
+fi
 
 # The model, from the cache scripts/fetch-model.sh fills, and its licence terms, from the model's
 # metadata package (the one fetch-model.sh downloads too; 28 KB), the terms as plain text (see
@@ -92,10 +131,10 @@ model_version="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$model_manifest" | head -
 # 6% at best, so they get gzip's fastest level; a test build's package is thrown away, so it too.
 deb_compression=(--compress-system)
 [[ "$profile" == debug ]] && deb_compression+=(--fast)
-"$cargo" deb --no-build --locked "${deb_compression[@]}" --output "$out/rapport_${version}-1_amd64.deb"
+"$cargo" deb --no-build --locked "${variant[@]}" "${deb_compression[@]}" --output "$out/rapport_${version}-1_amd64.deb"
 "$cargo" deb --no-build --compress-system --fast -Z gz --manifest-path "$model_manifest" \
     --output "$out/rapport-model-gemma3-270m_${model_version}-1_amd64.deb"
-"$cargo" generate-rpm --output "$out/rapport-${version}-1.x86_64.rpm"
+"$cargo" generate-rpm "${variant[@]}" "${rpm_requires[@]}" --output "$out/rapport-${version}-1.x86_64.rpm"
 (cd packaging/model && "$cargo" generate-rpm --arch noarch --payload-compress gzip \
     --output "../../$out/rapport-model-gemma3-270m-${model_version}-1.noarch.rpm")
 

@@ -960,6 +960,10 @@ fn check(config_path: &Path) -> ExitCode {
                 Ok(note) => notes.push(note),
                 Err(problem) => problems.push(problem),
             }
+            match crate::cpu::kernels_note() {
+                Ok(note) => notes.push(note),
+                Err(problem) => problems.push(problem),
+            }
             if problems.is_empty() {
                 match AppContext::open(config, OpenMode::ExistingOnly) {
                     Ok(context) => {

@@ -18,7 +18,10 @@ use llama_cpp_2::token::LlamaToken;
 use crate::config::InferenceConfig;
 use crate::inference::engine::backend;
 use crate::inference::models::{self, ModelDirectories, PACKAGED_MODELS_DIR};
-use crate::inference::{engine_settings, start_local, Backend, InferenceError, LabelSet, TaskKind};
+use crate::inference::{
+    engine_settings, prompts, start_local, Backend, InferenceError, LabelSet, LocalBackend,
+    TaskKind,
+};
 
 #[derive(Clone, Debug)]
 pub struct AnalysisBench {
@@ -98,8 +101,28 @@ fn synthetic_conversations(count: usize) -> Vec<String> {
 /// Times the raw prompt decode is measured; the median counts.
 const PROMPT_ROUNDS: usize = 5;
 
-/// Raw llama.cpp speed: prompt tokens per second and generated tokens per second.
-fn raw_speed(path: &std::path::Path, threads: u32) -> Result<(f64, f64), InferenceError> {
+/// How many short messages the raw item loop decodes at each width.
+const RAW_ITEMS: usize = 256;
+
+/// Raw llama.cpp speeds from a minimal direct loop.
+struct RawSpeed {
+    /// One 512-token prompt decoded as one batch (one output row), tokens per second.
+    prompt: f64,
+    /// Greedy generation, one token per decode, tokens per second.
+    generation: f64,
+    /// The pipeline's kind of work without the pipeline, per batch width: short items decoded
+    /// `width` sequences per batch into an emptied cache, one output row each, no shared prefix;
+    /// tokens per second.
+    items: Vec<(usize, f64)>,
+}
+
+/// Raw llama.cpp speed: prompt, generation, and short items with an output row each.
+fn raw_speed(
+    path: &std::path::Path,
+    threads: u32,
+    items: &[String],
+    widths: &[usize],
+) -> Result<RawSpeed, InferenceError> {
     let engine_error = |error: &dyn std::fmt::Display| InferenceError::Engine(error.to_string());
     let backend = backend()?;
     let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
@@ -173,11 +196,76 @@ fn raw_speed(path: &std::path::Path, threads: u32) -> Result<(f64, f64), Inferen
         last_row = 0;
     }
     let generate_seconds = started.elapsed().as_secs_f64();
+    drop(context);
+    let items = widths
+        .iter()
+        .map(|width| Ok((*width, raw_items_speed(&model, threads, items, *width)?)))
+        .collect::<Result<Vec<_>, InferenceError>>()?;
     #[allow(clippy::cast_precision_loss)]
-    Ok((
-        prompt_tokens as f64 / prompt_seconds,
-        f64::from(generate) / generate_seconds,
-    ))
+    Ok(RawSpeed {
+        prompt: prompt_tokens as f64 / prompt_seconds,
+        generation: f64::from(generate) / generate_seconds,
+        items,
+    })
+}
+
+/// Tokens per second of `items` decoded `width` sequences per batch, each batch into an emptied
+/// cache, with one output row per item whose first three logits are read.
+fn raw_items_speed(
+    model: &LlamaModel,
+    threads: i32,
+    items: &[String],
+    width: usize,
+) -> Result<f64, InferenceError> {
+    let engine_error = |error: &dyn std::fmt::Display| InferenceError::Engine(error.to_string());
+    let sequences = u32::try_from(width).map_err(|error| engine_error(&error))?;
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(2048))
+        .with_n_batch(2048)
+        .with_n_seq_max(sequences)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads)
+        .with_kv_unified(true);
+    let mut context = model
+        .new_context(backend()?, params)
+        .map_err(|error| engine_error(&error))?;
+    let tokenized: Vec<Vec<LlamaToken>> = items
+        .iter()
+        .map(|item| model.vocab().tokenize(item.as_bytes(), false, false))
+        .collect();
+    let mut tokens = 0;
+    let mut checksum = 0.0_f32;
+    let started = Instant::now();
+    for group in tokenized.chunks(width) {
+        context.clear_kv_cache();
+        let total: usize = group.iter().map(Vec::len).sum();
+        let mut batch = LlamaBatch::new(total.max(1), 1);
+        let mut rows = Vec::with_capacity(group.len());
+        for (sequence, item) in group.iter().enumerate() {
+            let sequence = i32::try_from(sequence).map_err(|error| engine_error(&error))?;
+            for (position, token) in item.iter().enumerate() {
+                let last = position + 1 == item.len();
+                let position = i32::try_from(position).map_err(|error| engine_error(&error))?;
+                batch
+                    .add(*token, position, &[sequence], last)
+                    .map_err(|error| engine_error(&error))?;
+            }
+            rows.push(batch.n_tokens() - 1);
+        }
+        context
+            .decode(&mut batch)
+            .map_err(|error| engine_error(&error))?;
+        for row in rows {
+            checksum += context.get_logits_ith(row)[..3].iter().sum::<f32>();
+        }
+        tokens += total;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if !checksum.is_finite() {
+        return Err(InferenceError::Engine("non-finite logits".to_owned()));
+    }
+    #[allow(clippy::cast_precision_loss)]
+    Ok(tokens as f64 / seconds)
 }
 
 /// One measured pipeline pass.
@@ -215,6 +303,41 @@ fn pass(backend: &dyn Backend, texts: &[String]) -> Result<Pass, InferenceError>
     })
 }
 
+/// One pass over `texts` at each of `widths`, each printed as "`what`, width N  … `unit`/s".
+fn sweep(
+    local: &mut LocalBackend,
+    texts: &[String],
+    widths: &[usize],
+    what: &str,
+    unit: &str,
+) -> Result<Vec<(usize, Pass)>, InferenceError> {
+    let mut by_width = Vec::new();
+    for width in widths {
+        local.engine_mut().set_batch_width(*width)?;
+        let measured = pass(local, texts)?;
+        println!(
+            "{what}, width {width:>2}  {:.1} {unit}/s, {:.0} tokens/s",
+            measured.items_per_second(),
+            measured.tokens_per_second()
+        );
+        by_width.push((*width, measured));
+    }
+    Ok(by_width)
+}
+
+/// The pass with the most items per second, and its width.
+fn fastest(by_width: &[(usize, Pass)]) -> Result<(usize, &Pass), InferenceError> {
+    by_width
+        .iter()
+        .max_by(|left, right| {
+            left.1
+                .items_per_second()
+                .total_cmp(&right.1.items_per_second())
+        })
+        .map(|(width, measured)| (*width, measured))
+        .ok_or_else(|| InferenceError::Invalid("no batch width to try".to_owned()))
+}
+
 /// Runs the benchmark and prints its figures; the last line is JSON.
 pub fn analysis(options: &AnalysisBench) -> Result<(), InferenceError> {
     let config = InferenceConfig {
@@ -230,54 +353,62 @@ pub fn analysis(options: &AnalysisBench) -> Result<(), InferenceError> {
         })?;
     println!("model                  {}", path.display());
     println!("threads                {}", options.threads);
+    println!(
+        "kernels                {}",
+        crate::cpu::kernels_note().map_err(InferenceError::Engine)?
+    );
 
-    let (prompt_rate, generate_rate) = raw_speed(&path, options.threads)?;
+    let messages = synthetic_messages(options.messages, 0);
+    let items: Vec<String> = messages
+        .iter()
+        .take(RAW_ITEMS)
+        .map(|text| prompts::item(TaskKind::Sentiment, text))
+        .collect();
+    let raw = raw_speed(&path, options.threads, &items, &options.widths)?;
+    let prompt_rate = raw.prompt;
+    let generate_rate = raw.generation;
     println!("raw prompt             {prompt_rate:.0} tokens/s (512-token batch)");
     println!("raw generation         {generate_rate:.1} tokens/s (greedy, one token per decode)");
+    for (width, rate) in &raw.items {
+        println!(
+            "raw short items, width {width:>2}  {rate:.0} tokens/s (one output row per item, no prefix)"
+        );
+    }
 
     let mut local = start_local(&path, &[], &engine_settings(&config))?;
-    let messages = synthetic_messages(options.messages, 0);
     // Warm-up: decodes the prompt prefix once, as a running server would have done long ago.
     pass(&local, &messages[..messages.len().min(8)])?;
-    let mut by_width = Vec::new();
-    for width in &options.widths {
-        local.engine_mut().set_batch_width(*width)?;
-        let measured = pass(&local, &messages)?;
-        println!(
-            "short messages, width {width:>2}  {:.1} messages/s, {:.0} tokens/s",
-            measured.items_per_second(),
-            measured.tokens_per_second()
-        );
-        by_width.push((*width, measured));
-    }
-    let (best_width, best) = by_width
-        .iter()
-        .max_by(|left, right| {
-            left.1
-                .items_per_second()
-                .total_cmp(&right.1.items_per_second())
-        })
-        .ok_or_else(|| InferenceError::Invalid("no batch width to try".to_owned()))?;
-    local.engine_mut().set_batch_width(*best_width)?;
+    let by_width = sweep(
+        &mut local,
+        &messages,
+        &options.widths,
+        "short messages",
+        "messages",
+    )?;
+    let (best_width, best) = fastest(&by_width)?;
     let conversations = synthetic_conversations(options.conversations);
-    let mut conversation_passes = Vec::new();
-    for width in &options.widths {
-        local.engine_mut().set_batch_width(*width)?;
-        let measured = pass(&local, &conversations)?;
-        println!(
-            "conversations (6 msgs), width {width:>2}  {:.1} conversations/s, {:.0} tokens/s",
-            measured.items_per_second(),
-            measured.tokens_per_second()
-        );
-        conversation_passes.push(measured);
-    }
-    let conversation_pass = conversation_passes
-        .into_iter()
-        .max_by(|left, right| left.items_per_second().total_cmp(&right.items_per_second()))
-        .ok_or_else(|| InferenceError::Invalid("no batch width to try".to_owned()))?;
+    let conversation_passes = sweep(
+        &mut local,
+        &conversations,
+        &options.widths,
+        "conversations (6 msgs)",
+        "conversations",
+    )?;
+    let (_, conversation_pass) = fastest(&conversation_passes)?;
     let ratio = best.tokens_per_second() / prompt_rate;
     let conversation_ratio = conversation_pass.tokens_per_second() / prompt_rate;
     println!("pipeline / raw         {ratio:.2} (short messages), {conversation_ratio:.2} (conversations)");
+    // The same width's raw item loop: what the pipeline adds over llama.cpp doing the same rows.
+    let raw_items = raw
+        .items
+        .iter()
+        .find(|(width, _)| *width == best_width)
+        .map_or(f64::NAN, |(_, rate)| *rate);
+    let items_ratio = best.tokens_per_second() / raw_items;
+    println!(
+        "pipeline / raw items   {items_ratio:.2} (short messages, width {best_width}; raw items {:.2} x raw prompt)",
+        raw_items / prompt_rate
+    );
     let rss = crate::bench::peak_rss_mib();
     println!("peak RSS               {rss} MiB");
     let round = |value: f64| (value * 100.0).round() / 100.0;
@@ -302,6 +433,8 @@ pub fn analysis(options: &AnalysisBench) -> Result<(), InferenceError> {
             "messages_per_second": round(best.items_per_second()),
             "pipeline_tokens_per_second": round(best.tokens_per_second()),
             "pipeline_vs_raw": round(ratio),
+            "raw_items_tokens_per_second": round(raw_items),
+            "pipeline_vs_raw_items": round(items_ratio),
             "conversations": options.conversations,
             "conversations_per_second": round(conversation_pass.items_per_second()),
             "conversation_pipeline_vs_raw": round(conversation_ratio),

@@ -197,6 +197,8 @@ pub(crate) fn backend() -> Result<&'static LlamaBackend, InferenceError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
+            #[cfg(feature = "runtime-kernels")]
+            crate::cpu::load_kernels()?;
             let mut backend = LlamaBackend::init().map_err(|error| error.to_string())?;
             // llama.cpp's own chatter would go to stderr, where commands print only their errors.
             backend.void_logs();

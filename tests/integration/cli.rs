@@ -63,6 +63,12 @@ fn init_creates_everything_with_private_modes_and_refuses_to_overwrite_the_key()
 
     let check = rapport(&["check", "--config", config.to_str().unwrap()], None);
     assert!(check.status.success(), "{}", stderr(&check));
+    // It names the llama.cpp kernels this binary runs (the test build's are linked in).
+    assert!(
+        stdout(&check).contains("ok: llama.cpp CPU kernels: linked in"),
+        "{}",
+        stdout(&check)
+    );
 }
 
 #[test]

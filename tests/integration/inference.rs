@@ -248,6 +248,69 @@ fn llama_cpp_was_built_with_avx2_kernels() {
 }
 
 #[test]
+fn the_kernel_check_wants_every_module_of_a_runtime_kernels_build() {
+    // The release packages' build (feature `runtime-kernels`) is not what the tests run, so its
+    // rule is checked on a CMake cache laid out as llama-cpp-sys-2 leaves it.
+    let profile = tempfile::tempdir().unwrap();
+    let out = profile.path().join("build/llama-cpp-sys-2-0123/out");
+    std::fs::create_dir_all(out.join("build")).unwrap();
+    std::fs::create_dir_all(out.join("backends")).unwrap();
+    let check = || {
+        std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/check-simd-kernels.sh"
+        ))
+        .arg(profile.path())
+        .output()
+        .unwrap()
+    };
+    // SSE only: refused.
+    std::fs::write(
+        out.join("build/CMakeCache.txt"),
+        "GGML_AVX2:BOOL=OFF\nGGML_NATIVE:BOOL=OFF\n",
+    )
+    .unwrap();
+    let output = check();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("without AVX2 kernels"),
+        "{}",
+        stderr(&output)
+    );
+    // All variants, but the AVX-512 module is missing: refused, naming it.
+    std::fs::write(
+        out.join("build/CMakeCache.txt"),
+        "GGML_AVX2:BOOL=OFF\nGGML_BACKEND_DL:BOOL=ON\nGGML_CPU_ALL_VARIANTS:BOOL=ON\n",
+    )
+    .unwrap();
+    for level in ["x64", "haswell", "skylakex", "zen4", "sapphirerapids"] {
+        std::fs::write(out.join(format!("backends/libggml-cpu-{level}.so")), b"").unwrap();
+    }
+    let output = check();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("the icelake kernel module is missing"),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::write(out.join("backends/libggml-cpu-icelake.so"), b"").unwrap();
+    let output = check();
+    assert!(output.status.success(), "{}", stderr(&output));
+    // --cache names the cache it read; scripts/package.sh finds the libraries next to it.
+    let output = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/check-simd-kernels.sh"
+    ))
+    .args(["--cache", profile.path().to_str().unwrap()])
+    .output()
+    .unwrap();
+    assert_eq!(
+        stdout(&output).trim(),
+        out.join("build/CMakeCache.txt").to_str().unwrap()
+    );
+}
+
+#[test]
 fn eval_prints_a_confusion_matrix_and_a_json_last_line() {
     let dir = tempfile::tempdir().unwrap();
     let config = cli_instance(dir.path(), free_port());
