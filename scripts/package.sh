@@ -48,8 +48,12 @@ target_dir="$("$cargo" metadata --format-version 1 --no-deps --locked |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 profile_dir="$target_dir/$profile"
 if [[ "$profile" == release ]]; then
-    echo "package: building the release binary"
-    "$cargo" build --release --locked --features runtime-kernels --bin rapport
+    # A target directory of its own: beside a static release build, the CMake cache the check
+    # below reads, and the libraries staged from next to it, could be that build's.
+    release_dir="$target_dir/runtime-kernels"
+    profile_dir="$release_dir/release"
+    echo "package: building the release binary (in $release_dir)"
+    "$cargo" build --release --locked --features runtime-kernels --bin rapport --target-dir "$release_dir"
 elif [[ ! -x "$profile_dir/rapport" ]]; then
     echo "package: $profile_dir/rapport does not exist; run cargo test (or cargo build) first" >&2
     exit 1

@@ -110,16 +110,56 @@ struct RawSpeed {
     prompt: f64,
     /// Greedy generation, one token per decode, tokens per second.
     generation: f64,
-    /// The pipeline's kind of work without the pipeline, per batch width: short items decoded
-    /// `width` sequences per batch into an emptied cache, one output row each, no shared prefix;
-    /// tokens per second.
-    items: Vec<(usize, f64)>,
+    /// The pipeline's kind of work without the pipeline, per batch width.
+    items: Vec<RawItems>,
+    /// The tokens of the sentiment prompt's few-shot prefix.
+    prefix_tokens: usize,
+}
+
+/// Short items decoded `width` sequences per batch, one output row each; tokens per second.
+struct RawItems {
+    width: usize,
+    /// Alone in the cache.
+    bare: f64,
+    /// Each continuing the sentiment prompt's few-shot prefix, as in the pipeline.
+    after_prefix: f64,
+}
+
+impl RawSpeed {
+    /// The raw item speeds at `width`, alone and after the prefix (NaN where not measured).
+    fn items_at(&self, width: usize) -> (f64, f64) {
+        self.items
+            .iter()
+            .find(|measured| measured.width == width)
+            .map_or((f64::NAN, f64::NAN), |measured| {
+                (measured.bare, measured.after_prefix)
+            })
+    }
+
+    /// Prints the raw figures, one line each.
+    fn print(&self) {
+        println!(
+            "raw prompt             {:.0} tokens/s (512-token batch)",
+            self.prompt
+        );
+        println!(
+            "raw generation         {:.1} tokens/s (greedy, one token per decode)",
+            self.generation
+        );
+        for measured in &self.items {
+            println!(
+                "raw short items, width {:>2}  {:.0} tokens/s alone, {:.0} tokens/s after the {}-token prefix (one output row per item)",
+                measured.width, measured.bare, measured.after_prefix, self.prefix_tokens
+            );
+        }
+    }
 }
 
 /// Raw llama.cpp speed: prompt, generation, and short items with an output row each.
 fn raw_speed(
     path: &std::path::Path,
     threads: u32,
+    prefix: &str,
     items: &[String],
     widths: &[usize],
 ) -> Result<RawSpeed, InferenceError> {
@@ -197,28 +237,40 @@ fn raw_speed(
     }
     let generate_seconds = started.elapsed().as_secs_f64();
     drop(context);
+    // Tokenised as the engine does a prompt prefix: with the start token.
+    let prefix = model.vocab().tokenize(prefix.as_bytes(), true, false);
     let items = widths
         .iter()
-        .map(|width| Ok((*width, raw_items_speed(&model, threads, items, *width)?)))
+        .map(|width| {
+            Ok(RawItems {
+                width: *width,
+                bare: raw_items_speed(&model, threads, &[], items, *width)?,
+                after_prefix: raw_items_speed(&model, threads, &prefix, items, *width)?,
+            })
+        })
         .collect::<Result<Vec<_>, InferenceError>>()?;
     #[allow(clippy::cast_precision_loss)]
     Ok(RawSpeed {
         prompt: prompt_tokens as f64 / prompt_seconds,
         generation: f64::from(generate) / generate_seconds,
         items,
+        prefix_tokens: prefix.len(),
     })
 }
 
 /// Tokens per second of `items` decoded `width` sequences per batch, each batch into an emptied
-/// cache, with one output row per item whose first three logits are read.
+/// cache, with one output row per item whose first three logits are read. With a `prefix`, the
+/// cache holds it in sequence 0 (decoded once, not counted), and each item continues it in a
+/// sequence of its own, as the pipeline's items continue the few-shot prompt.
 fn raw_items_speed(
     model: &LlamaModel,
     threads: i32,
+    prefix: &[LlamaToken],
     items: &[String],
     width: usize,
 ) -> Result<f64, InferenceError> {
     let engine_error = |error: &dyn std::fmt::Display| InferenceError::Engine(error.to_string());
-    let sequences = u32::try_from(width).map_err(|error| engine_error(&error))?;
+    let sequences = u32::try_from(width + 1).map_err(|error| engine_error(&error))?;
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(2048))
         .with_n_batch(2048)
@@ -229,6 +281,18 @@ fn raw_items_speed(
     let mut context = model
         .new_context(backend()?, params)
         .map_err(|error| engine_error(&error))?;
+    if !prefix.is_empty() {
+        let mut batch = LlamaBatch::new(prefix.len(), 1);
+        for (position, token) in prefix.iter().enumerate() {
+            let position = i32::try_from(position).map_err(|error| engine_error(&error))?;
+            batch
+                .add(*token, position, &[0], false)
+                .map_err(|error| engine_error(&error))?;
+        }
+        context
+            .decode(&mut batch)
+            .map_err(|error| engine_error(&error))?;
+    }
     let tokenized: Vec<Vec<LlamaToken>> = items
         .iter()
         .map(|item| model.vocab().tokenize(item.as_bytes(), false, false))
@@ -237,15 +301,22 @@ fn raw_items_speed(
     let mut checksum = 0.0_f32;
     let started = Instant::now();
     for group in tokenized.chunks(width) {
-        context.clear_kv_cache();
         let total: usize = group.iter().map(Vec::len).sum();
         let mut batch = LlamaBatch::new(total.max(1), 1);
         let mut rows = Vec::with_capacity(group.len());
-        for (sequence, item) in group.iter().enumerate() {
-            let sequence = i32::try_from(sequence).map_err(|error| engine_error(&error))?;
-            for (position, token) in item.iter().enumerate() {
-                let last = position + 1 == item.len();
-                let position = i32::try_from(position).map_err(|error| engine_error(&error))?;
+        for (slot, item) in group.iter().enumerate() {
+            // Sequence 0 holds the prefix; the items take 1.. and start over each batch.
+            let sequence = i32::try_from(slot + 1).map_err(|error| engine_error(&error))?;
+            context
+                .kv_cache_seq_rm(sequence, None, None)
+                .map_err(|error| engine_error(&error))?;
+            context
+                .kv_cache_seq_cp(0, sequence, None, None)
+                .map_err(|error| engine_error(&error))?;
+            for (offset, token) in item.iter().enumerate() {
+                let last = offset + 1 == item.len();
+                let position =
+                    i32::try_from(prefix.len() + offset).map_err(|error| engine_error(&error))?;
                 batch
                     .add(*token, position, &[sequence], last)
                     .map_err(|error| engine_error(&error))?;
@@ -364,16 +435,11 @@ pub fn analysis(options: &AnalysisBench) -> Result<(), InferenceError> {
         .take(RAW_ITEMS)
         .map(|text| prompts::item(TaskKind::Sentiment, text))
         .collect();
-    let raw = raw_speed(&path, options.threads, &items, &options.widths)?;
+    let prefix = prompts::classification_prompt(TaskKind::Sentiment, &LabelSet::sentiment()).prefix;
+    let raw = raw_speed(&path, options.threads, &prefix, &items, &options.widths)?;
     let prompt_rate = raw.prompt;
     let generate_rate = raw.generation;
-    println!("raw prompt             {prompt_rate:.0} tokens/s (512-token batch)");
-    println!("raw generation         {generate_rate:.1} tokens/s (greedy, one token per decode)");
-    for (width, rate) in &raw.items {
-        println!(
-            "raw short items, width {width:>2}  {rate:.0} tokens/s (one output row per item, no prefix)"
-        );
-    }
+    raw.print();
 
     let mut local = start_local(&path, &[], &engine_settings(&config))?;
     // Warm-up: decodes the prompt prefix once, as a running server would have done long ago.
@@ -398,16 +464,17 @@ pub fn analysis(options: &AnalysisBench) -> Result<(), InferenceError> {
     let ratio = best.tokens_per_second() / prompt_rate;
     let conversation_ratio = conversation_pass.tokens_per_second() / prompt_rate;
     println!("pipeline / raw         {ratio:.2} (short messages), {conversation_ratio:.2} (conversations)");
-    // The same width's raw item loop: what the pipeline adds over llama.cpp doing the same rows.
-    let raw_items = raw
-        .items
-        .iter()
-        .find(|(width, _)| *width == best_width)
-        .map_or(f64::NAN, |(_, rate)| *rate);
-    let items_ratio = best.tokens_per_second() / raw_items;
+    // The same width's raw item loops: what the few-shot prefix and the output rows cost in
+    // llama.cpp itself, and what the pipeline adds over llama.cpp doing the same work.
+    let (bare, after_prefix) = raw.items_at(best_width);
+    let items_ratio = best.tokens_per_second() / after_prefix;
     println!(
-        "pipeline / raw items   {items_ratio:.2} (short messages, width {best_width}; raw items {:.2} x raw prompt)",
-        raw_items / prompt_rate
+        "raw items / raw        {:.2} alone, {:.2} after the prefix (width {best_width})",
+        bare / prompt_rate,
+        after_prefix / prompt_rate
+    );
+    println!(
+        "pipeline / raw items   {items_ratio:.2} (short messages, width {best_width}, after the prefix)"
     );
     let rss = crate::bench::peak_rss_mib();
     println!("peak RSS               {rss} MiB");
@@ -433,7 +500,9 @@ pub fn analysis(options: &AnalysisBench) -> Result<(), InferenceError> {
             "messages_per_second": round(best.items_per_second()),
             "pipeline_tokens_per_second": round(best.tokens_per_second()),
             "pipeline_vs_raw": round(ratio),
-            "raw_items_tokens_per_second": round(raw_items),
+            "raw_items_tokens_per_second": round(bare),
+            "raw_items_after_prefix_tokens_per_second": round(after_prefix),
+            "prefix_tokens": raw.prefix_tokens,
             "pipeline_vs_raw_items": round(items_ratio),
             "conversations": options.conversations,
             "conversations_per_second": round(conversation_pass.items_per_second()),
