@@ -76,8 +76,9 @@ pub fn check() -> Result<(), String> {
 const MODULE_PREFIX: &str = "libggml-cpu-";
 
 /// Directories searched for the kernel modules, in order: the packages' place relative to the
-/// binary (`/usr/bin/rapport` → `/usr/lib/rapport`), [`PACKAGED_KERNELS_DIR`], and the directory
-/// llama-cpp-sys-2's build put them in (a development build run from the source tree).
+/// binary (`/usr/bin/rapport` → `/usr/lib/rapport`), [`PACKAGED_KERNELS_DIR`], and, in a debug
+/// build only, the directory llama-cpp-sys-2's build put them in. A release binary never loads
+/// code from a path of the machine it was built on.
 #[cfg(feature = "runtime-kernels")]
 fn kernel_dirs() -> Vec<std::path::PathBuf> {
     let mut dirs = Vec::new();
@@ -87,8 +88,10 @@ fn kernel_dirs() -> Vec<std::path::PathBuf> {
         }
     }
     dirs.push(PACKAGED_KERNELS_DIR.into());
-    if let Some(built) = llama_cpp_sys_2::BACKENDS_DIR {
-        dirs.push(built.into());
+    if cfg!(debug_assertions) {
+        if let Some(built) = llama_cpp_sys_2::BACKENDS_DIR {
+            dirs.push(built.into());
+        }
     }
     dirs
 }
