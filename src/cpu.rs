@@ -75,19 +75,13 @@ pub fn check() -> Result<(), String> {
 #[cfg(feature = "runtime-kernels")]
 const MODULE_PREFIX: &str = "libggml-cpu-";
 
-/// Directories searched for the kernel modules, in order: the packages' place relative to the
-/// binary (`/usr/bin/rapport` → `/usr/lib/rapport`), [`PACKAGED_KERNELS_DIR`], and, in a debug
-/// build only, the directory llama-cpp-sys-2's build put them in. A release binary never loads
-/// code from a path of the machine it was built on.
+/// Directories searched for the kernel modules, in order: [`PACKAGED_KERNELS_DIR`], where the
+/// binary's RUNPATH finds the libraries the modules belong with, and, in a debug build only, the
+/// directory llama-cpp-sys-2's build put them in. A release binary never loads code from a path of
+/// the machine it was built on.
 #[cfg(feature = "runtime-kernels")]
 fn kernel_dirs() -> Vec<std::path::PathBuf> {
-    let mut dirs = Vec::new();
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(prefix) = exe.parent().and_then(std::path::Path::parent) {
-            dirs.push(prefix.join("lib/rapport"));
-        }
-    }
-    dirs.push(PACKAGED_KERNELS_DIR.into());
+    let mut dirs = vec![std::path::PathBuf::from(PACKAGED_KERNELS_DIR)];
     if cfg!(debug_assertions) {
         if let Some(built) = llama_cpp_sys_2::BACKENDS_DIR {
             dirs.push(built.into());
