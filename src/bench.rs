@@ -550,6 +550,8 @@ pub struct RetentionBench {
     pub interactions: u64,
     /// Interactions-list pages read to time page latency, idle and during the sweep (each).
     pub pages: usize,
+    /// Data subjects (contacts' e-mail addresses) looked up before the sweep.
+    pub subjects: usize,
     pub dir: PathBuf,
 }
 
@@ -600,6 +602,8 @@ fn run_retention(options: &RetentionBench, root: &Path) -> Result<(), BenchError
     let import_rate = imported as f64 / import_seconds;
 
     let idle = time_pages(&context, tenant.id, options.pages, None)?;
+    let lookups =
+        time_subject_lookups(&context, tenant.id, options.interactions, options.subjects)?;
 
     // The generator dates threads over the months of 2026; keep the last 120 days of them.
     let mut policies = Policies::default();
@@ -647,8 +651,53 @@ fn run_retention(options: &RetentionBench, root: &Path) -> Result<(), BenchError
         preview_seconds,
         idle: &idle,
         during: &during,
+        lookups: &lookups,
     });
     Ok(())
+}
+
+/// Finding everything about a data subject, as a privacy request does: `subjects` contacts of
+/// the generated tenant (spread evenly over them), each looked up by e-mail address. Sorted
+/// durations, and the items found in all.
+fn time_subject_lookups(
+    context: &AppContext,
+    tenant: crate::ids::TenantId,
+    interactions: u64,
+    subjects: usize,
+) -> Result<SubjectLookups, BenchError> {
+    use crate::privacy::requests::find::find_subject;
+    use crate::privacy::subject::SubjectRef;
+
+    // The generator's contacts: `contact{n}@account{n / 10}.example`, n below a tenth of the
+    // interactions.
+    let contacts = interactions.div_ceil(10).max(1);
+    let step = (contacts / subjects.max(1) as u64).max(1);
+    let mut latencies = Vec::with_capacity(subjects);
+    let mut items = 0;
+    for contact in (0..contacts)
+        .step_by(usize::try_from(step).unwrap_or(1))
+        .take(subjects)
+    {
+        let subject = SubjectRef::parse(
+            "email",
+            &format!("contact{contact}@account{}.example", contact / 10),
+        )
+        .map_err(|error| BenchError::Setup(error.to_string()))?;
+        let started = Instant::now();
+        let found = find_subject(context, tenant, &subject)
+            .map_err(|error| BenchError::Setup(error.to_string()))?;
+        latencies.push(started.elapsed());
+        items += found.total();
+    }
+    latencies.sort();
+    Ok(SubjectLookups { latencies, items })
+}
+
+/// What the subject lookups measured.
+struct SubjectLookups {
+    latencies: Vec<Duration>,
+    /// Items found, all lookups together.
+    items: usize,
 }
 
 /// What `bench retention` measured.
@@ -661,6 +710,7 @@ struct RetentionFigures<'a> {
     preview_seconds: f64,
     idle: &'a [Duration],
     during: &'a [Duration],
+    lookups: &'a SubjectLookups,
 }
 
 /// Prints the retention figures for people, then as one JSON line for scripts.
@@ -674,7 +724,15 @@ fn print_retention(figures: &RetentionFigures<'_>) {
         preview_seconds,
         idle,
         during,
+        lookups,
     } = *figures;
+    let (find_p50, find_max) = (
+        percentile(&lookups.latencies, 0.5),
+        lookups
+            .latencies
+            .last()
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+    );
     let rate = deleted as f64 / sweep_seconds;
     let (idle_p50, idle_p99) = (percentile(idle, 0.5), percentile(idle, 0.99));
     let (busy_p50, busy_p99) = (percentile(during, 0.5), percentile(during, 0.99));
@@ -700,6 +758,11 @@ fn print_retention(figures: &RetentionFigures<'_>) {
         busy_p99 / idle_p99.max(f64::EPSILON)
     );
     println!(
+        "subject lookup          p50 {find_p50:.1} ms, max {find_max:.1} ms ({} subjects, {} items found; target under 2 s)",
+        lookups.latencies.len(),
+        lookups.items
+    );
+    println!(
         "{}",
         serde_json::json!({
             "interactions": imported,
@@ -713,6 +776,9 @@ fn print_retention(figures: &RetentionFigures<'_>) {
             "page_idle_p99_ms": idle_p99,
             "page_during_sweep_p50_ms": busy_p50,
             "page_during_sweep_p99_ms": busy_p99,
+            "subject_lookup_p50_ms": find_p50,
+            "subject_lookup_max_ms": find_max,
+            "subject_lookup_items": lookups.items,
         })
     );
 }

@@ -510,8 +510,11 @@ enum BenchCommand {
         #[arg(long, default_value_t = 100_000)]
         interactions: u64,
         /// List pages to time, idle and during the sweep (at least).
-        #[arg(long, default_value_t = 200)]
+        #[arg(long, default_value_t = 1000)]
         pages: usize,
+        /// Data subjects to look up (everything about each, as a privacy request finds it).
+        #[arg(long, default_value_t = 50)]
+        subjects: usize,
         /// Directory for the throw-away instance (removed afterwards).
         #[arg(long, value_name = "DIR", default_value = ".")]
         dir: PathBuf,
@@ -750,12 +753,14 @@ fn bench(command: BenchCommand) -> Outcome {
         BenchCommand::Retention {
             interactions,
             pages,
+            subjects,
             dir,
         } => {
             crate::telemetry::init_for_command();
             crate::bench::retention(&crate::bench::RetentionBench {
                 interactions,
                 pages,
+                subjects,
                 dir,
             })
             .map_err(Failure::from)

@@ -467,9 +467,11 @@ impl AnalysisStore {
 
     /// Deletes what the analysis store keeps about each of `subjects` (interactions or review
     /// signals that are being deleted: their jobs, queue entries and stored analyses), together
-    /// with whatever `stage_more` stages, in one commit under the queue's lock. A worker that
-    /// finishes one of those jobs afterwards finds it gone and stores nothing (see
-    /// [`AnalysisStore::finish`]). Used only by `records::delete`.
+    /// with whatever `stage_more` stages, in one commit under the queue's lock: a redo commit
+    /// ([`Store::commit_redo`]), atomic across crashes and never stalling readers, because a
+    /// sweep's batches are thousands of writes. A worker that finishes one of those jobs
+    /// afterwards finds it gone and stores nothing (see [`AnalysisStore::finish`]). Used only by
+    /// `records::delete`, under the tenant's writer lock.
     pub fn forget_with(
         &self,
         tenant: TenantId,
@@ -500,7 +502,7 @@ impl AnalysisStore {
             if jobs_removed {
                 writes.put(&self.counts_collection(tenant)?, &COUNTS_KEY, &counts)?;
             }
-            self.store.commit(writes)
+            self.store.commit_redo(writes)
         })
     }
 

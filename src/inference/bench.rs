@@ -260,9 +260,9 @@ fn raw_speed(
 
 /// Tokens per second of `items` decoded `width` sequences per batch, each batch's items replacing
 /// the previous batch's in the cache, with one output row per item whose first three logits are
-/// read. With a `prefix`, the
-/// cache holds it in sequence 0 (decoded once, not counted), and each item continues it in a
-/// sequence of its own, as the pipeline's items continue the few-shot prompt.
+/// read. With a `prefix`, the cache holds it in sequence 0 (decoded once, not counted), and each
+/// item continues it in a sequence of its own, as the pipeline's items continue the few-shot
+/// prompt.
 fn raw_items_speed(
     model: &LlamaModel,
     threads: i32,

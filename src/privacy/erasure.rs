@@ -12,7 +12,7 @@
 //!    address), so that a restore of an older backup erases again even if this run is cut off;
 //! 3. deletes the records through `records::delete`, the one deletion path (search entries,
 //!    analyses, QA, lead and review state go with them, and the dashboard aggregates are
-//!    corrected), [`DELETE_BATCH`] per transaction, reporting progress, then redacts the
+//!    corrected), [`DELETE_BATCH`] per commit, reporting progress, then redacts the
 //!    subject's addresses and numbers where other people's conversations mention them
 //!    ([`super::mentions`]);
 //! 4. removes the subject's restriction entry;

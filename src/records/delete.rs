@@ -9,8 +9,9 @@
 //! Account health snapshots are per account, not per record, and stay.
 //!
 //! [`stage_deletion`] stages one record's removal into a write set (import rollback uses it in its
-//! own commit); [`delete`] deletes a batch of records in one transaction under the tenant's writer
-//! lock, and is the function every sweep deletes through.
+//! own commit); [`delete`] deletes a batch of records in one redo commit (`Store::commit_redo`:
+//! atomic across crashes, and readers never wait for it) under the tenant's writer lock, and is the
+//! function every sweep deletes through.
 
 use crate::context::AppContext;
 use crate::ids::{RecordId, TenantId};
@@ -18,7 +19,7 @@ use crate::records::{RecordKind, RecordStore, SourceRecord};
 use crate::search::IndexBatch;
 use crate::store::{Scope, StoreError, WriteSet};
 
-/// Records deleted per transaction by the sweeps: large enough to amortise a commit's flush,
+/// Records deleted per commit by the sweeps: large enough to amortise a commit's flushes,
 /// small enough that the tenant's writer lock (which imports and API writes wait for) is
 /// released every few milliseconds.
 pub const DELETE_BATCH: usize = 1000;
@@ -93,7 +94,7 @@ pub fn targets<R: SourceRecord>(
 }
 
 /// Deletes the records `targets` of kind `R` that still exist, with everything derived from
-/// them, in one transaction under the tenant's writer lock (held only for this batch: callers
+/// them, in one redo commit under the tenant's writer lock (held only for this batch: callers
 /// pass at most [`DELETE_BATCH`] targets and call again). Returns the ids actually deleted.
 pub fn delete<R: SourceRecord>(
     context: &AppContext,

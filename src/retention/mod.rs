@@ -8,7 +8,7 @@
 //! record of 30 days and one minute ago goes, one of 29 days and 23 hours stays.
 //!
 //! The sweep walks a category's records in key order and deletes the expired, unheld ones through
-//! [`crate::records::delete::delete`], [`DELETE_BATCH`] per transaction, releasing the tenant's
+//! [`crate::records::delete::delete`], [`DELETE_BATCH`] per commit, releasing the tenant's
 //! writer lock between batches so imports and API writes go on meanwhile. The preview is the same
 //! walk with the deletion left out, so it counts exactly what a run at that moment deletes.
 //!

@@ -815,15 +815,7 @@ impl WriteSet {
         self,
         after_first: impl FnOnce() -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let mut claimed = std::collections::HashSet::new();
-        for write in &self.writes {
-            if let Operation::Claim { index, .. } = &write.operation {
-                let taken = self.trees[write.tree].contains_key(write.key.as_slice())?;
-                if taken || !claimed.insert((write.tree, write.key.as_slice())) {
-                    return Err(StoreError::Conflict { index });
-                }
-            }
-        }
+        self.check_claims()?;
         // Per tree, its full batches in order, the batch being filled, and its bytes.
         let mut batches: Vec<(Vec<sled::Batch>, sled::Batch, usize)> =
             vec![(Vec::new(), sled::Batch::default(), 0); self.trees.len()];
@@ -867,6 +859,48 @@ impl WriteSet {
             }
         }
         Ok(())
+    }
+
+    /// Refuses the write set when one of its claims is already taken, or claimed twice in it:
+    /// for the commits that write outside a transaction, under the scope's writer lock (so
+    /// nothing claims between this check and the writes).
+    pub(super) fn check_claims(&self) -> Result<(), StoreError> {
+        let mut claimed = std::collections::HashSet::new();
+        for write in &self.writes {
+            if let Operation::Claim { index, .. } = &write.operation {
+                let taken = self.trees[write.tree].contains_key(write.key.as_slice())?;
+                if taken || !claimed.insert((write.tree, write.key.as_slice())) {
+                    return Err(StoreError::Conflict { index });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The trees written, in slot order.
+    pub(super) fn trees(&self) -> &[sled::Tree] {
+        &self.trees
+    }
+
+    /// How many writes are staged.
+    pub(super) fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// Each write in staged order: tree slot, key, and the value (`None` for a removal).
+    pub(super) fn each(&self) -> impl Iterator<Item = (usize, &[u8], Option<&[u8]>)> {
+        self.writes.iter().map(|write| {
+            let value = match &write.operation {
+                Operation::Put(value) | Operation::Claim { value, .. } => Some(value.as_slice()),
+                Operation::Remove => None,
+            };
+            (write.tree, write.key.as_slice(), value)
+        })
+    }
+
+    /// Whether tree slot `slot` holds subject keys (written before what is sealed under them).
+    pub(super) fn is_subject_slot(&self, slot: usize) -> bool {
+        self.subject_slots.contains(&slot)
     }
 
     pub(super) fn apply(self) -> Result<(), StoreError> {

@@ -3,7 +3,8 @@
 //! Every record is sealed with XChaCha20-Poly1305 under its scope's data key (see [`codec`]), bound
 //! to scope, collection and record key. Lookups by personal values go through keyed blind indexes.
 //! The rest of the crate sees typed [`Collection`]s and [`BlindIndex`]es and commits multi-record
-//! changes through a [`WriteSet`] in one sled transaction.
+//! changes through a [`WriteSet`] in one sled transaction, or, for large background deletions
+//! that readers must not wait for, through the redo journal ([`redo`]).
 //!
 //! Durability: every commit calls sled's `flush` before returning, so an acknowledged write
 //! survives `kill -9` of the process. On Linux sled flushes with `sync_file_range`, which waits
@@ -14,6 +15,7 @@
 mod codec;
 mod collection;
 pub mod keys;
+mod redo;
 mod rotation;
 mod snapshot;
 mod subject;
@@ -237,6 +239,13 @@ impl Store {
             store.initialise(&meta)?;
         }
         store.verify_master_key(&meta)?;
+        let replayed = store.replay_redo_journal()?;
+        if replayed > 0 {
+            tracing::warn!(
+                replayed,
+                "completed commits that the last stop had interrupted"
+            );
+        }
         Ok(store)
     }
 

@@ -651,6 +651,15 @@ fn a_snapshot_reads_every_tree_as_it_was_when_it_began_while_writes_go_on() {
 
 #[test]
 fn a_snapshot_never_holds_half_of_a_commit_made_during_it() {
+    snapshot_sees_commits_whole(|store, writes| store.commit(writes).unwrap());
+}
+
+#[test]
+fn a_snapshot_never_holds_half_of_a_redo_commit_made_during_it() {
+    snapshot_sees_commits_whole(|store, writes| store.commit_redo(writes).unwrap());
+}
+
+fn snapshot_sees_commits_whole(commit: fn(&Store, WriteSet)) {
     let dir = tempfile::tempdir().unwrap();
     let store = new_store(dir.path());
     let log = crate::ids::ImportId::new();
@@ -674,7 +683,7 @@ fn a_snapshot_never_holds_half_of_a_commit_made_during_it() {
                     writes.put(&left, &(log, n), &round).unwrap();
                     writes.put(&right, &(log, n), &round).unwrap();
                 }
-                store.commit(writes).unwrap();
+                commit(&store, writes);
             }
             round
         })
@@ -692,4 +701,112 @@ fn a_snapshot_never_holds_half_of_a_commit_made_during_it() {
         seen_left, seen_right,
         "a commit is in the snapshot whole or not at all"
     );
+}
+
+/// Two trees with records 0..10 (value = number) and a write set that changes both: puts 100 in
+/// `left` 0..5, removes `right` 5..10, claims "taken" in an index.
+fn redo_fixture(store: &Store) -> (Counters, Counters, BlindIndex<u64>, WriteSet) {
+    let log = crate::ids::ImportId::from_bytes([0; 16]);
+    let left: Counters = store.collection(Scope::Appliance, "left").unwrap();
+    let right: Counters = store.collection(Scope::Appliance, "right").unwrap();
+    let index = store.blind_index::<u64>(Scope::Appliance, "names").unwrap();
+    for n in 0..10 {
+        left.insert(&(log, n), &n).unwrap();
+        right.insert(&(log, n), &n).unwrap();
+    }
+    let mut writes = WriteSet::default();
+    for n in 0..5 {
+        writes.put(&left, &(log, n), &100).unwrap();
+    }
+    for n in 5..10 {
+        writes.remove(&right, &(log, n));
+    }
+    writes.claim(&index, "taken", &1).unwrap();
+    (left, right, index, writes)
+}
+
+/// Whether the fixture's write set has landed whole (`Some(true)`), not at all (`Some(false)`)
+/// or in part (`None`).
+fn redo_landed(left: &Counters, right: &Counters, index: &BlindIndex<u64>) -> Option<bool> {
+    let log = crate::ids::ImportId::from_bytes([0; 16]);
+    let mut landed = Vec::new();
+    for n in 0..5 {
+        landed.push(left.get(&(log, n)).unwrap() == Some(100));
+    }
+    for n in 5..10 {
+        landed.push(right.get(&(log, n)).unwrap().is_none());
+    }
+    landed.push(index.get("taken").unwrap() == Some(1));
+    for n in 5..10 {
+        assert_eq!(
+            left.get(&(log, n)).unwrap(),
+            Some(n),
+            "a record outside the set changed"
+        );
+    }
+    if landed.iter().all(|&done| done) {
+        Some(true)
+    } else if landed.iter().all(|&done| !done) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+fn redo_journal_len(store: &Store) -> usize {
+    store.shared.db.open_tree(redo::REDO_TREE).unwrap().len()
+}
+
+#[test]
+fn a_redo_commit_lands_whole_leaves_no_journal_and_refuses_a_taken_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let (left, right, index, writes) = redo_fixture(&store);
+    store.commit_redo(writes).unwrap();
+    assert_eq!(redo_landed(&left, &right, &index), Some(true));
+    assert_eq!(redo_journal_len(&store), 0);
+
+    let mut again = WriteSet::default();
+    again
+        .put(&left, &(crate::ids::ImportId::from_bytes([0; 16]), 7), &700)
+        .unwrap();
+    again.claim(&index, "taken", &2).unwrap();
+    assert!(matches!(
+        store.commit_redo(again),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        left.get(&(crate::ids::ImportId::from_bytes([0; 16]), 7))
+            .unwrap(),
+        Some(7),
+        "a refused redo commit wrote something"
+    );
+    assert_eq!(index.get("taken").unwrap(), Some(1));
+}
+
+#[test]
+fn a_redo_commit_cut_off_part_way_is_completed_when_the_store_opens_again() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = new_store(dir.path());
+        let (left, right, index, writes) = redo_fixture(&store);
+        store.commit_redo_cut_off(&writes, 3).unwrap();
+        assert_eq!(
+            redo_landed(&left, &right, &index),
+            None,
+            "the cut-off commit should be half in before the reopen"
+        );
+        assert_eq!(redo_journal_len(&store), 1);
+    }
+    let store = Store::open(
+        &settings(dir.path()),
+        MasterKey::load(&dir.path().join("master.key")).unwrap(),
+        OpenMode::ExistingOnly,
+    )
+    .unwrap();
+    let left: Counters = store.collection(Scope::Appliance, "left").unwrap();
+    let right: Counters = store.collection(Scope::Appliance, "right").unwrap();
+    let index = store.blind_index::<u64>(Scope::Appliance, "names").unwrap();
+    assert_eq!(redo_landed(&left, &right, &index), Some(true));
+    assert_eq!(redo_journal_len(&store), 0);
 }
