@@ -728,10 +728,7 @@ fn print_retention(figures: &RetentionFigures<'_>) {
     } = *figures;
     let (find_p50, find_max) = (
         percentile(&lookups.latencies, 0.5),
-        lookups
-            .latencies
-            .last()
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        percentile(&lookups.latencies, 1.0),
     );
     let rate = deleted as f64 / sweep_seconds;
     let (idle_p50, idle_p99) = (percentile(idle, 0.5), percentile(idle, 0.99));

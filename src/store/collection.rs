@@ -882,11 +882,6 @@ impl WriteSet {
         &self.trees
     }
 
-    /// How many writes are staged.
-    pub(super) fn len(&self) -> usize {
-        self.writes.len()
-    }
-
     /// Each write in staged order: tree slot, key, and the value (`None` for a removal).
     pub(super) fn each(&self) -> impl Iterator<Item = (usize, &[u8], Option<&[u8]>)> {
         self.writes.iter().map(|write| {

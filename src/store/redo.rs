@@ -34,7 +34,7 @@ use super::{Store, StoreError, WriteSet};
 pub(super) const REDO_TREE: &str = "redo-journal";
 
 /// One write set as the journal holds it.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(super) struct RedoEntry {
     /// The names of the trees written.
     trees: Vec<ByteBuf>,
@@ -56,31 +56,29 @@ impl RedoEntry {
     /// walks each tree's leaves in order instead of jumping between trees), the writes to one key
     /// in the order they were staged.
     fn of(writes: &WriteSet) -> Self {
-        let mut entry = Self {
+        let mut staged: Vec<(bool, RedoWrite)> = writes
+            .each()
+            .map(|(tree, key, value)| {
+                let write = RedoWrite {
+                    tree: u32::try_from(tree).unwrap_or(u32::MAX),
+                    key: ByteBuf::from(key.to_vec()),
+                    value: value.map(|value| ByteBuf::from(value.to_vec())),
+                };
+                (!writes.is_subject_slot(tree), write)
+            })
+            .collect();
+        // Stable, so that the writes to one key keep their order.
+        staged.sort_by(|(a_later, a), (b_later, b)| {
+            (a_later, a.tree, &a.key).cmp(&(b_later, b.tree, &b.key))
+        });
+        Self {
             trees: writes
                 .trees()
                 .iter()
                 .map(|tree| ByteBuf::from(tree.name().to_vec()))
                 .collect(),
-            writes: Vec::with_capacity(writes.len()),
-        };
-        for subject_keys_first in [true, false] {
-            for (tree, key, value) in writes.each() {
-                if writes.is_subject_slot(tree) == subject_keys_first {
-                    entry.writes.push(RedoWrite {
-                        tree: u32::try_from(tree).unwrap_or(u32::MAX),
-                        key: ByteBuf::from(key.to_vec()),
-                        value: value.map(|value| ByteBuf::from(value.to_vec())),
-                    });
-                }
-            }
+            writes: staged.into_iter().map(|(_, write)| write).collect(),
         }
-        let subject_keys = entry.writes.partition_point(|write| {
-            usize::try_from(write.tree).is_ok_and(|slot| writes.is_subject_slot(slot))
-        });
-        // Stable, so that the writes to one key keep their order.
-        entry.writes[subject_keys..].sort_by(|a, b| (a.tree, &a.key).cmp(&(b.tree, &b.key)));
-        entry
     }
 
     /// Applies every write with sled's plain operations. Applying an entry twice leaves what
@@ -111,9 +109,11 @@ impl RedoEntry {
         Ok(())
     }
 
-    fn encode(&self) -> Vec<u8> {
-        // Encoding plain structs of bytes into a vector cannot fail.
-        rmp_serde::to_vec(self).unwrap_or_default()
+    fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        rmp_serde::to_vec(self).map_err(|error| StoreError::Decode {
+            collection: REDO_TREE.to_owned(),
+            message: format!("the entry could not be encoded: {error}"),
+        })
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
@@ -143,7 +143,7 @@ impl Store {
             .touched()
             .chain(std::iter::once((&journal, slot.as_slice())));
         let gate = self.write_gate(touched)?;
-        journal.insert(slot, entry.encode())?;
+        journal.insert(slot, entry.encode()?)?;
         self.flush()?;
         entry.apply(&self.shared.db)?;
         self.flush()?;
@@ -180,7 +180,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut entry = RedoEntry::of(writes);
         let journal = self.shared.db.open_tree(REDO_TREE)?;
-        journal.insert(self.generate_id()?.to_be_bytes(), entry.encode())?;
+        journal.insert(self.generate_id()?.to_be_bytes(), entry.encode()?)?;
         entry.writes.truncate(applied);
         entry.apply(&self.shared.db)?;
         self.flush()
