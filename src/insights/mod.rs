@@ -8,7 +8,8 @@
 //! writer lock, computes the record's contribution now, subtracts the stored one from its day's
 //! bucket, adds the new one, and stores it. So updates are exact (counts and fixed-point sums,
 //! no floating drift) and idempotent (refreshing twice changes nothing), and a deleted record
-//! subtracts what it added ([`forget`]). The hooks: an import commit (its written ids, in chunks
+//! subtracts what it added, in its deletion's own commit ([`stage_forgotten`], from
+//! `records::delete`). The hooks: an import commit (its written ids, in chunks
 //! of [`REFRESH_CHUNK`]), an import rollback (the records it restored or removed), an API or
 //! webhook write, the analysis worker's finished batch, a QA override, a health snapshot
 //! ([`after_health`]: the account directory's score and band), and `rapport insights rebuild`
@@ -705,6 +706,43 @@ pub fn forget(
 ) -> Result<(), InsightsError> {
     refresh(context, tenant, RecordKind::Interaction, interactions)?;
     refresh(context, tenant, RecordKind::Signal, signals)
+}
+
+/// Stages into `writes` what deleting `ids` (records of `kind` that the same commit deletes)
+/// takes out of the aggregates: the stored contributions of interactions and signals, with
+/// their days' buckets, QA criterion days and account sums, or the directory entries of
+/// accounts. `records::delete` calls it under the tenant's writer lock, so that a deletion and
+/// its correction of the dashboards land in one commit (a crash cannot leave one without the
+/// other), then [`InsightsStore::committed_elsewhere`]. What [`refresh`] does for records that
+/// are gone, without reading them.
+pub fn stage_forgotten(
+    context: &AppContext,
+    tenant: TenantId,
+    kind: RecordKind,
+    ids: &[RecordId],
+    writes: &mut WriteSet,
+) -> Result<(), StoreError> {
+    let store = InsightsStore::new(context.store.clone());
+    match kind {
+        RecordKind::Interaction | RecordKind::Signal => {
+            let contributions = store.contributions(tenant)?;
+            let mut changes: Vec<(Contribution, i64)> = Vec::new();
+            for id in ids {
+                if let Some(old) = contributions.get(id)? {
+                    writes.remove(&contributions, id);
+                    changes.push((old, -1));
+                }
+            }
+            stage_buckets(&store, tenant, writes, &changes)
+        }
+        RecordKind::Account => {
+            for id in ids {
+                store.stage_entry_removal(writes, tenant, *id)?;
+            }
+            Ok(())
+        }
+        RecordKind::Contact => Ok(()),
+    }
 }
 
 /// Runs [`refresh`] for a hook: a failure is logged by tenant and count, never an error (the

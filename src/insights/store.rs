@@ -274,7 +274,8 @@ impl InsightsStore {
 
     /// Commits aggregate writes of `tenant` and moves its [`generation`] on, so that cached
     /// dashboards built from the earlier state are no longer served. Every write of the five
-    /// collections goes through here.
+    /// collections goes through here, except a deletion's (see
+    /// [`InsightsStore::committed_elsewhere`]).
     pub fn commit(&self, tenant: TenantId, writes: WriteSet) -> Result<(), StoreError> {
         if writes.is_empty() {
             return Ok(());
@@ -282,9 +283,16 @@ impl InsightsStore {
         let committed = self.store.commit(writes);
         // Also after a failed commit: part of it may have landed, and a needless rebuild of a
         // cached page costs only time.
+        Self::committed_elsewhere(tenant);
+        committed
+    }
+
+    /// Moves the tenant's [`generation`] on after a commit of aggregate writes that another
+    /// module made (a deletion's commit, which staged them through
+    /// [`crate::insights::stage_forgotten`]); called after that commit, failed or not.
+    pub fn committed_elsewhere(tenant: TenantId) {
         let mut generations = GENERATIONS.lock().unwrap_or_else(PoisonError::into_inner);
         *generations.entry(tenant).or_insert(0) += 1;
-        committed
     }
 }
 

@@ -5,7 +5,9 @@
 //! its reference-index entries (`records::refs`), its search document, and what is derived from
 //! it and keyed by its id: stored analyses, the analysis job and its queue entry
 //! (`analysis::store`), QA and label overrides (`analysis::overrides`), the lead state (`leads::store`) and, for a
-//! review signal, its review state (`reviews::store`).
+//! review signal, its review state (`reviews::store`); and what it contributed to the dashboard
+//! aggregates (`insights::stage_forgotten`: its contribution and its share of the day buckets and
+//! sums, or an account's directory entry).
 //! Account health snapshots are per account, not per record, and stay.
 //!
 //! [`stage_deletion`] stages one record's removal into a write set (import rollback uses it in its
@@ -94,7 +96,8 @@ pub fn targets<R: SourceRecord>(
 }
 
 /// Deletes the records `targets` of kind `R` that still exist, with everything derived from
-/// them, in one redo commit under the tenant's writer lock (held only for this batch: callers
+/// them and their share of the dashboard aggregates, in one redo commit under the tenant's
+/// writer lock (held only for this batch: callers
 /// pass at most [`DELETE_BATCH`] targets and call again). Returns the ids actually deleted.
 pub fn delete<R: SourceRecord>(
     context: &AppContext,
@@ -117,7 +120,7 @@ pub fn delete<R: SourceRecord>(
         let search = crate::search::SearchIndex::new(context.store.clone());
         let analysed = matches!(R::KIND, RecordKind::Interaction | RecordKind::Signal);
         let subjects: &[RecordId] = if analysed { &deleted } else { &[] };
-        context.analysis.forget_with(tenant, subjects, |writes| {
+        let committed = context.analysis.forget_with(tenant, subjects, |writes| {
             let mut index = search.batch(tenant)?;
             for target in &found {
                 stage_deletion::<R>(
@@ -130,14 +133,14 @@ pub fn delete<R: SourceRecord>(
                 )?;
             }
             index.finish(writes)?;
-            Ok(())
-        })?;
+            // The dashboard aggregates lose these records' contributions in the same commit.
+            crate::insights::stage_forgotten(context, tenant, R::KIND, &deleted, writes)
+        });
+        // Also after a failed commit: part of it may have landed (and is completed at the next
+        // open), so a cached dashboard must not be served as current.
+        crate::insights::InsightsStore::committed_elsewhere(tenant);
+        committed?;
         Ok::<_, StoreError>(deleted)
     })?;
-    if !deleted.is_empty() {
-        // The batch has committed: the dashboard aggregates built from these records lose their
-        // contributions (a failure is logged; `rapport insights rebuild` repairs).
-        crate::insights::refresh_logged(context, tenant, R::KIND, &deleted);
-    }
     Ok(deleted)
 }

@@ -697,6 +697,7 @@ async fn a_retention_sweep_takes_deleted_interactions_out_of_the_aggregates() {
     let mut policies = Policies::default();
     policies.set(Category::Interactions, Keep::Days(30));
     retention::save_policies(context, &Actor::cli(), None, tenant.id, &policies).unwrap();
+    let generation = insights::store::generation(tenant.id);
     let report = retention::run(
         context,
         &Actor::cli(),
@@ -708,6 +709,10 @@ async fn a_retention_sweep_takes_deleted_interactions_out_of_the_aggregates() {
     )
     .unwrap();
     assert_eq!(report.total_deleted(), 1, "only T-5 is older than 30 days");
+    assert!(
+        insights::store::generation(tenant.id) > generation,
+        "a dashboard cached before the sweep is no longer served"
+    );
 
     let after = snapshot(context, tenant.id);
     assert_eq!(
