@@ -696,8 +696,9 @@ fn entry_of(existing: Option<AccountEntry>, account: &crate::accounts::Account) 
     }
 }
 
-/// Takes away what deleted interactions and signals contributed (retention and erasure call
-/// this after their deletion commits). Ids that still exist are brought up to date instead.
+/// Takes away what deleted interactions and signals contributed, after their removal (for
+/// records removed other than through `records::delete`, which stages the same change into its
+/// own commit: [`stage_forgotten`]). Ids that still exist are brought up to date instead.
 pub fn forget(
     context: &AppContext,
     tenant: TenantId,

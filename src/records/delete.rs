@@ -97,8 +97,8 @@ pub fn targets<R: SourceRecord>(
 
 /// Deletes the records `targets` of kind `R` that still exist, with everything derived from
 /// them and their share of the dashboard aggregates, in one redo commit under the tenant's
-/// writer lock (held only for this batch: callers
-/// pass at most [`DELETE_BATCH`] targets and call again). Returns the ids actually deleted.
+/// writer lock (held only for this batch: callers pass at most [`DELETE_BATCH`] targets and
+/// call again). Returns the ids actually deleted.
 pub fn delete<R: SourceRecord>(
     context: &AppContext,
     tenant: TenantId,
