@@ -19,10 +19,12 @@ use rand::{Rng, SeedableRng};
 mod audit;
 mod backup;
 mod dataset;
+mod engine;
 
 pub use audit::{audit, AuditBench};
 pub use backup::{backup, BackupBench};
 pub use dataset::{dataset, DatasetOptions};
+pub use engine::{engine, EngineBench};
 
 use crate::audit::Actor;
 use crate::config::Config;

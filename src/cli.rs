@@ -519,6 +519,20 @@ enum BenchCommand {
         #[arg(long, value_name = "DIR", default_value = ".")]
         dir: PathBuf,
     },
+    /// The storage engine's floor: sled alone writing an import's keys and then walking and
+    /// deleting 7 in 12 records as a sweep does, with none of Rapport's own work; the rates
+    /// that `bench ingest` and `bench retention` can reach at most.
+    Engine {
+        /// Interactions to write.
+        #[arg(long, default_value_t = 1_000_000)]
+        interactions: u64,
+        /// sled's cache, in MiB (Rapport's default is 128).
+        #[arg(long, default_value_t = 128)]
+        cache_mib: u64,
+        /// Directory for the throw-away database (removed afterwards).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -761,6 +775,19 @@ fn bench(command: BenchCommand) -> Outcome {
                 interactions,
                 pages,
                 subjects,
+                dir,
+            })
+            .map_err(Failure::from)
+        }
+        BenchCommand::Engine {
+            interactions,
+            cache_mib,
+            dir,
+        } => {
+            crate::telemetry::init_for_command();
+            crate::bench::engine(&crate::bench::EngineBench {
+                interactions,
+                cache_mib,
                 dir,
             })
             .map_err(Failure::from)

@@ -538,7 +538,7 @@ struct PendingWrite {
 /// as fast as 1 MiB with a lower peak RSS (500 against 649 MiB for 300,000 interactions, 881
 /// against 1,386 MiB for 1,000,000), for a data directory about 12–17 % larger; 16 KiB was 13 %
 /// slower and no smaller.
-const MAX_SLED_BATCH_BYTES: usize = 64 * 1024;
+pub(super) const MAX_SLED_BATCH_BYTES: usize = 64 * 1024;
 
 /// Writes to several collections and indexes, committed atomically by [`Store::commit`].
 /// Values are sealed when added, so the transaction itself only moves bytes.

@@ -14,6 +14,7 @@
 
 mod codec;
 mod collection;
+pub mod floor;
 pub mod keys;
 mod redo;
 mod rotation;
