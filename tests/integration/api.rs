@@ -891,7 +891,11 @@ async fn api_records_keys_and_webhook_secrets_never_reach_the_disk_in_plaintext(
     assert_eq!(response.status(), StatusCode::CREATED);
     app.context.store.flush().unwrap();
 
-    let secret_part = key.rsplit('_').next().unwrap().to_owned();
+    // `rpk_<id>_<random>`: the random part is URL-safe base64, which may itself hold `_`, so it
+    // is everything after the second `_` (a last `_`-separated fragment could be one character
+    // long and match any file by chance).
+    let secret_part = key.splitn(3, '_').nth(2).unwrap().to_owned();
+    assert_eq!(secret_part.len(), 43, "{key}");
     let needles = [
         sentinel.into_bytes(),
         key.into_bytes(),
