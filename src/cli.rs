@@ -886,6 +886,7 @@ fn serve(config_path: &Path) -> Outcome {
         .map_err(|error| Failure(format!("cannot open the control socket: {error}")))?;
     let served = actix_web::rt::System::new().block_on(async move {
         let server = crate::web::serve(context.clone(), listener)?;
+        let watched = context.clone();
         actix_web::rt::spawn(purge_sessions_periodically(context));
         // The server runs as a task of its own and is polled once (the yield) before READY=1: its
         // first poll starts the workers and takes over SIGTERM, which until then would kill the
@@ -893,11 +894,15 @@ fn serve(config_path: &Path) -> Outcome {
         let running = actix_web::rt::spawn(server);
         tokio::task::yield_now().await;
         notify_systemd(&[sd_notify::NotifyState::Ready]);
+        let watchdog = start_watchdog(&watched)?;
         let result = match running.await {
             Ok(result) => result.map_err(Failure::from),
             Err(error) => Err(Failure(format!("the web server stopped: {error}"))),
         };
         notify_systemd(&[sd_notify::NotifyState::Stopping]);
+        if let Some(watchdog) = watchdog {
+            watchdog.stop();
+        }
         result
     });
     // The server has stopped (a signal): stop taking jobs, and give the batch in hand a moment.
@@ -929,6 +934,28 @@ fn notify_systemd(states: &[sd_notify::NotifyState<'_>]) {
     if let Err(error) = sd_notify::notify(states) {
         tracing::warn!(%error, "could not notify systemd");
     }
+}
+
+/// Starts the watchdog thread when systemd asks for one (`WatchdogSec=` in the unit): it pings
+/// only while the store still commits (see [`crate::watchdog`]).
+fn start_watchdog(
+    context: &actix_web::web::Data<AppContext>,
+) -> Result<Option<crate::watchdog::Watchdog>, Failure> {
+    let Some(period) = sd_notify::watchdog_enabled() else {
+        return Ok(None);
+    };
+    tracing::info!(
+        period_seconds = period.as_secs(),
+        "systemd watchdog: the store is probed every half period"
+    );
+    let store = context.clone().into_inner();
+    crate::watchdog::spawn(
+        period,
+        move || store.store.heartbeat().map_err(|error| error.to_string()),
+        || notify_systemd(&[sd_notify::NotifyState::Watchdog]),
+    )
+    .map(Some)
+    .map_err(|error| Failure(format!("cannot start the watchdog thread: {error}")))
 }
 
 /// How long a stopping server waits for the analysis batch in hand; a batch cut off is

@@ -45,4 +45,5 @@ pub mod store;
 pub mod telemetry;
 pub mod tenants;
 pub mod users;
+pub mod watchdog;
 pub mod web;

@@ -43,6 +43,7 @@ const KEYS_TREE: &str = "keys";
 const META_FORMAT: &[u8] = b"format";
 const META_MASTER: &[u8] = b"master-fingerprint";
 const META_CANARY: &[u8] = b"canary";
+const META_HEARTBEAT: &[u8] = b"heartbeat";
 const CANARY_PLAINTEXT: &[u8] = b"rapport canary v1";
 const STORE_FORMAT_VERSION: u8 = 1;
 
@@ -369,6 +370,20 @@ impl Store {
     pub fn flush(&self) -> Result<(), StoreError> {
         self.shared.db.flush()?;
         Ok(())
+    }
+
+    /// Proves that the store still commits: writes the time (seconds since the epoch, u64 BE)
+    /// under `meta`'s `heartbeat` and flushes. The service watchdog ([`crate::watchdog`]) calls
+    /// it; a store that has stopped committing does not return from it.
+    pub fn heartbeat(&self) -> Result<(), StoreError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        self.shared
+            .db
+            .open_tree(META_TREE)?
+            .insert(META_HEARTBEAT, &now.to_be_bytes()[..])?;
+        self.flush()
     }
 
     /// Refuses writes while free space is below the configured reserve, so a full disk is

@@ -810,3 +810,36 @@ fn a_redo_commit_cut_off_part_way_is_completed_when_the_store_opens_again() {
     assert_eq!(redo_landed(&left, &right, &index), Some(true));
     assert_eq!(redo_journal_len(&store), 0);
 }
+
+#[test]
+fn a_heartbeat_writes_the_time_and_the_store_still_opens_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    {
+        let store = new_store(dir.path());
+        store.heartbeat().unwrap();
+        store.heartbeat().unwrap();
+    }
+    let store = Store::open(
+        &settings(dir.path()),
+        MasterKey::load(&dir.path().join("master.key")).unwrap(),
+        OpenMode::ExistingOnly,
+    )
+    .unwrap();
+    let stored = store
+        .shared
+        .db
+        .open_tree(META_TREE)
+        .unwrap()
+        .get(META_HEARTBEAT)
+        .unwrap()
+        .expect("a heartbeat");
+    let seconds = u64::from_be_bytes(stored.as_ref().try_into().unwrap());
+    assert!(
+        seconds >= before && seconds <= before + 60,
+        "{seconds} vs {before}"
+    );
+}

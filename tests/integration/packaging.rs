@@ -5,7 +5,7 @@
 use std::io::Read as _;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use crate::helpers::{cli_instance, free_port};
@@ -81,6 +81,7 @@ fn the_unit_is_notify_hardened_and_rated_at_most_2_by_systemd_analyze_security()
     let source = unit_source();
     for line in [
         "Type=notify",
+        "WatchdogSec=2min",
         "LoadCredential=master-key:/etc/rapport/master.key",
         "StateDirectory=rapport",
         "MemoryDenyWriteExecute=yes",
@@ -115,16 +116,19 @@ fn receive(socket: &UnixDatagram, limit: Duration) -> String {
     String::from_utf8_lossy(&buffer[..length]).into_owned()
 }
 
-#[test]
-fn serve_tells_systemd_it_is_ready_once_it_answers_and_when_it_stops() {
+/// `rapport serve` on a fresh instance on a free port, with `NOTIFY_SOCKET` bound here and `env`
+/// added; returns the server, the notify socket, the port and the instance's directory.
+fn serve_notifying(env: &[(&str, &str)]) -> (Child, UnixDatagram, u16, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = cli_instance(dir.path(), port);
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_rapport"))
+    let server = Command::new(env!("CARGO_BIN_EXE_rapport"))
         .args(["serve", "--config", config.to_str().unwrap()])
         .env("NOTIFY_SOCKET", &socket_path)
+        .envs(env.iter().copied())
+        .env_remove("WATCHDOG_PID")
         .env_remove("CREDENTIALS_DIRECTORY")
         .env_remove("RAPPORT_CONFIG")
         .stdin(Stdio::null())
@@ -132,17 +136,17 @@ fn serve_tells_systemd_it_is_ready_once_it_answers_and_when_it_stops() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    (server, socket, port, dir)
+}
 
-    let ready = receive(&socket, Duration::from_secs(60));
-    // READY=1 comes after the port is bound and the database open: a connection succeeds now. It
-    // is closed at once, or the graceful shutdown below would wait for it.
-    let connected = std::net::TcpStream::connect(("127.0.0.1", port)).map(drop);
+/// Sends SIGTERM to `server`; `wait` runs while it stops. Returns its status and its log.
+fn stop_server<T>(mut server: Child, wait: impl FnOnce() -> T) -> (T, ExitStatus, String) {
     let stop = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status()
         .unwrap();
     assert!(stop.success());
-    let stopping = receive(&socket, Duration::from_secs(30));
+    let waited = wait();
     let status = server.wait().unwrap();
     let mut log = String::new();
     server
@@ -151,6 +155,17 @@ fn serve_tells_systemd_it_is_ready_once_it_answers_and_when_it_stops() {
         .unwrap()
         .read_to_string(&mut log)
         .unwrap();
+    (waited, status, log)
+}
+
+#[test]
+fn serve_tells_systemd_it_is_ready_once_it_answers_and_when_it_stops() {
+    let (server, socket, port, _dir) = serve_notifying(&[]);
+    let ready = receive(&socket, Duration::from_secs(60));
+    // READY=1 comes after the port is bound and the database open: a connection succeeds now. It
+    // is closed at once, or the graceful shutdown below would wait for it.
+    let connected = std::net::TcpStream::connect(("127.0.0.1", port)).map(drop);
+    let (stopping, status, log) = stop_server(server, || receive(&socket, Duration::from_secs(30)));
 
     assert!(
         ready.lines().any(|line| line == "READY=1"),
@@ -164,5 +179,24 @@ fn serve_tells_systemd_it_is_ready_once_it_answers_and_when_it_stops() {
         stopping.lines().any(|line| line == "STOPPING=1"),
         "{stopping:?}\n{log}"
     );
+    assert!(status.success(), "serve exited with {status}:\n{log}");
+}
+
+#[test]
+fn serve_pings_the_systemd_watchdog_when_asked() {
+    // A period of 0.4 s: a heartbeat and a ping every 0.2 s.
+    let (server, socket, _port, _dir) = serve_notifying(&[("WATCHDOG_USEC", "400000")]);
+    let ready = receive(&socket, Duration::from_secs(60));
+    let pings = (0..4)
+        .map(|_| receive(&socket, Duration::from_secs(10)))
+        .filter(|message| message.lines().any(|line| line == "WATCHDOG=1"))
+        .count();
+    let ((), status, log) = stop_server(server, || ());
+
+    assert!(
+        ready.lines().any(|line| line == "READY=1"),
+        "{ready:?}\n{log}"
+    );
+    assert_eq!(pings, 4, "four WATCHDOG=1 after READY=1:\n{log}");
     assert!(status.success(), "serve exited with {status}:\n{log}");
 }
