@@ -230,8 +230,8 @@ pub fn process_batch(
                 }
             }
             Err(error) => {
-                // Reading the batch failed (the store): give the jobs back untouched, then
-                // report.
+                // Reading the batch failed (the store), or the backend is unavailable for now:
+                // give the jobs back untouched, then report (the worker rests the tenant).
                 release(context, tenant, claimed);
                 release(context, tenant, accounts);
                 return Err(error);
@@ -309,6 +309,9 @@ fn run_claimed(
         // lasting one cannot keep them at the head of the queue): the interactions run on.
         match crate::reviews::analyse::run_jobs(context, backend, topics, tenant, &reviews, stop) {
             Ok(ended) => finished.extend(ended),
+            Err(AnalysisError::Inference(error)) if error.is_unavailable() => {
+                return Err(AnalysisError::Inference(error));
+            }
             Err(error) => {
                 tracing::warn!(tenant = %tenant, jobs = reviews.len(), kind = error.kind(), "review jobs failed");
                 finished.extend(reviews.into_iter().map(|job| Finished {
@@ -335,6 +338,18 @@ fn run_claimed(
     Ok(finished)
 }
 
+/// A job that failed for a reason another attempt cannot cure.
+fn ended_for_good(job: &Job, kind: JobErrorKind) -> Finished {
+    Finished {
+        job: job.clone(),
+        end: AttemptEnd::Failed {
+            kind,
+            retryable: false,
+        },
+        analyses: Vec::new(),
+    }
+}
+
 fn run_interactions(
     context: &AppContext,
     backend: &dyn Backend,
@@ -351,27 +366,13 @@ fn run_interactions(
             // A customer in it restricted or objected to processing: nothing is analysed (or
             // sent anywhere), and the job says why.
             Some(interaction) if restrictions.covers(tenant, &interaction.record)? => {
-                finished.push(Finished {
-                    job: job.clone(),
-                    end: AttemptEnd::Failed {
-                        kind: JobErrorKind::SubjectRestricted,
-                        retryable: false,
-                    },
-                    analyses: Vec::new(),
-                });
+                finished.push(ended_for_good(job, JobErrorKind::SubjectRestricted));
             }
             Some(interaction) => {
                 let existing = context.analysis.analyses(tenant, job.interaction)?;
                 loaded.push((job, interaction, existing));
             }
-            None => finished.push(Finished {
-                job: job.clone(),
-                end: AttemptEnd::Failed {
-                    kind: JobErrorKind::InteractionMissing,
-                    retryable: false,
-                },
-                analyses: Vec::new(),
-            }),
+            None => finished.push(ended_for_good(job, JobErrorKind::InteractionMissing)),
         }
     }
     if backend.kind() == BackendKind::Remote && !loaded.is_empty() {
@@ -431,6 +432,8 @@ fn run_interactions(
                 });
             }
         }
+        // The backend is down for now: the jobs go back, attempts untouched, and the tenant rests.
+        Err(error) if error.is_unavailable() => return Err(error.into()),
         Err(error) => {
             // The error names no content (llama.cpp's and the engine's messages), but only
             // its kind is logged, as for every job failure.

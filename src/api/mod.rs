@@ -257,11 +257,14 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         let path = error.path().to_string();
         let detail = crate::records::describe_json_error(error.inner());
         let syntax = !error.inner().is_data();
+        // For a missing field serde's path ends at the object that lacks it; the pointer names
+        // the field itself (`/messages/0/sent_at`), as the import's rejections do.
         let field = FieldError {
-            pointer: Some(if path == "." || syntax {
+            pointer: Some(if syntax {
                 String::new()
             } else {
-                pointer_of(&path)
+                crate::ingest::jsonl::field_of(&path, &error.inner().to_string())
+                    .map_or_else(String::new, |field| pointer_of(&field))
             }),
             parameter: None,
             detail,

@@ -13,6 +13,11 @@
 //! interrupted send loses nothing: what was not sent stays listed and can be sent again. Exported
 //! messages are never sent too. Every read-modify-write of a batch holds the tenant's writer lock.
 //! The audit log names contacts by record id, never by address.
+//!
+//! A message whose contact no longer exists (deleted, or its data subject erased) is never sent,
+//! exported or shown: sending and exporting withhold it and empty it of its address, subject and
+//! body, and the batch page shows it emptied. Erasure empties the erased contacts' messages in
+//! every stored batch at once ([`forget_contacts`]).
 
 pub mod routes;
 
@@ -267,14 +272,29 @@ pub enum MessageStatus {
         at: DateTime<Utc>,
     },
     /// Not sent: since the batch was prepared the contact came under restriction or objection,
-    /// or was asked by another batch.
+    /// or was asked by another batch, or no longer exists (see [`WithheldReason`]).
     Withheld {
         at: DateTime<Utc>,
+        /// Absent in batches stored before reasons were kept: restricted or asked since.
+        #[serde(default)]
+        reason: WithheldReason,
     },
     /// Exported as CSV (first at `at`): the tenant's own mail system asks; never sent from here.
     Exported {
         at: DateTime<Utc>,
     },
+}
+
+/// Why a message was withheld.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WithheldReason {
+    /// The contact came under restriction or objection, or was asked by another batch.
+    #[default]
+    RestrictedOrAskedSince,
+    /// The contact record no longer exists (deleted, or its data subject erased); the message
+    /// was emptied of its address, subject and body.
+    ContactGone,
 }
 
 /// One prepared request.
@@ -285,6 +305,102 @@ pub struct BatchMessage {
     pub subject: String,
     pub body: String,
     pub status: MessageStatus,
+}
+
+impl BatchMessage {
+    /// Empties the message of its contact's address and text (personalised with their name),
+    /// keeping the contact's record id. A message not sent yet is withheld for good; a sent one
+    /// stays sent, so that nothing is ever sent or exported again from it.
+    fn forget(&mut self, at: DateTime<Utc>) {
+        self.to = String::new();
+        self.subject = String::new();
+        self.body = String::new();
+        if !matches!(self.status, MessageStatus::Sent { .. }) {
+            self.status = MessageStatus::Withheld {
+                at,
+                reason: WithheldReason::ContactGone,
+            };
+        }
+    }
+
+    /// Whether the message was emptied because its contact no longer exists.
+    pub fn is_forgotten(&self) -> bool {
+        self.to.is_empty()
+    }
+}
+
+/// Whether `contact` is still held and can be read: false once it was deleted (by hand, by
+/// retention or by an erasure) or its data subject's key was destroyed.
+fn contact_exists(
+    context: &AppContext,
+    tenant: TenantId,
+    contact: RecordId,
+) -> Result<bool, StoreError> {
+    match context.contacts.get(tenant, contact) {
+        Ok(found) => Ok(found.is_some()),
+        Err(StoreError::SubjectErased { .. }) => Ok(false),
+        Err(other) => Err(other),
+    }
+}
+
+/// The batch as it may be shown: every message whose contact no longer exists emptied (see
+/// [`BatchMessage::forget`]), also for batches stored before their contacts were deleted.
+/// Nothing is written; sending, exporting and [`forget_contacts`] store the emptied messages.
+pub fn without_missing_contacts(
+    context: &AppContext,
+    tenant: TenantId,
+    mut batch: FeedbackBatch,
+) -> Result<FeedbackBatch, StoreError> {
+    let now = Utc::now();
+    for message in &mut batch.messages {
+        if !message.is_forgotten() && !contact_exists(context, tenant, message.contact)? {
+            message.forget(now);
+        }
+    }
+    Ok(batch)
+}
+
+/// Empties the messages of `contacts` in every stored feedback batch of the tenant (see
+/// [`BatchMessage::forget`]: never sent or exported afterwards, no address, subject or body
+/// kept) and forgets when they were last asked, in one commit under the tenant's writer lock
+/// (so call it without holding that lock). Erasure calls it with the contacts it deleted.
+/// Returns how many messages were emptied.
+pub fn forget_contacts(
+    context: &AppContext,
+    tenant: TenantId,
+    contacts: &[RecordId],
+) -> Result<usize, StoreError> {
+    if contacts.is_empty() {
+        return Ok(0);
+    }
+    let wanted: HashSet<RecordId> = contacts.iter().copied().collect();
+    let feedback = FeedbackStore::new(context.store.clone());
+    context.store.lock_scope(Scope::Tenant(tenant)).run(|| {
+        let batches = feedback.batches(tenant)?;
+        let last_requested = feedback.last_requested(tenant)?;
+        let now = Utc::now();
+        let mut forgotten = 0;
+        let mut writes = WriteSet::default();
+        for entry in batches.scan() {
+            let (id, mut batch) = entry?;
+            let mut changed = false;
+            for message in &mut batch.messages {
+                if wanted.contains(&message.contact) && !message.is_forgotten() {
+                    message.forget(now);
+                    forgotten += 1;
+                    changed = true;
+                }
+            }
+            if changed {
+                writes.put(&batches, &id, &batch)?;
+            }
+        }
+        for contact in &wanted {
+            writes.remove(&last_requested, contact);
+        }
+        context.store.commit(writes)?;
+        Ok(forgotten)
+    })
 }
 
 /// A prepared batch and what became of each message.
@@ -868,7 +984,8 @@ fn contact_ids(messages: &[BatchMessage]) -> String {
 /// The batch as CSV (`to,subject,body`, one row per message not sent and not withheld; cells
 /// defused against spreadsheet formulas). Each message is checked against restrictions and
 /// objections again: one whose contact came under either since the batch was prepared is
-/// withheld, left out and counted. The exported messages are marked `Exported` (never sent from
+/// withheld, left out and counted. One whose contact no longer exists is withheld, emptied and
+/// left out (counted in the audit entry). The exported messages are marked `Exported` (never sent from
 /// here afterwards) and their contacts count as asked from now on, all in one commit under the
 /// tenant's writer lock. Refused while the batch is being sent. Audited as `feedback.exported`
 /// with the contacts' record ids.
@@ -892,6 +1009,7 @@ pub fn export_csv(
         let now = Utc::now();
         let mut exported: Vec<BatchMessage> = Vec::new();
         let mut withheld = 0;
+        let mut gone = 0;
         for message in &mut batch.messages {
             if matches!(
                 message.status,
@@ -899,8 +1017,16 @@ pub fn export_csv(
             ) {
                 continue;
             }
+            if !contact_exists(context, tenant, message.contact)? {
+                message.forget(now);
+                gone += 1;
+                continue;
+            }
             if restrictions.of(tenant, &message.to)?.is_some() {
-                message.status = MessageStatus::Withheld { at: now };
+                message.status = MessageStatus::Withheld {
+                    at: now,
+                    reason: WithheldReason::RestrictedOrAskedSince,
+                };
                 withheld += 1;
                 continue;
             }
@@ -931,7 +1057,7 @@ pub fn export_csv(
                 actor.clone(),
                 AuditAction::FeedbackExported,
                 format!(
-                    "feedback batch {id}: {} requests exported as CSV (contacts {}); {withheld} withheld, restricted or objecting since the batch was prepared",
+                    "feedback batch {id}: {} requests exported as CSV (contacts {}); {withheld} withheld, restricted or objecting since the batch was prepared; {gone} withheld, contact no longer exists",
                     exported.len(),
                     contact_ids(&exported)
                 ),
@@ -1015,7 +1141,8 @@ pub fn begin_send(
 /// the batch as it goes and auditing each send (`feedback.sent`, the contact by record id, a
 /// failure by its class). Exported messages are never sent. A contact that came under
 /// restriction or objection, or was asked by another batch, since the batch was prepared is
-/// withheld. Ends the mark [`begin_send`] set.
+/// withheld; one that no longer exists is withheld and its message emptied. Ends the mark
+/// [`begin_send`] set.
 pub fn send_batch(
     context: &AppContext,
     actor: &Actor,
@@ -1061,6 +1188,11 @@ fn send_all(
             ) {
                 return Ok(None);
             }
+            if !contact_exists(context, tenant, message.contact)? {
+                batch.messages[index].forget(Utc::now());
+                batches.insert(&id, &batch)?;
+                return Ok(None);
+            }
             let restricted = restrictions.of(tenant, &message.to)?.is_some();
             // Every request this batch made is `Sent` or `Exported`, so a later time is another
             // batch's (or, for a batch exported before exports were marked, its export's).
@@ -1068,7 +1200,10 @@ fn send_all(
                 .last_requested_at(tenant, message.contact)?
                 .is_some_and(|at| at > batch.created_at);
             if restricted || asked_since {
-                batch.messages[index].status = MessageStatus::Withheld { at: Utc::now() };
+                batch.messages[index].status = MessageStatus::Withheld {
+                    at: Utc::now(),
+                    reason: WithheldReason::RestrictedOrAskedSince,
+                };
                 batches.insert(&id, &batch)?;
                 return Ok(None);
             }
@@ -1102,10 +1237,15 @@ fn send_all(
         lock.run(|| -> Result<(), FeedbackError> {
             let mut batch = batches.get(&id)?.ok_or(FeedbackError::NotFound)?;
             let was_sent = matches!(status, MessageStatus::Sent { .. });
-            batch.messages[index].status = status;
+            // Emptied by an erasure while the relay was talked to: a failure stays withheld (never
+            // retried) and the erased contact gets no last-requested time.
+            let forgotten = batch.messages[index].is_forgotten();
+            if was_sent || !forgotten {
+                batch.messages[index].status = status;
+            }
             let mut writes = WriteSet::default();
             writes.put(&batches, &id, &batch)?;
-            if was_sent {
+            if was_sent && !forgotten {
                 writes.put(&last_requested, &contact, &now)?;
             }
             context.store.commit(writes)?;
@@ -1153,6 +1293,54 @@ mod tests {
         assert!(template_problem("Hi {first_name").unwrap().contains('{'));
         assert!(FeedbackSettings::default().subject.contains("{first_name}"));
         assert_eq!(template_problem(&FeedbackSettings::default().body), None);
+    }
+
+    #[test]
+    fn withheld_messages_stored_before_reasons_read_as_restricted_or_asked() {
+        let old: MessageStatus =
+            serde_json::from_str(r#"{"state":"withheld","at":"2025-01-02T03:04:05Z"}"#).unwrap();
+        assert!(matches!(
+            old,
+            MessageStatus::Withheld {
+                reason: WithheldReason::RestrictedOrAskedSince,
+                ..
+            }
+        ));
+        let gone = MessageStatus::Withheld {
+            at: Utc::now(),
+            reason: WithheldReason::ContactGone,
+        };
+        let json = serde_json::to_string(&gone).unwrap();
+        assert!(json.contains("contact_gone"), "{json}");
+        assert_eq!(serde_json::from_str::<MessageStatus>(&json).unwrap(), gone);
+    }
+
+    #[test]
+    fn forgetting_a_message_empties_it_and_never_unsends_it() {
+        let mut pending = BatchMessage {
+            contact: RecordId::new(),
+            to: "jo@example.org".to_owned(),
+            subject: "Thanks Jo".to_owned(),
+            body: "Dear Jo Kim".to_owned(),
+            status: MessageStatus::Pending,
+        };
+        let mut sent = pending.clone();
+        let at = Utc::now();
+        sent.status = MessageStatus::Sent { at };
+        pending.forget(at);
+        sent.forget(at);
+        for message in [&pending, &sent] {
+            assert!(message.is_forgotten());
+            assert!(message.to.is_empty() && message.subject.is_empty() && message.body.is_empty());
+        }
+        assert_eq!(
+            pending.status,
+            MessageStatus::Withheld {
+                at,
+                reason: WithheldReason::ContactGone
+            }
+        );
+        assert_eq!(sent.status, MessageStatus::Sent { at });
     }
 
     #[test]

@@ -14,9 +14,9 @@ use crate::auth::session::FlashKind;
 use crate::context::AppContext;
 use crate::error::AppError;
 use crate::feedback::{
-    begin_send, export_csv, is_sending, prepare_batch, save_settings, send_batch, FeedbackError,
-    FeedbackSettings, FeedbackStore, MessageStatus, Progress, Selection, SkipCounts, MAX_SCANNED,
-    PLACEHOLDERS,
+    begin_send, export_csv, is_sending, prepare_batch, save_settings, send_batch,
+    without_missing_contacts, FeedbackError, FeedbackSettings, FeedbackStore, MessageStatus,
+    Progress, Selection, SkipCounts, WithheldReason, MAX_SCANNED, PLACEHOLDERS,
 };
 use crate::ids::{FeedbackBatchId, RecordId};
 use crate::records::Order;
@@ -288,6 +288,8 @@ async fn show_batch(
         let tenant = &access.tenant;
         let feedback = FeedbackStore::new(context.store.clone());
         let batch = feedback.batch(tenant.id, id)?.ok_or(AppError::NotFound)?;
+        // A message whose contact was deleted or erased since is shown emptied.
+        let batch = without_missing_contacts(&context, tenant.id, batch)?;
         let settings = feedback.settings(tenant.id)?;
         audit_personal_read(
             &context,
@@ -327,9 +329,14 @@ async fn show_batch(
                         MessageStatus::Failed { failure, at } => {
                             format!("failed {}: {}", format_time(at), failure.as_str())
                         }
-                        MessageStatus::Withheld { .. } => {
-                            "withheld (restricted or asked since)".to_owned()
-                        }
+                        MessageStatus::Withheld {
+                            reason: WithheldReason::RestrictedOrAskedSince,
+                            ..
+                        } => "withheld (restricted or asked since)".to_owned(),
+                        MessageStatus::Withheld {
+                            reason: WithheldReason::ContactGone,
+                            ..
+                        } => "withheld (contact no longer exists)".to_owned(),
                         MessageStatus::Exported { at } => {
                             format!("exported as CSV {} (not sent by e-mail)", format_time(at))
                         }

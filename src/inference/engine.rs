@@ -13,7 +13,7 @@
 
 use std::num::NonZeroU32;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::OnceLock;
 use std::thread;
@@ -219,11 +219,11 @@ impl Engine {
         }
         let (jobs, receiver) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
         let (ready_sender, ready) = mpsc::channel::<Result<usize, InferenceError>>();
-        let path = model.path().to_path_buf();
+        let pinned = model.clone();
         let thread_settings = settings.clone();
         thread::Builder::new()
             .name("inference".to_owned())
-            .spawn(move || run_thread(&path, &thread_settings, &receiver, &ready_sender))
+            .spawn(move || run_thread(&pinned, &thread_settings, &receiver, &ready_sender))
             .map_err(|error| InferenceError::Engine(format!("cannot start the thread: {error}")))?;
         let vocabulary = ready.recv().map_err(|_| InferenceError::EngineStopped)??;
         Ok(Self {
@@ -273,12 +273,12 @@ impl Engine {
 }
 
 fn run_thread(
-    path: &Path,
+    model: &ApprovedModel,
     settings: &EngineSettings,
     jobs: &Receiver<Job>,
     ready: &mpsc::Sender<Result<usize, InferenceError>>,
 ) {
-    let loaded = catch_unwind(AssertUnwindSafe(|| load(path, settings)));
+    let loaded = catch_unwind(AssertUnwindSafe(|| load(model, settings)));
     let model = match loaded {
         Ok(Ok(model)) => model,
         Ok(Err(error)) => {
@@ -328,15 +328,21 @@ fn run_thread(
     }
 }
 
-fn load(path: &Path, settings: &EngineSettings) -> Result<LlamaModel, InferenceError> {
+/// Loads the approved model through the descriptor its digest was read from, then checks that
+/// nothing was written to the file meanwhile.
+fn load(model: &ApprovedModel, settings: &EngineSettings) -> Result<LlamaModel, InferenceError> {
     let backend = backend()?;
     let _ = settings;
-    LlamaModel::load_from_file(backend, path, &LlamaModelParams::default()).map_err(|error| {
-        InferenceError::Engine(format!(
-            "llama.cpp could not load model file {}: {error}",
-            path.display()
-        ))
-    })
+    let loaded =
+        LlamaModel::load_from_file(backend, model.load_path(), &LlamaModelParams::default())
+            .map_err(|error| {
+                InferenceError::Engine(format!(
+                    "llama.cpp could not load model file {}: {error}",
+                    model.path().display()
+                ))
+            })?;
+    model.check_unchanged()?;
+    Ok(loaded)
 }
 
 fn new_context<'m>(

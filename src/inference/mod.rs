@@ -62,6 +62,20 @@ pub enum InferenceError {
     Audit(#[from] crate::audit::AuditError),
 }
 
+impl InferenceError {
+    /// Whether the backend could not be reached for now (the inference thread stopped; a remote
+    /// endpoint refusing connections, timing out, overloaded or failing with a server error),
+    /// as opposed to a problem with the work itself or a setting: the analysis worker then
+    /// gives the batch back and rests the tenant instead of spending the jobs' attempts.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::EngineStopped => true,
+            Self::Remote(error) => error.is_transient(),
+            _ => false,
+        }
+    }
+}
+
 /// Which analysis backend a tenant uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -38,6 +39,8 @@ pub enum ModelError {
         "model file {path} (sha256 {sha256}) is not approved; an operator must approve this exact file before it is loaded"
     )]
     NotApproved { path: PathBuf, sha256: String },
+    #[error("model file {path} was written to, replaced or removed while it was being loaded; it is not used (it is loaded again at the next analysis)")]
+    Changed { path: PathBuf },
     #[error("no model file with sha256 {sha256} was found in {searched}")]
     NotFound { sha256: String, searched: String },
 }
@@ -149,11 +152,19 @@ pub fn inspect(path: &Path) -> Result<ModelInfo, ModelError> {
 
 /// The sha256 of a file, hex, read in 1 MiB blocks.
 pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
+    let mut file = File::open(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    sha256_open(path, &mut file)
+}
+
+/// The sha256 of an open file from its current offset, hex; `path` names it in errors.
+fn sha256_open(path: &Path, file: &mut File) -> Result<String, ModelError> {
     let io_error = |source| ModelError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = File::open(path).map_err(io_error)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0_u8; 1024 * 1024];
     loop {
@@ -167,15 +178,67 @@ pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
 }
 
 /// A model file whose header was read and whose digest is approved: the only thing the engine
-/// loads.
+/// loads. It holds the descriptor the digest was read through, and llama.cpp is given that
+/// descriptor's `/proc/self/fd/N` rather than the path, so a file renamed over the approved one
+/// between the check and the load is never read; a change written into the approved file itself
+/// (or its replacement or removal, which changes its status too) is caught by
+/// [`ApprovedModel::check_unchanged`] after the load.
 #[derive(Clone, Debug)]
 pub struct ApprovedModel {
     info: ModelInfo,
+    file: Arc<File>,
+    identity: FileIdentity,
+}
+
+/// What a write to a file changes: its size, modification and status-change times (the last is
+/// set by the kernel on every write and cannot be set back), and which file it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileIdentity {
+    device: u64,
+    inode: u64,
+    size: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl FileIdentity {
+    fn of(file: &File, path: &Path) -> Result<Self, ModelError> {
+        use std::os::unix::fs::MetadataExt as _;
+        let metadata = file.metadata().map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            size: metadata.size(),
+            modified: (metadata.mtime(), metadata.mtime_nsec()),
+            changed: (metadata.ctime(), metadata.ctime_nsec()),
+        })
+    }
 }
 
 impl ApprovedModel {
+    /// The file as the operator knows it (for messages and the catalogue).
     pub fn path(&self) -> &Path {
         &self.info.path
+    }
+
+    /// What llama.cpp opens: the descriptor the digest was read through.
+    pub fn load_path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd as _;
+        PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+    }
+
+    /// Refuses the model when its file was written to since its digest was read.
+    pub fn check_unchanged(&self) -> Result<(), ModelError> {
+        if FileIdentity::of(&self.file, &self.info.path)? == self.identity {
+            Ok(())
+        } else {
+            Err(ModelError::Changed {
+                path: self.info.path.clone(),
+            })
+        }
     }
 
     pub fn sha256(&self) -> &str {
@@ -190,10 +253,25 @@ impl ApprovedModel {
 /// Checks `path` (a GGUF header, an approved digest) and hands out an [`ApprovedModel`].
 /// `approved` holds the operator's approvals; the default model's digest is always approved.
 pub fn approve_for_loading(path: &Path, approved: &[String]) -> Result<ApprovedModel, ModelError> {
-    let info = inspect(path)?;
+    let mut file = File::open(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let identity = FileIdentity::of(&file, path)?;
+    let header = gguf::read_header(path)?;
+    let info = ModelInfo {
+        path: path.to_path_buf(),
+        size_bytes: identity.size,
+        sha256: sha256_open(path, &mut file)?,
+        header,
+    };
     let is_approved = info.sha256 == DEFAULT_MODEL_SHA256 || approved.contains(&info.sha256);
     if is_approved {
-        Ok(ApprovedModel { info })
+        Ok(ApprovedModel {
+            info,
+            file: Arc::new(file),
+            identity,
+        })
     } else {
         Err(ModelError::NotApproved {
             path: path.to_path_buf(),

@@ -108,6 +108,21 @@ pub enum RemoteError {
     Setup(String),
 }
 
+impl RemoteError {
+    /// A failure that waiting may cure: no connection, no answer in time, 408, 429 or a 5xx.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Connect { .. } | Self::Timeout { .. } | Self::Other { .. } => true,
+            Self::Status { status, .. } => *status == 408 || *status == 429 || *status >= 500,
+            Self::Tls { .. }
+            | Self::Redirected { .. }
+            | Self::MalformedResponse { .. }
+            | Self::UnparseableReply { .. }
+            | Self::Setup(_) => false,
+        }
+    }
+}
+
 /// Serialises a secret into the sealed store and nowhere else: `AnalysisSettings` is only ever
 /// written through the store's sealing codec.
 pub(crate) mod sealed_secret {

@@ -5,13 +5,20 @@
 //! different value rejects the interaction. One bad row rejects its whole interaction, reported at
 //! the bad row's line and column.
 //!
+//! A row that cannot be read (another number of cells than the header, a cell that is not UTF-8)
+//! is placed by its `interaction_id` cell where that can still be read: it rejects the open
+//! interaction if it has its id, and otherwise ends it (which is then complete) and rejects the
+//! interaction of its own id, whose following rows are read past. Where the id cannot be read,
+//! or may be another column's cell shifted by a missing one, the row rejects both the open
+//! interaction and the next one, so that no interaction is stored without one of its rows.
+//!
 //! Streaming: only the interaction being read is held in memory, plus the ids of the interactions
 //! already read (to refuse an id that comes back after other ids).
 
 use std::collections::HashSet;
 use std::io::BufRead;
 
-use crate::ingest::table::{self, optional, required, Column, Row, SOURCE_SYSTEM};
+use crate::ingest::table::{self, optional, required, BadRow, Column, Key, Row, SOURCE_SYSTEM};
 use crate::ingest::{ImportSource, Records, Rejection};
 use crate::interactions::{AuthorRole, Channel, InteractionRecord, MessageRecord};
 use crate::records::SourceRecord as _;
@@ -125,6 +132,20 @@ impl Group {
         }
         group.add_message(row);
         group
+    }
+
+    /// An interaction whose first row cannot be read but names it: rejected, its further rows
+    /// read past.
+    fn rejected(id: String, rejection: Rejection) -> Self {
+        Self {
+            id,
+            line: rejection.line,
+            first: Vec::new(),
+            record: None,
+            lines: Vec::new(),
+            text_bytes: 0,
+            error: Some(rejection),
+        }
     }
 
     fn interaction(row: &Row, id: &str) -> Result<InteractionRecord, Rejection> {
@@ -247,40 +268,109 @@ impl Group {
     }
 }
 
+/// How the next interaction begins.
+enum Start {
+    /// With a row that was read.
+    Row(Row),
+    /// With a row that cannot be read but whose `interaction_id` can: the interaction is rejected.
+    Rejected { id: String, rejection: Rejection },
+}
+
 struct Interactions {
-    rows: Box<dyn Iterator<Item = Result<Row, Rejection>>>,
-    /// The first row of the next interaction, read while looking for the end of the last.
-    pending: Option<Row>,
+    rows: Box<dyn Iterator<Item = Result<Row, BadRow>>>,
+    /// The beginning of the next interaction, read while looking for the end of the last.
+    pending: Option<Start>,
+    /// The line of a row before the next interaction whose `interaction_id` cannot be read: the
+    /// row may be the first of the next interaction, which is then rejected.
+    unplaced: Option<u64>,
     /// The ids already read.
     seen: HashSet<String>,
+}
+
+/// The rejection of a row whose `interaction_id` cannot be read (or not reliably), for the
+/// interaction it follows, or alone.
+fn unplaced(rejection: Rejection) -> Rejection {
+    Rejection {
+        message: format!(
+            "{}; its {ID} cannot be read reliably, so the interaction open before it (if any) and the one after it are both rejected",
+            rejection.message
+        ),
+        ..rejection
+    }
+}
+
+impl Interactions {
+    /// Starts the next interaction, or gives the rejection of a row that belongs to none.
+    fn start(&mut self) -> Option<Result<Group, Rejection>> {
+        let start = match self.pending.take() {
+            Some(start) => start,
+            None => match self.rows.next()? {
+                Ok(row) => Start::Row(row),
+                Err(BadRow {
+                    rejection,
+                    key: Key::Exact(id),
+                }) => Start::Rejected { id, rejection },
+                Err(BadRow {
+                    rejection,
+                    key: Key::NoRow,
+                }) => return Some(Err(rejection)),
+                Err(BadRow {
+                    rejection,
+                    key: Key::Shifted(_) | Key::Unknown,
+                }) => {
+                    self.unplaced = Some(rejection.line);
+                    return Some(Err(unplaced(rejection)));
+                }
+            },
+        };
+        let mut group = match start {
+            Start::Row(row) => match row.required(ID) {
+                Ok(id) => Group::start(&row, id.to_owned()),
+                Err(rejection) => return Some(Err(rejection)),
+            },
+            Start::Rejected { id, rejection } => Group::rejected(id, rejection),
+        };
+        if let Some(line) = self.unplaced.take() {
+            let message = format!(
+                "may begin with the row at line {line}, whose {ID} cannot be read reliably; the interaction is rejected with it"
+            );
+            group.fail(table::reject(group.line, ID, message));
+        }
+        Some(Ok(group))
+    }
 }
 
 impl Iterator for Interactions {
     type Item = Result<(u64, InteractionRecord), Rejection>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let row = match self.pending.take() {
-            Some(row) => row,
-            None => match self.rows.next()? {
-                Ok(row) => row,
-                Err(rejection) => return Some(Err(rejection)),
-            },
-        };
-        let id = match row.required(ID) {
-            Ok(id) => id.to_owned(),
+        let mut group = match self.start()? {
+            Ok(group) => group,
             Err(rejection) => return Some(Err(rejection)),
         };
-        let mut group = Group::start(&row, id);
         loop {
             match self.rows.next() {
                 None => break,
-                // A row that cannot be read is counted against the interaction it sits in.
-                Some(Err(rejection)) => group.fail(rejection),
+                // A row that cannot be read belongs to the interaction its id cell names, where
+                // that can be read.
+                Some(Err(BadRow { rejection, key })) => match key {
+                    Key::Exact(id) | Key::Shifted(id) if id == group.id => group.fail(rejection),
+                    // Rows of an interaction are contiguous: the open one is complete.
+                    Key::Exact(id) => {
+                        self.pending = Some(Start::Rejected { id, rejection });
+                        break;
+                    }
+                    Key::NoRow => group.fail(rejection),
+                    Key::Shifted(_) | Key::Unknown => {
+                        self.unplaced = Some(rejection.line);
+                        group.fail(unplaced(rejection));
+                    }
+                },
                 Some(Ok(next)) => {
                     if next.get(ID) == Some(group.id.as_str()) {
                         group.add(&next);
                     } else {
-                        self.pending = Some(next);
+                        self.pending = Some(Start::Row(next));
                         break;
                     }
                 }
@@ -304,8 +394,9 @@ impl Iterator for Interactions {
 /// The parser for [`crate::ingest::import_file`].
 pub fn parser(_source: &dyn ImportSource, reader: Box<dyn BufRead>) -> Records<InteractionRecord> {
     Box::new(Interactions {
-        rows: table::rows(reader, COLUMNS),
+        rows: table::keyed_rows(reader, COLUMNS, ID),
         pending: None,
+        unplaced: None,
         seen: HashSet::new(),
     })
 }
@@ -407,5 +498,195 @@ mod tests {
         assert!(error
             .message
             .contains("rows of interaction T-1 must be together"));
+    }
+
+    fn parse_bytes(header: &str, body: &[u8]) -> Vec<Result<(u64, InteractionRecord), Rejection>> {
+        let mut bytes = header.as_bytes().to_vec();
+        bytes.extend_from_slice(body);
+        parser(
+            &crate::ingest::FileSource(std::path::Path::new("m.csv")),
+            Box::new(std::io::Cursor::new(bytes)),
+        )
+        .collect()
+    }
+
+    /// A result as `Ok(id, messages)` or `Err(line, field)`.
+    type Outcome = Result<(String, usize), (u64, Option<String>)>;
+
+    fn outcomes(results: &[Result<(u64, InteractionRecord), Rejection>]) -> Vec<Outcome> {
+        results
+            .iter()
+            .map(|result| match result {
+                Ok((_, record)) => Ok((record.source_id.clone(), record.messages.len())),
+                Err(error) => {
+                    assert!(!error.to_string().contains("secret"), "{error}");
+                    Err((error.line, error.field.clone()))
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_short_row_rejects_its_own_interaction_not_the_one_before() {
+        let results = parse(concat!(
+            "A,ticket,Printer,,customer,,,2026-10-01T08:00:00Z,Hi\n",
+            "A,,,,agent,,,2026-10-01T08:01:00Z,Hello\n",
+            // One cell short.
+            "B,chat,Login,,customer,,2026-10-02T08:00:00Z,secret words\n",
+            "B,chat,Login,,agent,,,2026-10-02T08:01:00Z,Hello\n",
+            "B,,,,customer,,,2026-10-02T08:02:00Z,Thanks\n",
+            "C,call,,,customer,,,2026-10-03T08:00:00Z,Hi\n",
+        ));
+        assert_eq!(
+            outcomes(&results),
+            [
+                Ok(("A".to_owned(), 2)),
+                Err((4, None)),
+                Ok(("C".to_owned(), 1)),
+            ]
+        );
+        assert!(results[1]
+            .as_ref()
+            .unwrap_err()
+            .message
+            .contains("has 8 cells, the header has 9 columns"));
+    }
+
+    #[test]
+    fn a_bad_row_with_the_open_id_rejects_the_open_interaction() {
+        let results = parse(concat!(
+            "A,ticket,,,customer,,,2026-10-01T08:00:00Z,Hi\n",
+            // One cell too many (an unquoted comma).
+            "A,,,,agent,,,2026-10-01T08:01:00Z,Hello, secret\n",
+            "A,,,,customer,,,2026-10-01T08:02:00Z,Thanks\n",
+            "B,chat,,,customer,,,2026-10-02T08:00:00Z,Hi\n",
+            // The first row of an interaction, then the end of the file.
+            "C,chat,,,customer,,,2026-10-02T08:00:00Z\n",
+        ));
+        assert_eq!(
+            outcomes(&results),
+            [Err((3, None)), Ok(("B".to_owned(), 1)), Err((6, None))]
+        );
+    }
+
+    #[test]
+    fn a_cell_that_is_not_utf8_places_its_row_by_its_id() {
+        let body: &[u8] = b"A,ticket,,,customer,,,2026-10-01T08:00:00Z,Hi\nB,chat,,,customer,,,2026-10-02T08:00:00Z,\xff\xfe\nB,chat,,,agent,,,2026-10-02T08:01:00Z,Hello\nC,call,,,customer,,,2026-10-03T08:00:00Z,Hi\n";
+        let results = parse_bytes(HEADER, body);
+        assert_eq!(
+            outcomes(&results),
+            [
+                Ok(("A".to_owned(), 1)),
+                Err((3, Some("text".to_owned()))),
+                Ok(("C".to_owned(), 1)),
+            ]
+        );
+        // An id that is not UTF-8 cannot be read: both neighbours are rejected.
+        let body: &[u8] = b"A,ticket,,,customer,,,2026-10-01T08:00:00Z,Hi\n\xff,chat,,,customer,,,2026-10-02T08:00:00Z,Hi\nB,chat,,,agent,,,2026-10-02T08:01:00Z,Hello\n";
+        let results = parse_bytes(HEADER, body);
+        assert_eq!(
+            outcomes(&results),
+            [Err((3, Some(ID.to_owned()))), Err((4, Some(ID.to_owned()))),]
+        );
+    }
+
+    #[test]
+    fn a_bad_row_whose_id_cannot_be_read_rejects_both_neighbours() {
+        let results = parse(concat!(
+            "A,ticket,,,customer,,,2026-10-01T08:00:00Z,Hi\n",
+            "A,,,,agent,,,2026-10-01T08:01:00Z,Hello\n",
+            // No id and one cell short.
+            ",chat,Login,,customer,,2026-10-02T08:00:00Z,secret words\n",
+            "B,chat,Login,,agent,,,2026-10-02T08:01:00Z,Hello\n",
+            "B,,,,customer,,,2026-10-02T08:02:00Z,Thanks\n",
+            "C,call,,,customer,,,2026-10-03T08:00:00Z,Hi\n",
+        ));
+        assert_eq!(
+            outcomes(&results),
+            [
+                Err((4, None)),
+                Err((5, Some(ID.to_owned()))),
+                Ok(("C".to_owned(), 1)),
+            ]
+        );
+        let open = results[0].as_ref().unwrap_err();
+        assert!(
+            open.message
+                .contains("interaction_id cannot be read reliably")
+                && open.message.contains("both rejected"),
+            "{open}"
+        );
+        let next = results[1].as_ref().unwrap_err();
+        assert!(next.message.contains("the row at line 4"), "{next}");
+
+        // As the first data row, it is reported alone and still rejects the next interaction.
+        let results = parse(concat!(
+            ",chat,Login,,customer,,2026-10-02T08:00:00Z,secret words\n",
+            "B,chat,Login,,agent,,,2026-10-02T08:01:00Z,Hello\n",
+            "C,call,,,customer,,,2026-10-03T08:00:00Z,Hi\n",
+        ));
+        assert_eq!(
+            outcomes(&results),
+            [
+                Err((2, None)),
+                Err((3, Some(ID.to_owned()))),
+                Ok(("C".to_owned(), 1)),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_id_a_missing_cell_may_have_shifted_is_not_trusted_unless_it_is_the_open_one() {
+        const SHIFTED: &str = "channel,interaction_id,role,sent_at,text\n";
+        // The first cell is missing, so the id column holds the role.
+        let results = parse_bytes(
+            SHIFTED,
+            concat!(
+                "ticket,A,customer,2026-10-01T08:00:00Z,Hi\n",
+                "A,agent,2026-10-01T08:01:00Z,Hello\n",
+                "chat,B,customer,2026-10-02T08:00:00Z,Hi\n",
+                "chat,C,customer,2026-10-03T08:00:00Z,Hi\n",
+            )
+            .as_bytes(),
+        );
+        assert_eq!(
+            outcomes(&results),
+            [
+                Err((3, None)),
+                Err((4, Some(ID.to_owned()))),
+                Ok(("C".to_owned(), 1)),
+            ]
+        );
+        // A cell at the id's position that is the open id places the row there.
+        let results = parse_bytes(
+            SHIFTED,
+            concat!(
+                "ticket,A,customer,2026-10-01T08:00:00Z,Hi\n",
+                "ticket,A,agent,2026-10-01T08:01:00Z\n",
+                "chat,B,customer,2026-10-02T08:00:00Z,Hi\n",
+            )
+            .as_bytes(),
+        );
+        assert_eq!(
+            outcomes(&results),
+            [Err((3, None)), Ok(("B".to_owned(), 1))]
+        );
+    }
+
+    #[test]
+    fn a_bad_row_naming_an_earlier_interaction_is_refused_as_out_of_place() {
+        let results = parse(concat!(
+            "A,ticket,,,customer,,,2026-10-01T08:00:00Z,Hi\n",
+            "B,chat,,,customer,,,2026-10-02T08:00:00Z,Hi\n",
+            "A,,,,agent,,2026-10-01T08:01:00Z,Hello\n",
+        ));
+        assert_eq!(
+            outcomes(&results),
+            [
+                Ok(("A".to_owned(), 1)),
+                Ok(("B".to_owned(), 1)),
+                Err((4, Some(ID.to_owned()))),
+            ]
+        );
     }
 }

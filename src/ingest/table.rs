@@ -202,6 +202,78 @@ pub fn rows(
     reader: Box<dyn BufRead>,
     columns: &'static [Column],
 ) -> Box<dyn Iterator<Item = Result<Row, Rejection>>> {
+    Box::new(read_rows(reader, columns, None).map(|row| row.map_err(|bad| bad.rejection)))
+}
+
+/// What a row that cannot be read still says about one column, its key (see [`keyed_rows`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Key {
+    /// The key cell, trimmed, certainly from the key column: the row has as many cells as the
+    /// header (another cell is not UTF-8), or the key column is the file's first, which a missing
+    /// or extra cell cannot shift.
+    Exact(String),
+    /// The cell at the key column's position, which a missing or extra cell before it may have
+    /// shifted: it may be another column's cell.
+    Shifted(String),
+    /// The row has no key cell that can be read: too few cells, an empty cell or one that is not
+    /// UTF-8.
+    Unknown,
+    /// Not even the row could be split from the file (too long, or a read error); the table
+    /// ends here.
+    NoRow,
+}
+
+/// A row that cannot be read: its rejection and what its key cell still says.
+#[derive(Clone, Debug)]
+pub struct BadRow {
+    pub rejection: Rejection,
+    pub key: Key,
+}
+
+/// [`rows`], with each row that cannot be read carrying its cell of the `key` column (one of
+/// `columns`) where it can still be read, so that a format grouping rows by that column can tell
+/// which group the row belongs to.
+pub fn keyed_rows(
+    reader: Box<dyn BufRead>,
+    columns: &'static [Column],
+    key: &str,
+) -> Box<dyn Iterator<Item = Result<Row, BadRow>>> {
+    let key = columns.iter().position(|column| column.name == key);
+    read_rows(reader, columns, key)
+}
+
+/// The key cell of a record that has the wrong number of cells or a cell that is not UTF-8.
+/// `mapping` maps the file's columns to `columns`; `key` is the key's index among `columns`.
+fn key_of(record: &csv::ByteRecord, mapping: &[usize], key: Option<usize>) -> Key {
+    let Some(position) = key.and_then(|key| mapping.iter().position(|&target| target == key))
+    else {
+        return Key::Unknown;
+    };
+    let Some(text) = record
+        .get(position)
+        .and_then(|cell| std::str::from_utf8(cell).ok())
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+    else {
+        return Key::Unknown;
+    };
+    let text = text.replace("\r\n", "\n");
+    if position == 0 || record.len() == mapping.len() {
+        Key::Exact(text)
+    } else {
+        Key::Shifted(text)
+    }
+}
+
+fn read_rows(
+    reader: Box<dyn BufRead>,
+    columns: &'static [Column],
+    key: Option<usize>,
+) -> Box<dyn Iterator<Item = Result<Row, BadRow>>> {
+    let no_row = |rejection: Rejection| BadRow {
+        rejection,
+        key: Key::NoRow,
+    };
     // A final line break makes every record end in one, which `start_line` relies on; after one
     // that is already there it is a blank line, which is skipped.
     let (budget, used) = RowBudget::over(reader.chain(&b"\n"[..]));
@@ -231,29 +303,29 @@ pub fn rows(
                     if header_read {
                         return None;
                     }
-                    return Some(Err(Rejection {
+                    return Some(Err(no_row(Rejection {
                         line: 1,
                         field: None,
                         message: "has no header row".to_owned(),
-                    }));
+                    })));
                 }
                 Ok(true) => {}
                 // Nothing after an over-long row can be read reliably (it is usually an open
                 // quote), so the table ends here.
                 Err(_) if used.get() > MAX_ROW_BYTES => {
                     finished = true;
-                    return Some(Err(row_too_long(next_line)));
+                    return Some(Err(no_row(row_too_long(next_line))));
                 }
                 Err(error) => {
                     let line = error.position().map_or(0, csv::Position::line);
                     if error.is_io_error() {
                         finished = true;
                     }
-                    return Some(Err(Rejection {
+                    return Some(Err(no_row(Rejection {
                         line,
                         field: None,
                         message: describe(&error),
-                    }));
+                    })));
                 }
             }
             let line = start_line(&record, &csv);
@@ -268,7 +340,7 @@ pub fn rows(
                     }
                     Err(rejection) => {
                         finished = true;
-                        return Some(Err(rejection));
+                        return Some(Err(no_row(rejection)));
                     }
                 }
             }
@@ -278,31 +350,10 @@ pub fn rows(
             {
                 continue;
             }
-            if record.len() != mapping.len() {
-                return Some(Err(Rejection {
-                    line,
-                    field: None,
-                    message: format!(
-                        "has {} cells, the header has {} columns",
-                        record.len(),
-                        mapping.len()
-                    ),
-                }));
-            }
-            let mut cells = vec![None; columns.len()];
-            for (cell, &target) in record.iter().zip(&mapping) {
-                let Ok(text) = std::str::from_utf8(cell) else {
-                    return Some(Err(reject(
-                        line,
-                        columns[target].name,
-                        "is not valid UTF-8",
-                    )));
-                };
-                let text = text.trim();
-                if !text.is_empty() {
-                    cells[target] = Some(text.replace("\r\n", "\n"));
-                }
-            }
+            let cells = match cells(&record, &mapping, columns, key, line) {
+                Ok(cells) => cells,
+                Err(bad) => return Some(Err(bad)),
+            };
             return Some(Ok(Row {
                 line,
                 columns,
@@ -310,6 +361,45 @@ pub fn rows(
             }));
         }
     }))
+}
+
+/// A record's cells in the order of `columns`, or why the row cannot be read (with its key
+/// cell where that can still be read).
+fn cells(
+    record: &csv::ByteRecord,
+    mapping: &[usize],
+    columns: &[Column],
+    key: Option<usize>,
+    line: u64,
+) -> Result<Vec<Option<String>>, BadRow> {
+    if record.len() != mapping.len() {
+        return Err(BadRow {
+            rejection: Rejection {
+                line,
+                field: None,
+                message: format!(
+                    "has {} cells, the header has {} columns",
+                    record.len(),
+                    mapping.len()
+                ),
+            },
+            key: key_of(record, mapping, key),
+        });
+    }
+    let mut cells = vec![None; columns.len()];
+    for (cell, &target) in record.iter().zip(mapping) {
+        let Ok(text) = std::str::from_utf8(cell) else {
+            return Err(BadRow {
+                rejection: reject(line, columns[target].name, "is not valid UTF-8"),
+                key: key_of(record, mapping, key),
+            });
+        };
+        let text = text.trim();
+        if !text.is_empty() {
+            cells[target] = Some(text.replace("\r\n", "\n"));
+        }
+    }
+    Ok(cells)
 }
 
 fn row_too_long(line: u64) -> Rejection {
@@ -517,5 +607,47 @@ mod tests {
         );
         let uneven = read("id,when\n1,2,3\n");
         assert_eq!(uneven[0].as_ref().unwrap_err().line, 2);
+    }
+
+    fn keys(header: &str, body: &[u8]) -> Vec<Option<Key>> {
+        let mut bytes = header.as_bytes().to_vec();
+        bytes.extend_from_slice(body);
+        keyed_rows(Box::new(std::io::Cursor::new(bytes)), COLUMNS, "id")
+            .map(|row| row.err().map(|bad| bad.key))
+            .collect()
+    }
+
+    #[test]
+    fn a_bad_row_carries_its_key_where_it_can_be_read() {
+        let exact = |id: &str| Some(Key::Exact(id.to_owned()));
+        assert_eq!(
+            keys(
+                "id,when\n",
+                b"fine,2026-01-02\n a ,\n b ,1,2\n,1,2\nc,\xff\n\xff,1\n"
+            ),
+            [
+                None,
+                None,
+                exact("b"),
+                Some(Key::Unknown),
+                exact("c"),
+                Some(Key::Unknown),
+            ]
+        );
+        // Behind another column, a missing or extra cell may have shifted the key.
+        assert_eq!(
+            keys("when,id\n", b"1,a\nb\n1,b,2\n1,\xff\n\xff,d\n"),
+            [
+                None,
+                Some(Key::Unknown),
+                Some(Key::Shifted("b".to_owned())),
+                Some(Key::Unknown),
+                exact("d"),
+            ]
+        );
+        // Rows that cannot be split from the file carry no key.
+        let mut text = String::from("id\n\"open");
+        text.push_str(&"x".repeat(MAX_ROW_BYTES + 64 * 1024));
+        assert_eq!(keys("", text.as_bytes()), [Some(Key::NoRow)]);
     }
 }

@@ -198,14 +198,25 @@ impl SourceRecord for InteractionRecord {
         references
     }
 
-    /// Subject, message texts and authors' names and addresses (not quoted text, which repeats
-    /// earlier messages, nor signatures).
+    /// Subject, message texts and authors' names and addresses. Of quoted text, which repeats
+    /// earlier messages, and of signatures, only the words that hold an e-mail address
+    /// ("jane@example.com wrote:"): so an address is found there too, by search and by a privacy
+    /// request for its subject (`privacy::requests::find::interactions_mentioning`), while their
+    /// other words neither count twice in the ranking nor swell the index.
     fn search_texts(&self) -> Vec<&str> {
         let mut texts: Vec<&str> = self.subject.iter().map(String::as_str).collect();
         for message in &self.messages {
             texts.push(&message.text);
             texts.extend(message.author_name.as_deref());
             texts.extend(message.author_email.as_deref());
+            for kept_apart in [&message.quoted, &message.signature] {
+                texts.extend(
+                    kept_apart
+                        .iter()
+                        .flat_map(|text| text.split_whitespace())
+                        .filter(|word| word.contains('@')),
+                );
+            }
         }
         texts
     }

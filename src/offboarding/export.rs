@@ -15,11 +15,17 @@
 //! each part is audited as a read of personal data in the tenant's log, and the start of the
 //! offboarding on the appliance's. An export the console wrote under the data directory is
 //! removed by the purge; one the command line wrote elsewhere is the operator's to hand over.
+//!
+//! Never a partial copy: until the offboarding that names the export is saved, the directory is
+//! held by an [`ExportGuard`], which removes what this export created when any step fails (a
+//! file, a store read, an audit entry, the offboarding record) or panics. Under the data
+//! directory's `exports` the whole directory goes; elsewhere only the files this export created
+//! and then the directory, if nothing else was put in it.
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -102,14 +108,91 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
+/// An export directory this export created and that no saved offboarding names yet: dropped
+/// while armed (an error returned with `?`, or a panic), it removes what the export wrote, so a
+/// failed start leaves no plaintext copy of the tenant that no purge would ever remove.
+/// [`ExportGuard::keep`] disarms it once the offboarding is durably saved.
+#[derive(Debug)]
+#[must_use = "dropping the guard removes the export; call `keep` once the offboarding is saved"]
+pub struct ExportGuard {
+    path: PathBuf,
+    /// The files this export created in it (complete or not), by name.
+    created: Vec<String>,
+    /// The directory is `<data_dir>/exports/<name>`, where only exports live: it goes whole.
+    in_exports: bool,
+    armed: bool,
+}
+
+impl ExportGuard {
+    /// Guards `path`, just created by this export; `exports` is `<data_dir>/exports`.
+    fn new(path: &Path, exports: &Path) -> Self {
+        let in_exports = path.parent() == Some(exports)
+            && matches!(path.components().next_back(), Some(Component::Normal(_)))
+            && !path
+                .components()
+                .any(|component| matches!(component, Component::ParentDir));
+        Self {
+            path: path.to_path_buf(),
+            created: Vec::new(),
+            in_exports,
+            armed: true,
+        }
+    }
+
+    /// The offboarding naming the export is saved: the export stays (the purge removes it when
+    /// it lies under the data directory).
+    pub fn keep(mut self) {
+        self.armed = false;
+    }
+
+    fn remove(&self) -> std::io::Result<()> {
+        if self.in_exports {
+            return match std::fs::remove_dir_all(&self.path) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+                _ => Ok(()),
+            };
+        }
+        // Outside the data directory: only what this export created, never anything else.
+        for name in &self.created {
+            match std::fs::remove_file(self.path.join(name)) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+        }
+        match std::fs::remove_dir(&self.path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for ExportGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // The error being returned stays the caller's; a failed removal is logged with the
+        // path (the operator's directory, or `exports/offboarding-<slug>-<time>`), no content.
+        if let Err(error) = self.remove() {
+            tracing::error!(
+                path = %self.path.display(),
+                %error,
+                "could not remove a failed offboarding export; remove it by hand"
+            );
+        }
+    }
+}
+
 /// An export directory being written.
 struct ExportDir {
-    path: PathBuf,
+    guard: ExportGuard,
     files: Vec<ExportedFile>,
 }
 
 impl ExportDir {
-    fn create(path: &Path) -> Result<Self, OffboardingError> {
+    /// Creates the new directory `path` (refused when it exists), guarded; `exports` is
+    /// `<data_dir>/exports`.
+    fn create(path: &Path, exports: &Path) -> Result<Self, OffboardingError> {
         DirBuilder::new()
             .mode(0o700)
             .create(path)
@@ -123,14 +206,14 @@ impl ExportDir {
                 },
             })?;
         Ok(Self {
-            path: path.to_path_buf(),
+            guard: ExportGuard::new(path, exports),
             files: Vec::new(),
         })
     }
 
     fn error(&self, name: &str, source: std::io::Error) -> OffboardingError {
         OffboardingError::ExportWrite {
-            path: self.path.join(name),
+            path: self.guard.path.join(name),
             source,
         }
     }
@@ -146,8 +229,9 @@ impl ExportDir {
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(self.path.join(name))
+            .open(self.guard.path.join(name))
             .map_err(|source| self.error(name, source))?;
+        self.guard.created.push(name.to_owned());
         let (records, digest) = {
             let mut writer = Hashing {
                 inner: BufWriter::new(&mut file),
@@ -222,15 +306,17 @@ fn write_analyses(
     Ok(count)
 }
 
-/// Writes the export of `tenant` into the new directory `path` (see the module comment).
+/// Writes the export of `tenant` into the new directory `path` (see the module comment). On an
+/// error nothing of it is left; on success it is kept only once the returned guard's
+/// [`ExportGuard::keep`] is called, after the offboarding naming it is saved.
 pub fn write_export(
     context: &AppContext,
     actor: &Actor,
     tenant: &Tenant,
     path: &Path,
     now: DateTime<Utc>,
-) -> Result<ExportSummary, OffboardingError> {
-    let mut dir = ExportDir::create(path)?;
+) -> Result<(ExportSummary, ExportGuard), OffboardingError> {
+    let mut dir = ExportDir::create(path, &context.store.data_dir().join("exports"))?;
     dir.file("interactions.jsonl", |out| {
         Ok(crate::ingest::export_jsonl(context, actor, tenant, out)?)
     })?;
@@ -286,12 +372,15 @@ pub fn write_export(
         .map(|file| file.sha256.clone())
         .unwrap_or_default();
     let inside_data_dir = path.starts_with(context.store.data_dir());
-    Ok(ExportSummary {
-        path: path.to_path_buf(),
-        files,
-        manifest_sha256,
-        inside_data_dir,
-    })
+    Ok((
+        ExportSummary {
+            path: path.to_path_buf(),
+            files,
+            manifest_sha256,
+            inside_data_dir,
+        },
+        dir.guard,
+    ))
 }
 
 /// Removes an export the console wrote under the data directory (the purge's last step); one
@@ -327,4 +416,113 @@ pub fn console_export_path(
         "offboarding-{tenant_slug}-{}",
         now.format("%Y%m%dT%H%M%SZ")
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a first file with content, then fails writing `contacts.jsonl` part-way, as a
+    /// store error or a full disk would, returning the error with `?` as `write_export` does.
+    fn fail_part_way(dir: &mut ExportDir) -> Result<(), OffboardingError> {
+        dir.file("interactions.jsonl", |out| {
+            out.write_all(b"{\"text\":\"a customer's words\"}\n")
+                .map_err(|source| OffboardingError::ExportWrite {
+                    path: PathBuf::from("interactions.jsonl"),
+                    source,
+                })?;
+            Ok(1)
+        })?;
+        dir.file("contacts.jsonl", |out| {
+            out.write_all(b"{\"name\":\"half a rec")
+                .and_then(|()| out.flush())
+                .and(Err(std::io::Error::other("injected: no space left")))
+                .map_err(|source| OffboardingError::ExportWrite {
+                    path: PathBuf::from("contacts.jsonl"),
+                    source,
+                })
+        })?;
+        Ok(())
+    }
+
+    fn exports_dir(data: &Path) -> PathBuf {
+        let exports = data.join("exports");
+        std::fs::create_dir(&exports).unwrap();
+        exports
+    }
+
+    #[test]
+    fn a_failed_export_under_the_data_directory_is_removed_whole_and_nothing_else() {
+        let data = tempfile::tempdir().unwrap();
+        let exports = exports_dir(data.path());
+        let kept = exports.join("offboarding-other-20260101T000000Z");
+        std::fs::create_dir(&kept).unwrap();
+        std::fs::write(kept.join(MANIFEST), b"{}").unwrap();
+        let path = exports.join("offboarding-acme-20260102T030405Z");
+
+        let mut dir = ExportDir::create(&path, &exports).unwrap();
+        let error = fail_part_way(&mut dir).unwrap_err();
+        assert!(error.to_string().contains("injected"), "{error}");
+        // Written so far: the complete file and the partial one.
+        assert!(
+            std::fs::metadata(path.join("interactions.jsonl"))
+                .unwrap()
+                .len()
+                > 0
+        );
+        assert!(path.join("contacts.jsonl").exists());
+        drop(dir);
+
+        assert!(!path.exists(), "the partial export is left behind");
+        assert!(kept.join(MANIFEST).exists(), "another export was touched");
+        assert!(exports.exists());
+    }
+
+    #[test]
+    fn a_failed_export_elsewhere_loses_only_the_files_it_created() {
+        let parent = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let exports = exports_dir(data.path());
+        let path = parent.path().join("handover");
+
+        let mut dir = ExportDir::create(&path, &exports).unwrap();
+        assert!(fail_part_way(&mut dir).is_err());
+        drop(dir);
+        assert!(!path.exists(), "the partial export is left behind");
+
+        // Something else put into the directory meanwhile is never removed (nor is the directory).
+        let mut dir = ExportDir::create(&path, &exports).unwrap();
+        assert!(fail_part_way(&mut dir).is_err());
+        std::fs::write(path.join("notes.txt"), b"the operator's").unwrap();
+        drop(dir);
+        assert!(!path.join("interactions.jsonl").exists());
+        assert!(!path.join("contacts.jsonl").exists());
+        assert_eq!(
+            std::fs::read(path.join("notes.txt")).unwrap(),
+            b"the operator's"
+        );
+    }
+
+    #[test]
+    fn a_kept_export_stays_and_a_path_escaping_the_exports_is_not_removed_whole() {
+        let data = tempfile::tempdir().unwrap();
+        let exports = exports_dir(data.path());
+        let path = exports.join("offboarding-acme-20260102T030405Z");
+        let mut dir = ExportDir::create(&path, &exports).unwrap();
+        dir.file("interactions.jsonl", |_| Ok(0)).unwrap();
+        dir.guard.keep();
+        assert!(path.join("interactions.jsonl").exists());
+
+        assert!(ExportGuard::new(&path, &exports).in_exports);
+        for outside in [
+            exports.clone(),
+            exports.join(".."),
+            exports.join("a").join("b"),
+            data.path().join("other").join("x"),
+        ] {
+            let guard = ExportGuard::new(&outside, &exports);
+            assert!(!guard.in_exports, "{outside:?}");
+            guard.keep();
+        }
+    }
 }

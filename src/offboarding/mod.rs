@@ -197,7 +197,8 @@ fn find_tenant(context: &AppContext, slug: &str) -> Result<Tenant, OffboardingEr
 }
 
 /// Starts offboarding: refuses a held or already offboarded tenant, exports everything, records
-/// the wind-down (durably) and audits it on the appliance's log.
+/// the wind-down (durably) and audits it on the appliance's log. A failure before the record is
+/// saved removes the export again (see [`export::ExportGuard`]): no record, no copy.
 pub fn start(
     context: &AppContext,
     request: &StartRequest<'_>,
@@ -216,7 +217,10 @@ pub fn start(
     }
     let tenant = find_tenant(context, request.slug)?;
     ensure_not_held(context, tenant.id, tenant.slug.as_str(), now)?;
-    let export = export::write_export(context, request.actor, &tenant, request.export_dir, now)?;
+    // Until the offboarding is saved, nothing would ever purge the export: `guard` removes it
+    // when a step below fails.
+    let (export, guard) =
+        export::write_export(context, request.actor, &tenant, request.export_dir, now)?;
     let offboarding = Offboarding {
         tenant: tenant.id,
         slug: tenant.slug.to_string(),
@@ -229,6 +233,8 @@ pub fn start(
         state: OffboardingState::WindingDown,
     };
     offboardings.save(&offboarding)?;
+    // Saved: the export is the offboarding's now (the purge removes it, a cancel keeps it).
+    guard.keep();
     context.audit(
         AuditEvent::new(
             None,

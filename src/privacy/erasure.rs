@@ -15,10 +15,13 @@
 //!    corrected), [`DELETE_BATCH`] per commit, reporting progress, then redacts the
 //!    subject's addresses and numbers where other people's conversations mention them
 //!    ([`super::mentions`]);
-//! 4. removes the subject's restriction entry;
-//! 5. destroys the subject's keys (`Store::destroy_subject_key`), so that every copy of what was
+//! 4. deletes the access and portability packages of every privacy request about the subject
+//!    (by any of its addresses, numbers and names, or by a contact erased with it), and empties
+//!    the erased contacts' messages in prepared feedback batches (`feedback::forget_contacts`);
+//! 5. removes the subject's restriction entry;
+//! 6. destroys the subject's keys (`Store::destroy_subject_key`), so that every copy of what was
 //!    sealed under them — in sled's log-structured files or in a backup — no longer opens;
-//! 6. audits `privacy.erased` with the subject's token prefix and the counts.
+//! 7. audits `privacy.erased` with the subject's token prefix and the counts.
 //!
 //! An interaction is deleted whole when the subject wrote any message of it (a conversation is
 //! about the people in it; a redacted half-conversation would still be the subject's). A mention
@@ -27,15 +30,20 @@
 //! remove from other people's words).
 //!
 //! Every step is idempotent: an interrupted erasure run again finds what is left and finishes.
+//! When it completes a request, the ledger entries an earlier, interrupted run of the same request
+//! wrote are re-applied first: that run may have deleted the very records (a contact, the
+//! interactions that gave a name its addresses) from which the subject's addresses and keys are
+//! worked out, so a fresh look alone would not find the keys left to destroy.
 
 use chrono::Utc;
 
 use crate::accounts::ContactRecord;
 use crate::audit::{Actor, AuditAction, AuditError, AuditEvent};
 use crate::context::AppContext;
-use crate::ids::{KeyId, RecordId, TenantId};
+use crate::ids::{KeyId, RecordId, RequestId, TenantId};
 use crate::interactions::InteractionRecord;
 use crate::privacy::ledger::{self, LedgerEntry, LedgerError};
+use crate::privacy::requests::store::RequestStore;
 use crate::privacy::subjects::Subject;
 use crate::privacy::{normalise_email, subject_label, Restrictions};
 use crate::records::delete::{self, Target, DELETE_BATCH};
@@ -67,6 +75,10 @@ pub enum ErasureError {
     },
     #[error("no contact with id {0} in this tenant")]
     UnknownContact(RecordId),
+    /// Rewriting another person's interaction without the subject failed, after records were
+    /// already deleted: the erasure did not finish.
+    #[error("interaction {id} could not be rewritten without the subject: {cause}")]
+    Rewrite { id: RecordId, cause: String },
     #[error("legal hold {hold} ({kind}) covers this subject's data: release the hold before erasing (nothing was erased)")]
     Held { hold: String, kind: &'static str },
 }
@@ -92,6 +104,11 @@ pub struct ErasureReport {
     pub keys_destroyed: u64,
     /// Other people's interactions whose mentions of the subject were redacted.
     pub mentions_redacted: u64,
+    /// Access and portability packages deleted (of requests about the subject).
+    pub packages_deleted: u64,
+    /// Records deleted and keys destroyed by finishing an earlier, interrupted run of the same
+    /// request (see the module comment).
+    pub finished_earlier_run: Reapplied,
 }
 
 /// What re-applying one ledger entry found and erased again.
@@ -468,7 +485,13 @@ pub fn erase_subject_with_progress(
     progress: &mut dyn FnMut(ErasureProgress),
 ) -> Result<ErasureReport, ErasureError> {
     let request = check_request(request)?;
-    let identity = resolve(context, tenant, subject)?;
+    let earlier = earlier_runs(context, tenant, request.as_deref())?;
+    let identity = match resolve(context, tenant, subject) {
+        Ok(identity) => identity,
+        // The contact went with an earlier run of this request, whose ledger entry says the rest.
+        Err(ErasureError::UnknownContact(_)) if !earlier.is_empty() => Identity::default(),
+        Err(error) => return Err(error),
+    };
     let holds = ActiveHolds::load(context, tenant, Utc::now())?;
     if let Some(hold) = identity
         .emails
@@ -476,6 +499,13 @@ pub fn erase_subject_with_progress(
         .find_map(|email| holds.holding_subject(email))
     {
         return Err(held(hold));
+    }
+    let mut finished = Reapplied::default();
+    for entry in &earlier {
+        let again = reapply_entry(context, entry)?;
+        finished.records_deleted += again.records_deleted;
+        finished.keys_destroyed += again.keys_destroyed;
+        finished.mentions_redacted += again.mentions_redacted;
     }
     let key_names: Vec<String> = identity
         .key_subjects()
@@ -489,10 +519,18 @@ pub fn erase_subject_with_progress(
         key_ids.extend(context.store.subject_key_id(tenant, &token)?);
         tokens.push(token);
     }
+    for entry in &earlier {
+        for token in &entry.subject_tokens {
+            if !tokens.contains(token) {
+                tokens.push(*token);
+            }
+        }
+    }
     let interactions = find::<InteractionRecord>(context, tenant, &identity, &key_ids, &holds)?;
     let mentions = mentioning(context, tenant, &identity, &interactions, &holds)?;
     let contacts = find::<ContactRecord>(context, tenant, &identity, &key_ids, &holds)?;
     let signals = find::<SignalRecord>(context, tenant, &identity, &key_ids, &holds)?;
+    let packages = packages_about(context, tenant, subject, &identity, &contacts)?;
     let label_token = match tokens.first() {
         Some(token) => *token,
         None => context
@@ -515,6 +553,7 @@ pub fn erase_subject_with_progress(
             subject_keys: key_ids,
             records,
             mentions: mentions.clone(),
+            packages: packages.clone(),
             time: Utc::now(),
             request: request.clone(),
         },
@@ -522,20 +561,99 @@ pub fn erase_subject_with_progress(
 
     let mut report = ErasureReport {
         subject: subject_label(&label_token),
+        finished_earlier_run: finished,
         ..ErasureReport::default()
     };
     report.interactions =
         delete_all::<InteractionRecord>(context, tenant, &interactions, progress)?;
     report.contacts = delete_all::<ContactRecord>(context, tenant, &contacts, progress)?;
+    let contact_ids: Vec<RecordId> = contacts.iter().map(|target| target.id).collect();
+    crate::feedback::forget_contacts(context, tenant, &contact_ids)?;
     report.signals = delete_all::<SignalRecord>(context, tenant, &signals, progress)?;
     for id in mentions {
         if super::mentions::redact_interaction(context, actor, tenant, id, &tokens)? {
             report.mentions_redacted += 1;
         }
     }
+    report.packages_deleted = delete_packages(context, tenant, &packages)?;
     report.keys_destroyed = forget_subject(context, tenant, &identity, &tokens)?;
     audit_erasure(context, actor, tenant, &report, request.as_deref())?;
     Ok(report)
+}
+
+/// The ledger entries of earlier runs of the erasure completing `request` in `tenant` (none
+/// without a request).
+fn earlier_runs(
+    context: &AppContext,
+    tenant: TenantId,
+    request: Option<&str>,
+) -> Result<Vec<LedgerEntry>, ErasureError> {
+    let Some(request) = request else {
+        return Ok(Vec::new());
+    };
+    Ok(ledger::entries(context)?
+        .into_iter()
+        .filter(|entry| entry.tenant == tenant && entry.request.as_deref() == Some(request))
+        .collect())
+}
+
+/// The privacy requests about the subject that have a package: requests naming `subject`
+/// itself, any of the identity's addresses, numbers or names, or a contact erased with it.
+fn packages_about(
+    context: &AppContext,
+    tenant: TenantId,
+    subject: &SubjectRef,
+    identity: &Identity,
+    contacts: &[Target],
+) -> Result<Vec<RequestId>, StoreError> {
+    let mut refs = vec![subject.clone()];
+    for (kind, values) in [
+        ("email", &identity.emails),
+        ("phone", &identity.phones),
+        ("name", &identity.names),
+    ] {
+        refs.extend(
+            values
+                .iter()
+                .filter_map(|value| SubjectRef::parse(kind, value).ok()),
+        );
+    }
+    refs.extend(
+        contacts
+            .iter()
+            .map(|contact| SubjectRef::Contact(contact.id)),
+    );
+    let mut tokens = Vec::with_capacity(refs.len());
+    for subject in &refs {
+        tokens.push(subject.token(&context.store, tenant)?);
+    }
+    let requests = RequestStore::new(context.store.clone());
+    let mut about = Vec::new();
+    for request in requests.list(tenant)? {
+        if tokens.contains(&request.subject_token)
+            && requests.package(tenant, request.id)?.is_some()
+        {
+            about.push(request.id);
+        }
+    }
+    Ok(about)
+}
+
+/// Deletes the packages of `requests` (those still there); returns how many.
+fn delete_packages(
+    context: &AppContext,
+    tenant: TenantId,
+    requests: &[RequestId],
+) -> Result<u64, StoreError> {
+    let store = RequestStore::new(context.store.clone());
+    let mut deleted = 0u64;
+    for request in requests {
+        if store.package(tenant, *request)?.is_some() {
+            store.remove_package(tenant, *request)?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
 }
 
 /// Removes the subject's restriction entries and destroys its keys, under the tenant's writer
@@ -571,17 +689,27 @@ fn audit_erasure(
     request: Option<&str>,
 ) -> Result<(), AuditError> {
     let request = request.map_or_else(String::new, |request| format!(", request {request}"));
+    let again = report.finished_earlier_run;
+    let earlier = if again == Reapplied::default() {
+        String::new()
+    } else {
+        format!(
+            " (finishing an interrupted run: {} records deleted, {} mentions redacted, {} subject keys destroyed)",
+            again.records_deleted, again.mentions_redacted, again.keys_destroyed
+        )
+    };
     context.audit(AuditEvent::new(
         Some(tenant),
         actor.clone(),
         AuditAction::PrivacyErased,
         format!(
-            "{}: {} interactions, {} contacts, {} signals deleted, {} mentions redacted, {} subject keys destroyed{request}",
+            "{}: {} interactions, {} contacts, {} signals deleted, {} mentions redacted, {} packages deleted, {} subject keys destroyed{earlier}{request}",
             report.subject,
             report.interactions,
             report.contacts,
             report.signals,
             report.mentions_redacted,
+            report.packages_deleted,
             report.keys_destroyed
         ),
     ))?;
@@ -641,6 +769,13 @@ pub(super) fn reapply_entry(
     let signals = reapply_targets::<SignalRecord>(context, tenant, entry)?;
     let mut deleted = delete_all::<InteractionRecord>(context, tenant, &interactions, &mut quiet)?;
     deleted += delete_all::<ContactRecord>(context, tenant, &contacts, &mut quiet)?;
+    let contact_ids: Vec<RecordId> = entry
+        .records
+        .iter()
+        .filter(|(kind, _)| *kind == RecordKind::Contact)
+        .map(|(_, id)| *id)
+        .collect();
+    crate::feedback::forget_contacts(context, tenant, &contact_ids)?;
     deleted += delete_all::<SignalRecord>(context, tenant, &signals, &mut quiet)?;
     let mut redacted = 0u64;
     for id in &entry.mentions {
@@ -654,6 +789,7 @@ pub(super) fn reapply_entry(
             redacted += 1;
         }
     }
+    deleted += delete_packages(context, tenant, &entry.packages)?;
     let destroyed = context.store.lock_scope(Scope::Tenant(tenant)).run(|| {
         let mut destroyed = 0u64;
         for key in &entry.subject_keys {

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::AppContext;
 use crate::crypto;
-use crate::ids::{KeyId, RecordId, TenantId};
+use crate::ids::{KeyId, RecordId, RequestId, TenantId};
 use crate::records::RecordKind;
 use crate::store::StoreError;
 
@@ -71,6 +71,10 @@ pub struct LedgerEntry {
     /// (`privacy::mentions`; matched again by `subject_tokens`). Absent in older entries.
     #[serde(default)]
     pub mentions: Vec<RecordId>,
+    /// The privacy requests about the subject whose access packages the erasure deleted (a
+    /// restored backup may hold them again). Absent in older entries.
+    #[serde(default)]
+    pub packages: Vec<RequestId>,
     pub time: DateTime<Utc>,
     /// The data-subject request's label, when the erasure completes one.
     pub request: Option<String>,

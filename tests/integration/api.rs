@@ -386,6 +386,30 @@ async fn an_invalid_record_gets_problem_json_naming_the_field_and_stores_nothing
     assert_eq!(body["errors"][0]["pointer"], "/messages/1/sent_at");
     assert!(!body.to_string().contains("secret-yesterday"));
 
+    // A missing field is named itself, not the object that lacks it.
+    let mut lacking = interaction("t-3", "chat", &[], "2026-01-01T10:00:00Z");
+    lacking["messages"][1]
+        .as_object_mut()
+        .unwrap()
+        .remove("sent_at");
+    let body = problem(
+        post(&app, &key, "/api/v1/interactions", &lacking).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(
+        body["errors"][0]["pointer"], "/messages/1/sent_at",
+        "{body}"
+    );
+    let mut lacking = interaction("t-4", "chat", &[], "2026-01-01T10:00:00Z");
+    lacking.as_object_mut().unwrap().remove("channel");
+    let body = problem(
+        post(&app, &key, "/api/v1/interactions", &lacking).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(body["errors"][0]["pointer"], "/channel", "{body}");
+
     // Not JSON at all.
     let broken = app
         .client

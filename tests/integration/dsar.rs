@@ -218,6 +218,23 @@ async fn seed(app: &TestApp, tenant: &Tenant, writer: &str) -> Data {
     data
 }
 
+/// Jo's contact, chat and survey are gone; Ana's chat and survey stay.
+fn assert_only_jo_is_gone(app: &TestApp, tenant: &Tenant, data: &Data) {
+    let context = &app.context;
+    let id = |id: &str| -> rapport::ids::RecordId { id.parse().unwrap() };
+    let interaction = |record: &str| context.interactions.get(tenant.id, id(record)).unwrap();
+    let signal = |record: &str| context.signals.get(tenant.id, id(record)).unwrap();
+    assert!(interaction(&data.jo_chat).is_none());
+    assert!(interaction(&data.ana_chat).is_some());
+    assert!(context
+        .contacts
+        .get(tenant.id, id(&data.jo_contact))
+        .unwrap()
+        .is_none());
+    assert!(signal(&data.jo_survey).is_none());
+    assert!(signal(&data.ana_survey).is_some());
+}
+
 struct Setup {
     app: TestApp,
     tenant: Tenant,
@@ -700,33 +717,7 @@ async fn an_erasure_request_erases_the_subject_unless_a_legal_hold_covers_them()
     )
     .await;
     assert_eq!(done["state"], "completed");
-    let gone = |id: &str| {
-        app.context
-            .interactions
-            .get(tenant.id, id.parse().unwrap())
-            .unwrap()
-            .is_none()
-    };
-    assert!(gone(&data.jo_chat));
-    assert!(!gone(&data.ana_chat));
-    assert!(app
-        .context
-        .contacts
-        .get(tenant.id, data.jo_contact.parse().unwrap())
-        .unwrap()
-        .is_none());
-    assert!(app
-        .context
-        .signals
-        .get(tenant.id, data.jo_survey.parse().unwrap())
-        .unwrap()
-        .is_none());
-    assert!(app
-        .context
-        .signals
-        .get(tenant.id, data.ana_survey.parse().unwrap())
-        .unwrap()
-        .is_some());
+    assert_only_jo_is_gone(&app, &tenant, &data);
     let erased = audit_entries(&app, &tenant)
         .into_iter()
         .find(|entry| entry.event.action == AuditAction::PrivacyErased)
@@ -1151,4 +1142,136 @@ fn the_command_line_creates_lists_shows_and_completes_requests() {
     assert!(erased.status.success(), "{}", stderr(&erased));
     let shown = stdout(&run(&["dsar", "show", &erasure_id]));
     assert!(shown.contains("erased "), "{shown}");
+}
+
+/// Completes request `id` (verified and started first) and returns the answer's body.
+async fn complete(app: &TestApp, key: &str, id: &str) -> Value {
+    verify_and_start(app, key, id).await;
+    json_of(
+        move_to(app, key, id, json!({"to": "completed"})).await,
+        StatusCode::OK,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_erasure_deletes_the_packages_of_access_requests_about_the_subject() {
+    let Setup {
+        app,
+        tenant,
+        key,
+        writer,
+    } = setup();
+    let data = seed(&app, &tenant, &writer).await;
+    // Jo asked for a copy by e-mail, Ana by contact id; then Jo asks to be erased, by contact id.
+    let jo_access = create(&app, &key, "access", ("email", JO)).await;
+    let jo_access = jo_access["id"].as_str().unwrap().to_owned();
+    complete(&app, &key, &jo_access).await;
+    let ana_access = create(&app, &key, "access", ("contact", &data.ana_contact)).await;
+    let ana_access = ana_access["id"].as_str().unwrap().to_owned();
+    complete(&app, &key, &ana_access).await;
+    let package_of = |id: &str| format!("/api/v1/privacy/requests/{id}/package/package.json");
+    let before = get(&app, &key, &package_of(&jo_access)).await;
+    assert_eq!(before.status(), StatusCode::OK);
+    assert!(before.text().await.unwrap().contains(&data.jo_chat));
+
+    let erasure = create(&app, &key, "erasure", ("contact", &data.jo_contact)).await;
+    let erasure = erasure["id"].as_str().unwrap().to_owned();
+    assert_eq!(complete(&app, &key, &erasure).await["state"], "completed");
+
+    let gone = json_of(
+        get(&app, &key, &package_of(&jo_access)).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(gone["detail"].as_str().unwrap().contains("has no package"));
+    let kept = get(&app, &key, &package_of(&ana_access)).await;
+    assert_eq!(kept.status(), StatusCode::OK, "Ana's package stays");
+    let erased = audit_entries(&app, &tenant)
+        .into_iter()
+        .find(|entry| entry.event.action == AuditAction::PrivacyErased)
+        .expect("the erasure is audited");
+    assert!(
+        erased.event.target.contains("1 packages deleted"),
+        "{}",
+        erased.event.target
+    );
+}
+
+#[tokio::test]
+async fn an_erasure_by_contact_cut_off_after_deleting_the_contact_finishes_when_completed_again() {
+    use rapport::accounts::ContactRecord;
+    use rapport::privacy::ledger::{self, LedgerEntry};
+    use rapport::privacy::subjects::Subject;
+    use rapport::records::delete;
+    use rapport::records::RecordKind;
+
+    let Setup {
+        app,
+        tenant,
+        key,
+        writer,
+    } = setup();
+    let data = seed(&app, &tenant, &writer).await;
+    let erasure = create(&app, &key, "erasure", ("contact", &data.jo_contact)).await;
+    let erasure = erasure["id"].as_str().unwrap().to_owned();
+    verify_and_start(&app, &key, &erasure).await;
+
+    // A first run of this request wrote its ledger entry and deleted Jo's contact, then stopped
+    // (a full disk, a crash) before Jo's chat, survey and keys.
+    let store = &app.context.store;
+    let tokens: Vec<[u8; 32]> = [
+        Subject::email(JO).unwrap(),
+        Subject::phone("+44 20 7946 0958").unwrap(),
+    ]
+    .iter()
+    .map(|subject| store.subject_token(tenant.id, &subject.key_name()).unwrap())
+    .collect();
+    let keys: Vec<_> = tokens
+        .iter()
+        .filter_map(|token| store.subject_key_id(tenant.id, token).unwrap())
+        .collect();
+    assert!(
+        !keys.is_empty(),
+        "Jo's records are sealed under a subject key"
+    );
+    let jo_contact: rapport::ids::RecordId = data.jo_contact.parse().unwrap();
+    ledger::append(
+        &app.context,
+        &LedgerEntry {
+            tenant: tenant.id,
+            subject_tokens: tokens.clone(),
+            subject_keys: keys,
+            records: vec![(RecordKind::Contact, jo_contact)],
+            mentions: Vec::new(),
+            packages: Vec::new(),
+            time: Utc::now(),
+            request: Some(erasure.clone()),
+        },
+    )
+    .unwrap();
+    let targets = delete::targets::<ContactRecord>(&app.context, tenant.id, &[jo_contact]).unwrap();
+    assert_eq!(
+        delete::delete::<ContactRecord>(&app.context, tenant.id, &targets)
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Completing the request again finishes: the contact it names is gone, but the first run's
+    // ledger entry says which keys and records are left.
+    let done = json_of(
+        move_to(&app, &key, &erasure, json!({"to": "completed"})).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(done["state"], "completed");
+    assert_only_jo_is_gone(&app, &tenant, &data);
+    for token in &tokens {
+        assert_eq!(
+            store.subject_key_id(tenant.id, token).unwrap(),
+            None,
+            "Jo's subject keys are destroyed"
+        );
+    }
 }

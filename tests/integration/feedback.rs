@@ -944,3 +944,301 @@ async fn an_export_is_refused_while_the_batch_is_being_sent() {
         .await;
     assert_eq!(response.status(), StatusCode::CONFLICT);
 }
+
+/// A tenant with sending on and Jo, Kay and Lee each with a resolved interaction; a batch for all
+/// three prepared. Returns the app, tenant, the analyst's client, contact ids and batch URL.
+async fn three_contact_batch(
+    smtp_port: Option<u16>,
+) -> (TestApp, TenantId, reqwest::Client, [RecordId; 3], String) {
+    let app = TestApp::spawn_configured(move |config, _| {
+        config.smtp = smtp_port.map(|port| SmtpConfig {
+            host: "127.0.0.1".to_owned(),
+            port,
+            tls: SmtpTls::None,
+            from: "Acme care <care@acme.example>".to_owned(),
+            username: None,
+            password_file: None,
+            timeout_seconds: 10,
+        });
+    });
+    let tenant = app.create_tenant("acme");
+    app.create_user("admin@acme.example", Role::TenantAdmin, Some(&tenant));
+    app.create_user("analyst@acme.example", Role::Analyst, Some(&tenant));
+    let ids = [
+        add_contact(&app, tenant.id, "c-jo", "Jo Kim", Some("jo@example.org")),
+        add_contact(
+            &app,
+            tenant.id,
+            "c-kay",
+            "Kayleigh Gone",
+            Some("kayleigh@example.org"),
+        ),
+        add_contact(
+            &app,
+            tenant.id,
+            "c-lee",
+            "Leopold Deleted",
+            Some("leopold@example.org"),
+        ),
+    ];
+    for (id, email) in [
+        ("t-1", "jo@example.org"),
+        ("t-2", "kayleigh@example.org"),
+        ("t-3", "leopold@example.org"),
+    ] {
+        write_interaction(
+            &app.context,
+            tenant.id,
+            resolved_chat(id, email, "resolved", "Refund"),
+        );
+    }
+    let admin = app.signed_in_client("admin@acme.example").await;
+    save_template(&app, &admin, true).await;
+    let analyst = app.signed_in_client("analyst@acme.example").await;
+    let chosen: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let mut fields = vec![("mode", "contacts")];
+    fields.extend(chosen.iter().map(|id| ("contact", id.as_str())));
+    let response = app
+        .post_form(&analyst, "/t/acme/feedback/batches", &fields)
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let batch_url = location(&response);
+    let page = app.get(&analyst, &batch_url).await.text().await.unwrap();
+    assert!(page.contains("3 requests: 0 sent"), "{page}");
+    assert!(page.contains("kayleigh@example.org"), "{page}");
+    assert!(page.contains("leopold@example.org"), "{page}");
+    (app, tenant.id, analyst, ids, batch_url)
+}
+
+/// Kay is erased (the erasure path) and Lee deleted (the plain deletion path) after the batch
+/// was prepared.
+fn erase_kay_and_delete_lee(app: &TestApp, tenant: TenantId, ids: &[RecordId; 3]) {
+    let report = rapport::privacy::erasure::erase_subject(
+        &app.context,
+        &Actor::cli(),
+        tenant,
+        &rapport::privacy::erasure::SubjectRef::Contact(ids[1]),
+        Some("DSR-9"),
+    )
+    .unwrap();
+    assert_eq!(report.contacts, 1);
+    let targets =
+        rapport::records::delete::targets::<ContactRecord>(&app.context, tenant, &ids[2..])
+            .unwrap();
+    assert_eq!(targets.len(), 1);
+    assert_eq!(
+        rapport::records::delete::delete::<ContactRecord>(&app.context, tenant, &targets).unwrap(),
+        vec![ids[2]]
+    );
+    assert!(app.context.contacts.get(tenant, ids[1]).unwrap().is_none());
+    assert!(app.context.contacts.get(tenant, ids[2]).unwrap().is_none());
+}
+
+fn assert_emptied(message: &rapport::feedback::BatchMessage) {
+    assert!(message.to.is_empty(), "{message:?}");
+    assert!(message.subject.is_empty(), "{message:?}");
+    assert!(message.body.is_empty(), "{message:?}");
+    assert!(
+        matches!(
+            message.status,
+            rapport::feedback::MessageStatus::Withheld {
+                reason: rapport::feedback::WithheldReason::ContactGone,
+                ..
+            }
+        ),
+        "{message:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_never_mails_or_shows_contacts_deleted_or_erased_since_it_was_prepared() {
+    let sink = SmtpSink::start();
+    let (app, tenant, analyst, ids, batch_url) = three_contact_batch(Some(sink.port)).await;
+    erase_kay_and_delete_lee(&app, tenant, &ids);
+
+    // The page no longer shows their addresses or their names, and says why.
+    let page = app.get(&analyst, &batch_url).await.text().await.unwrap();
+    for gone in ["kayleigh", "Kayleigh", "leopold", "Leopold"] {
+        assert!(!page.contains(gone), "{gone} shown: {page}");
+    }
+    assert!(page.contains("jo@example.org"), "{page}");
+    assert_eq!(
+        page.matches("withheld (contact no longer exists)").count(),
+        2,
+        "{page}"
+    );
+
+    let response = app
+        .post_form(&analyst, &format!("{batch_url}/send"), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let batch_id = batch_url.rsplit('/').next().unwrap().parse().unwrap();
+    let feedback = FeedbackStore::new(app.context.store.clone());
+    let mut batch = None;
+    for _ in 0..100 {
+        let current = feedback.batch(tenant, batch_id).unwrap().unwrap();
+        if !rapport::feedback::is_sending(batch_id) && current.progress().pending == 0 {
+            batch = Some(current);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let batch = batch.expect("the send did not finish");
+
+    // Only Jo was mailed; nothing of Kay or Lee reached the relay.
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0].to, ["<jo@example.org>"]);
+    assert!(
+        messages[0].data.contains("Dear Jo Kim"),
+        "{}",
+        messages[0].data
+    );
+    for message in &messages {
+        assert!(!message.data.contains("Kayleigh") && !message.data.contains("Leopold"));
+    }
+    let progress = batch.progress();
+    assert_eq!(
+        (progress.sent, progress.withheld, progress.pending),
+        (1, 2, 0)
+    );
+    // The stored batch keeps neither their addresses nor their texts.
+    for message in &batch.messages {
+        if message.contact == ids[0] {
+            assert_eq!(message.to, "jo@example.org");
+        } else {
+            assert_emptied(message);
+        }
+    }
+    // Sending again has nothing left to send.
+    let response = app
+        .post_form(&analyst, &format!("{batch_url}/send"), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn an_export_leaves_out_contacts_deleted_or_erased_since_the_batch_was_prepared() {
+    let (app, tenant, analyst, ids, batch_url) = three_contact_batch(None).await;
+    erase_kay_and_delete_lee(&app, tenant, &ids);
+
+    let response = app
+        .post_form(&analyst, &format!("{batch_url}/export"), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let csv = response.text().await.unwrap();
+    for gone in ["kayleigh", "Kayleigh", "leopold", "Leopold"] {
+        assert!(!csv.contains(gone), "{gone} exported: {csv}");
+    }
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1, "{csv}");
+    assert_eq!(&rows[0][0], "jo@example.org");
+
+    let feedback = FeedbackStore::new(app.context.store.clone());
+    let batch_id = batch_url.rsplit('/').next().unwrap().parse().unwrap();
+    let batch = feedback.batch(tenant, batch_id).unwrap().unwrap();
+    assert_eq!(
+        (batch.progress().exported, batch.progress().withheld),
+        (1, 2)
+    );
+    for message in batch.messages.iter().filter(|m| m.contact != ids[0]) {
+        assert_emptied(message);
+        assert!(feedback
+            .last_requested_at(tenant, message.contact)
+            .unwrap()
+            .is_none());
+    }
+    let entries = app
+        .context
+        .audit_log
+        .entries(AuditView::Tenant(tenant), None, 10_000)
+        .unwrap();
+    let exported = entries
+        .iter()
+        .find(|entry| entry.event.action == AuditAction::FeedbackExported)
+        .unwrap();
+    // Kay's message was emptied by the erasure itself (`feedback::forget_contacts`); Lee's,
+    // deleted by hand, by the export.
+    assert!(
+        exported
+            .event
+            .target
+            .contains("1 withheld, contact no longer exists"),
+        "{}",
+        exported.event.target
+    );
+    assert!(!exported.event.target.contains('@'));
+}
+
+#[tokio::test]
+async fn forgetting_contacts_empties_their_messages_in_every_stored_batch() {
+    let (app, tenant, analyst, ids, batch_url) = three_contact_batch(None).await;
+    // Exported first: every contact counts as asked, and an export could be fetched again.
+    let response = app
+        .post_form(&analyst, &format!("{batch_url}/export"), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let feedback = FeedbackStore::new(app.context.store.clone());
+    assert!(feedback
+        .last_requested_at(tenant, ids[1])
+        .unwrap()
+        .is_some());
+
+    let forgotten =
+        rapport::feedback::forget_contacts(&app.context, tenant, &[ids[1], ids[2]]).unwrap();
+    assert_eq!(forgotten, 2);
+    assert_eq!(
+        rapport::feedback::forget_contacts(&app.context, tenant, &[ids[1]]).unwrap(),
+        0,
+        "already emptied"
+    );
+    let batch_id = batch_url.rsplit('/').next().unwrap().parse().unwrap();
+    let batch = feedback.batch(tenant, batch_id).unwrap().unwrap();
+    for message in &batch.messages {
+        if message.contact == ids[0] {
+            assert_eq!(message.to, "jo@example.org");
+            assert!(message.body.contains("Dear Jo Kim"));
+            assert!(matches!(
+                message.status,
+                rapport::feedback::MessageStatus::Exported { .. }
+            ));
+        } else {
+            assert_emptied(message);
+        }
+    }
+    assert!(feedback
+        .last_requested_at(tenant, ids[0])
+        .unwrap()
+        .is_some());
+    assert!(feedback
+        .last_requested_at(tenant, ids[1])
+        .unwrap()
+        .is_none());
+    assert!(feedback
+        .last_requested_at(tenant, ids[2])
+        .unwrap()
+        .is_none());
+
+    // Exported again, only Jo's request is in the file; the page shows neither of the others.
+    let response = app
+        .post_form(&analyst, &format!("{batch_url}/export"), &[])
+        .await;
+    let csv = response.text().await.unwrap();
+    assert_eq!(
+        csv::Reader::from_reader(csv.as_bytes()).records().count(),
+        1,
+        "{csv}"
+    );
+    assert!(
+        !csv.contains("kayleigh") && !csv.contains("leopold"),
+        "{csv}"
+    );
+    let page = app.get(&analyst, &batch_url).await.text().await.unwrap();
+    assert!(
+        !page.contains("Kayleigh") && !page.contains("leopold"),
+        "{page}"
+    );
+}

@@ -686,3 +686,66 @@ fn export_refuses_formats_it_cannot_write() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("export writes only the jsonl format"));
 }
+
+/// Imports a message CSV into `acme` (refused) and `skip` (`--skip-invalid`); returns the
+/// refusal's and the skipping import's stderr and the source ids and message counts stored by
+/// the latter.
+fn import_short_row_case(name: &str) -> (String, String, Vec<(String, usize)>) {
+    let instance = instance();
+    let refused = instance.import("acme", "csv", &fixture(name), &[]);
+    assert!(!refused.status.success(), "a malformed file was accepted");
+    assert!(
+        instance.stored::<InteractionRecord>("acme").is_empty(),
+        "a refused import wrote something"
+    );
+    let skipped = instance.import("skip", "csv", &fixture(name), &["--skip-invalid"]);
+    assert!(skipped.status.success(), "{}", stderr(&skipped));
+    let stored = instance
+        .stored::<InteractionRecord>("skip")
+        .iter()
+        .map(|record| (record.source_id.clone(), record.messages.len()))
+        .collect();
+    for output in [&refused, &skipped] {
+        assert!(
+            !stderr(output).contains("hunter2"),
+            "a rejected value was echoed: {}",
+            stderr(output)
+        );
+    }
+    let summary = format!("{}\n{}", stdout(&skipped).trim(), stderr(&skipped));
+    (stderr(&refused), summary, stored)
+}
+
+#[test]
+fn message_csv_row_with_a_missing_cell_rejects_only_its_own_interaction() {
+    let (refused, skipped, stored) = import_short_row_case("messages-with-short-row.csv");
+    assert!(
+        refused.contains("rejected: line 4: has 6 cells, the header has 7 columns")
+            && refused.contains("nothing was imported: 1 invalid record(s)"),
+        "{refused}"
+    );
+    assert!(
+        skipped.starts_with("imported 2, updated 0, rejected 1")
+            && skipped.contains("rejected: line 4: has 6 cells"),
+        "{skipped}"
+    );
+    // The interaction before the bad row is whole; nothing of the bad row's own is stored.
+    assert_eq!(stored, [("T-3001".to_owned(), 2), ("T-3003".to_owned(), 1)]);
+}
+
+#[test]
+fn message_csv_row_whose_id_cannot_be_read_rejects_both_neighbours() {
+    let (refused, skipped, stored) = import_short_row_case("messages-with-unreadable-id.csv");
+    assert!(
+        refused.contains("rejected: line 4: has 6 cells, the header has 7 columns; its interaction_id cannot be read reliably")
+            && refused.contains("rejected: line 5, field interaction_id: may begin with the row at line 4")
+            && refused.contains("nothing was imported: 2 invalid record(s)"),
+        "{refused}"
+    );
+    assert!(
+        skipped.starts_with("imported 1, updated 0, rejected 2"),
+        "{skipped}"
+    );
+    // Neither interaction the row may belong to is stored without it.
+    assert_eq!(stored, [("T-3003".to_owned(), 1)]);
+}

@@ -228,6 +228,45 @@ fn a_model_whose_sha256_is_not_approved_is_refused() {
 }
 
 #[test]
+fn an_approved_model_is_loaded_from_the_file_its_digest_was_read_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("approved.gguf");
+    write_small_gguf(&path);
+    let original = std::fs::read(&path).unwrap();
+    let digest = models::inspect(&path).unwrap().sha256;
+    let approved = models::approve_for_loading(&path, std::slice::from_ref(&digest)).unwrap();
+
+    // Another file renamed over the approved one after the check: what the engine would open is
+    // still the approved file's bytes.
+    let crafted = dir.path().join("crafted.gguf");
+    write_small_gguf(&crafted);
+    let mut bytes = std::fs::read(&crafted).unwrap();
+    bytes.extend_from_slice(b"a crafted tail");
+    std::fs::write(&crafted, &bytes).unwrap();
+    std::fs::rename(&crafted, &path).unwrap();
+    assert_ne!(models::sha256_file(&path).unwrap(), digest);
+    assert_eq!(std::fs::read(approved.load_path()).unwrap(), original);
+    // Replacing it changed the approved file's status (its last link went), so a load that saw
+    // this happen is refused as well, to be approved and loaded again.
+    assert!(approved.check_unchanged().is_err());
+
+    // A write into the approved file itself is caught after the load.
+    let path = dir.path().join("written.gguf");
+    write_small_gguf(&path);
+    let digest = models::inspect(&path).unwrap().sha256;
+    let approved = models::approve_for_loading(&path, std::slice::from_ref(&digest)).unwrap();
+    assert!(approved.check_unchanged().is_ok());
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, b"x"))
+        .unwrap();
+    let error = approved.check_unchanged().unwrap_err();
+    assert!(matches!(error, ModelError::Changed { .. }), "{error}");
+    assert!(error.to_string().contains("written.gguf"), "{error}");
+}
+
+#[test]
 fn llama_cpp_was_built_with_avx2_kernels() {
     // The test binary lives in <target>/<profile>/deps/; build scripts' outputs in <profile>/build/.
     // scripts/package.sh runs the same check on the build it packages.

@@ -22,6 +22,7 @@ mod dashboard;
 mod dsar;
 mod durability;
 mod erasure;
+mod erasure_mentions;
 mod feedback;
 mod formats;
 mod headers;

@@ -676,3 +676,64 @@ fn the_command_line_starts_shows_and_cancels_an_offboarding() {
     assert!(!status.status.success());
     assert!(stderr(&status).contains("is not being offboarded"));
 }
+
+/// A start that fails after the export directory exists (here: the disk reserve refuses the
+/// export's audit entries, as on a full disk) leaves neither the partial export nor an
+/// offboarding; once the disk has room, the same start succeeds.
+#[test]
+fn a_start_that_fails_part_way_leaves_no_export_and_no_offboarding() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("etc").join("rapport.toml");
+    rapport::init::run(&rapport::init::InitOptions {
+        config_path: config_path.clone(),
+        data_dir: dir.path().join("data"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: false,
+    })
+    .unwrap();
+    let context = crate::helpers::open_context(&config_path);
+    let acme =
+        rapport::tenants::create_tenant(&context, Actor::cli(), None, "acme", "Acme").unwrap();
+    write_interaction(
+        &context,
+        acme.id,
+        serde_json::from_value(serde_json::json!({
+            "source_system": "desk", "source_id": "A-1", "channel": "chat",
+            "messages": [{"role": "customer", "author_name": "Ann", "sent_at": "2026-01-05T10:00:00Z",
+                          "text": "A question about invoices."}]
+        }))
+        .unwrap(),
+    );
+    drop(context);
+
+    // Reopened with a reserve no disk has: every write, the export's audit entries included, is
+    // refused, after the export directory and its first file were created.
+    let mut config = rapport::config::Config::load(&config_path).unwrap();
+    config.storage.min_free_disk_mib = u64::MAX;
+    let context =
+        rapport::context::AppContext::open(config, rapport::store::OpenMode::ExistingOnly).unwrap();
+    let now = Utc::now();
+    let export_dir = offboarding::export::console_export_path(&context, "acme", now).unwrap();
+    let exports = export_dir.parent().unwrap().to_path_buf();
+    let request = StartRequest {
+        actor: &Actor::cli(),
+        client: None,
+        slug: "acme",
+        wind_down_days: None,
+        export_dir: &export_dir,
+    };
+    let failed = offboarding::start(&context, &request, now);
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(!export_dir.exists(), "a partial export was left behind");
+    assert_eq!(std::fs::read_dir(&exports).unwrap().count(), 0);
+    assert!(offboarding::status(&context, "acme").unwrap().is_none());
+    assert!(offboarding::lock_of(&context, acme.id).unwrap().is_none());
+    drop(context);
+
+    // With room again, the same start goes through (no leftover directory refuses it).
+    let context = crate::helpers::open_context(&config_path);
+    let started = offboarding::start(&context, &request, now).unwrap();
+    assert_eq!(started.export.path, export_dir);
+    assert!(export_dir.join("manifest.json").exists());
+    assert!(offboarding::lock_of(&context, acme.id).unwrap().is_some());
+}

@@ -207,6 +207,24 @@ impl FakeEndpoint {
     }
 }
 
+/// Stores `record` in `tenant` through the API's write path (which queues it for analysis).
+fn write_interaction(
+    app: &TestApp,
+    tenant: &rapport::tenants::Tenant,
+    record: rapport::interactions::InteractionRecord,
+) -> rapport::records::Stored<rapport::interactions::InteractionRecord> {
+    rapport::api::resources::write_record(
+        &app.context,
+        &Actor::cli(),
+        None,
+        tenant.id,
+        "api",
+        record,
+    )
+    .unwrap()
+    .0
+}
+
 fn serve_one(
     stream: TcpStream,
     config: &Arc<rustls::ServerConfig>,
@@ -402,16 +420,7 @@ async fn the_worker_records_each_interaction_it_sends_out_and_sends_it_redacted(
                       "text": "Please write to jo.kim@example.org about my refund."}]
     }))
     .unwrap();
-    let stored = rapport::api::resources::write_record(
-        &app.context,
-        &Actor::cli(),
-        None,
-        tenant.id,
-        "api",
-        record,
-    )
-    .unwrap()
-    .0;
+    let stored = write_interaction(&app, &tenant, record);
     let context = app.context.clone();
     tokio::task::spawn_blocking(move || {
         let mut cache = BackendCache::default();
@@ -771,4 +780,49 @@ async fn the_analysis_page_is_for_tenant_admins_and_never_shows_the_key() {
         received[0].authorization.as_deref(),
         Some(&*format!("Bearer {API_KEY}"))
     );
+}
+
+#[tokio::test]
+async fn an_endpoint_that_is_down_leaves_the_jobs_queued_without_spending_attempts() {
+    let app = TestApp::spawn();
+    let tenant = app.create_tenant("acme");
+    // Down (503) for the first request, then answering.
+    let endpoint = FakeEndpoint::start(vec![status(503, "restarting"), Answer::Echo]);
+    endpoint.choose_for(&app, &tenant, 0);
+    let record: rapport::interactions::InteractionRecord = serde_json::from_value(json!({
+        "source_system": "livechat", "source_id": "R-2", "channel": "chat",
+        "messages": [{"role": "customer", "sent_at": "2026-10-06T10:00:00Z",
+                      "text": "My refund has not arrived."}]
+    }))
+    .unwrap();
+    let stored = write_interaction(&app, &tenant, record);
+    let context = app.context.clone();
+    let (first, job_after_first, second, job_after_second) =
+        tokio::task::spawn_blocking(move || {
+            let mut cache = BackendCache::default();
+            let mut batch = || {
+                rapport::analysis::worker::process_batch(&context, &mut cache, tenant.id, &|| false)
+            };
+            let first = batch();
+            let job_after_first = context.analysis.job(tenant.id, stored.id).unwrap();
+            let second = batch();
+            let job_after_second = context.analysis.job(tenant.id, stored.id).unwrap();
+            (first, job_after_first, second, job_after_second)
+        })
+        .await
+        .unwrap();
+
+    let error = first.expect_err("a batch against a down endpoint reports the backend");
+    assert!(error.to_string().contains("HTTP 503"), "{error}");
+    let job = job_after_first.expect("the job stays");
+    assert_eq!(job.state, rapport::analysis::jobs::JobState::Queued);
+    assert_eq!(
+        job.attempts, 0,
+        "no attempt spent while the endpoint was down"
+    );
+    // Answering again (with replies the analyses cannot use), the endpoint gets the job, and
+    // only now is an attempt counted.
+    let report = second.unwrap();
+    assert_eq!(report.claimed, 1);
+    assert_eq!(job_after_second.expect("the job").attempts, 1);
 }

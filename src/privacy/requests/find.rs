@@ -212,9 +212,11 @@ fn mentions(
     interactions_mentioning(context, tenant, &found.emails(), &authored, MAX_PER_KIND)
 }
 
-/// Interactions whose subject line or messages hold one of `emails` (normalised addresses),
-/// except those in `excluded`, at most `limit`: the search index's candidates for each address
-/// (an address is one term of its own, see `search::for_each_term`), each checked in its text.
+/// Interactions whose subject line or messages (text, quoted text, signature) hold one of
+/// `emails` (normalised addresses), except those in `excluded`, at most `limit`: the search
+/// index's candidates for each address (an address is one term of its own, see
+/// `search::for_each_term`; quoted text and signatures are indexed for their addresses only, see
+/// `InteractionRecord::search_texts`), each checked in its text.
 /// The access package lists them; erasure redacts them (`privacy::mentions`).
 pub(crate) fn interactions_mentioning(
     context: &AppContext,
@@ -239,10 +241,15 @@ pub(crate) fn interactions_mentioning(
                 Err(error) => return Err(error),
             };
             let record = &interaction.record;
+            // Every text the interaction page shows: quoted text and signatures as well.
             let mentioned = record
                 .subject
                 .iter()
-                .chain(record.messages.iter().map(|message| &message.text))
+                .chain(record.messages.iter().flat_map(|message| {
+                    std::iter::once(&message.text)
+                        .chain(message.quoted.iter())
+                        .chain(message.signature.iter())
+                }))
                 .any(|text| text.to_lowercase().contains(email.as_str()));
             if mentioned && mentions.len() < limit {
                 mentions.push(interaction);

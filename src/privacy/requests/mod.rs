@@ -88,9 +88,10 @@ impl From<crate::privacy::erasure::ErasureError> for RequestError {
             ErasureError::Invalid { .. }
             | ErasureError::UnknownContact(_)
             | ErasureError::Held { .. } => Self::ErasureRefused(error.to_string()),
-            ErasureError::Store(_) | ErasureError::Audit(_) | ErasureError::Ledger(_) => {
-                Self::ErasureFailed(error.to_string())
-            }
+            ErasureError::Store(_)
+            | ErasureError::Audit(_)
+            | ErasureError::Ledger(_)
+            | ErasureError::Rewrite { .. } => Self::ErasureFailed(error.to_string()),
         }
     }
 }
