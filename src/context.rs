@@ -111,6 +111,17 @@ impl AppContext {
         if requeued > 0 {
             tracing::warn!(requeued, "re-queued analysis jobs that were interrupted");
         }
+        // Signals' source keys gained their kind: claims stored before move once per tenant
+        // (after the rollbacks above, which release claims under the keys they were made with).
+        let moved = crate::records::migrate::signal_source_keys(&context)?;
+        if moved.claimed > 0 || moved.released > 0 {
+            tracing::info!(
+                tenants = moved.tenants,
+                claimed = moved.claimed,
+                released = moved.released,
+                "moved signal source keys to include the signal kind"
+            );
+        }
         // Upload spools left by a crash cannot be opened (their keys lived in memory): remove them.
         match crate::ingest::spool::purge(&context.config.storage.data_dir) {
             Ok(0) => {}

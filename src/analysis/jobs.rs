@@ -151,6 +151,12 @@ pub struct Job {
     pub enqueued: DateTime<Utc>,
     pub started: Option<DateTime<Utc>>,
     pub finished: Option<DateTime<Utc>>,
+    /// Running when the process stopped without ending it (a crash, a kill): it is claimed in a
+    /// batch of its own from then on, so that one interaction that takes the process down
+    /// spends only its own attempts, not those of every job batched with it. Absent in jobs
+    /// stored before it existed.
+    #[serde(default)]
+    pub suspect: bool,
 }
 
 /// A request to analyse one interaction (or one review signal).
@@ -247,6 +253,7 @@ pub fn enqueue(
         enqueued: now,
         started: None,
         finished: None,
+        suspect: false,
     };
     let Some(job) = existing else {
         return Some(fresh(
@@ -403,6 +410,7 @@ pub fn interrupted(job: &Job, now: DateTime<Utc>) -> Job {
         Job {
             state: JobState::Queued,
             started: None,
+            suspect: true,
             ..job.clone()
         }
     }

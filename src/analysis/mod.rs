@@ -570,15 +570,7 @@ pub fn queue_status(
 /// process opens the database, so such a job was cut off. Called when the database opens.
 pub fn requeue_interrupted(context: &AppContext) -> Result<usize, StoreError> {
     let mut requeued = 0;
-    // Listing tenants can only fail in the store; the other variants are about input.
-    let tenants = context.tenants.list().map_err(|error| match error {
-        crate::tenants::TenantError::Store(store) => store,
-        other => StoreError::Decode {
-            collection: "tenants".to_owned(),
-            message: other.to_string(),
-        },
-    })?;
-    for tenant in tenants {
+    for tenant in context.tenants.list_stored()? {
         requeued += context.analysis.requeue_interrupted(tenant.id)?;
     }
     Ok(requeued)

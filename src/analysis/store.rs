@@ -281,7 +281,9 @@ impl AnalysisStore {
         Ok(changed)
     }
 
-    /// Takes up to `limit` queued jobs, most urgent and oldest first, and marks them running.
+    /// Takes up to `limit` queued jobs, most urgent and oldest first, and marks them running. A
+    /// suspect job (see [`Job::suspect`]) is taken alone: when it comes first it is the whole
+    /// batch, and otherwise the batch ends before it.
     pub fn claim(&self, tenant: TenantId, limit: usize) -> Result<Vec<Job>, StoreError> {
         self.locked(|| {
             let queue = self.queue(tenant)?;
@@ -302,9 +304,15 @@ impl AnalysisStore {
                     writes.remove(&queue, &key);
                     continue;
                 };
+                if job.suspect && !claimed.is_empty() {
+                    break;
+                }
                 let running = jobs::claim(&job, now);
                 self.stage(tenant, &mut writes, &mut counts, Some(&job), &running)?;
                 claimed.push(running);
+                if job.suspect {
+                    break;
+                }
             }
             self.commit(tenant, writes, &counts)?;
             Ok(claimed)

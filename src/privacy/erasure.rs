@@ -109,6 +109,10 @@ pub struct ErasureReport {
     /// Records deleted and keys destroyed by finishing an earlier, interrupted run of the same
     /// request (see the module comment).
     pub finished_earlier_run: Reapplied,
+    /// The token labels of every way a privacy request may name the subject (its addresses,
+    /// numbers and names, its contacts): the audit entry carries them, so the audit log filtered
+    /// by any of them shows the erasure.
+    pub named_as: Vec<String>,
 }
 
 /// What re-applying one ledger entry found and erased again.
@@ -530,7 +534,8 @@ pub fn erase_subject_with_progress(
     let mentions = mentioning(context, tenant, &identity, &interactions, &holds)?;
     let contacts = find::<ContactRecord>(context, tenant, &identity, &key_ids, &holds)?;
     let signals = find::<SignalRecord>(context, tenant, &identity, &key_ids, &holds)?;
-    let packages = packages_about(context, tenant, subject, &identity, &contacts)?;
+    let named_as = subject_ref_tokens(context, tenant, subject, &identity, &contacts)?;
+    let packages = packages_about(context, tenant, &named_as)?;
     let label_token = match tokens.first() {
         Some(token) => *token,
         None => context
@@ -561,6 +566,7 @@ pub fn erase_subject_with_progress(
 
     let mut report = ErasureReport {
         subject: subject_label(&label_token),
+        named_as: named_as.iter().map(SubjectRef::label).collect(),
         finished_earlier_run: finished,
         ..ErasureReport::default()
     };
@@ -597,15 +603,16 @@ fn earlier_runs(
         .collect())
 }
 
-/// The privacy requests about the subject that have a package: requests naming `subject`
-/// itself, any of the identity's addresses, numbers or names, or a contact erased with it.
-fn packages_about(
+/// The request tokens (`SubjectRef::token`) of every way a privacy request may name the subject:
+/// `subject` itself, any of the identity's addresses, numbers or names, or a contact erased with
+/// it.
+fn subject_ref_tokens(
     context: &AppContext,
     tenant: TenantId,
     subject: &SubjectRef,
     identity: &Identity,
     contacts: &[Target],
-) -> Result<Vec<RequestId>, StoreError> {
+) -> Result<Vec<[u8; 32]>, StoreError> {
     let mut refs = vec![subject.clone()];
     for (kind, values) in [
         ("email", &identity.emails),
@@ -625,8 +632,20 @@ fn packages_about(
     );
     let mut tokens = Vec::with_capacity(refs.len());
     for subject in &refs {
-        tokens.push(subject.token(&context.store, tenant)?);
+        let token = subject.token(&context.store, tenant)?;
+        if !tokens.contains(&token) {
+            tokens.push(token);
+        }
     }
+    Ok(tokens)
+}
+
+/// The privacy requests whose subject token is one of `tokens` and that have a package.
+fn packages_about(
+    context: &AppContext,
+    tenant: TenantId,
+    tokens: &[[u8; 32]],
+) -> Result<Vec<RequestId>, StoreError> {
     let requests = RequestStore::new(context.store.clone());
     let mut about = Vec::new();
     for request in requests.list(tenant)? {
@@ -703,14 +722,15 @@ fn audit_erasure(
         actor.clone(),
         AuditAction::PrivacyErased,
         format!(
-            "{}: {} interactions, {} contacts, {} signals deleted, {} mentions redacted, {} packages deleted, {} subject keys destroyed{earlier}{request}",
+            "{}: {} interactions, {} contacts, {} signals deleted, {} mentions redacted, {} packages deleted, {} subject keys destroyed{earlier}{request}; requests may name it as {}",
             report.subject,
             report.interactions,
             report.contacts,
             report.signals,
             report.mentions_redacted,
             report.packages_deleted,
-            report.keys_destroyed
+            report.keys_destroyed,
+            report.named_as.join(", ")
         ),
     ))?;
     Ok(())

@@ -3,6 +3,7 @@
 //! [`RecordStore`] keeps every kind, sealed under the tenant's keys.
 
 pub mod delete;
+pub mod migrate;
 pub mod refs;
 
 use chrono::{DateTime, Utc};
@@ -100,10 +101,17 @@ pub trait SourceRecord: Clone + Serialize + DeserializeOwned + Send + 'static {
         Vec::new()
     }
 
-    /// The key that identifies the record across imports.
+    /// The key that identifies the record across imports: [`plain_source_key`] by default;
+    /// signals add their kind (see `SignalRecord`).
     fn source_key(&self) -> String {
-        format!("{}\u{0}{}", self.source_system(), self.source_id())
+        plain_source_key(self.source_system(), self.source_id())
     }
+}
+
+/// `source system ‖ 0x00 ‖ source id`: the source key of interactions, accounts and contacts, and
+/// the key signals had before their kind was added to it ([`migrate`] moves those claims).
+pub fn plain_source_key(source_system: &str, source_id: &str) -> String {
+    format!("{source_system}\u{0}{source_id}")
 }
 
 /// A stored record: the record as imported, with Rapport's id and times.

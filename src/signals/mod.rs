@@ -239,6 +239,19 @@ impl SourceRecord for SignalRecord {
         &self.source_id
     }
 
+    /// `source system ‖ 0x00 ‖ source id ‖ 0x00 ‖ kind` ([`Signal::kind_str`]): every kind of
+    /// signal shares one collection and one `signal_sources` index, and the CSV formats all
+    /// default the source system to `csv`, so a survey's `response_id` and a review's `review_id`
+    /// may well be the same. Without the kind, one would replace the other. (Keys stored before
+    /// the kind was added are moved by `records::migrate` when the store opens.)
+    fn source_key(&self) -> String {
+        format!(
+            "{}\u{0}{}",
+            crate::records::plain_source_key(&self.source_system, &self.source_id),
+            self.signal.kind_str()
+        )
+    }
+
     /// Its account and contact, and a review's reviewer or a lead's name and address.
     fn references(&self) -> Vec<Reference> {
         let mut references = Vec::new();

@@ -70,9 +70,15 @@ impl TenantStore {
 
     /// Every tenant, oldest first.
     pub fn list(&self) -> Result<Vec<Tenant>, TenantError> {
+        Ok(self.list_stored()?)
+    }
+
+    /// [`TenantStore::list`] for callers that deal only in store errors (listing fails in
+    /// nothing else), such as the recovery steps when the store opens.
+    pub fn list_stored(&self) -> Result<Vec<Tenant>, StoreError> {
         self.tenants()?
             .scan()
-            .map(|entry| entry.map(|(_, tenant)| tenant).map_err(TenantError::from))
+            .map(|entry| entry.map(|(_, tenant)| tenant))
             .collect()
     }
 

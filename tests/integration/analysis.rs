@@ -228,6 +228,50 @@ fn a_job_left_running_is_requeued_when_the_appliance_opens_again_and_then_comple
 }
 
 #[test]
+fn jobs_of_a_batch_cut_off_by_a_crash_are_claimed_alone_so_one_poison_item_fails_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = init_instance(dir.path());
+    let context = open_context(&config_path);
+    let tenant = create_tenant(&context, "acme");
+    use_off_backend(&context, tenant.id);
+    let ids: Vec<_> = ["C-1", "C-2", "C-3"]
+        .iter()
+        .map(|source| {
+            write_interaction(&context, tenant.id, record(source, "Where is my order?")).id
+        })
+        .collect();
+    drop(context);
+    // The batch of three takes the process down; each time the appliance opens, the jobs it
+    // left running go back to the queue. Claimed together again, all three would fail after
+    // the third crash (three attempts in all).
+    let mut context = open_context(&config_path);
+    assert_eq!(context.analysis.claim(tenant.id, 8).unwrap().len(), 3);
+    for _ in 0..2 {
+        drop(context);
+        context = open_context(&config_path);
+        // Suspects are taken one at a time; the first, C-1, is the "poison" that crashes again.
+        let claimed = context.analysis.claim(tenant.id, 8).unwrap();
+        assert_eq!(claimed.len(), 1, "a suspect job is claimed alone");
+        assert_eq!(claimed[0].interaction, ids[0]);
+    }
+    drop(context);
+    let context = open_context(&config_path);
+    let poison = context.analysis.job(tenant.id, ids[0]).unwrap().unwrap();
+    assert_eq!(poison.state, JobState::Failed, "{poison:?}");
+    for id in &ids[1..] {
+        let job = context.analysis.job(tenant.id, *id).unwrap().unwrap();
+        assert_eq!((job.state, job.attempts), (JobState::Queued, 1), "{job:?}");
+        assert!(job.suspect);
+    }
+    let totals = run_queue(&context, tenant.id);
+    assert_eq!((totals.done, totals.failed), (2, 0));
+    // A new job, not cut off by any crash, is batched as usual.
+    write_interaction(&context, tenant.id, record("C-4", "Thanks!"));
+    write_interaction(&context, tenant.id, record("C-5", "Thanks again!"));
+    assert_eq!(context.analysis.claim(tenant.id, 8).unwrap().len(), 2);
+}
+
+#[test]
 fn a_new_interaction_version_makes_the_analysis_stale_and_queues_it_again() {
     let dir = tempfile::tempdir().unwrap();
     let context = open_context(&init_instance(dir.path()));

@@ -939,3 +939,41 @@ async fn api_records_keys_and_webhook_secrets_never_reach_the_disk_in_plaintext(
         }
     }
 }
+
+#[tokio::test]
+async fn a_review_posted_with_a_surveys_source_id_does_not_replace_the_survey() {
+    let app = TestApp::spawn();
+    let tenant = app.create_tenant("acme");
+    let key = key_for(&app, &tenant, &[ApiScope::Read, ApiScope::Write]);
+    let survey = json!({"source_system": "csv", "source_id": "1001", "occurred_at": "2026-10-01T00:00:00Z",
+                        "signal": {"kind": "survey", "survey": "nps", "score": 9, "comment": "Great"}});
+    let review = json!({"source_system": "csv", "source_id": "1001", "occurred_at": "2026-10-02T00:00:00Z",
+                        "signal": {"kind": "review", "platform": "google", "rating": 2, "text": "Slow"}});
+    let created = post(&app, &key, "/api/v1/signals", &survey).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let survey_id = created.json::<Value>().await.unwrap()["id"].clone();
+    let created = post(&app, &key, "/api/v1/signals", &review).await;
+    assert_eq!(
+        created.status(),
+        StatusCode::CREATED,
+        "the review replaced the survey"
+    );
+    let review_id = created.json::<Value>().await.unwrap()["id"].clone();
+    assert_ne!(survey_id, review_id);
+    // Posting the review again updates it.
+    let again = post(&app, &key, "/api/v1/signals", &review).await;
+    assert!(again.status().is_success());
+    assert_ne!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], review_id);
+    let fetched: Value = get(
+        &app,
+        &key,
+        &format!("/api/v1/signals/{}", survey_id.as_str().unwrap()),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(fetched["signal"], survey["signal"]);
+    assert_eq!(app.context.signals.count(tenant.id).unwrap(), 2);
+}

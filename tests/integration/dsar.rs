@@ -1196,6 +1196,21 @@ async fn an_erasure_deletes_the_packages_of_access_requests_about_the_subject() 
         "{}",
         erased.event.target
     );
+    // Erased by contact id, the subject is still found in the audit log by e-mail address.
+    let (about_jo, _) = rapport::privacy::requests::find::audit_for_subject(
+        &app.context,
+        tenant.id,
+        &rapport::privacy::erasure::SubjectRef::Email(JO.to_owned()),
+        1_000,
+    )
+    .unwrap();
+    assert!(
+        about_jo
+            .iter()
+            .any(|entry| entry.event.action == AuditAction::PrivacyErased),
+        "{about_jo:?}"
+    );
+    assert!(!erased.event.target.contains("jo.kim"));
 }
 
 #[tokio::test]

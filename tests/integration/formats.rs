@@ -749,3 +749,179 @@ fn message_csv_row_whose_id_cannot_be_read_rejects_both_neighbours() {
     // Neither interaction the row may belong to is stored without it.
     assert_eq!(stored, [("T-3003".to_owned(), 1)]);
 }
+
+/// A one-survey CSV and a one-review CSV that share source id `1001` and, both leaving
+/// `source_system` out, the default source system `csv`.
+fn colliding_signal_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let surveys = dir.join("colliding-surveys.csv");
+    std::fs::write(
+        &surveys,
+        "response_id,survey,score,comment,answered_at,contact_email,account\n\
+         1001,nps,9,The reports save us hours,2026-10-01T10:15:00Z,,\n",
+    )
+    .unwrap();
+    let reviews = dir.join("colliding-reviews.csv");
+    std::fs::write(
+        &reviews,
+        "review_id,platform,location,rating,text,reviewer,reply,reviewed_at,account\n\
+         1001,google,,2,Checkout keeps crashing,,,2026-10-02T08:00:00Z,\n",
+    )
+    .unwrap();
+    (surveys, reviews)
+}
+
+fn committed(output: &Output, expected: &str) {
+    assert!(output.status.success(), "{}", stderr(output));
+    assert_eq!(stdout(output).trim(), expected);
+}
+
+#[test]
+fn a_review_with_a_surveys_source_id_is_a_second_signal_not_an_update() {
+    let instance = instance();
+    let (surveys, reviews) = colliding_signal_files(instance.dir.path());
+    committed(
+        &instance.import("acme", "surveys", &surveys, &[]),
+        "imported 1, updated 0, rejected 0",
+    );
+    let before = instance.stored::<SignalRecord>("acme");
+    assert_eq!(before.len(), 1);
+    assert_eq!(
+        (
+            before[0].source_system.as_str(),
+            before[0].source_id.as_str()
+        ),
+        ("csv", "1001")
+    );
+    committed(
+        &instance.import("acme", "reviews", &reviews, &[]),
+        "imported 1, updated 0, rejected 0",
+    );
+    // Re-importing the reviews updates the review, and only it.
+    committed(
+        &instance.import("acme", "reviews", &reviews, &[]),
+        "imported 0, updated 1, rejected 0",
+    );
+    let stored = instance.stored::<SignalRecord>("acme");
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    let kinds: Vec<&str> = stored.iter().map(|s| s.signal.kind_str()).collect();
+    assert!(
+        kinds.contains(&"survey") && kinds.contains(&"review"),
+        "{kinds:?}"
+    );
+    let survey = stored
+        .iter()
+        .find(|s| s.signal.kind_str() == "survey")
+        .unwrap();
+    assert_eq!(survey, &before[0], "the survey was changed");
+}
+
+#[test]
+fn signal_claims_stored_without_their_kind_are_moved_once_at_open() {
+    use rapport::records::migrate::{self, SIGNAL_KIND_KEYS};
+    use rapport::store::WriteSet;
+
+    let instance = instance();
+    let (surveys, _) = colliding_signal_files(instance.dir.path());
+    committed(
+        &instance.import("acme", "surveys", &surveys, &[]),
+        "imported 1, updated 0, rejected 0",
+    );
+    let kinded = "csv\u{0}1001\u{0}survey";
+    let legacy = "csv\u{0}1001";
+    // Puts the survey's claim back as versions before kind-qualified keys stored it, and takes
+    // the tenant's mark away.
+    let make_legacy = |context: &AppContext| {
+        let tenant = context.tenants.find_by_slug("acme").unwrap().unwrap();
+        let sources = context.signals.sources(tenant.id).unwrap();
+        let id = sources
+            .get(kinded)
+            .unwrap()
+            .expect("claimed under the kind");
+        let mut writes = WriteSet::default();
+        writes.release(&sources, kinded);
+        writes.claim(&sources, legacy, &id).unwrap();
+        context.store.commit(writes).unwrap();
+        migrate::marks(&context.store, tenant.id)
+            .unwrap()
+            .remove(&SIGNAL_KIND_KEYS)
+            .unwrap();
+        (tenant.id, id)
+    };
+    {
+        let context = crate::helpers::open_context(Path::new(&instance.config));
+        let acme = context.tenants.find_by_slug("acme").unwrap().unwrap();
+        assert!(
+            migrate::marks(&context.store, acme.id)
+                .unwrap()
+                .contains(&SIGNAL_KIND_KEYS)
+                .unwrap(),
+            "not marked at open"
+        );
+        let (tenant, id) = make_legacy(&context);
+        let sources = context.signals.sources(tenant).unwrap();
+        let moved = migrate::signal_source_keys_of(&context.store, tenant).unwrap();
+        assert_eq!((moved.claimed, moved.released, moved.conflicts), (1, 1, 0));
+        assert_eq!(sources.get(kinded).unwrap(), Some(id));
+        assert_eq!(sources.get(legacy).unwrap(), None);
+        // A second run (a run cut off before its mark runs again) changes nothing.
+        let again = migrate::signal_source_keys_of(&context.store, tenant).unwrap();
+        assert_eq!((again.claimed, again.released, again.conflicts), (0, 0, 0));
+        assert_eq!(sources.get(kinded).unwrap(), Some(id));
+        make_legacy(&context);
+    }
+    // The import opens the store, which moves the claim first: the survey is updated, not
+    // stored twice.
+    committed(
+        &instance.import("acme", "surveys", &surveys, &[]),
+        "imported 0, updated 1, rejected 0",
+    );
+    assert_eq!(instance.stored::<SignalRecord>("acme").len(), 1);
+    let context = crate::helpers::open_context(Path::new(&instance.config));
+    let tenant = context.tenants.find_by_slug("acme").unwrap().unwrap();
+    let sources = context.signals.sources(tenant.id).unwrap();
+    assert!(sources.get(kinded).unwrap().is_some());
+    assert_eq!(sources.get(legacy).unwrap(), None);
+    // Marked: later opens skip every tenant.
+    assert!(migrate::marks(&context.store, tenant.id)
+        .unwrap()
+        .contains(&SIGNAL_KIND_KEYS)
+        .unwrap());
+    assert_eq!(migrate::signal_source_keys(&context).unwrap().tenants, 0);
+}
+
+#[test]
+fn an_open_on_a_full_disk_does_not_fail_on_a_signal_key_mark_it_does_not_need() {
+    use rapport::records::migrate::{self, SIGNAL_KIND_KEYS};
+
+    let instance = instance();
+    let (surveys, _) = colliding_signal_files(instance.dir.path());
+    committed(
+        &instance.import("acme", "surveys", &surveys, &[]),
+        "imported 1, updated 0, rejected 0",
+    );
+    let tenant = {
+        let context = crate::helpers::open_context(Path::new(&instance.config));
+        let tenant = context.tenants.find_by_slug("acme").unwrap().unwrap();
+        migrate::marks(&context.store, tenant.id)
+            .unwrap()
+            .remove(&SIGNAL_KIND_KEYS)
+            .unwrap();
+        tenant.id
+    };
+    // A reserve no disk has: every write is refused. The tenant's claims carry their kind
+    // already, so the open has nothing to move and opens without its mark.
+    let mut config = Config::load(Path::new(&instance.config)).unwrap();
+    config.storage.min_free_disk_mib = u64::MAX;
+    let context = AppContext::open(config, OpenMode::ExistingOnly).unwrap();
+    assert!(!migrate::marks(&context.store, tenant)
+        .unwrap()
+        .contains(&SIGNAL_KIND_KEYS)
+        .unwrap());
+    drop(context);
+    // With room again, the next open marks it.
+    let context = crate::helpers::open_context(Path::new(&instance.config));
+    assert!(migrate::marks(&context.store, tenant)
+        .unwrap()
+        .contains(&SIGNAL_KIND_KEYS)
+        .unwrap());
+}
